@@ -1,0 +1,18 @@
+//! wasmos's shared domain types: the ids every component speaks of, `Resources` with checked
+//! arithmetic, and the task state machine.
+//!
+//! This crate does no I/O: the master, the agent and the Wasm executor all depend on it, so it
+//! stays small. Wire formats (`.proto`, generated into [`proto`]) live beside these types, and
+//! [`convert`] turns wire messages into domain types, validating them on the way in.
+
+pub mod convert;
+pub mod ids;
+pub mod launch;
+pub mod proto;
+pub mod resources;
+pub mod task;
+
+pub use ids::{AgentId, ExecutorId, FrameworkId, IdError, OfferId, TaskId};
+pub use launch::{Filters, Offer, SpecError, TaskInfo, TaskKind, TaskStatus};
+pub use resources::{Resources, ResourcesError};
+pub use task::{TaskState, TransitionError};

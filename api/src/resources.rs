@@ -1,0 +1,264 @@
+//! `Resources`: an amount of CPU, memory and disk, with arithmetic that never wraps.
+//!
+//! CPU is counted in thousandths of a core (`millicpus`) so sums are exact; memory and disk in
+//! MiB. Every operation that could overflow or go negative is checked and says which resource
+//! failed, because an allocator that silently wraps over-commits a machine.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An amount of resources. `Default` is zero of everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resources {
+    /// Thousandths of a CPU core.
+    pub millicpus: u64,
+    /// Memory in MiB.
+    pub mem_mb: u64,
+    /// Disk in MiB.
+    pub disk_mb: u64,
+}
+
+/// Why an operation on [`Resources`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourcesError {
+    #[error("{resource} would overflow")]
+    Overflow { resource: &'static str },
+    #[error("not enough {resource}: need {need}, have {have}")]
+    Insufficient {
+        resource: &'static str,
+        need: u64,
+        have: u64,
+    },
+    #[error(
+        "cannot parse resources {input:?}: {why}; expected e.g. \"cpus:4;mem:8192;disk:10000\" \
+         (mem and disk in MiB)"
+    )]
+    Parse { input: String, why: String },
+}
+
+impl Resources {
+    /// Zero of everything.
+    pub const ZERO: Resources = Resources {
+        millicpus: 0,
+        mem_mb: 0,
+        disk_mb: 0,
+    };
+
+    /// Builds an amount from whole-core-fraction CPUs (rounded to the nearest thousandth).
+    pub fn new(cpus: f64, mem_mb: u64, disk_mb: u64) -> Self {
+        let millicpus = if cpus.is_finite() && cpus > 0.0 {
+            (cpus * 1000.0).round().min(u64::MAX as f64) as u64
+        } else {
+            0
+        };
+        Resources {
+            millicpus,
+            mem_mb,
+            disk_mb,
+        }
+    }
+
+    /// CPUs as a fraction of cores.
+    pub fn cpus(&self) -> f64 {
+        self.millicpus as f64 / 1000.0
+    }
+
+    /// True when every resource is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Self::ZERO
+    }
+
+    /// `self + other`, or which resource overflowed.
+    pub fn checked_add(&self, other: &Resources) -> Result<Resources, ResourcesError> {
+        Ok(Resources {
+            millicpus: add("cpus", self.millicpus, other.millicpus)?,
+            mem_mb: add("mem", self.mem_mb, other.mem_mb)?,
+            disk_mb: add("disk", self.disk_mb, other.disk_mb)?,
+        })
+    }
+
+    /// `self - other`, or which resource is short.
+    pub fn checked_sub(&self, other: &Resources) -> Result<Resources, ResourcesError> {
+        Ok(Resources {
+            millicpus: sub("cpus", self.millicpus, other.millicpus)?,
+            mem_mb: sub("mem", self.mem_mb, other.mem_mb)?,
+            disk_mb: sub("disk", self.disk_mb, other.disk_mb)?,
+        })
+    }
+
+    /// True when `self` fits within `available` on every resource.
+    pub fn fits_in(&self, available: &Resources) -> bool {
+        self.millicpus <= available.millicpus
+            && self.mem_mb <= available.mem_mb
+            && self.disk_mb <= available.disk_mb
+    }
+
+    /// The largest of `self`'s shares of `total` across resources (the DRF dominant share).
+    /// A resource of which `total` has none does not count.
+    pub fn dominant_share(&self, total: &Resources) -> f64 {
+        fn share(used: u64, total: u64) -> f64 {
+            if total == 0 {
+                0.0
+            } else {
+                used as f64 / total as f64
+            }
+        }
+        share(self.millicpus, total.millicpus)
+            .max(share(self.mem_mb, total.mem_mb))
+            .max(share(self.disk_mb, total.disk_mb))
+    }
+}
+
+fn add(resource: &'static str, a: u64, b: u64) -> Result<u64, ResourcesError> {
+    a.checked_add(b)
+        .ok_or(ResourcesError::Overflow { resource })
+}
+
+fn sub(resource: &'static str, have: u64, need: u64) -> Result<u64, ResourcesError> {
+    have.checked_sub(need).ok_or(ResourcesError::Insufficient {
+        resource,
+        need,
+        have,
+    })
+}
+
+impl fmt::Display for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cpus:{};mem:{};disk:{}",
+            self.cpus(),
+            self.mem_mb,
+            self.disk_mb
+        )
+    }
+}
+
+impl FromStr for Resources {
+    type Err = ResourcesError;
+
+    /// Parses `"cpus:4;mem:8192;disk:10000"`; missing resources are zero, order is free.
+    fn from_str(input: &str) -> Result<Self, ResourcesError> {
+        let err = |why: String| ResourcesError::Parse {
+            input: input.to_string(),
+            why,
+        };
+        let mut r = Resources::ZERO;
+        for part in input.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once(':')
+                .ok_or_else(|| err(format!("{part:?} has no ':'")))?;
+            let value = value.trim();
+            match name.trim() {
+                "cpus" => {
+                    let cpus: f64 = value
+                        .parse()
+                        .map_err(|_| err(format!("cpus value {value:?} is not a number")))?;
+                    if !cpus.is_finite() || !(0.0..=1.0e12).contains(&cpus) {
+                        return Err(err(format!("cpus value {value:?} is out of range")));
+                    }
+                    r.millicpus = (cpus * 1000.0).round() as u64;
+                }
+                "mem" => {
+                    r.mem_mb = value
+                        .parse()
+                        .map_err(|_| err(format!("mem value {value:?} is not a whole number")))?
+                }
+                "disk" => {
+                    r.disk_mb = value
+                        .parse()
+                        .map_err(|_| err(format!("disk value {value:?} is not a whole number")))?
+                }
+                other => return Err(err(format!("unknown resource {other:?}"))),
+            }
+        }
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parse_and_display_round_trip() {
+        let r: Resources = "cpus:1.5; mem:512;disk:10".parse().unwrap();
+        assert_eq!(
+            r,
+            Resources {
+                millicpus: 1500,
+                mem_mb: 512,
+                disk_mb: 10
+            }
+        );
+        assert_eq!(r.to_string().parse::<Resources>().unwrap(), r);
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        let e = "cpus:x".parse::<Resources>().unwrap_err().to_string();
+        assert!(e.contains("cpus value \"x\" is not a number"), "{e}");
+        let e = "gpus:1".parse::<Resources>().unwrap_err().to_string();
+        assert!(e.contains("unknown resource \"gpus\""), "{e}");
+        assert!("cpus:-1".parse::<Resources>().is_err());
+    }
+
+    #[test]
+    fn sub_names_the_short_resource() {
+        let have = Resources::new(1.0, 100, 0);
+        let need = Resources::new(0.5, 200, 0);
+        assert_eq!(
+            have.checked_sub(&need),
+            Err(ResourcesError::Insufficient {
+                resource: "mem",
+                need: 200,
+                have: 100
+            })
+        );
+    }
+
+    #[test]
+    fn add_overflow_is_an_error() {
+        let big = Resources {
+            millicpus: u64::MAX,
+            mem_mb: 0,
+            disk_mb: 0,
+        };
+        assert_eq!(
+            big.checked_add(&Resources::new(0.001, 0, 0)),
+            Err(ResourcesError::Overflow { resource: "cpus" })
+        );
+    }
+
+    #[test]
+    fn dominant_share_is_the_max_share() {
+        let total = Resources::new(10.0, 1000, 0);
+        assert_eq!(Resources::new(1.0, 500, 7).dominant_share(&total), 0.5);
+        assert_eq!(Resources::new(5.0, 100, 0).dominant_share(&total), 0.5);
+    }
+
+    fn arb() -> impl Strategy<Value = Resources> {
+        (0u64..1 << 40, 0u64..1 << 40, 0u64..1 << 40).prop_map(|(c, m, d)| Resources {
+            millicpus: c,
+            mem_mb: m,
+            disk_mb: d,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn add_then_sub_is_identity(a in arb(), b in arb()) {
+            let sum = a.checked_add(&b).unwrap();
+            prop_assert_eq!(sum.checked_sub(&b).unwrap(), a);
+            prop_assert!(a.fits_in(&sum) && b.fits_in(&sum));
+        }
+
+        #[test]
+        fn sub_succeeds_exactly_when_it_fits(a in arb(), b in arb()) {
+            prop_assert_eq!(a.checked_sub(&b).is_ok(), b.fits_in(&a));
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! `wasmos-bench`: one subcommand per scenario; each prints one JSON object on stdout.
+//!
+//! Run in release mode (`cargo run --release -p wasmos-bench -- SCENARIO --json`): debug
+//! builds measure the debug build. See `bench/README.md` for the scenarios and their targets.
+
+mod instantiate;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wasmos-bench", about = "wasmos benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Instantiation, warm task round trip, limit-metering slowdown, native spawn.
+    Instantiate(instantiate::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let report = match cli.scenario {
+        Scenario::Instantiate(args) => instantiate::run(args)?,
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

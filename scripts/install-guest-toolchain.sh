@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what building the wasm32-wasip2 guests needs, idempotently.
+#
+# Route 1 (a laptop with rustup and network access to its dist server):
+#   rustup target add wasm32-wasip2
+# Route 2 (machines whose rustup cannot fetch targets, e.g. CI here): Debian's Rust with its
+#   std sources, wasi-libc and lld, plus wasm-component-ld and wasm-tools from crates.io; the
+#   guest std is then built with -Zbuild-std (see scripts/build-examples.sh).
+#
+# Writes the chosen route to target/guest-toolchain.env so build-examples.sh can source it.
+# Set WASMOS_GUEST_ROUTE=debian to skip route 1.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$here/target"
+envfile="$here/target/guest-toolchain.env"
+
+log() { printf '[guest-toolchain] %s\n' "$*" >&2; }
+
+have_rustup_target() {
+  command -v rustup >/dev/null 2>&1 || return 1
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2
+}
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+cargo_tools() {
+  # wasm-tools is used to validate and inspect components (tests and scripts);
+  # wasm-component-ld links the guest on the Debian route.
+  local want=("$@")
+  for t in "${want[@]}"; do
+    if ! command -v "$t" >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/$t" ]; then
+      log "cargo install --locked $t"
+      cargo install --locked "$t" >&2
+    fi
+  done
+}
+
+# WASMOS_GUEST_ROUTE=debian forces the fallback even where rustup works, so it can be tested
+# (and used by anyone who prefers distro packages).
+if [ "${WASMOS_GUEST_ROUTE:-}" != debian ] \
+  && { have_rustup_target || { command -v rustup >/dev/null 2>&1 && timeout 120 rustup target add wasm32-wasip2 >/dev/null 2>&1; }; }; then
+  log "using rustup's wasm32-wasip2 target"
+  cargo_tools wasm-tools
+  echo "WASMOS_GUEST_ROUTE=rustup" > "$envfile"
+  exit 0
+fi
+
+if [ "${WASMOS_GUEST_ROUTE:-}" = debian ]; then
+  log "WASMOS_GUEST_ROUTE=debian: using the Debian route"
+else
+  log "rustup has no wasm32-wasip2 target; using the Debian route"
+fi
+need_pkgs=()
+for p in rustc-web cargo-web rust-web-src wasi-libc lld-14; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "apt-get install ${need_pkgs[*]}"
+  sudo_if_needed apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${need_pkgs[@]}" >&2
+fi
+cargo_tools wasm-component-ld wasm-tools
+if ! command -v wasm-ld >/dev/null 2>&1; then
+  # wasm-component-ld runs `wasm-ld` from PATH.
+  sudo_if_needed ln -sf /usr/bin/wasm-ld-14 /usr/local/bin/wasm-ld
+fi
+echo "WASMOS_GUEST_ROUTE=debian" > "$envfile"
+log "guest toolchain ready"

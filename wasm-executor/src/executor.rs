@@ -1,0 +1,358 @@
+//! [`ExecutorPool`]: the executor instances of every framework on this machine, and running a
+//! task in one.
+//!
+//! Instances are kept per (framework, executor id). Tasks of one executor id run one after
+//! another in the same instance, so what the executor kept in memory is there for the next task;
+//! tasks of different instances run in parallel. An instance whose task trapped, ran out of
+//! fuel, hit its memory cap, its deadline, or was killed is dropped (its pooling slot returns
+//! to the engine) and the next task gets a fresh one.
+//!
+//! Each instance has a sandbox directory, the only directory its guest can see (preopened as
+//! `/`), and capped `stdout`/`stderr` files beside it, outside the guest's view:
+//!
+//! ```text
+//! <work_dir>/<framework_id>/<executor_id>/sandbox/   guest-visible
+//! <work_dir>/<framework_id>/<executor_id>/stdout
+//! <work_dir>/<framework_id>/<executor_id>/stderr
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wasmos_api::{ExecutorId, FrameworkId, TaskId};
+use wasmtime::Store;
+
+use crate::bindings::{ExecutorTask, Framework};
+use crate::cache::ComponentDigest;
+use crate::config::{LimitMode, TaskLimits};
+use crate::error::TaskError;
+use crate::host::{HostState, Role};
+use crate::output::CappedOutput;
+use crate::runtime::{LoadedComponent, WasmRuntime, root_message};
+
+/// Something an executor reported while running a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutorEvent {
+    /// `executor-driver.progress`: becomes a RUNNING status update with this message.
+    Progress { task_id: String, message: String },
+    /// `executor-driver.send-framework-message`: bytes for the framework's scheduler.
+    FrameworkMessage { task_id: String, data: Vec<u8> },
+}
+
+/// One task to run.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    pub task_id: TaskId,
+    pub payload: Vec<u8>,
+    pub limits: TaskLimits,
+    /// Where progress and framework messages go; `None` drops them.
+    pub events: Option<mpsc::UnboundedSender<ExecutorEvent>>,
+    /// Cancelled to kill the task (the instance is discarded).
+    pub kill: CancellationToken,
+}
+
+impl TaskRequest {
+    /// A request with default limits, no event channel and a fresh kill token.
+    pub fn new(
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        task_id: TaskId,
+        payload: Vec<u8>,
+    ) -> Self {
+        TaskRequest {
+            framework_id,
+            executor_id,
+            task_id,
+            payload,
+            limits: TaskLimits::default(),
+            events: None,
+            kill: CancellationToken::new(),
+        }
+    }
+}
+
+/// A task's result.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    /// The bytes the executor returned.
+    pub output: Vec<u8>,
+    /// Fuel burnt, with fuel metering.
+    pub fuel_consumed: Option<u64>,
+    /// Time spent in the call (instantiation included when there was one).
+    pub elapsed: Duration,
+    /// True when the task ran in an instance kept from an earlier task.
+    pub reused_instance: bool,
+}
+
+struct LiveInstance {
+    store: Store<HostState>,
+    bindings: Framework,
+    digest: ComponentDigest,
+    stderr: CappedOutput,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<LiveInstance>>>;
+type SlotKey = (FrameworkId, ExecutorId);
+
+/// The executor instances of one agent (or of `wasmos task run`).
+pub struct ExecutorPool {
+    runtime: WasmRuntime,
+    work_dir: PathBuf,
+    slots: Mutex<HashMap<SlotKey, Slot>>,
+}
+
+impl ExecutorPool {
+    /// A pool whose sandboxes live under `work_dir`.
+    pub fn new(runtime: WasmRuntime, work_dir: impl Into<PathBuf>) -> Self {
+        ExecutorPool {
+            runtime,
+            work_dir: work_dir.into(),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The runtime this pool instantiates with.
+    pub fn runtime(&self) -> &WasmRuntime {
+        &self.runtime
+    }
+
+    /// The directory of an executor instance (its `sandbox/`, `stdout` and `stderr` are inside).
+    pub fn executor_dir(&self, framework_id: &FrameworkId, executor_id: &ExecutorId) -> PathBuf {
+        // Ids are validated to be plain file names (no '/', not '..').
+        self.work_dir
+            .join(framework_id.as_str())
+            .join(executor_id.as_str())
+    }
+
+    /// Number of executor instances alive now.
+    pub fn live_instances(&self) -> usize {
+        self.lock_slots()
+            .values()
+            .filter(|s| s.try_lock().map(|g| g.is_some()).unwrap_or(true))
+            .count()
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(&self, key: &SlotKey) -> Slot {
+        self.lock_slots().entry(key.clone()).or_default().clone()
+    }
+
+    /// Drops the instance of one executor (waiting for a running task to end first).
+    pub async fn shutdown_executor(&self, framework_id: &FrameworkId, executor_id: &ExecutorId) {
+        let key = (framework_id.clone(), executor_id.clone());
+        let slot = self.lock_slots().remove(&key);
+        if let Some(slot) = slot {
+            slot.lock().await.take();
+        }
+    }
+
+    /// Drops every instance of a framework; returns how many there were.
+    pub async fn shutdown_framework(&self, framework_id: &FrameworkId) -> usize {
+        let slots: Vec<Slot> = {
+            let mut map = self.lock_slots();
+            let keys: Vec<SlotKey> = map
+                .keys()
+                .filter(|(f, _)| f == framework_id)
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        let mut n = 0;
+        for slot in slots {
+            if slot.lock().await.take().is_some() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Runs one task in its executor instance, creating the instance if needed.
+    pub async fn run_task(
+        &self,
+        component: &Arc<LoadedComponent>,
+        req: TaskRequest,
+    ) -> Result<TaskOutcome, TaskError> {
+        let started = Instant::now();
+        let key = (req.framework_id.clone(), req.executor_id.clone());
+        let slot = self.slot(&key);
+        let mut guard = tokio::select! {
+            g = slot.lock() => g,
+            () = req.kill.cancelled() => return Err(TaskError::Killed),
+        };
+        let (mut inst, reused) = match guard.take() {
+            Some(i) if i.digest == component.digest() => (i, true),
+            _ => (self.instantiate(component, &req).await?, false),
+        };
+
+        let limits = &req.limits;
+        {
+            let data = inst.store.data_mut();
+            data.role = Role::Executor {
+                events: req.events.clone(),
+                task_id: req.task_id.to_string(),
+            };
+            data.limiter.memory_bytes = limits.memory_bytes;
+            data.limiter.denied_memory = None;
+        }
+        let budget = limits.fuel.unwrap_or(u64::MAX);
+        let fuel = self.runtime.config().limit_mode == LimitMode::Fuel;
+        if fuel {
+            inst.store
+                .set_fuel(budget)
+                .map_err(|e| TaskError::Instantiate(root_message(&e)))?;
+        }
+        let stderr_mark = inst.stderr.written();
+        let task = ExecutorTask {
+            task_id: req.task_id.to_string(),
+            executor_id: req.executor_id.to_string(),
+            payload: req.payload,
+        };
+        let call = inst
+            .bindings
+            .wasmos_framework_executor()
+            .call_launch(&mut inst.store, &task);
+        let result = tokio::select! {
+            r = tokio::time::timeout(limits.timeout, call) => match r {
+                Ok(r) => r,
+                Err(_) => Err(wasmtime::Error::new(DeadlineHit)),
+            },
+            () = req.kill.cancelled() => Err(wasmtime::Error::new(Killed)),
+        };
+        let fuel_consumed = if fuel {
+            inst.store
+                .get_fuel()
+                .ok()
+                .map(|left| budget.saturating_sub(left))
+        } else {
+            None
+        };
+        match result {
+            Ok(Ok(output)) => {
+                *guard = Some(inst);
+                Ok(TaskOutcome {
+                    output,
+                    fuel_consumed,
+                    elapsed: started.elapsed(),
+                    reused_instance: reused,
+                })
+            }
+            Ok(Err(message)) => {
+                *guard = Some(inst);
+                Err(TaskError::Guest(message))
+            }
+            Err(e) => {
+                let err = classify(&e, &inst.store, limits, budget, || {
+                    inst.stderr.tail_since(stderr_mark, 1024)
+                });
+                // `inst` is dropped here: a trapped instance must not run again, and its
+                // pooling slot goes back to the engine.
+                drop(inst);
+                tracing::debug!(task_id = %req.task_id, error = %err, "task failed; instance discarded");
+                Err(err)
+            }
+        }
+    }
+
+    async fn instantiate(
+        &self,
+        component: &Arc<LoadedComponent>,
+        req: &TaskRequest,
+    ) -> Result<LiveInstance, TaskError> {
+        let dir = self.executor_dir(&req.framework_id, &req.executor_id);
+        let sandbox = dir.join("sandbox");
+        let io = |source| TaskError::Sandbox {
+            path: dir.clone(),
+            source,
+        };
+        tokio::fs::create_dir_all(&sandbox).await.map_err(io)?;
+        let cap = req.limits.max_output_bytes;
+        let stdout = CappedOutput::create(&dir.join("stdout"), cap).map_err(io)?;
+        let stderr = CappedOutput::create(&dir.join("stderr"), cap).map_err(io)?;
+        let role = Role::Executor {
+            events: None,
+            task_id: req.task_id.to_string(),
+        };
+        let mut store = self
+            .runtime
+            .new_store(
+                &req.limits,
+                role,
+                Some(&sandbox),
+                Some(stdout),
+                Some(stderr.clone()),
+            )
+            .map_err(|e| TaskError::Instantiate(root_message(&e)))?;
+        let bindings = component
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| TaskError::Instantiate(root_message(&e)))?;
+        Ok(LiveInstance {
+            store,
+            bindings,
+            digest: component.digest(),
+            stderr,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("deadline")]
+struct DeadlineHit;
+
+#[derive(Debug, thiserror::Error)]
+#[error("killed")]
+struct Killed;
+
+/// Turns a failed call into the error a user can act on.
+pub(crate) fn classify(
+    e: &wasmtime::Error,
+    store: &Store<HostState>,
+    limits: &TaskLimits,
+    fuel_budget: u64,
+    stderr_tail: impl FnOnce() -> String,
+) -> TaskError {
+    if e.downcast_ref::<DeadlineHit>().is_some() {
+        return TaskError::Deadline(limits.timeout);
+    }
+    if e.downcast_ref::<Killed>().is_some() {
+        return TaskError::Killed;
+    }
+    if let Some(wanted) = store.data().limiter.denied_memory {
+        return TaskError::MemoryLimit {
+            limit_mb: (limits.memory_bytes >> 20) as u64,
+            wanted_mb: (wanted >> 20) as u64,
+        };
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => TaskError::OutOfFuel {
+            budget: fuel_budget,
+        },
+        Some(wasmtime::Trap::StackOverflow) => TaskError::StackOverflow,
+        Some(wasmtime::Trap::Interrupt) => TaskError::Deadline(limits.timeout),
+        Some(trap) => TaskError::Trap {
+            message: trap.to_string(),
+            stderr_tail: stderr_tail(),
+        },
+        None => TaskError::Trap {
+            message: root_message(e),
+            stderr_tail: stderr_tail(),
+        },
+    }
+}
+
+/// Compile-time check: a task's future can be spawned on a multi-threaded runtime.
+#[allow(dead_code)]
+fn run_task_is_send(p: &ExecutorPool, c: &Arc<LoadedComponent>, r: TaskRequest) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(p.run_task(c, r));
+}

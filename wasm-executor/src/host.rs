@@ -1,0 +1,223 @@
+//! The per-store host state: the WASI context, the resource limiter, and the implementations of
+//! the framework world's imports (`driver` for schedulers, `executor-driver` for executors).
+//!
+//! One type serves both halves so that one `Linker` and one compiled component serve the agent
+//! and the master. Which half a store belongs to decides which imports work: an executor calling
+//! `driver` (or a scheduler calling `executor-driver`) traps with a message naming the mistake.
+
+use tokio::sync::mpsc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::types::{Filters, LogLevel, TaskInfo};
+use crate::bindings::wasmos::framework::{driver, executor_driver, types};
+use crate::executor::ExecutorEvent;
+use crate::scheduler::DriverHost;
+
+/// Enforces a store's memory, table and instance caps, and remembers why it refused.
+pub(crate) struct Limiter {
+    pub memory_bytes: usize,
+    pub max_table_elements: usize,
+    pub max_tables: usize,
+    pub max_memories: usize,
+    pub max_instances: usize,
+    /// Set when a memory growth was refused: the size that was asked for.
+    pub denied_memory: Option<usize>,
+}
+
+/// Marker error returned from the limiter so the trap can be recognised.
+#[derive(Debug, thiserror::Error)]
+#[error("linear memory limit exceeded")]
+pub(crate) struct MemoryLimitExceeded;
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.denied_memory = Some(desired);
+            // An error (rather than `Ok(false)`) traps at once, so the task fails with a clear
+            // reason instead of the guest's allocator aborting somewhere later.
+            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements)
+    }
+
+    fn instances(&self) -> usize {
+        self.max_instances
+    }
+    fn tables(&self) -> usize {
+        self.max_tables
+    }
+    fn memories(&self) -> usize {
+        self.max_memories
+    }
+}
+
+/// Which half of the framework a store runs, with what that half's imports need.
+pub(crate) enum Role {
+    /// An executor instance on an agent. Events of the task currently running go to `events`.
+    Executor {
+        events: Option<mpsc::UnboundedSender<ExecutorEvent>>,
+        task_id: String,
+    },
+    /// A scheduler instance on the master.
+    Scheduler { driver: Box<dyn DriverHost> },
+}
+
+/// Data of one store.
+pub(crate) struct HostState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    pub role: Role,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    fn driver(&mut self, call: &str) -> wasmtime::Result<&mut dyn DriverHost> {
+        match &mut self.role {
+            Role::Scheduler { driver } => Ok(driver.as_mut()),
+            Role::Executor { .. } => Err(wasmtime::format_err!(
+                "executor called driver.{call}, which only a framework's scheduler may use; \
+                 executors report through executor-driver"
+            )),
+        }
+    }
+
+    fn executor_events(
+        &mut self,
+        call: &str,
+    ) -> wasmtime::Result<(&Option<mpsc::UnboundedSender<ExecutorEvent>>, &str)> {
+        match &self.role {
+            Role::Executor { events, task_id } => Ok((events, task_id.as_str())),
+            Role::Scheduler { .. } => Err(wasmtime::format_err!(
+                "scheduler called executor-driver.{call}, which only a framework's executor \
+                 may use; schedulers report through driver"
+            )),
+        }
+    }
+}
+
+pub(crate) fn log_line(level: LogLevel, who: &str, message: &str) {
+    // Guests choose the text; cap it so one call cannot flood the host's log.
+    let message: String = message.chars().take(4096).collect();
+    match level {
+        LogLevel::Trace => tracing::trace!(target: "wasmos::guest", %who, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "wasmos::guest", %who, "{message}"),
+        LogLevel::Info => tracing::info!(target: "wasmos::guest", %who, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "wasmos::guest", %who, "{message}"),
+        LogLevel::Error => tracing::error!(target: "wasmos::guest", %who, "{message}"),
+    }
+}
+
+impl types::Host for HostState {}
+
+impl executor_driver::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        let (_, task_id) = self.executor_events("log")?;
+        log_line(level, task_id, &message);
+        Ok(())
+    }
+
+    fn progress(&mut self, message: String) -> wasmtime::Result<()> {
+        let (events, task_id) = self.executor_events("progress")?;
+        if let Some(tx) = events {
+            let message: String = message.chars().take(4096).collect();
+            let _ = tx.send(ExecutorEvent::Progress {
+                task_id: task_id.to_string(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    fn send_framework_message(&mut self, data: Vec<u8>) -> wasmtime::Result<()> {
+        let (events, task_id) = self.executor_events("send-framework-message")?;
+        if let Some(tx) = events {
+            let _ = tx.send(ExecutorEvent::FrameworkMessage {
+                task_id: task_id.to_string(),
+                data,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl driver::Host for HostState {
+    fn launch(
+        &mut self,
+        offer_ids: Vec<String>,
+        tasks: Vec<TaskInfo>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.driver("launch")?.launch(offer_ids, tasks))
+    }
+
+    fn decline(&mut self, offer_ids: Vec<String>, filters: Filters) -> wasmtime::Result<()> {
+        self.driver("decline")?.decline(offer_ids, filters);
+        Ok(())
+    }
+
+    fn kill(&mut self, task_id: String) -> wasmtime::Result<()> {
+        self.driver("kill")?.kill(task_id);
+        Ok(())
+    }
+
+    fn revive(&mut self) -> wasmtime::Result<()> {
+        self.driver("revive")?.revive();
+        Ok(())
+    }
+
+    fn suppress(&mut self) -> wasmtime::Result<()> {
+        self.driver("suppress")?.suppress();
+        Ok(())
+    }
+
+    fn reconcile(&mut self, task_ids: Vec<String>) -> wasmtime::Result<()> {
+        self.driver("reconcile")?.reconcile(task_ids);
+        Ok(())
+    }
+
+    fn state_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.driver("state-get")?.state_get(key))
+    }
+
+    fn state_put(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.driver("state-put")?.state_put(key, value))
+    }
+
+    fn finish(&mut self, outcome: Result<String, String>) -> wasmtime::Result<()> {
+        self.driver("finish")?.finish(outcome);
+        Ok(())
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.driver("log")?.log(level, message);
+        Ok(())
+    }
+
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> wasmtime::Result<()> {
+        self.driver("set-timer")?.set_timer(timer_id, delay_ms);
+        Ok(())
+    }
+}

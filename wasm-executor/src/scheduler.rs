@@ -1,0 +1,227 @@
+//! [`SchedulerInstance`]: a framework's scheduler half, instantiated for the master's framework
+//! host, and the [`DriverHost`] trait through which it acts on the cluster.
+//!
+//! Each callback runs under the instance's limits: a fuel budget (with fuel metering), the
+//! memory cap, and a per-callback wall-clock deadline. A callback that traps or exceeds a limit
+//! poisons the instance; the framework host then fails the framework with the error's message.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use crate::bindings::Framework;
+use crate::bindings::types::{Filters, LogLevel, Offer, TaskInfo, TaskStatus};
+use crate::config::{LimitMode, TaskLimits};
+use crate::error::TaskError;
+use crate::executor::classify;
+use crate::host::{HostState, Role};
+use crate::runtime::{LoadedComponent, WasmRuntime, root_message};
+
+/// What a hosted scheduler's `driver` calls do; the master implements it. Calls are made from
+/// inside a guest callback, so they must not block: queue the work and return.
+pub trait DriverHost: Send + 'static {
+    fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<TaskInfo>) -> Result<(), String>;
+    fn decline(&mut self, offer_ids: Vec<String>, filters: Filters);
+    fn kill(&mut self, task_id: String);
+    fn revive(&mut self);
+    fn suppress(&mut self);
+    fn reconcile(&mut self, task_ids: Vec<String>);
+    fn state_get(&mut self, key: String) -> Option<Vec<u8>>;
+    fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String>;
+    fn finish(&mut self, outcome: Result<String, String>);
+    fn log(&mut self, level: LogLevel, message: String);
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64);
+}
+
+/// Why a scheduler callback did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// `init` returned an error.
+    #[error("scheduler init failed: {0}")]
+    Init(String),
+    /// A callback trapped or exceeded a limit.
+    #[error("scheduler {callback} failed: {source}")]
+    Callback {
+        callback: &'static str,
+        source: TaskError,
+    },
+    /// An earlier callback failed; the instance may not be used again.
+    #[error("scheduler instance is unusable after an earlier failure")]
+    Poisoned,
+}
+
+/// A live scheduler instance.
+pub struct SchedulerInstance {
+    store: Store<HostState>,
+    bindings: Framework,
+    limits: TaskLimits,
+    metered: bool,
+    poisoned: bool,
+}
+
+impl SchedulerInstance {
+    /// Instantiates the component's scheduler half with `driver` behind its `driver` import.
+    /// The scheduler gets no filesystem and no network.
+    pub async fn new(
+        runtime: &WasmRuntime,
+        component: &Arc<LoadedComponent>,
+        driver: Box<dyn DriverHost>,
+        limits: TaskLimits,
+    ) -> Result<Self, SchedulerError> {
+        let failed = |e: wasmtime::Error| SchedulerError::Callback {
+            callback: "instantiate",
+            source: TaskError::Instantiate(root_message(&e)),
+        };
+        let mut store = runtime
+            .new_store(&limits, Role::Scheduler { driver }, None, None, None)
+            .map_err(failed)?;
+        let bindings = component
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(failed)?;
+        let metered = runtime.config().limit_mode == LimitMode::Fuel;
+        Ok(SchedulerInstance {
+            store,
+            bindings,
+            limits,
+            metered,
+            poisoned: false,
+        })
+    }
+
+    /// The driver host, to read back what the scheduler asked for.
+    pub fn driver(&mut self) -> &mut dyn DriverHost {
+        match &mut self.store.data_mut().role {
+            Role::Scheduler { driver } => driver.as_mut(),
+            Role::Executor { .. } => {
+                unreachable!("a SchedulerInstance is always created with Role::Scheduler")
+            }
+        }
+    }
+
+    /// Calls `init(args)`.
+    pub async fn init(&mut self, args: Vec<String>) -> Result<(), SchedulerError> {
+        self.begin()?;
+        let call = self
+            .bindings
+            .wasmos_framework_scheduler()
+            .call_init(&mut self.store, &args);
+        let r = {
+            let r = tokio::time::timeout(self.limits.timeout, call).await;
+            self.settle("init", r)
+        }?;
+        r.map_err(SchedulerError::Init)
+    }
+
+    /// Calls `resource-offers(offers)`.
+    pub async fn resource_offers(&mut self, offers: Vec<Offer>) -> Result<(), SchedulerError> {
+        self.begin()?;
+        let call = self
+            .bindings
+            .wasmos_framework_scheduler()
+            .call_resource_offers(&mut self.store, &offers);
+        {
+            let r = tokio::time::timeout(self.limits.timeout, call).await;
+            self.settle("resource-offers", r)
+        }
+    }
+
+    /// Calls `status-update(status)`.
+    pub async fn status_update(&mut self, status: TaskStatus) -> Result<(), SchedulerError> {
+        self.begin()?;
+        let call = self
+            .bindings
+            .wasmos_framework_scheduler()
+            .call_status_update(&mut self.store, &status);
+        {
+            let r = tokio::time::timeout(self.limits.timeout, call).await;
+            self.settle("status-update", r)
+        }
+    }
+
+    /// Calls `offer-rescinded(offer_id)`.
+    pub async fn offer_rescinded(&mut self, offer_id: String) -> Result<(), SchedulerError> {
+        self.begin()?;
+        let call = self
+            .bindings
+            .wasmos_framework_scheduler()
+            .call_offer_rescinded(&mut self.store, &offer_id);
+        {
+            let r = tokio::time::timeout(self.limits.timeout, call).await;
+            self.settle("offer-rescinded", r)
+        }
+    }
+
+    /// Calls `timer(timer_id)`.
+    pub async fn timer(&mut self, timer_id: u64) -> Result<(), SchedulerError> {
+        self.begin()?;
+        let call = self
+            .bindings
+            .wasmos_framework_scheduler()
+            .call_timer(&mut self.store, timer_id);
+        {
+            let r = tokio::time::timeout(self.limits.timeout, call).await;
+            self.settle("timer", r)
+        }
+    }
+
+    /// Calls `framework-message(agent_id, executor_id, data)`.
+    pub async fn framework_message(
+        &mut self,
+        agent_id: String,
+        executor_id: String,
+        data: Vec<u8>,
+    ) -> Result<(), SchedulerError> {
+        self.begin()?;
+        let call = self
+            .bindings
+            .wasmos_framework_scheduler()
+            .call_framework_message(&mut self.store, &agent_id, &executor_id, &data);
+        {
+            let r = tokio::time::timeout(self.limits.timeout, call).await;
+            self.settle("framework-message", r)
+        }
+    }
+
+    fn begin(&mut self) -> Result<(), SchedulerError> {
+        if self.poisoned {
+            return Err(SchedulerError::Poisoned);
+        }
+        self.store.data_mut().limiter.denied_memory = None;
+        if self.metered {
+            let fuel = self.limits.fuel.unwrap_or(u64::MAX);
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| SchedulerError::Callback {
+                    callback: "set-fuel",
+                    source: TaskError::Instantiate(root_message(&e)),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn settle<T>(
+        &mut self,
+        callback: &'static str,
+        result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, SchedulerError> {
+        let limits = &self.limits;
+        let error = match result {
+            Ok(Ok(v)) => return Ok(v),
+            Err(_) => TaskError::Deadline(limits.timeout),
+            Ok(Err(e)) => classify(
+                &e,
+                &self.store,
+                limits,
+                limits.fuel.unwrap_or(u64::MAX),
+                String::new,
+            ),
+        };
+        self.poisoned = true;
+        Err(SchedulerError::Callback {
+            callback,
+            source: error,
+        })
+    }
+}
