@@ -3,6 +3,7 @@
 //! Run in release mode (`cargo run --release -p wasmos-bench -- SCENARIO --json`): debug
 //! builds measure the debug build. See `bench/README.md` for the scenarios and their targets.
 
+mod allocator;
 mod instantiate;
 mod stats;
 
@@ -19,12 +20,15 @@ struct Cli {
 enum Scenario {
     /// Instantiation, warm task round trip, limit-metering slowdown, native spawn.
     Instantiate(instantiate::Args),
+    /// DRF allocation cycle time (full and incremental) and memory per agent.
+    Allocator(allocator::AllocatorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = match cli.scenario {
         Scenario::Instantiate(args) => instantiate::run(args)?,
+        Scenario::Allocator(args) => allocator::run(args)?,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -1,0 +1,18 @@
+//! wasmos's master: the registry (replicated state machine), the allocator (hierarchical DRF),
+//! the offer and task books (soft state), and the gRPC services that schedulers, agents and
+//! operators talk to.
+//!
+//! The pure core (`allocator`, `registry`, `offers`, `tasks`) has no I/O and no async and is
+//! tested and benchmarked on its own; `core` drives them from the services' calls and the
+//! timer; `server` puts tonic around it.
+
+pub mod allocator;
+pub mod config;
+pub mod core;
+pub mod offers;
+pub mod registry;
+pub mod server;
+pub mod tasks;
+
+pub use config::MasterConfig;
+pub use server::{Master, ServeError};

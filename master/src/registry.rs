@@ -1,0 +1,385 @@
+//! The registry: what the master must not forget across failovers, as a state machine.
+//!
+//! Plain data (frameworks, admitted agents, role weights and quotas) and one
+//! [`Registry::apply`] that takes a [`Command`]. Nothing here does I/O or reads a clock: times
+//! come inside commands, so replaying the same commands on any replica gives the same registry.
+//! The Raft issue replicates exactly these commands (they are serde-serializable) and stores the
+//! registry as its state machine.
+//!
+//! Tasks, offers and resource usage are *not* here: they are soft state rebuilt from agents
+//! (see [`crate::tasks`] and [`crate::offers`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use wasmos_api::{AgentId, FrameworkId, Resources};
+
+use crate::allocator::{Millis, Quota};
+
+/// Longest role name accepted, in bytes.
+pub const MAX_ROLE_LEN: usize = 128;
+
+/// Whether a framework is connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameworkState {
+    /// Its scheduler is connected.
+    Connected,
+    /// Its scheduler went away at `since_ms`; its tasks keep running until
+    /// `since_ms + failover_timeout_ms`, after which it is torn down.
+    Disconnected { since_ms: Millis },
+}
+
+/// A framework the master knows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkRecord {
+    pub id: FrameworkId,
+    /// Human-readable name.
+    pub name: String,
+    /// The role whose share and quota it draws from.
+    pub role: String,
+    /// Who registered it (for ACLs and display); may be empty.
+    pub principal: String,
+    /// How long its tasks survive a disconnected scheduler, in milliseconds.
+    pub failover_timeout_ms: Millis,
+    pub state: FrameworkState,
+}
+
+/// Whether an admitted agent is reachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Registered and heartbeating.
+    Active,
+    /// Missed its heartbeats since `since_ms`; its tasks were reported unreachable. It may
+    /// re-register.
+    Unreachable { since_ms: Millis },
+}
+
+/// An agent admitted to the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub id: AgentId,
+    /// Host name, for display and for frameworks' locality decisions.
+    pub hostname: String,
+    /// Where the agent can be reached (`host:port`); may be empty for agents that only dial in.
+    pub address: String,
+    /// Total resources it offers to the cluster.
+    pub resources: Resources,
+    /// Free-form attributes (`rack=r1`).
+    pub attributes: BTreeMap<String, String>,
+    pub state: AgentState,
+}
+
+/// Every change the registry can undergo. Replicated as is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Command {
+    /// A new framework subscribed.
+    AddFramework(FrameworkRecord),
+    /// A framework re-subscribed with (possibly) new info; its role may not change.
+    UpdateFramework {
+        id: FrameworkId,
+        name: String,
+        failover_timeout_ms: Millis,
+    },
+    /// A framework connected or disconnected.
+    SetFrameworkState {
+        id: FrameworkId,
+        state: FrameworkState,
+    },
+    /// A framework is gone for good (teardown or failover timeout); its id may not come back.
+    RemoveFramework { id: FrameworkId },
+    /// An agent registered or re-registered; replaces what was known about it.
+    AdmitAgent(AgentRecord),
+    /// An agent missed its heartbeats.
+    MarkAgentUnreachable { id: AgentId, since_ms: Millis },
+    /// An agent is gone for good.
+    RemoveAgent { id: AgentId },
+    /// Sets a role's weight (1.0 is the default).
+    SetWeight { role: String, weight: f64 },
+    /// Sets (`Some`) or removes (`None`) a role's quota.
+    SetQuota { role: String, quota: Option<Quota> },
+}
+
+/// Why a command was refused. The registry is unchanged when `apply` returns one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("framework {0} is already registered")]
+    FrameworkExists(FrameworkId),
+    #[error("framework {0} was torn down; subscribe without an id to get a new one")]
+    FrameworkTornDown(FrameworkId),
+    #[error("framework {0} is not registered")]
+    UnknownFramework(FrameworkId),
+    #[error("agent {0} is not admitted")]
+    UnknownAgent(AgentId),
+    #[error("role {role:?} is invalid: {why}")]
+    InvalidRole { role: String, why: &'static str },
+    #[error("weight {weight} for role {role:?} must be a finite number above zero")]
+    InvalidWeight { role: String, weight: f64 },
+    #[error("quota for role {role:?}: guarantee {guarantee} exceeds limit {limit}")]
+    GuaranteeAboveLimit {
+        role: String,
+        guarantee: Resources,
+        limit: Resources,
+    },
+}
+
+/// Checks a role name: 1 to [`MAX_ROLE_LEN`] bytes of `[A-Za-z0-9._/-]`, `/`-separated
+/// segments (hierarchical roles, as in Mesos), none of them empty, `.` or `..`.
+pub fn validate_role(role: &str) -> Result<(), RegistryError> {
+    let bad = |why| {
+        Err(RegistryError::InvalidRole {
+            role: role.to_string(),
+            why,
+        })
+    };
+    if role.is_empty() {
+        return bad("it is empty");
+    }
+    if role.len() > MAX_ROLE_LEN {
+        return bad("it is longer than 128 bytes");
+    }
+    if !role
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+    {
+        return bad("only letters, digits, '.', '_', '-' and '/' are allowed");
+    }
+    if role
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return bad("a '/'-separated segment is empty, '.' or '..'");
+    }
+    Ok(())
+}
+
+/// The replicated state: plain data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    pub frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
+    /// Ids of removed frameworks: they may not subscribe again.
+    pub removed_frameworks: BTreeSet<FrameworkId>,
+    pub agents: BTreeMap<AgentId, AgentRecord>,
+    pub weights: BTreeMap<String, f64>,
+    pub quotas: BTreeMap<String, Quota>,
+}
+
+impl Registry {
+    /// Applies one command, or refuses it leaving the registry unchanged.
+    pub fn apply(&mut self, command: Command) -> Result<(), RegistryError> {
+        match command {
+            Command::AddFramework(record) => {
+                validate_role(&record.role)?;
+                if self.removed_frameworks.contains(&record.id) {
+                    return Err(RegistryError::FrameworkTornDown(record.id));
+                }
+                if self.frameworks.contains_key(&record.id) {
+                    return Err(RegistryError::FrameworkExists(record.id));
+                }
+                self.frameworks.insert(record.id.clone(), record);
+            }
+            Command::UpdateFramework {
+                id,
+                name,
+                failover_timeout_ms,
+            } => {
+                let fw = self.framework_mut(&id)?;
+                fw.name = name;
+                fw.failover_timeout_ms = failover_timeout_ms;
+            }
+            Command::SetFrameworkState { id, state } => {
+                self.framework_mut(&id)?.state = state;
+            }
+            Command::RemoveFramework { id } => {
+                if self.frameworks.remove(&id).is_none() {
+                    return Err(RegistryError::UnknownFramework(id));
+                }
+                self.removed_frameworks.insert(id);
+            }
+            Command::AdmitAgent(record) => {
+                self.agents.insert(record.id.clone(), record);
+            }
+            Command::MarkAgentUnreachable { id, since_ms } => {
+                let agent = self
+                    .agents
+                    .get_mut(&id)
+                    .ok_or_else(|| RegistryError::UnknownAgent(id.clone()))?;
+                agent.state = AgentState::Unreachable { since_ms };
+            }
+            Command::RemoveAgent { id } => {
+                if self.agents.remove(&id).is_none() {
+                    return Err(RegistryError::UnknownAgent(id));
+                }
+            }
+            Command::SetWeight { role, weight } => {
+                validate_role(&role)?;
+                if !weight.is_finite() || weight <= 0.0 {
+                    return Err(RegistryError::InvalidWeight { role, weight });
+                }
+                self.weights.insert(role, weight);
+            }
+            Command::SetQuota { role, quota } => {
+                validate_role(&role)?;
+                match quota {
+                    None => {
+                        self.quotas.remove(&role);
+                    }
+                    Some(q) => {
+                        if let Some(limit) = q.limit
+                            && !q.guarantee.fits_in(&limit)
+                        {
+                            return Err(RegistryError::GuaranteeAboveLimit {
+                                role,
+                                guarantee: q.guarantee,
+                                limit,
+                            });
+                        }
+                        self.quotas.insert(role, q);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A role's weight (1.0 unless set).
+    pub fn weight(&self, role: &str) -> f64 {
+        self.weights.get(role).copied().unwrap_or(1.0)
+    }
+
+    fn framework_mut(&mut self, id: &FrameworkId) -> Result<&mut FrameworkRecord, RegistryError> {
+        self.frameworks
+            .get_mut(id)
+            .ok_or_else(|| RegistryError::UnknownFramework(id.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fw(id: &str, role: &str) -> FrameworkRecord {
+        FrameworkRecord {
+            id: FrameworkId::new(id).unwrap(),
+            name: "n".into(),
+            role: role.into(),
+            principal: String::new(),
+            failover_timeout_ms: 1000,
+            state: FrameworkState::Connected,
+        }
+    }
+
+    #[test]
+    fn framework_lifecycle_and_no_reuse_of_removed_ids() {
+        let mut reg = Registry::default();
+        reg.apply(Command::AddFramework(fw("f1", "web"))).unwrap();
+        assert_eq!(
+            reg.apply(Command::AddFramework(fw("f1", "web"))),
+            Err(RegistryError::FrameworkExists(
+                FrameworkId::new("f1").unwrap()
+            ))
+        );
+        let id = FrameworkId::new("f1").unwrap();
+        reg.apply(Command::SetFrameworkState {
+            id: id.clone(),
+            state: FrameworkState::Disconnected { since_ms: 5 },
+        })
+        .unwrap();
+        reg.apply(Command::RemoveFramework { id: id.clone() })
+            .unwrap();
+        assert!(reg.frameworks.is_empty());
+        assert_eq!(
+            reg.apply(Command::AddFramework(fw("f1", "web"))),
+            Err(RegistryError::FrameworkTornDown(id))
+        );
+    }
+
+    #[test]
+    fn refused_commands_change_nothing() {
+        let mut reg = Registry::default();
+        let before = reg.clone();
+        assert!(reg.apply(Command::AddFramework(fw("f1", "../x"))).is_err());
+        assert!(
+            reg.apply(Command::SetWeight {
+                role: "r".into(),
+                weight: f64::NAN
+            })
+            .is_err()
+        );
+        assert!(
+            reg.apply(Command::SetWeight {
+                role: "r".into(),
+                weight: 0.0
+            })
+            .is_err()
+        );
+        let q = Quota {
+            guarantee: Resources::new(2.0, 0, 0),
+            limit: Some(Resources::new(1.0, 0, 0)),
+        };
+        assert!(matches!(
+            reg.apply(Command::SetQuota {
+                role: "r".into(),
+                quota: Some(q)
+            }),
+            Err(RegistryError::GuaranteeAboveLimit { .. })
+        ));
+        assert!(
+            reg.apply(Command::RemoveAgent {
+                id: AgentId::new("a").unwrap()
+            })
+            .is_err()
+        );
+        assert_eq!(reg, before);
+    }
+
+    #[test]
+    fn commands_round_trip_through_serde_and_replay_identically() {
+        let cmds = vec![
+            Command::AddFramework(fw("f1", "eng/batch")),
+            Command::AdmitAgent(AgentRecord {
+                id: AgentId::new("a1").unwrap(),
+                hostname: "h".into(),
+                address: "127.0.0.1:1".into(),
+                resources: Resources::new(4.0, 1024, 0),
+                attributes: [("rack".to_string(), "r1".to_string())].into(),
+                state: AgentState::Active,
+            }),
+            Command::SetWeight {
+                role: "eng/batch".into(),
+                weight: 2.5,
+            },
+            Command::SetQuota {
+                role: "eng".into(),
+                quota: Some(Quota::default()),
+            },
+            Command::MarkAgentUnreachable {
+                id: AgentId::new("a1").unwrap(),
+                since_ms: 9,
+            },
+        ];
+        let json = serde_json::to_string(&cmds).unwrap();
+        let back: Vec<Command> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cmds);
+        let (mut a, mut b) = (Registry::default(), Registry::default());
+        for c in cmds {
+            a.apply(c).unwrap();
+        }
+        for c in back {
+            b.apply(c).unwrap();
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.weight("eng/batch"), 2.5);
+        assert_eq!(a.weight("other"), 1.0);
+    }
+
+    #[test]
+    fn role_names() {
+        assert!(validate_role("eng/batch-1").is_ok());
+        for bad in ["", "/x", "x/", "a//b", "a/../b", "a b", "."] {
+            assert!(validate_role(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The gRPC edge: `SchedulerService`, `AgentService` and `OperatorService` over one
+//! [`MasterCore`], plus the timer task that runs allocation cycles and timeouts.
+//!
+//! Each stream gets a reader task that feeds calls into the core under a short, never-awaited
+//! lock, and a bounded outbound queue that the core fills. `Master::serve` binds nothing
+//! itself: it takes a `TcpListener`, so tests can use port 0.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+use wasmos_api::convert;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::agent_service_server::{AgentService, AgentServiceServer};
+use wasmos_api::proto::operator_service_server::{OperatorService, OperatorServiceServer};
+use wasmos_api::proto::scheduler_service_server::{SchedulerService, SchedulerServiceServer};
+
+use crate::allocator::{Millis, Quota};
+use crate::config::MasterConfig;
+use crate::core::MasterCore;
+
+/// Errors starting or running the master.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The master: shared core, clock, and the handle to wake the allocation loop.
+#[derive(Clone)]
+pub struct Master {
+    core: Arc<Mutex<MasterCore>>,
+    start: Instant,
+    wake: Arc<Notify>,
+}
+
+impl Master {
+    /// A master with an empty registry.
+    pub fn new(config: MasterConfig) -> Self {
+        let wake = Arc::new(Notify::new());
+        let epoch = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        );
+        let core = MasterCore::new(config, &epoch, wake.clone());
+        Master {
+            core: Arc::new(Mutex::new(core)),
+            start: Instant::now(),
+            wake,
+        }
+    }
+
+    /// Milliseconds since this master started.
+    pub fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    /// Locks the core. A panic while holding the lock would poison it; the core is still
+    /// consistent between calls, so the poison is cleared rather than taking the master down.
+    pub fn core(&self) -> MutexGuard<'_, MasterCore> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the allocation/timeout loop until the process ends: a cycle every
+    /// `allocation_interval`, and right after any change that asks for one.
+    pub async fn run_timers(self) {
+        let interval = self.core().config().allocation_interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.wake.notified() => {}
+            }
+            let now = self.now();
+            let mut core = self.core();
+            core.tick(now);
+            core.allocate(now);
+        }
+    }
+
+    /// Serves the three gRPC services on `listener` and runs the timers, until the server
+    /// fails or `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let max = self.core().config().max_message_bytes;
+        let timers = tokio::spawn(self.clone().run_timers());
+        let result = tonic::transport::Server::builder()
+            .add_service(
+                SchedulerServiceServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                AgentServiceServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(OperatorServiceServer::new(self.clone()))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        timers.abort();
+        result.map_err(ServeError::from)
+    }
+}
+
+/// How long a new stream may take to send its first message (subscribe or register).
+const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl SchedulerService for Master {
+    type SubscribeStream = EventStream<pb::SchedulerEvent>;
+
+    async fn subscribe(
+        &self,
+        request: Request<Streaming<pb::SchedulerCall>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let mut calls = request.into_inner();
+        let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, calls.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no subscribe call within 30 s"))??
+            .ok_or_else(|| Status::invalid_argument("the stream ended before subscribe"))?;
+        let Some(pb::scheduler_call::Call::Subscribe(sub)) = first.call else {
+            return Err(Status::failed_precondition(
+                "the first call must be subscribe",
+            ));
+        };
+        let queue = self.core().config().connection_queue;
+        let (tx, rx) = mpsc::channel(queue);
+        let (framework, conn) = {
+            let now = self.now();
+            let mut core = self.core();
+            let conn = core.new_conn();
+            match core.subscribe(conn, tx, sub.framework_info, now) {
+                Ok(fw) => (fw, conn),
+                Err(message) => {
+                    info!(%message, "subscription refused");
+                    return Err(Status::failed_precondition(message));
+                }
+            }
+        };
+        let master = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match calls.message().await {
+                    Ok(Some(call)) => {
+                        let now = master.now();
+                        if !master
+                            .core()
+                            .scheduler_call(&framework, conn, call.call, now)
+                        {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        debug!(framework_id = %framework, %status, "scheduler stream error");
+                        break;
+                    }
+                }
+            }
+            let now = master.now();
+            master.core().scheduler_disconnected(&framework, conn, now);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for Master {
+    type SessionStream = EventStream<pb::MasterMessage>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut messages = request.into_inner();
+        let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, messages.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no register message within 30 s"))??
+            .ok_or_else(|| Status::invalid_argument("the stream ended before register"))?;
+        let Some(pb::agent_message::Message::Register(reg)) = first.message else {
+            return Err(Status::failed_precondition(
+                "the first message must be register",
+            ));
+        };
+        let queue = self.core().config().connection_queue;
+        let (tx, rx) = mpsc::channel(queue);
+        let (agent, conn) = {
+            let now = self.now();
+            let mut core = self.core();
+            let conn = core.new_conn();
+            match core.agent_register(conn, tx, reg, now) {
+                Ok(a) => (a, conn),
+                Err(message) => {
+                    warn!(%message, "agent registration refused");
+                    return Err(Status::failed_precondition(message));
+                }
+            }
+        };
+        let master = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match messages.message().await {
+                    Ok(Some(m)) => {
+                        let now = master.now();
+                        if !master.core().agent_message(&agent, conn, m.message, now) {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        debug!(agent_id = %agent, %status, "agent stream error");
+                        break;
+                    }
+                }
+            }
+            let now = master.now();
+            master.core().agent_disconnected(&agent, conn, now);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl OperatorService for Master {
+    async fn get_state(
+        &self,
+        _request: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::ClusterState>, Status> {
+        Ok(Response::new(self.core().cluster_state()))
+    }
+
+    async fn set_weights(
+        &self,
+        request: Request<pb::SetWeightsRequest>,
+    ) -> Result<Response<pb::SetWeightsResponse>, Status> {
+        let weights = request
+            .into_inner()
+            .weights
+            .into_iter()
+            .map(|w| (w.role, w.weight))
+            .collect();
+        self.core()
+            .set_weights(weights)
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(pb::SetWeightsResponse {}))
+    }
+
+    async fn set_quota(
+        &self,
+        request: Request<pb::SetQuotaRequest>,
+    ) -> Result<Response<pb::SetQuotaResponse>, Status> {
+        let r = request.into_inner();
+        let quota = (!r.remove).then(|| Quota {
+            guarantee: convert::resources(r.guarantee),
+            limit: r.limit.map(Into::into),
+        });
+        self.core()
+            .set_quota(r.role, quota)
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(pb::SetQuotaResponse {}))
+    }
+}

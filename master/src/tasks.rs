@@ -1,0 +1,241 @@
+//! The task book: every task the master knows (soft state), its latest state, and the status
+//! updates waiting for the framework's acknowledgement.
+//!
+//! State changes go through [`TaskState::transition`], so an impossible report (a finished task
+//! running again) is refused instead of corrupting the book. A task leaves the book once it is
+//! terminal and the framework acknowledged its terminal update. Rebuilt from agents'
+//! re-registrations after a failover. Plain data, no I/O.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskState, TransitionError};
+
+use crate::allocator::Millis;
+
+/// One task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub framework: FrameworkId,
+    pub id: TaskId,
+    pub name: String,
+    pub agent: AgentId,
+    pub resources: Resources,
+    pub state: TaskState,
+    /// The message of the latest update.
+    pub message: String,
+    /// The data of the latest update (a finished Wasm task's result).
+    pub data: Option<Vec<u8>>,
+    pub updated_ms: Millis,
+    /// The uuid of the latest update sent to the framework and not yet acknowledged.
+    pub pending_ack: Option<String>,
+}
+
+/// Why the book refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskBookError {
+    #[error("task {task} of framework {framework} already exists and is {state}")]
+    Duplicate {
+        framework: FrameworkId,
+        task: TaskId,
+        state: TaskState,
+    },
+    #[error("task {task} of framework {framework} is not known")]
+    Unknown {
+        framework: FrameworkId,
+        task: TaskId,
+    },
+    #[error("task {task} of framework {framework}: {source}")]
+    Transition {
+        framework: FrameworkId,
+        task: TaskId,
+        #[source]
+        source: TransitionError,
+    },
+}
+
+type Key = (FrameworkId, TaskId);
+
+/// All tasks the master knows.
+#[derive(Debug, Default)]
+pub struct TaskBook {
+    tasks: HashMap<Key, TaskRecord>,
+    by_agent: HashMap<AgentId, BTreeSet<Key>>,
+    by_framework: HashMap<FrameworkId, BTreeMap<TaskId, ()>>,
+}
+
+impl TaskBook {
+    /// Adds a new task. A task id may be reused only once the old task is gone from the book.
+    pub fn insert(&mut self, record: TaskRecord) -> Result<(), TaskBookError> {
+        let key = (record.framework.clone(), record.id.clone());
+        if let Some(old) = self.tasks.get(&key) {
+            return Err(TaskBookError::Duplicate {
+                framework: key.0,
+                task: key.1,
+                state: old.state,
+            });
+        }
+        self.by_agent
+            .entry(record.agent.clone())
+            .or_default()
+            .insert(key.clone());
+        self.by_framework
+            .entry(key.0.clone())
+            .or_default()
+            .insert(key.1.clone(), ());
+        self.tasks.insert(key, record);
+        Ok(())
+    }
+
+    /// Whether the framework has a task with this id.
+    pub fn contains(&self, framework: &FrameworkId, task: &TaskId) -> bool {
+        self.tasks.contains_key(&(framework.clone(), task.clone()))
+    }
+
+    /// Looks a task up.
+    pub fn get(&self, framework: &FrameworkId, task: &TaskId) -> Option<&TaskRecord> {
+        self.tasks.get(&(framework.clone(), task.clone()))
+    }
+
+    /// Moves a task to `state` if the state machine allows it, and returns the task as it was
+    /// before (so the caller can tell whether it just became terminal).
+    pub fn update(
+        &mut self,
+        framework: &FrameworkId,
+        task: &TaskId,
+        state: TaskState,
+        message: String,
+        data: Option<Vec<u8>>,
+        now: Millis,
+    ) -> Result<(TaskState, &mut TaskRecord), TaskBookError> {
+        let unknown = || TaskBookError::Unknown {
+            framework: framework.clone(),
+            task: task.clone(),
+        };
+        let record = self
+            .tasks
+            .get_mut(&(framework.clone(), task.clone()))
+            .ok_or_else(unknown)?;
+        let old = record.state;
+        record.state = old
+            .transition(state)
+            .map_err(|source| TaskBookError::Transition {
+                framework: framework.clone(),
+                task: task.clone(),
+                source,
+            })?;
+        record.message = message;
+        if data.is_some() {
+            record.data = data;
+        }
+        record.updated_ms = now;
+        Ok((old, record))
+    }
+
+    /// Mutable access, for bookkeeping fields such as `pending_ack`.
+    pub fn get_mut(&mut self, framework: &FrameworkId, task: &TaskId) -> Option<&mut TaskRecord> {
+        self.tasks.get_mut(&(framework.clone(), task.clone()))
+    }
+
+    /// Removes a task.
+    pub fn remove(&mut self, framework: &FrameworkId, task: &TaskId) -> Option<TaskRecord> {
+        let key = (framework.clone(), task.clone());
+        let record = self.tasks.remove(&key)?;
+        if let Some(set) = self.by_agent.get_mut(&record.agent) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.by_agent.remove(&record.agent);
+            }
+        }
+        if let Some(map) = self.by_framework.get_mut(framework) {
+            map.remove(task);
+            if map.is_empty() {
+                self.by_framework.remove(framework);
+            }
+        }
+        Some(record)
+    }
+
+    /// The tasks on an agent.
+    pub fn on_agent(&self, agent: &AgentId) -> Vec<&TaskRecord> {
+        self.by_agent
+            .get(agent)
+            .map(|keys| keys.iter().filter_map(|k| self.tasks.get(k)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The tasks of a framework, in task id order.
+    pub fn of_framework(&self, framework: &FrameworkId) -> Vec<&TaskRecord> {
+        self.by_framework
+            .get(framework)
+            .map(|ids| {
+                ids.keys()
+                    .filter_map(|t| self.tasks.get(&(framework.clone(), t.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every task.
+    pub fn all(&self) -> impl Iterator<Item = &TaskRecord> {
+        self.tasks.values()
+    }
+
+    /// Number of tasks.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// True when there is no task.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(task: &str) -> TaskRecord {
+        TaskRecord {
+            framework: FrameworkId::new("f").unwrap(),
+            id: TaskId::new(task).unwrap(),
+            name: task.into(),
+            agent: AgentId::new("a").unwrap(),
+            resources: Resources::new(1.0, 1, 0),
+            state: TaskState::Staging,
+            message: String::new(),
+            data: None,
+            updated_ms: 0,
+            pending_ack: None,
+        }
+    }
+
+    #[test]
+    fn lifecycle_follows_the_state_machine() {
+        let mut book = TaskBook::default();
+        book.insert(rec("t1")).unwrap();
+        assert!(matches!(
+            book.insert(rec("t1")),
+            Err(TaskBookError::Duplicate { .. })
+        ));
+        let (f, t) = (FrameworkId::new("f").unwrap(), TaskId::new("t1").unwrap());
+        let (old, r) = book
+            .update(&f, &t, TaskState::Running, "up".into(), None, 1)
+            .unwrap();
+        assert_eq!((old, r.state), (TaskState::Staging, TaskState::Running));
+        book.update(&f, &t, TaskState::Finished, String::new(), Some(vec![1]), 2)
+            .unwrap();
+        let err = book
+            .update(&f, &t, TaskState::Running, String::new(), None, 3)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot go from finished to running"),
+            "{err}"
+        );
+        assert_eq!(book.on_agent(&AgentId::new("a").unwrap()).len(), 1);
+        assert_eq!(book.of_framework(&f)[0].data, Some(vec![1]));
+        book.remove(&f, &t).unwrap();
+        assert!(book.is_empty() && book.on_agent(&AgentId::new("a").unwrap()).is_empty());
+    }
+}
