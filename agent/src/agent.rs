@@ -1,0 +1,670 @@
+//! [`Agent`]: the agent's core. It launches tasks through the containerizers, turns every state
+//! change into a durable status update, checkpoints what runs, kills tasks and tears
+//! frameworks down, and on start-up recovers what an earlier agent process left running.
+//!
+//! It knows nothing about the network: the master session (`session`) feeds it commands and
+//! drains its status-update queue; tests drive it directly.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use wasmos_api::{AgentId, FrameworkId, TaskId, TaskInfo, TaskKind, TaskState, TaskStatus};
+use wasmos_wasm_executor::{ComponentDigest, ExecutorEvent, ExecutorPool, WasmRuntime};
+
+use crate::checkpoint::TaskRecord;
+use crate::config::AgentConfig;
+use crate::containerizer::{
+    ContainerCheckpoint, Containerizer, ExitFuture, LaunchContext, TaskExit,
+};
+use crate::fetch::{ComponentFetcher, ComponentStore};
+use crate::native::NativeContainerizer;
+use crate::sandbox::Sandboxes;
+use crate::status_queue::StatusQueue;
+use crate::store::{Op, Store, StoreError};
+use crate::wasm::{FrameworkMessage, WasmContainerizer};
+
+const AGENT_ID_KEY: &str = "agent_id";
+
+/// The agent could not start or record something.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the Wasm runtime: {0}")]
+    Runtime(String),
+}
+
+/// The framework a launch belongs to, as far as the agent needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameworkContext {
+    pub framework_id: FrameworkId,
+    /// Its role, for native-task ACLs.
+    pub role: String,
+    /// Its component, for Wasm tasks.
+    pub component: Option<ComponentDigest>,
+}
+
+/// A task the agent runs, as reported on (re-)registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningTask {
+    pub framework_id: FrameworkId,
+    pub task: TaskInfo,
+    pub state: TaskState,
+}
+
+/// What start-up recovery found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Native tasks found running and adopted again.
+    pub adopted: Vec<(FrameworkId, TaskId)>,
+    /// Tasks that had ended or died with the agent (reported with their terminal state).
+    pub ended: Vec<(FrameworkId, TaskId)>,
+    /// Status updates still waiting for acknowledgement.
+    pub pending_updates: usize,
+}
+
+struct Live {
+    framework_id: FrameworkId,
+    task: TaskInfo,
+    state: TaskState,
+    kill: CancellationToken,
+    container: Option<ContainerCheckpoint>,
+}
+
+type Key = (FrameworkId, TaskId);
+
+struct Inner {
+    config: AgentConfig,
+    queue: Arc<StatusQueue>,
+    store: Store,
+    native: Arc<NativeContainerizer>,
+    wasm: Arc<WasmContainerizer>,
+    sandboxes: Sandboxes,
+    tasks: Mutex<HashMap<Key, Live>>,
+    agent_id: Mutex<Option<AgentId>>,
+    framework_messages_tx: mpsc::UnboundedSender<FrameworkMessage>,
+    framework_messages: Mutex<Option<mpsc::UnboundedReceiver<FrameworkMessage>>>,
+    stop: CancellationToken,
+}
+
+/// The agent. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl Agent {
+    /// Opens the agent's work directory, starts the containerizers and recovers: native tasks
+    /// still alive are adopted and watched, tasks that ended meanwhile are reported with how
+    /// they ended, Wasm tasks are reported FAILED ("agent restarted"), and status updates not
+    /// yet acknowledged are queued again.
+    pub async fn open(
+        config: AgentConfig,
+        fetcher: Arc<dyn ComponentFetcher>,
+    ) -> Result<(Agent, RecoveryReport), AgentError> {
+        let work = config.work_dir.clone();
+        std::fs::create_dir_all(&work).map_err(|source| AgentError::Io {
+            what: "work directory",
+            path: work.clone(),
+            source,
+        })?;
+        let (store, loaded) = Store::open(&work.join("agent.redb"))?;
+        let queue = StatusQueue::new(store.clone(), &loaded.meta, &loaded.updates, config.retry)?;
+        let agent_id = loaded
+            .meta
+            .iter()
+            .find(|(k, _)| k == AGENT_ID_KEY)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .and_then(|s| AgentId::new(s).ok());
+
+        let native = Arc::new(NativeContainerizer::new(config.native.clone()));
+        let mut runtime_config = config.runtime.clone();
+        if runtime_config.cache_dir.is_none() {
+            runtime_config.cache_dir = Some(work.join("compiled"));
+        }
+        let runtime =
+            WasmRuntime::new(runtime_config).map_err(|e| AgentError::Runtime(e.to_string()))?;
+        let pool = Arc::new(ExecutorPool::new(runtime.clone(), work.join("executors")));
+        let components = Arc::new(ComponentStore::new(
+            runtime,
+            fetcher,
+            work.join("components"),
+        ));
+        let wasm = Arc::new(WasmContainerizer::new(
+            pool,
+            components,
+            config.wasm_limits.clone(),
+        ));
+        let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            sandboxes: Sandboxes::new(&work),
+            config,
+            queue,
+            store,
+            native,
+            wasm,
+            tasks: Mutex::new(HashMap::new()),
+            agent_id: Mutex::new(agent_id),
+            framework_messages_tx: messages_tx,
+            framework_messages: Mutex::new(Some(messages_rx)),
+            stop: CancellationToken::new(),
+        });
+        let agent = Agent { inner };
+        tokio::spawn(gc_loop(Arc::downgrade(&agent.inner)));
+        let mut report = agent.recover(loaded.tasks).await?;
+        report.pending_updates = agent.inner.queue.pending();
+        Ok((agent, report))
+    }
+
+    async fn recover(&self, records: Vec<(String, Vec<u8>)>) -> Result<RecoveryReport, AgentError> {
+        let mut report = RecoveryReport::default();
+        for (key, bytes) in records {
+            let record = match TaskRecord::decode(&key, &bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(%key, error = %e, "dropping an unreadable task record");
+                    self.inner.store.write_later(vec![Op::RemoveTask(key)]);
+                    continue;
+                }
+            };
+            let k = (record.framework_id.clone(), record.task.task_id.clone());
+            let kill = CancellationToken::new();
+            let containerizer = self.containerizer_for(&record.task);
+            let exit = containerizer
+                .recover(&record.container, &record.task, kill.clone())
+                .await;
+            let adopted = matches!(record.container, ContainerCheckpoint::Native(_))
+                && self.inner.native.is_running(&record.container);
+            if adopted {
+                // Only what still runs is reported to the master on re-registration; the
+                // others' ends follow as status updates.
+                self.lock_tasks().insert(
+                    k.clone(),
+                    Live {
+                        framework_id: record.framework_id.clone(),
+                        task: record.task.clone(),
+                        state: record.state,
+                        kill,
+                        container: Some(record.container.clone()),
+                    },
+                );
+                report.adopted.push(k);
+            } else {
+                report.ended.push(k);
+            }
+            self.watch(record.framework_id, record.task, exit, None);
+        }
+        Ok(report)
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Live>> {
+        self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn containerizer_for(&self, task: &TaskInfo) -> Arc<dyn Containerizer> {
+        match task.kind {
+            TaskKind::Wasm { .. } => self.inner.wasm.clone(),
+            TaskKind::Command { .. } => self.inner.native.clone(),
+        }
+    }
+
+    /// The status-update queue (to run it over a transport and feed it acknowledgements).
+    pub fn status_queue(&self) -> &Arc<StatusQueue> {
+        &self.inner.queue
+    }
+
+    /// The native containerizer (to ask why native tasks are refused here).
+    pub fn native(&self) -> &NativeContainerizer {
+        &self.inner.native
+    }
+
+    /// The Wasm executor pool.
+    pub fn executor_pool(&self) -> &Arc<ExecutorPool> {
+        self.inner.wasm.pool()
+    }
+
+    /// The agent's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.inner.config
+    }
+
+    /// The id the master gave this agent, if it registered before.
+    pub fn agent_id(&self) -> Option<AgentId> {
+        self.inner
+            .agent_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the id the master gave this agent (durably: it is used to re-register).
+    pub async fn set_agent_id(&self, id: AgentId) -> Result<(), AgentError> {
+        self.inner
+            .store
+            .write(vec![Op::PutMeta(
+                AGENT_ID_KEY.into(),
+                id.as_str().as_bytes().to_vec(),
+            )])
+            .await?;
+        *self
+            .inner
+            .agent_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(id);
+        Ok(())
+    }
+
+    /// Executor-to-scheduler messages; the first caller gets the receiver.
+    pub fn take_framework_messages(&self) -> Option<mpsc::UnboundedReceiver<FrameworkMessage>> {
+        self.inner
+            .framework_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Every task the agent runs now.
+    pub fn running_tasks(&self) -> Vec<RunningTask> {
+        self.lock_tasks()
+            .values()
+            .map(|l| RunningTask {
+                framework_id: l.framework_id.clone(),
+                task: l.task.clone(),
+                state: l.state,
+            })
+            .collect()
+    }
+
+    /// The checkpointed container of a running task (its cgroup, for native tasks).
+    pub fn container(
+        &self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+    ) -> Option<ContainerCheckpoint> {
+        self.lock_tasks()
+            .get(&(framework_id.clone(), task_id.clone()))
+            .and_then(|l| l.container.clone())
+    }
+
+    /// Launches a task. Whatever happens is reported through status updates (RUNNING, then a
+    /// terminal state; or FAILED/ERROR at once when it cannot start); the returned state is
+    /// the first one reported. Errors are only about recording state.
+    pub async fn launch(
+        &self,
+        framework: &FrameworkContext,
+        task: TaskInfo,
+    ) -> Result<TaskState, AgentError> {
+        let span = tracing::info_span!(
+            "launch",
+            framework_id = %framework.framework_id,
+            agent_id = %task.agent_id,
+            task_id = %task.task_id,
+        );
+        self.launch_inner(framework, task).instrument(span).await
+    }
+
+    async fn launch_inner(
+        &self,
+        framework: &FrameworkContext,
+        task: TaskInfo,
+    ) -> Result<TaskState, AgentError> {
+        let fw = framework.framework_id.clone();
+        let key = (fw.clone(), task.task_id.clone());
+        if let Err(e) = task.validate() {
+            self.report(&fw, &task, TaskState::Error, e.to_string(), None, vec![])
+                .await?;
+            return Ok(TaskState::Error);
+        }
+        let kill = CancellationToken::new();
+        {
+            let mut tasks = self.lock_tasks();
+            if tasks.contains_key(&key) {
+                tracing::warn!("launch of a task that already runs here; ignored");
+                return Ok(tasks.get(&key).map_or(TaskState::Running, |l| l.state));
+            }
+            tasks.insert(
+                key.clone(),
+                Live {
+                    framework_id: fw.clone(),
+                    task: task.clone(),
+                    state: TaskState::Starting,
+                    kill: kill.clone(),
+                    container: None,
+                },
+            );
+        }
+        let is_native = matches!(task.kind, TaskKind::Command { .. });
+        let sandbox = match &task.kind {
+            // A Wasm task works in its executor instance's sandbox.
+            TaskKind::Wasm { executor_id, .. } => {
+                self.inner.wasm.pool().executor_dir(&fw, executor_id)
+            }
+            TaskKind::Command { .. } => match self.inner.sandboxes.create(&fw, &task.task_id) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    self.lock_tasks().remove(&key);
+                    let msg = format!("cannot create the task's sandbox: {e}");
+                    self.report(&fw, &task, TaskState::Failed, msg, None, vec![])
+                        .await?;
+                    return Ok(TaskState::Failed);
+                }
+            },
+        };
+        let exit_file = self.inner.sandboxes.exit_file(&fw, &task.task_id);
+        let containerizer = self.containerizer_for(&task);
+        let launched = containerizer
+            .launch(LaunchContext {
+                framework_id: &fw,
+                role: &framework.role,
+                component: framework.component,
+                task: &task,
+                sandbox: &sandbox,
+                exit_file: &exit_file,
+                kill: kill.clone(),
+            })
+            .await;
+        let launched = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                self.lock_tasks().remove(&key);
+                let state = e.state();
+                tracing::info!(%state, error = %e, "task could not start");
+                if is_native {
+                    self.inner.sandboxes.mark_done(&fw, &task.task_id);
+                }
+                self.report(&fw, &task, state, e.to_string(), None, vec![])
+                    .await?;
+                return Ok(state);
+            }
+        };
+        let record = TaskRecord {
+            framework_id: fw.clone(),
+            role: framework.role.clone(),
+            component: framework.component.map(|d| d.to_hex()),
+            task: task.clone(),
+            state: TaskState::Running,
+            container: launched.checkpoint.clone(),
+        };
+        if let Some(l) = self.lock_tasks().get_mut(&key) {
+            l.state = TaskState::Running;
+            l.container = Some(launched.checkpoint.clone());
+        }
+        // The checkpoint and the RUNNING update share one transaction.
+        let put = record.put()?;
+        self.report(
+            &fw,
+            &task,
+            TaskState::Running,
+            String::new(),
+            None,
+            vec![put],
+        )
+        .await?;
+        self.watch(fw, task, launched.exit, launched.events);
+        Ok(TaskState::Running)
+    }
+
+    /// Waits for a task's exit in the background, then reports it and forgets the task.
+    fn watch(
+        &self,
+        framework_id: FrameworkId,
+        task: TaskInfo,
+        exit: ExitFuture,
+        mut events: Option<mpsc::UnboundedReceiver<ExecutorEvent>>,
+    ) {
+        let agent = self.clone();
+        let span = tracing::info_span!(
+            "task",
+            framework_id = %framework_id,
+            agent_id = %task.agent_id,
+            task_id = %task.task_id,
+        );
+        tokio::spawn(
+            async move {
+                let mut exit = exit;
+                // Progress is reported as it comes, and all of it before the end.
+                let ended = loop {
+                    let next = async {
+                        match events.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        ended = &mut exit => break ended,
+                        ev = next => match ev {
+                            Some(ev) => agent.executor_event(&framework_id, &task, ev).await,
+                            None => events = None,
+                        },
+                    }
+                };
+                if let Some(rx) = events.as_mut() {
+                    while let Ok(ev) = rx.try_recv() {
+                        agent.executor_event(&framework_id, &task, ev).await;
+                    }
+                }
+                let TaskExit {
+                    state,
+                    message,
+                    data,
+                } = ended;
+                tracing::info!(%state, %message, "task ended");
+                let remove = TaskRecord::remove(&framework_id, &task.task_id);
+                // The terminal update and the removal of the checkpoint share a transaction:
+                // after a crash the task is either still recorded or its end is queued.
+                let result = agent
+                    .report(&framework_id, &task, state, message, data, vec![remove])
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "cannot record the task's end");
+                }
+                agent
+                    .lock_tasks()
+                    .remove(&(framework_id.clone(), task.task_id.clone()));
+                if matches!(task.kind, TaskKind::Command { .. }) {
+                    agent
+                        .inner
+                        .sandboxes
+                        .mark_done(&framework_id, &task.task_id);
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn executor_event(&self, framework_id: &FrameworkId, task: &TaskInfo, ev: ExecutorEvent) {
+        match ev {
+            ExecutorEvent::Progress { message, .. } => {
+                let r = self
+                    .report(
+                        framework_id,
+                        task,
+                        TaskState::Running,
+                        message,
+                        None,
+                        vec![],
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot record a progress update");
+                }
+            }
+            ExecutorEvent::FrameworkMessage { data, .. } => {
+                if let TaskKind::Wasm { executor_id, .. } = &task.kind {
+                    let _ = self.inner.framework_messages_tx.send(FrameworkMessage {
+                        framework_id: framework_id.clone(),
+                        executor_id: executor_id.clone(),
+                        data,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn report(
+        &self,
+        framework_id: &FrameworkId,
+        task: &TaskInfo,
+        state: TaskState,
+        message: String,
+        data: Option<Vec<u8>>,
+        extra: Vec<Op>,
+    ) -> Result<(), AgentError> {
+        let status = TaskStatus {
+            task_id: task.task_id.clone(),
+            agent_id: Some(task.agent_id.clone()),
+            state,
+            message,
+            data,
+            uuid: None,
+        };
+        self.inner
+            .queue
+            .enqueue(framework_id.clone(), status, extra)
+            .await?;
+        Ok(())
+    }
+
+    /// Kills a task (TERM then KILL for native tasks, interruption for Wasm tasks); its
+    /// KILLED update follows when it has stopped. Returns false when the task does not run
+    /// here.
+    pub fn kill(&self, framework_id: &FrameworkId, task_id: &TaskId) -> bool {
+        let tasks = self.lock_tasks();
+        match tasks.get(&(framework_id.clone(), task_id.clone())) {
+            Some(l) => {
+                tracing::info!(%framework_id, %task_id, "killing task");
+                l.kill.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Answers a kill of a task this agent does not run with a LOST update, so whoever asked
+    /// is not left waiting for a KILLED that will never come.
+    pub async fn report_not_running(
+        &self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+    ) -> Result<(), AgentError> {
+        let status = TaskStatus {
+            task_id: task_id.clone(),
+            agent_id: self.agent_id(),
+            state: TaskState::Lost,
+            message: "the task is not running on this agent".into(),
+            data: None,
+            uuid: None,
+        };
+        self.inner
+            .queue
+            .enqueue(framework_id.clone(), status, vec![])
+            .await?;
+        Ok(())
+    }
+
+    /// Tears a framework down here: kills its tasks, waits for them to end, and shuts its
+    /// executor instances down.
+    pub async fn shutdown_framework(&self, framework_id: &FrameworkId) {
+        let span = tracing::info_span!("shutdown_framework", framework_id = %framework_id);
+        async {
+            let tokens: Vec<CancellationToken> = self
+                .lock_tasks()
+                .values()
+                .filter(|l| &l.framework_id == framework_id)
+                .map(|l| l.kill.clone())
+                .collect();
+            for t in &tokens {
+                t.cancel();
+            }
+            // Wait (bounded) for the tasks to report their end.
+            let grace = self.inner.config.native.kill_grace + std::time::Duration::from_secs(5);
+            let deadline = tokio::time::Instant::now() + grace;
+            while tokio::time::Instant::now() < deadline
+                && self
+                    .lock_tasks()
+                    .values()
+                    .any(|l| &l.framework_id == framework_id)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            self.inner.wasm.shutdown_framework(framework_id).await;
+            self.inner.native.shutdown_framework(framework_id).await;
+            // The executor instances' sandboxes go with the framework.
+            let dir = self
+                .inner
+                .config
+                .work_dir
+                .join("executors")
+                .join(framework_id.as_str());
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Removes finished tasks' sandboxes that are past retention, or all the old ones when the
+    /// disk runs low. Runs periodically on its own; callable for tests.
+    pub fn gc_sandboxes(&self) -> crate::sandbox::GcReport {
+        let live: HashSet<(String, String)> = self
+            .lock_tasks()
+            .keys()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect();
+        self.inner.sandboxes.gc(&self.inner.config.gc, &live)
+    }
+
+    /// The sandbox directory of a native task.
+    pub fn sandbox_dir(&self, framework_id: &FrameworkId, task_id: &TaskId) -> std::path::PathBuf {
+        self.inner.sandboxes.dir(framework_id, task_id)
+    }
+
+    /// Stops background work (GC, event forwarding). Running tasks are left alone: native
+    /// ones are adopted by the next agent process.
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+}
+
+impl NativeContainerizer {
+    /// True when the checkpointed supervisor is still the process it was.
+    pub(crate) fn is_running(&self, container: &ContainerCheckpoint) -> bool {
+        match container {
+            ContainerCheckpoint::Native(n) => {
+                crate::launcher::process_start_time(n.supervisor_pid) == Some(n.supervisor_start)
+                    && crate::launcher::process_alive(n.supervisor_pid)
+            }
+            ContainerCheckpoint::Wasm { .. } => false,
+        }
+    }
+}
+
+async fn gc_loop(agent: Weak<Inner>) {
+    loop {
+        let (interval, stop) = match agent.upgrade() {
+            Some(inner) => (inner.config.gc_interval, inner.stop.clone()),
+            None => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = stop.cancelled() => return,
+        }
+        let Some(inner) = agent.upgrade() else { return };
+        let agent_ref = Agent { inner };
+        let report = tokio::task::spawn_blocking(move || agent_ref.gc_sandboxes()).await;
+        if let Ok(r) = report
+            && !r.removed.is_empty()
+        {
+            tracing::info!(removed = r.removed.len(), "sandboxes garbage-collected");
+        }
+    }
+}

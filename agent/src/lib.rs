@@ -1,0 +1,33 @@
+//! The wasmos agent: runs what the master sends it, keeps the promises about limits, and never
+//! loses a task's final state.
+//!
+//! - [`Agent`] is the core: launch, kill, framework teardown, recovery after a restart.
+//! - [`containerizer`] is the trait over the two ways a task runs: [`wasm`] (the framework's
+//!   executor instance under wasmtime) and [`native`] (a command in a cgroup, via [`cgroups`]
+//!   and [`launcher`]).
+//! - [`status_queue`] holds every status update durably until the master acknowledges it;
+//!   [`store`] is the redb file behind it and behind the task [`checkpoint`].
+//! - [`sandbox`] owns the per-task directories and their garbage collection; [`fetch`] gets a
+//!   framework's component by digest and verifies it.
+//! - [`session`] is the gRPC client loop to the master ([`run`]).
+
+pub mod agent;
+pub mod cgroups;
+pub mod checkpoint;
+pub mod config;
+pub mod containerizer;
+pub mod fetch;
+pub mod launcher;
+pub mod native;
+pub mod sandbox;
+pub mod session;
+pub mod status_queue;
+pub mod store;
+pub mod wasm;
+
+pub use agent::{Agent, AgentError, FrameworkContext, RecoveryReport, RunningTask};
+pub use config::AgentConfig;
+pub use containerizer::{ContainerCheckpoint, ContainerError, Containerizer, TaskExit};
+pub use fetch::{ComponentFetcher, FetchError, MemoryFetcher};
+pub use session::{RunConfig, RunError, SessionConfig, run, run_until};
+pub use status_queue::{QueuedUpdate, RetryPolicy, StatusQueue, TransportError, UpdateTransport};

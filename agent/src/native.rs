@@ -1,0 +1,391 @@
+//! The native containerizer: command tasks in a cgroup of their own, with CPU, memory and pids
+//! limits, killed with TERM then KILL, adopted again after an agent restart.
+//!
+//! A task is refused, with the reason, when its framework's role may not run native tasks or
+//! when cgroups cannot be used here: there is no unconfined fallback, since a task's limits
+//! are a promise to the other tasks on the machine.
+//!
+//! What lives elsewhere: the process plumbing (`launcher`), the cgroup files (`cgroups`).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wasmos_api::{FrameworkId, TaskInfo, TaskKind, TaskState};
+
+use crate::cgroups::{CgroupError, CgroupHierarchy, CgroupLimits, CpuStats, TaskCgroup};
+use crate::containerizer::{
+    ContainerCheckpoint, ContainerError, Containerizer, ExitFuture, LaunchContext, Launched,
+    NativeCheckpoint, TaskExit,
+};
+use crate::launcher::{self, CommandSpec, ExitRecord};
+
+/// Settings of the native containerizer.
+#[derive(Clone, Debug)]
+pub struct NativeConfig {
+    /// Roles whose frameworks may run native tasks; `"*"` allows every role. Empty refuses
+    /// native tasks altogether.
+    pub allowed_roles: Vec<String>,
+    /// Name of the directory the agent's task cgroups live under.
+    pub cgroup_name: String,
+    /// How long a task has to exit after SIGTERM before it gets SIGKILL.
+    pub kill_grace: Duration,
+    /// Cap on each of a task's stdout and stderr files, in bytes.
+    pub max_output_bytes: u64,
+    /// Most processes and threads per task.
+    pub pids_max: u64,
+    /// Memory limit of a task that asks for no memory, in MiB.
+    pub default_mem_mb: u64,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        NativeConfig {
+            allowed_roles: vec!["*".into()],
+            cgroup_name: "wasmos".into(),
+            kill_grace: Duration::from_secs(3),
+            max_output_bytes: 10 << 20,
+            pids_max: 4096,
+            default_mem_mb: 64,
+        }
+    }
+}
+
+/// Runs command tasks in cgroups.
+pub struct NativeContainerizer {
+    config: NativeConfig,
+    hierarchy: Result<CgroupHierarchy, String>,
+}
+
+impl NativeContainerizer {
+    /// Detects cgroups. Never fails: without cgroups, every native launch is refused with the
+    /// reason found here (see [`NativeContainerizer::unavailable_reason`]).
+    pub fn new(config: NativeConfig) -> Self {
+        let hierarchy = CgroupHierarchy::detect(&config.cgroup_name).map_err(|e| e.to_string());
+        if let Err(why) = &hierarchy {
+            tracing::warn!(%why, "native tasks will be refused");
+        }
+        NativeContainerizer { config, hierarchy }
+    }
+
+    /// Why native tasks are refused on this machine, or `None` when cgroups work.
+    pub fn unavailable_reason(&self) -> Option<&str> {
+        self.hierarchy.as_ref().err().map(String::as_str)
+    }
+
+    /// The cgroup hierarchy, when usable.
+    pub fn hierarchy(&self) -> Option<&CgroupHierarchy> {
+        self.hierarchy.as_ref().ok()
+    }
+
+    fn role_allowed(&self, role: &str) -> bool {
+        self.config
+            .allowed_roles
+            .iter()
+            .any(|r| r == "*" || r == role)
+    }
+
+    fn limits(&self, task: &TaskInfo) -> CgroupLimits {
+        let mem_mb = if task.resources.mem_mb == 0 {
+            self.config.default_mem_mb
+        } else {
+            task.resources.mem_mb
+        };
+        CgroupLimits {
+            millicpus: task.resources.millicpus,
+            memory_bytes: mem_mb << 20,
+            pids: self.config.pids_max,
+        }
+    }
+}
+
+/// CPU statistics of a running native task's cgroup (for tests and usage reports).
+pub fn cpu_stats(checkpoint: &NativeCheckpoint) -> Result<CpuStats, CgroupError> {
+    checkpoint.cgroup.cpu_stats()
+}
+
+#[async_trait::async_trait]
+impl Containerizer for NativeContainerizer {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    async fn launch(&self, ctx: LaunchContext<'_>) -> Result<Launched, ContainerError> {
+        let TaskKind::Command { argv, env } = &ctx.task.kind else {
+            return Err(ContainerError::Refused(
+                "the native containerizer runs command tasks only".into(),
+            ));
+        };
+        if !self.role_allowed(ctx.role) {
+            return Err(ContainerError::Refused(format!(
+                "native (command) tasks are not allowed for role {:?} on this agent; allowed \
+                 roles: {:?} (agent setting allowed_roles)",
+                ctx.role, self.config.allowed_roles
+            )));
+        }
+        let hierarchy = self
+            .hierarchy
+            .as_ref()
+            .map_err(|why| ContainerError::Refused(format!("native task refused: {why}")))?;
+        let limits = self.limits(ctx.task);
+        let cgroup = hierarchy
+            .create(
+                ctx.framework_id.as_str(),
+                ctx.task.task_id.as_str(),
+                &limits,
+            )
+            .map_err(|e| ContainerError::Failed(format!("cannot create the task's cgroup: {e}")))?;
+        let spec = CommandSpec {
+            argv,
+            env,
+            sandbox: ctx.sandbox,
+            exit_file: ctx.exit_file,
+            max_output_bytes: self.config.max_output_bytes,
+            cgroup: &cgroup,
+        };
+        let pid = match launcher::spawn(&spec) {
+            Ok(pid) => pid,
+            Err(e) => {
+                let cg = cgroup.clone();
+                let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+                return Err(ContainerError::Failed(format!(
+                    "cannot start the command: {e}"
+                )));
+            }
+        };
+        // The supervisor is our child and cannot be reaped before we look, so this is its
+        // start time, not a successor's.
+        let start = launcher::process_start_time(pid).unwrap_or(0);
+        let checkpoint = NativeCheckpoint {
+            supervisor_pid: pid,
+            supervisor_start: start,
+            cgroup,
+            exit_file: ctx.exit_file.to_path_buf(),
+            memory_limit_mb: limits.memory_bytes >> 20,
+        };
+        tracing::debug!(
+            framework_id = %ctx.framework_id, task_id = %ctx.task.task_id, pid,
+            "native task started"
+        );
+        let exit = Box::pin(watch(
+            checkpoint.clone(),
+            true,
+            ctx.kill,
+            self.config.kill_grace,
+        ));
+        Ok(Launched {
+            checkpoint: ContainerCheckpoint::Native(checkpoint),
+            exit,
+            events: None,
+        })
+    }
+
+    async fn recover(
+        &self,
+        checkpoint: &ContainerCheckpoint,
+        task: &TaskInfo,
+        kill: CancellationToken,
+    ) -> ExitFuture {
+        let ContainerCheckpoint::Native(ck) = checkpoint else {
+            return Box::pin(std::future::ready(TaskExit::new(
+                TaskState::Lost,
+                "not a native task",
+            )));
+        };
+        let alive = ck.supervisor_start != 0
+            && launcher::process_start_time(ck.supervisor_pid) == Some(ck.supervisor_start)
+            && launcher::process_alive(ck.supervisor_pid);
+        tracing::info!(
+            task_id = %task.task_id, pid = ck.supervisor_pid, alive,
+            "recovering native task"
+        );
+        Box::pin(watch(ck.clone(), alive, kill, self.config.kill_grace))
+    }
+
+    async fn shutdown_framework(&self, _framework_id: &FrameworkId) {}
+}
+
+/// Waits for a native task to end (killing it when asked), then turns its recorded exit and
+/// its cgroup's OOM count into a [`TaskExit`] and removes the cgroup.
+async fn watch(
+    ck: NativeCheckpoint,
+    supervisor_alive: bool,
+    kill: CancellationToken,
+    grace: Duration,
+) -> TaskExit {
+    let pid = ck.supervisor_pid;
+    let exited = async move {
+        if supervisor_alive {
+            launcher::wait_exit(pid).await;
+        }
+    };
+    tokio::pin!(exited);
+    let mut kill_note = None;
+    tokio::select! {
+        () = &mut exited => {}
+        () = kill.cancelled() => {
+            ck.cgroup.signal_all(libc::SIGTERM);
+            tokio::select! {
+                () = &mut exited => {
+                    kill_note = Some("killed on request (SIGTERM)".to_string());
+                }
+                () = tokio::time::sleep(grace) => {
+                    ck.cgroup.signal_all(libc::SIGKILL);
+                    exited.as_mut().await;
+                    kill_note = Some(format!(
+                        "killed on request: it did not exit within {grace:?} of SIGTERM, so it \
+                         was sent SIGKILL"
+                    ));
+                }
+            }
+        }
+    }
+    let record = ExitRecord::read(&ck.exit_file);
+    let oom = ck.cgroup.oom_kills() > 0;
+    let cgroup = ck.cgroup.clone();
+    if tokio::task::spawn_blocking(move || cgroup.remove())
+        .await
+        .is_err()
+    {
+        tracing::warn!(pid, "cgroup cleanup thread failed");
+    }
+    let _ = std::fs::remove_file(&ck.exit_file);
+    let exit = classify(record, oom, kill_note, supervisor_alive, ck.memory_limit_mb);
+    tracing::debug!(pid, state = %exit.state, message = %exit.message, "native task ended");
+    exit
+}
+
+fn classify(
+    record: Option<ExitRecord>,
+    oom: bool,
+    kill_note: Option<String>,
+    supervisor_alive: bool,
+    memory_limit_mb: u64,
+) -> TaskExit {
+    if let Some(note) = kill_note {
+        return TaskExit::new(TaskState::Killed, note);
+    }
+    if oom {
+        return TaskExit::new(
+            TaskState::Failed,
+            format!(
+                "memory limit exceeded: the kernel's OOM killer ended the task at its limit of \
+                 {memory_limit_mb} MiB"
+            ),
+        );
+    }
+    match record {
+        Some(ExitRecord::Code(0)) => {
+            TaskExit::new(TaskState::Finished, "command exited with code 0")
+        }
+        Some(ExitRecord::Code(125)) => TaskExit::new(
+            TaskState::Failed,
+            "the command could not join its cgroup (exit 125)",
+        ),
+        Some(ExitRecord::Code(127)) => TaskExit::new(
+            TaskState::Failed,
+            "the command could not be executed (exit 127)",
+        ),
+        Some(ExitRecord::Code(c)) => {
+            TaskExit::new(TaskState::Failed, format!("command exited with code {c}"))
+        }
+        Some(ExitRecord::Signal(s)) => TaskExit::new(
+            TaskState::Failed,
+            format!("command was killed by signal {s} ({})", signal_name(s)),
+        ),
+        None if !supervisor_alive => TaskExit::new(
+            TaskState::Lost,
+            "agent restarted and the task's supervisor was gone without recording an exit; \
+             its outcome is unknown",
+        ),
+        None => TaskExit::new(
+            TaskState::Failed,
+            "the task's supervisor ended without recording an exit",
+        ),
+    }
+}
+
+fn signal_name(s: i32) -> &'static str {
+    match s {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGXCPU => "SIGXCPU",
+        _ => "signal",
+    }
+}
+
+/// Reads a task's cgroup from its checkpoint (for tests and usage).
+pub fn task_cgroup(checkpoint: &ContainerCheckpoint) -> Option<&TaskCgroup> {
+    match checkpoint {
+        ContainerCheckpoint::Native(n) => Some(&n.cgroup),
+        ContainerCheckpoint::Wasm { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmos_api::{AgentId, Resources, TaskId};
+
+    #[tokio::test]
+    async fn without_cgroups_native_tasks_are_refused_with_the_reason() {
+        let why = "the agent is not running as root, so it cannot create cgroups";
+        let n = NativeContainerizer {
+            config: NativeConfig::default(),
+            hierarchy: Err(CgroupError::Unavailable(why.into()).to_string()),
+        };
+        let task = TaskInfo {
+            task_id: TaskId::new("t").unwrap(),
+            name: "t".into(),
+            agent_id: AgentId::new("a").unwrap(),
+            resources: Resources::new(0.1, 16, 0),
+            kind: TaskKind::Command {
+                argv: vec!["true".into()],
+                env: vec![],
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let fw = FrameworkId::new("fw").unwrap();
+        let err = n
+            .launch(LaunchContext {
+                framework_id: &fw,
+                role: "any",
+                component: None,
+                task: &task,
+                sandbox: dir.path(),
+                exit_file: &dir.path().join("exit"),
+                kill: CancellationToken::new(),
+            })
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.state(), TaskState::Error);
+        let msg = err.to_string();
+        assert!(msg.contains("native task refused"), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+        assert!(
+            msg.contains("native (command) tasks are refused on this agent"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn exit_classification() {
+        assert_eq!(
+            classify(Some(ExitRecord::Code(0)), false, None, true, 1).state,
+            TaskState::Finished
+        );
+        let e = classify(Some(ExitRecord::Code(3)), false, None, true, 1);
+        assert_eq!(e.state, TaskState::Failed);
+        assert!(e.message.contains("code 3"));
+        let e = classify(Some(ExitRecord::Signal(9)), true, None, true, 32);
+        assert!(e.message.contains("memory limit exceeded"), "{}", e.message);
+        let e = classify(None, false, Some("killed".into()), true, 1);
+        assert_eq!(e.state, TaskState::Killed);
+        assert_eq!(classify(None, false, None, false, 1).state, TaskState::Lost);
+    }
+}

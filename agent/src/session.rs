@@ -1,0 +1,456 @@
+//! The agent's session with the master over `AgentService.Session`: register (reporting every
+//! task it runs), heartbeat, send status updates from the durable queue and take
+//! acknowledgements back, and carry out the master's commands (run, kill, framework
+//! teardown). Reconnects with backoff, trying each given master address in turn.
+//!
+//! [`run`] is what `wasmos agent` calls.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use wasmos_api::convert::{self, status_to_pb};
+use wasmos_api::proto as pb;
+use wasmos_api::proto::agent_service_client::AgentServiceClient;
+use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskInfo};
+
+use crate::agent::{Agent, AgentError, FrameworkContext};
+use crate::config::AgentConfig;
+use crate::fetch::{ComponentFetcher, FetchError};
+use crate::status_queue::{QueuedUpdate, TransportError, UpdateTransport};
+use crate::wasm::FrameworkMessage;
+
+/// How the agent finds and talks to the master.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Master addresses (`host:port` or `http://host:port`); tried in turn.
+    pub masters: Vec<String>,
+    /// This machine's name, as shown by the master.
+    pub hostname: String,
+    /// Where the agent can be reached; may be empty.
+    pub address: String,
+    /// Resources offered to the cluster; `None` measures them (CPUs, memory, disk of the work
+    /// directory).
+    pub resources: Option<Resources>,
+    /// Free-form attributes (`rack=r1`).
+    pub attributes: BTreeMap<String, String>,
+    /// The role assumed for launched tasks: `RunTasks` does not carry the framework's role
+    /// yet, so native-task ACLs check this one.
+    pub default_role: String,
+    /// First wait before reconnecting; doubles up to `reconnect_max`.
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl SessionConfig {
+    /// Defaults for the given masters.
+    pub fn new(masters: Vec<String>) -> Self {
+        SessionConfig {
+            masters,
+            hostname: hostname(),
+            address: String::new(),
+            resources: None,
+            attributes: BTreeMap::new(),
+            default_role: "*".into(),
+            reconnect_initial: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything `wasmos agent` configures.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub agent: AgentConfig,
+    pub session: SessionConfig,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("no master address given; pass --master HOST:PORT[,HOST:PORT...]")]
+    NoMasters,
+}
+
+/// Fetches components from the master. `AgentService` has no blob call yet, so this says so;
+/// replace it once the master serves blobs.
+pub struct NoBlobService;
+
+#[async_trait::async_trait]
+impl ComponentFetcher for NoBlobService {
+    async fn fetch(
+        &self,
+        digest: &wasmos_wasm_executor::ComponentDigest,
+    ) -> Result<Vec<u8>, FetchError> {
+        Err(FetchError(format!(
+            "the master's AgentService cannot serve component {digest} yet (no blob call)"
+        )))
+    }
+}
+
+/// Runs an agent until the process is stopped: opens the work directory (recovering what
+/// runs), then keeps a session with the master.
+pub async fn run(config: RunConfig) -> Result<(), RunError> {
+    run_until(config, Arc::new(NoBlobService), CancellationToken::new()).await
+}
+
+/// [`run`] with a component source and a stop signal.
+pub async fn run_until(
+    config: RunConfig,
+    fetcher: Arc<dyn ComponentFetcher>,
+    stop: CancellationToken,
+) -> Result<(), RunError> {
+    if config.session.masters.is_empty() {
+        return Err(RunError::NoMasters);
+    }
+    let (agent, report) = Agent::open(config.agent.clone(), fetcher).await?;
+    tracing::info!(
+        adopted = report.adopted.len(),
+        ended = report.ended.len(),
+        pending_updates = report.pending_updates,
+        "agent recovered"
+    );
+    let transport = Arc::new(SessionTransport::default());
+    tokio::spawn(
+        agent
+            .status_queue()
+            .clone()
+            .run(transport.clone(), stop.clone()),
+    );
+    let mut messages = agent.take_framework_messages();
+    let resources = config
+        .session
+        .resources
+        .unwrap_or_else(|| measure_resources(&config.agent.work_dir));
+    let mut backoff = config.session.reconnect_initial;
+    let mut i = 0usize;
+    while !stop.is_cancelled() {
+        let master = &config.session.masters[i % config.session.masters.len()];
+        let span = tracing::info_span!("session", master = %master, agent_id = ?agent.agent_id());
+        let result = tokio::select! {
+            r = session(&agent, &transport, master, &config.session, resources, &mut messages) => r,
+            () = stop.cancelled() => Ok(true),
+        };
+        transport.set(None);
+        match result {
+            Ok(true) => backoff = config.session.reconnect_initial,
+            Ok(false) => {}
+            Err(e) => {
+                let _e = span.enter();
+                tracing::warn!(error = %e, "master session ended");
+            }
+        }
+        i += 1;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(config.session.reconnect_max);
+    }
+    agent.stop();
+    Ok(())
+}
+
+/// Sends status updates on the current session's stream, if there is one.
+#[derive(Default)]
+struct SessionTransport {
+    tx: Mutex<Option<mpsc::Sender<pb::AgentMessage>>>,
+}
+
+impl SessionTransport {
+    fn set(&self, tx: Option<mpsc::Sender<pb::AgentMessage>>) {
+        *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = tx;
+    }
+}
+
+#[async_trait::async_trait]
+impl UpdateTransport for SessionTransport {
+    async fn send(&self, updates: Vec<QueuedUpdate>) -> Result<(), TransportError> {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| TransportError("not connected to a master".into()))?;
+        let updates = updates
+            .iter()
+            .map(|u| pb::AgentStatusUpdate {
+                framework_id: u.framework_id.to_string(),
+                status: Some(status_to_pb(&u.status, "agent")),
+            })
+            .collect();
+        tx.send(message(pb::agent_message::Message::StatusUpdates(
+            pb::agent_message::StatusUpdates { updates },
+        )))
+        .await
+        .map_err(|_| TransportError("the master session closed".into()))
+    }
+}
+
+fn message(m: pb::agent_message::Message) -> pb::AgentMessage {
+    pb::AgentMessage { message: Some(m) }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("bad master address {0:?}: {1}")]
+    Address(String, String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("stream: {0}")]
+    Stream(String),
+    #[error("the master refused the agent: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// One session. Returns Ok(true) when it got as far as registering.
+async fn session(
+    agent: &Agent,
+    transport: &SessionTransport,
+    master: &str,
+    cfg: &SessionConfig,
+    resources: Resources,
+    messages: &mut Option<mpsc::UnboundedReceiver<FrameworkMessage>>,
+) -> Result<bool, SessionError> {
+    let uri = if master.contains("://") {
+        master.to_string()
+    } else {
+        format!("http://{master}")
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(uri)
+        .map_err(|e| SessionError::Address(master.to_string(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let mut client = AgentServiceClient::new(channel);
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
+    let register = pb::agent_message::Register {
+        info: Some(pb::AgentInfo {
+            id: agent.agent_id().map(|a| a.to_string()).unwrap_or_default(),
+            hostname: cfg.hostname.clone(),
+            address: cfg.address.clone(),
+            resources: Some(resources.into()),
+            attributes: convert::attributes_pb(&cfg.attributes),
+        }),
+        tasks: agent
+            .running_tasks()
+            .iter()
+            .map(|t| pb::RunningTask {
+                framework_id: t.framework_id.to_string(),
+                task: Some(pb::TaskInfo::from(&t.task)),
+                state: pb::TaskState::from(t.state) as i32,
+            })
+            .collect(),
+    };
+    tx.send(message(pb::agent_message::Message::Register(register)))
+        .await
+        .map_err(|_| SessionError::Stream("closed before registering".into()))?;
+    let mut inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| SessionError::Stream(e.to_string()))?
+        .into_inner();
+    let first = inbound
+        .message()
+        .await
+        .map_err(|e| SessionError::Stream(e.to_string()))?
+        .and_then(|m| m.message);
+    let heartbeat = match first {
+        Some(pb::master_message::Message::Registered(r)) => {
+            let id = AgentId::new(r.agent_id.as_str())
+                .map_err(|e| SessionError::Stream(format!("registered with a bad id: {e}")))?;
+            if agent.agent_id().as_ref() != Some(&id) {
+                agent.set_agent_id(id.clone()).await?;
+            }
+            tracing::info!(agent_id = %id, "registered with the master");
+            Duration::from_secs_f64(r.heartbeat_interval_seconds.clamp(0.1, 3600.0))
+        }
+        Some(pb::master_message::Message::Error(e)) => {
+            return Err(SessionError::Refused(e.message));
+        }
+        other => {
+            return Err(SessionError::Stream(format!(
+                "expected `registered`, got {other:?}"
+            )));
+        }
+    };
+    transport.set(Some(tx.clone()));
+    agent.status_queue().resend_now();
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next_message = async {
+            match messages.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = inbound.message() => {
+                match m.map_err(|e| SessionError::Stream(e.to_string()))? {
+                    None => return Ok(true),
+                    Some(m) => {
+                        if let Some(m) = m.message {
+                            handle(agent, m, cfg)?;
+                        }
+                    }
+                }
+            }
+            fm = next_message => match fm {
+                Some(fm) => {
+                    let m = message(pb::agent_message::Message::ExecutorMessage(
+                        pb::agent_message::ExecutorMessage {
+                            framework_id: fm.framework_id.to_string(),
+                            executor_id: fm.executor_id.to_string(),
+                            data: fm.data,
+                        },
+                    ));
+                    if tx.send(m).await.is_err() {
+                        return Ok(true);
+                    }
+                }
+                None => *messages = None,
+            },
+            _ = ticker.tick() => {
+                let hb = message(pb::agent_message::Message::Heartbeat(pb::agent_message::Heartbeat {}));
+                if tx.send(hb).await.is_err() {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+/// Carries out one command from the master. Launches and teardowns run in the background so
+/// the stream keeps flowing (acknowledgements must not wait behind a slow launch).
+fn handle(
+    agent: &Agent,
+    m: pb::master_message::Message,
+    cfg: &SessionConfig,
+) -> Result<(), SessionError> {
+    use pb::master_message::Message as M;
+    match m {
+        M::RunTasks(run) => {
+            let Ok(framework_id) =
+                convert::id::<FrameworkId>("run_tasks.framework_id", &run.framework_id)
+            else {
+                tracing::warn!(framework_id = %run.framework_id, "run_tasks with a bad framework id; ignored");
+                return Ok(());
+            };
+            let ctx = FrameworkContext {
+                framework_id,
+                role: cfg.default_role.clone(),
+                component: None,
+            };
+            let tasks: Vec<TaskInfo> = run
+                .tasks
+                .into_iter()
+                .filter_map(|t| match TaskInfo::try_from(t) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the master sent a malformed task; ignored");
+                        None
+                    }
+                })
+                .collect();
+            // Concurrently, so that the tasks' RUNNING updates share commits.
+            for task in tasks {
+                let agent = agent.clone();
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = agent.launch(&ctx, task).await {
+                        tracing::error!(error = %e, "cannot record a launch");
+                    }
+                });
+            }
+        }
+        M::KillTasks(k) => {
+            for t in k.tasks {
+                let ids = convert::id::<FrameworkId>("kill.framework_id", &t.framework_id)
+                    .and_then(|f| {
+                        convert::id::<TaskId>("kill.task_id", &t.task_id).map(|t| (f, t))
+                    });
+                match ids {
+                    Ok((f, t)) => {
+                        if !agent.kill(&f, &t) {
+                            tracing::debug!(framework_id = %f, task_id = %t, "kill of a task not running here");
+                            let agent = agent.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = agent.report_not_running(&f, &t).await {
+                                    tracing::error!(error = %e, "cannot record a status update");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "bad kill"),
+                }
+            }
+        }
+        M::Acknowledgements(acks) => {
+            for a in acks.acks {
+                if let (Ok(f), Ok(t)) = (
+                    convert::id::<FrameworkId>("ack.framework_id", &a.framework_id),
+                    convert::id::<TaskId>("ack.task_id", &a.task_id),
+                ) {
+                    agent.status_queue().acknowledge(&f, &t, &a.uuid);
+                }
+            }
+        }
+        M::ShutdownFramework(s) => {
+            if let Ok(f) = convert::id::<FrameworkId>("shutdown.framework_id", &s.framework_id) {
+                let agent = agent.clone();
+                tokio::spawn(async move { agent.shutdown_framework(&f).await });
+            }
+        }
+        M::FrameworkMessage(m) => {
+            tracing::debug!(framework_id = %m.framework_id, executor_id = %m.executor_id,
+                "framework message dropped: executors cannot receive messages yet");
+        }
+        M::Error(e) if e.fatal => return Err(SessionError::Refused(e.message)),
+        M::Error(e) => tracing::warn!(message = %e.message, "the master refused a message"),
+        M::Registered(_) => {}
+    }
+    Ok(())
+}
+
+/// This machine's resources: every CPU, total memory, the work directory's disk.
+pub fn measure_resources(work_dir: &std::path::Path) -> Resources {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024);
+    let disk_mb = crate::sandbox::total_bytes(work_dir).map_or(0, |b| b >> 20);
+    Resources::new(cpus, mem_mb, disk_mb)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_something() {
+        let r = measure_resources(std::path::Path::new("/"));
+        assert!(r.millicpus >= 1000);
+        assert!(r.mem_mb > 0);
+    }
+}

@@ -1,0 +1,151 @@
+//! The Wasm containerizer: runs a task in its framework's executor instance (one per
+//! framework and executor id, from `wasmos_wasm_executor::ExecutorPool`), with the instance's
+//! memory capped by the task's resources. Kill interrupts the running call; a framework's
+//! teardown drops its instances.
+//!
+//! Wasm tasks live in the agent's process, so they do not survive an agent restart: recovery
+//! reports them FAILED with reason "agent restarted".
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wasmos_api::launch::MAX_PAYLOAD_BYTES;
+use wasmos_api::{ExecutorId, FrameworkId, TaskInfo, TaskKind, TaskState};
+use wasmos_wasm_executor::{ExecutorEvent, ExecutorPool, TaskError, TaskLimits, TaskRequest};
+
+use crate::containerizer::{
+    ContainerCheckpoint, ContainerError, Containerizer, ExitFuture, LaunchContext, Launched,
+    TaskExit,
+};
+use crate::fetch::ComponentStore;
+
+/// The reason given for Wasm tasks that were running when the agent stopped.
+pub const AGENT_RESTARTED: &str =
+    "agent restarted: the Wasm executor instance running this task ended with the agent process";
+
+/// Bytes an executor sent to its framework's scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameworkMessage {
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    pub data: Vec<u8>,
+}
+
+/// Runs Wasm tasks.
+pub struct WasmContainerizer {
+    pool: Arc<ExecutorPool>,
+    components: Arc<ComponentStore>,
+    limits: TaskLimits,
+}
+
+impl WasmContainerizer {
+    /// `limits` is the template for every task (its memory cap is replaced by the task's
+    /// memory when the task asks for some).
+    pub fn new(
+        pool: Arc<ExecutorPool>,
+        components: Arc<ComponentStore>,
+        limits: TaskLimits,
+    ) -> Self {
+        WasmContainerizer {
+            pool,
+            components,
+            limits,
+        }
+    }
+
+    /// The executor pool.
+    pub fn pool(&self) -> &Arc<ExecutorPool> {
+        &self.pool
+    }
+}
+
+#[async_trait::async_trait]
+impl Containerizer for WasmContainerizer {
+    fn name(&self) -> &'static str {
+        "wasm"
+    }
+
+    async fn launch(&self, ctx: LaunchContext<'_>) -> Result<Launched, ContainerError> {
+        let TaskKind::Wasm {
+            executor_id,
+            payload,
+        } = &ctx.task.kind
+        else {
+            return Err(ContainerError::Refused(
+                "the Wasm containerizer runs Wasm tasks only".into(),
+            ));
+        };
+        let digest = ctx.component.ok_or_else(|| {
+            ContainerError::Refused(
+                "Wasm task without a framework component: the launch did not say which \
+                 component the framework runs"
+                    .into(),
+            )
+        })?;
+        let component = self
+            .components
+            .get(digest)
+            .await
+            .map_err(|e| ContainerError::Failed(e.to_string()))?;
+        let mut limits = self.limits.clone();
+        if ctx.task.resources.mem_mb > 0 {
+            limits.memory_bytes =
+                usize::try_from(ctx.task.resources.mem_mb << 20).unwrap_or(usize::MAX);
+        }
+        let (events, events_rx) = mpsc::unbounded_channel::<ExecutorEvent>();
+        let req = TaskRequest {
+            framework_id: ctx.framework_id.clone(),
+            executor_id: executor_id.clone(),
+            task_id: ctx.task.task_id.clone(),
+            payload: payload.clone(),
+            limits,
+            events: Some(events),
+            kill: ctx.kill.clone(),
+        };
+        let pool = self.pool.clone();
+        let exit = Box::pin(async move {
+            match pool.run_task(&component, req).await {
+                Ok(out) if out.output.len() > MAX_PAYLOAD_BYTES => TaskExit::new(
+                    TaskState::Failed,
+                    format!(
+                        "the executor returned {} bytes; the limit of a task's result is \
+                         {MAX_PAYLOAD_BYTES}",
+                        out.output.len()
+                    ),
+                ),
+                Ok(out) => TaskExit {
+                    state: TaskState::Finished,
+                    message: String::new(),
+                    data: Some(out.output),
+                },
+                Err(TaskError::Killed) => TaskExit::new(TaskState::Killed, "killed on request"),
+                Err(e) => TaskExit::new(TaskState::Failed, e.to_string()),
+            }
+        });
+        Ok(Launched {
+            checkpoint: ContainerCheckpoint::Wasm {
+                executor_id: executor_id.to_string(),
+            },
+            exit,
+            events: Some(events_rx),
+        })
+    }
+
+    async fn recover(
+        &self,
+        _checkpoint: &ContainerCheckpoint,
+        _task: &TaskInfo,
+        _kill: CancellationToken,
+    ) -> ExitFuture {
+        Box::pin(std::future::ready(TaskExit::new(
+            TaskState::Failed,
+            AGENT_RESTARTED,
+        )))
+    }
+
+    async fn shutdown_framework(&self, framework_id: &FrameworkId) {
+        let n = self.pool.shutdown_framework(framework_id).await;
+        tracing::debug!(%framework_id, instances = n, "executor instances shut down");
+    }
+}

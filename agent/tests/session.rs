@@ -1,0 +1,277 @@
+//! The agent's gRPC session against a stand-in `AgentService` on loopback: registration (and
+//! re-registration with the assigned id), heartbeats, launching a command task, status updates
+//! acknowledged by the master, and a master that goes away and comes back on the same address
+//! while a task ends: its update waits on disk and arrives after the reconnect.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use wasmos_agent::MemoryFetcher;
+use wasmos_agent::session::{RunConfig, SessionConfig, run_until};
+use wasmos_api::proto as pb;
+use wasmos_api::proto::agent_service_server::{AgentService, AgentServiceServer};
+use wasmos_api::{Resources, TaskState};
+
+#[derive(Default)]
+struct Seen {
+    registrations: Vec<pb::agent_message::Register>,
+    updates: Vec<pb::AgentStatusUpdate>,
+    heartbeats: usize,
+    to_agent: Option<mpsc::Sender<Result<pb::MasterMessage, Status>>>,
+}
+
+#[derive(Clone, Default)]
+struct StandIn {
+    seen: Arc<Mutex<Seen>>,
+    /// Cancelled to take this master down: its open sessions end with an error.
+    down: CancellationToken,
+}
+
+fn master_message(m: pb::master_message::Message) -> Result<pb::MasterMessage, Status> {
+    Ok(pb::MasterMessage { message: Some(m) })
+}
+
+#[tonic::async_trait]
+impl AgentService for StandIn {
+    type SessionStream = ReceiverStream<Result<pb::MasterMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = request.into_inner();
+        let Some(pb::AgentMessage {
+            message: Some(pb::agent_message::Message::Register(reg)),
+        }) = inbound.message().await?
+        else {
+            return Err(Status::invalid_argument("first message must be register"));
+        };
+        let (tx, rx) = mpsc::channel(64);
+        {
+            let mut seen = self.seen.lock().unwrap();
+            seen.registrations.push(reg);
+            seen.to_agent = Some(tx.clone());
+        }
+        let registered = pb::master_message::Registered {
+            agent_id: "agent-7".into(),
+            heartbeat_interval_seconds: 0.1,
+        };
+        let _ = tx
+            .send(master_message(pb::master_message::Message::Registered(
+                registered,
+            )))
+            .await;
+        let seen = self.seen.clone();
+        let down = self.down.clone();
+        tokio::spawn(async move {
+            loop {
+                let m = tokio::select! {
+                    m = inbound.message() => m,
+                    () = down.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("the master went down"))).await;
+                        seen.lock().unwrap().to_agent = None;
+                        return;
+                    }
+                };
+                let Ok(Some(m)) = m else { return };
+                match m.message {
+                    Some(pb::agent_message::Message::StatusUpdates(batch)) => {
+                        let mut acks = Vec::new();
+                        for u in batch.updates {
+                            if let Some(s) = &u.status {
+                                acks.push(pb::master_message::Ack {
+                                    framework_id: u.framework_id.clone(),
+                                    task_id: s.task_id.clone(),
+                                    uuid: s.uuid.clone(),
+                                });
+                            }
+                            seen.lock().unwrap().updates.push(u);
+                        }
+                        let ack = pb::master_message::Acknowledgements { acks };
+                        let _ = tx
+                            .send(master_message(
+                                pb::master_message::Message::Acknowledgements(ack),
+                            ))
+                            .await;
+                    }
+                    Some(pb::agent_message::Message::Heartbeat(_)) => {
+                        seen.lock().unwrap().heartbeats += 1
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn serve(addr: SocketAddr, service: StandIn, stop: CancellationToken) -> SocketAddr {
+    // The port may linger for a moment after the previous server on it stopped.
+    let mut listener = None;
+    for _ in 0..200 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                listener = Some(l);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+    let listener = listener.expect("cannot bind the stand-in master");
+    let bound = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentServiceServer::new(service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()),
+    );
+    bound
+}
+
+fn task_updates(seen: &Mutex<Seen>, task: &str) -> Vec<(TaskState, String)> {
+    seen.lock()
+        .unwrap()
+        .updates
+        .iter()
+        .filter_map(|u| u.status.as_ref())
+        .filter(|s| s.task_id == task)
+        .map(|s| {
+            (
+                wasmos_api::convert::task_state("s", s.state).unwrap(),
+                s.uuid.clone(),
+            )
+        })
+        .collect()
+}
+
+fn run_tasks(seen: &Mutex<Seen>, task: pb::TaskInfo) {
+    let tx = seen.lock().unwrap().to_agent.clone().unwrap();
+    let run = pb::master_message::RunTasks {
+        framework_id: "fw-session".into(),
+        tasks: vec![task],
+    };
+    tx.try_send(master_message(pb::master_message::Message::RunTasks(run)))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_registers_runs_tasks_and_catches_a_returning_master_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = StandIn::default();
+    let stop_first = CancellationToken::new();
+    let addr = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        first.clone(),
+        stop_first.clone(),
+    )
+    .await;
+
+    let mut session = SessionConfig::new(vec![addr.to_string()]);
+    session.resources = Some(Resources::new(2.0, 1024, 1000));
+    session.reconnect_initial = Duration::from_millis(50);
+    session.reconnect_max = Duration::from_millis(200);
+    let config = RunConfig {
+        agent: config(dir.path().join("work")),
+        session,
+    };
+    let stop_agent = CancellationToken::new();
+    let agent = tokio::spawn(run_until(
+        config,
+        Arc::new(MemoryFetcher::new()),
+        stop_agent.clone(),
+    ));
+
+    assert!(
+        wait_until(Duration::from_secs(30), || first
+            .seen
+            .lock()
+            .unwrap()
+            .registrations
+            .len()
+            == 1)
+        .await
+    );
+    {
+        let seen = first.seen.lock().unwrap();
+        let info = seen.registrations[0].info.clone().unwrap();
+        assert_eq!(info.id, "", "a new agent registers without an id");
+        assert_eq!(info.resources.unwrap().millicpus, 2000);
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || first
+            .seen
+            .lock()
+            .unwrap()
+            .heartbeats
+            >= 2)
+        .await
+    );
+
+    if let Some(why) = cgroups_unavailable() {
+        eprintln!("SKIPPED (task part): needs root and cgroups: {why}");
+        stop_agent.cancel();
+        stop_first.cancel();
+        return;
+    }
+    let wait_go = "while [ ! -f go ]; do sleep 0.05; done";
+    let task = command_task("t1", wait_go, Resources::new(0.1, 32, 0));
+    run_tasks(&first.seen, pb::TaskInfo::from(&task));
+    assert!(
+        wait_until(Duration::from_secs(30), || !task_updates(&first.seen, "t1")
+            .is_empty())
+        .await,
+        "no RUNNING update"
+    );
+    assert_eq!(task_updates(&first.seen, "t1")[0].0, TaskState::Running);
+
+    // The master goes away; the task ends meanwhile.
+    first.down.cancel();
+    stop_first.cancel();
+    let sandbox = dir.path().join("work/sandboxes/fw-session/t1");
+    std::fs::write(sandbox.join("go"), "").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // It comes back on the same address: the agent re-registers with its id, and the
+    // FINISHED update that waited on disk arrives.
+    let second = StandIn::default();
+    let stop_second = CancellationToken::new();
+    serve(addr, second.clone(), stop_second.clone()).await;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            task_updates(&second.seen, "t1")
+                .iter()
+                .any(|(s, _)| *s == TaskState::Finished)
+        })
+        .await,
+        "the FINISHED update never reached the returning master"
+    );
+    assert!(
+        task_updates(&first.seen, "t1")
+            .iter()
+            .all(|(s, _)| *s == TaskState::Running),
+        "the task ended after the first master went down"
+    );
+    let reg = second.seen.lock().unwrap().registrations[0].clone();
+    assert_eq!(
+        reg.info.unwrap().id,
+        "agent-7",
+        "re-registers with the id it was given"
+    );
+    let finished: Vec<_> = task_updates(&second.seen, "t1");
+    assert!(
+        finished
+            .iter()
+            .all(|(s, uuid)| *s == TaskState::Finished && !uuid.is_empty())
+    );
+
+    stop_agent.cancel();
+    stop_second.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+}
