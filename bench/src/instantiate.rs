@@ -6,9 +6,11 @@
 //!   case: an executor serves many tasks);
 //! - fork/exec of `/bin/true`, the floor of a native task, as a ratio to that round trip;
 //! - the slowdown of CPU-bound guests under fuel and epoch metering against none (geometric mean
-//!   over sum-of-primes below 200,000, a sieve to 20,000,000 and recursive fib(30)).
+//!   over sum-of-primes below 200,000, a sieve to 20,000,000 and recursive fib(30)), measured in
+//!   thread CPU time so that a busy machine does not skew the ratio.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -60,34 +62,18 @@ pub fn run(args: Args) -> anyhow::Result<Value> {
     let (rt_p50, rt_p99) = rt.block_on(roundtrip(&bytes, n))?;
     let spawn_p50 = native_spawn(200.min(n))?;
 
+    let modes = [LimitMode::Unmetered, LimitMode::Fuel, LimitMode::Epoch];
+    let per_mode = rt.block_on(workloads(&bytes, &modes, args.reps.max(1)))?;
     let mut times = serde_json::Map::new();
-    let mut per_mode = Vec::new();
-    for mode in [LimitMode::Unmetered, LimitMode::Fuel, LimitMode::Epoch] {
-        let t = rt.block_on(workloads(&bytes, mode, args.reps.max(1)))?;
-        times.insert(
-            mode.name().to_string(),
-            json!(
-                t.iter()
-                    .map(|(w, d, _)| (w.to_string(), json!(d.as_secs_f64() * 1e3)))
-                    .collect::<serde_json::Map<_, _>>()
-            ),
-        );
-        per_mode.push((mode, t));
+    for (mode, t) in modes.iter().zip(&per_mode) {
+        let ms = t
+            .iter()
+            .map(|(w, d, _)| (w.to_string(), json!(d.as_secs_f64() * 1e3)));
+        times.insert(mode.name().to_string(), Value::Object(ms.collect()));
     }
-    let base = &per_mode[0].1;
-    for (mode, t) in &per_mode[1..] {
-        for ((w, _, out), (_, _, base_out)) in t.iter().zip(base) {
-            if out != base_out {
-                bail!(
-                    "workload {w} gave {out:?} under {} but {base_out:?} unmetered",
-                    mode.name()
-                );
-            }
-        }
-    }
+    let base = &per_mode[0];
     let slowdown = |i: usize| {
         let ratios: Vec<f64> = per_mode[i]
-            .1
             .iter()
             .zip(base)
             .map(|((_, d, _), (_, b, _))| d.as_secs_f64() / b.as_secs_f64())
@@ -111,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<Value> {
         "spawn_ratio": ((spawn_p50.as_secs_f64() / rt_p50.as_secs_f64()) * 10.0).round() / 10.0,
         "fuel_slowdown": fuel_slowdown,
         "epoch_slowdown": epoch_slowdown,
-        "workload_ms": Value::Object(times),
+        "workload_cpu_ms": Value::Object(times),
         "chosen_limit": LimitMode::default().name(),
     }))
 }
@@ -196,29 +182,82 @@ fn native_spawn(n: usize) -> anyhow::Result<Duration> {
     Ok(percentile(&mut samples, 50.0))
 }
 
+const WORKLOADS: [&str; 3] = ["primes", "sieve", "fib"];
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is always supported
+    // on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs every workload under every mode, interleaving modes within each repetition so that a
+/// change in machine load during the run affects all modes alike. Returns, per mode, each
+/// workload's median time and its output (which must agree across modes).
 async fn workloads(
     bytes: &[u8],
-    mode: LimitMode,
+    modes: &[LimitMode],
     reps: usize,
-) -> anyhow::Result<Vec<(&'static str, Duration, Vec<u8>)>> {
-    let rt = runtime(mode, true)?;
-    let component: std::sync::Arc<LoadedComponent> = rt.load(bytes)?;
+) -> anyhow::Result<Vec<Vec<(&'static str, Duration, Vec<u8>)>>> {
     let dir = tempfile::tempdir()?;
-    let pool = ExecutorPool::new(rt, dir.path());
-    let mut out = Vec::new();
-    for (i, w) in ["primes", "sieve", "fib"].into_iter().enumerate() {
-        // One unmeasured run warms the instance (its memory is grown once).
-        let first = pool.run_task(&component, request(i, w)?).await?.output;
-        let mut samples = Vec::with_capacity(reps);
-        for r in 0..reps {
-            let t = Instant::now();
-            let outcome = pool.run_task(&component, request(r, w)?).await?;
-            samples.push(t.elapsed());
-            if outcome.output != first {
-                bail!("workload {w} is not deterministic");
+    let mut pools = Vec::new();
+    for mode in modes {
+        let rt = runtime(*mode, true)?;
+        let component: Arc<LoadedComponent> = rt.load(bytes)?;
+        pools.push((
+            ExecutorPool::new(rt, dir.path().join(mode.name())),
+            component,
+        ));
+    }
+    let mut outputs = vec![Vec::new(); modes.len()];
+    let mut samples = vec![vec![Vec::with_capacity(reps); WORKLOADS.len()]; modes.len()];
+    for rep in 0..=reps {
+        for (m, (pool, component)) in pools.iter().enumerate() {
+            for (w, name) in WORKLOADS.iter().enumerate() {
+                // CPU time of this thread (the guest runs on it: the call is awaited here, not
+                // spawned), so that other processes on a busy machine do not count.
+                let t = thread_cpu_time();
+                let out = pool.run_task(component, request(rep, name)?).await?.output;
+                let elapsed = thread_cpu_time().saturating_sub(t);
+                if rep == 0 {
+                    // Unmeasured: warms the instance (its memory grows once).
+                    outputs[m].push(out);
+                    continue;
+                }
+                if out != outputs[m][w] {
+                    bail!(
+                        "workload {name} is not deterministic under {}",
+                        modes[m].name()
+                    );
+                }
+                if out != outputs[0][w] {
+                    bail!(
+                        "workload {name} gives a different result under {}",
+                        modes[m].name()
+                    );
+                }
+                samples[m][w].push(elapsed);
             }
         }
-        out.push((w, percentile(&mut samples, 50.0), first));
     }
-    Ok(out)
+    Ok(samples
+        .into_iter()
+        .zip(outputs)
+        .map(|(per_workload, outs)| {
+            per_workload
+                .into_iter()
+                .zip(outs)
+                .zip(WORKLOADS)
+                .map(|((mut s, out), name)| (name, percentile(&mut s, 50.0), out))
+                .collect()
+        })
+        .collect())
 }
