@@ -8,7 +8,8 @@
 //! - [`status_queue`] holds every status update durably until the master acknowledges it;
 //!   [`store`] is the redb file behind it and behind the task [`checkpoint`].
 //! - [`sandbox`] owns the per-task directories and their garbage collection; [`fetch`] gets a
-//!   framework's component by digest and verifies it.
+//!   framework's component by digest and verifies it; [`master_fetch`] downloads it from the
+//!   master.
 //! - [`session`] is the gRPC client loop to the master ([`run`]).
 
 pub mod agent;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod containerizer;
 pub mod fetch;
 pub mod launcher;
+pub mod master_fetch;
 pub mod native;
 pub mod sandbox;
 pub mod session;
@@ -29,5 +31,6 @@ pub use agent::{Agent, AgentError, FrameworkContext, RecoveryReport, RunningTask
 pub use config::AgentConfig;
 pub use containerizer::{ContainerCheckpoint, ContainerError, Containerizer, TaskExit};
 pub use fetch::{ComponentFetcher, FetchError, MemoryFetcher};
-pub use session::{RunConfig, RunError, SessionConfig, run, run_until};
+pub use master_fetch::MasterFetcher;
+pub use session::{RunConfig, RunError, SessionConfig, run, run_until, run_until_stopped};
 pub use status_queue::{QueuedUpdate, RetryPolicy, StatusQueue, TransportError, UpdateTransport};

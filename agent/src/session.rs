@@ -19,9 +19,11 @@ use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskInfo};
 
 use crate::agent::{Agent, AgentError, FrameworkContext};
 use crate::config::AgentConfig;
-use crate::fetch::{ComponentFetcher, FetchError};
+use crate::fetch::ComponentFetcher;
+use crate::master_fetch::{MasterFetcher, master_endpoint};
 use crate::status_queue::{QueuedUpdate, TransportError, UpdateTransport};
 use crate::wasm::FrameworkMessage;
+use wasmos_wasm_executor::ComponentDigest;
 
 /// How the agent finds and talks to the master.
 #[derive(Clone, Debug)]
@@ -37,9 +39,6 @@ pub struct SessionConfig {
     pub resources: Option<Resources>,
     /// Free-form attributes (`rack=r1`).
     pub attributes: BTreeMap<String, String>,
-    /// The role assumed for launched tasks: `RunTasks` does not carry the framework's role
-    /// yet, so native-task ACLs check this one.
-    pub default_role: String,
     /// First wait before reconnecting; doubles up to `reconnect_max`.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
@@ -54,7 +53,6 @@ impl SessionConfig {
             address: String::new(),
             resources: None,
             attributes: BTreeMap::new(),
-            default_role: "*".into(),
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
         }
@@ -77,26 +75,17 @@ pub enum RunError {
     NoMasters,
 }
 
-/// Fetches components from the master. `AgentService` has no blob call yet, so this says so;
-/// replace it once the master serves blobs.
-pub struct NoBlobService;
-
-#[async_trait::async_trait]
-impl ComponentFetcher for NoBlobService {
-    async fn fetch(
-        &self,
-        digest: &wasmos_wasm_executor::ComponentDigest,
-    ) -> Result<Vec<u8>, FetchError> {
-        Err(FetchError(format!(
-            "the master's AgentService cannot serve component {digest} yet (no blob call)"
-        )))
-    }
+/// Runs an agent until the process is stopped: opens the work directory (recovering what
+/// runs), then keeps a session with the master, fetching components from the masters' blob
+/// store.
+pub async fn run(config: RunConfig) -> Result<(), RunError> {
+    run_until_stopped(config, CancellationToken::new()).await
 }
 
-/// Runs an agent until the process is stopped: opens the work directory (recovering what
-/// runs), then keeps a session with the master.
-pub async fn run(config: RunConfig) -> Result<(), RunError> {
-    run_until(config, Arc::new(NoBlobService), CancellationToken::new()).await
+/// [`run`] until `stop` is cancelled.
+pub async fn run_until_stopped(config: RunConfig, stop: CancellationToken) -> Result<(), RunError> {
+    let fetcher = Arc::new(MasterFetcher::new(config.session.masters.clone()));
+    run_until(config, fetcher, stop).await
 }
 
 /// [`run`] with a component source and a stop signal.
@@ -198,8 +187,8 @@ fn message(m: pb::agent_message::Message) -> pb::AgentMessage {
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("bad master address {0:?}: {1}")]
-    Address(String, String),
+    #[error("{0}")]
+    Address(String),
     #[error("cannot connect: {0}")]
     Connect(String),
     #[error("stream: {0}")]
@@ -219,14 +208,7 @@ async fn session(
     resources: Resources,
     messages: &mut Option<mpsc::UnboundedReceiver<FrameworkMessage>>,
 ) -> Result<bool, SessionError> {
-    let uri = if master.contains("://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    };
-    let endpoint = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| SessionError::Address(master.to_string(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(5));
+    let endpoint = master_endpoint(master).map_err(SessionError::Address)?;
     let channel = endpoint
         .connect()
         .await
@@ -300,7 +282,7 @@ async fn session(
                     None => return Ok(true),
                     Some(m) => {
                         if let Some(m) = m.message {
-                            handle(agent, m, cfg)?;
+                            handle(agent, m)?;
                         }
                     }
                 }
@@ -332,11 +314,7 @@ async fn session(
 
 /// Carries out one command from the master. Launches and teardowns run in the background so
 /// the stream keeps flowing (acknowledgements must not wait behind a slow launch).
-fn handle(
-    agent: &Agent,
-    m: pb::master_message::Message,
-    cfg: &SessionConfig,
-) -> Result<(), SessionError> {
+fn handle(agent: &Agent, m: pb::master_message::Message) -> Result<(), SessionError> {
     use pb::master_message::Message as M;
     match m {
         M::RunTasks(run) => {
@@ -346,10 +324,21 @@ fn handle(
                 tracing::warn!(framework_id = %run.framework_id, "run_tasks with a bad framework id; ignored");
                 return Ok(());
             };
+            let component = if run.component_sha256.is_empty() {
+                None
+            } else {
+                let digest = ComponentDigest::from_hex(&run.component_sha256);
+                if digest.is_none() {
+                    // Its Wasm tasks then fail with "no framework component", which is true.
+                    tracing::warn!(framework_id = %framework_id, digest = %run.component_sha256,
+                        "run_tasks with a malformed component digest; ignored");
+                }
+                digest
+            };
             let ctx = FrameworkContext {
                 framework_id,
-                role: cfg.default_role.clone(),
-                component: None,
+                role: run.role,
+                component,
             };
             let tasks: Vec<TaskInfo> = run
                 .tasks

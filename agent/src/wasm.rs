@@ -78,8 +78,8 @@ impl Containerizer for WasmContainerizer {
         };
         let digest = ctx.component.ok_or_else(|| {
             ContainerError::Refused(
-                "Wasm task without a framework component: the launch did not say which \
-                 component the framework runs"
+                "Wasm task without a framework component: the framework subscribed without \
+                 `component_sha256`; upload its component and subscribe with its digest"
                     .into(),
             )
         })?;

@@ -42,6 +42,16 @@ fn master_message(m: pb::master_message::Message) -> Result<pb::MasterMessage, S
 #[tonic::async_trait]
 impl AgentService for StandIn {
     type SessionStream = ReceiverStream<Result<pb::MasterMessage, Status>>;
+    type FetchComponentStream = ReceiverStream<Result<pb::ComponentChunk, Status>>;
+
+    async fn fetch_component(
+        &self,
+        _request: Request<pb::FetchComponentRequest>,
+    ) -> Result<Response<Self::FetchComponentStream>, Status> {
+        Err(Status::unimplemented(
+            "the stand-in master holds no components",
+        ))
+    }
 
     async fn session(
         &self,
@@ -156,6 +166,8 @@ fn run_tasks(seen: &Mutex<Seen>, task: pb::TaskInfo) {
     let run = pb::master_message::RunTasks {
         framework_id: "fw-session".into(),
         tasks: vec![task],
+        role: "*".into(),
+        component_sha256: String::new(),
     };
     tx.try_send(master_message(pb::master_message::Message::RunTasks(run)))
         .unwrap();

@@ -5,6 +5,7 @@
 
 mod allocator;
 mod instantiate;
+mod launch;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ enum Scenario {
     Instantiate(instantiate::Args),
     /// DRF allocation cycle time (full and incremental) and memory per agent.
     Allocator(allocator::AllocatorArgs),
+    /// Launch-to-RUNNING and launch-to-terminal latency and tasks/s through one agent.
+    Launch(launch::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +32,7 @@ fn main() -> anyhow::Result<()> {
     let report = match cli.scenario {
         Scenario::Instantiate(args) => instantiate::run(args)?,
         Scenario::Allocator(args) => allocator::run(args)?,
+        Scenario::Launch(args) => launch::run(args)?,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -1,5 +1,7 @@
 //! The `wasmos` command. Thin glue: each subcommand parses its flags and calls a library crate.
 
+mod agent;
+mod master;
 mod task_run;
 
 use std::process::ExitCode;
@@ -16,6 +18,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a master: serves schedulers, agents and operators until Ctrl-C.
+    Master(master::Args),
+    /// Run an agent: registers with a master and runs the tasks it sends, until Ctrl-C.
+    Agent(agent::Args),
     /// Work with single tasks, without a cluster.
     Task {
         #[command(subcommand)]
@@ -50,9 +56,45 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
+            Command::Master(args) => master::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,
         }
     })
+}
+
+/// Parses a non-negative number of seconds (`0.5`, `15`) into a duration.
+fn duration_secs(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} must be a finite number of seconds, 0 or more"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so that `kill` stops a master or agent cleanly.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

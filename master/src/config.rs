@@ -39,6 +39,11 @@ pub struct MasterConfig {
     pub connection_queue: usize,
     /// Largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Largest framework component the blob store takes, in bytes.
+    pub max_component_bytes: u64,
+    /// Most bytes the blob store holds in all (components stay until the Raft issue adds
+    /// garbage collection of unreferenced ones).
+    pub max_blob_store_bytes: u64,
     /// Allocator knobs.
     pub allocator: AllocatorConfig,
 }
@@ -57,6 +62,8 @@ impl Default for MasterConfig {
             command_task_roles: None,
             connection_queue: 4096,
             max_message_bytes: 16 << 20,
+            max_component_bytes: 64 << 20,
+            max_blob_store_bytes: 1 << 30,
             allocator: AllocatorConfig::default(),
         }
     }

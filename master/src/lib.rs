@@ -2,11 +2,12 @@
 //! the offer and task books (soft state), and the gRPC services that schedulers, agents and
 //! operators talk to.
 //!
-//! The pure core (`allocator`, `registry`, `offers`, `tasks`) has no I/O and no async and is
+//! The pure core (`allocator`, `registry`, `offers`, `tasks`, `blobs`) has no I/O and no async and is
 //! tested and benchmarked on its own; `core` drives them from the services' calls and the
 //! timer; `server` puts tonic around it.
 
 pub mod allocator;
+pub mod blobs;
 pub mod config;
 pub mod core;
 pub mod offers;

@@ -43,6 +43,10 @@ pub struct FrameworkRecord {
     /// How long its tasks survive a disconnected scheduler, in milliseconds.
     pub failover_timeout_ms: Millis,
     pub state: FrameworkState,
+    /// The sha256 of its component in the blob store (64 lowercase hex digits), which agents
+    /// fetch to run its Wasm tasks; `None` for a framework of command tasks only.
+    #[serde(default)]
+    pub component_sha256: Option<String>,
 }
 
 /// Whether an admitted agent is reachable.
@@ -268,6 +272,7 @@ mod tests {
             principal: String::new(),
             failover_timeout_ms: 1000,
             state: FrameworkState::Connected,
+            component_sha256: None,
         }
     }
 

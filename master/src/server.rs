@@ -1,5 +1,7 @@
 //! The gRPC edge: `SchedulerService`, `AgentService` and `OperatorService` over one
-//! [`MasterCore`], plus the timer task that runs allocation cycles and timeouts.
+//! [`MasterCore`], plus the timer task that runs allocation cycles and timeouts. Components go
+//! in through `OperatorService.UploadComponent` and out to agents through
+//! `AgentService.FetchComponent`, streamed in chunks.
 //!
 //! Each stream gets a reader task that feeds calls into the core under a short, never-awaited
 //! lock, and a bounded outbound queue that the core fills. `Master::serve` binds nothing
@@ -22,6 +24,7 @@ use wasmos_api::proto::operator_service_server::{OperatorService, OperatorServic
 use wasmos_api::proto::scheduler_service_server::{SchedulerService, SchedulerServiceServer};
 
 use crate::allocator::{Millis, Quota};
+use crate::blobs::{BlobError, Digest};
 use crate::config::MasterConfig;
 use crate::core::MasterCore;
 
@@ -106,11 +109,30 @@ impl Master {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
-            .add_service(OperatorServiceServer::new(self.clone()))
+            .add_service(
+                OperatorServiceServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         timers.abort();
         result.map_err(ServeError::from)
+    }
+}
+
+/// Size of the chunks a component is streamed to agents in.
+const COMPONENT_CHUNK_BYTES: usize = 1 << 20;
+
+fn blob_status(e: BlobError) -> Status {
+    match e {
+        BlobError::Unknown(_) => Status::not_found(e.to_string()),
+        BlobError::TooLarge { .. } | BlobError::StoreFull { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
+        BlobError::BadDigest { .. }
+        | BlobError::NotAComponent
+        | BlobError::DigestMismatch { .. } => Status::invalid_argument(e.to_string()),
     }
 }
 
@@ -181,6 +203,25 @@ impl SchedulerService for Master {
 #[tonic::async_trait]
 impl AgentService for Master {
     type SessionStream = EventStream<pb::MasterMessage>;
+    type FetchComponentStream = EventStream<pb::ComponentChunk>;
+
+    async fn fetch_component(
+        &self,
+        request: Request<pb::FetchComponentRequest>,
+    ) -> Result<Response<Self::FetchComponentStream>, Status> {
+        let digest = Digest::parse(&request.into_inner().sha256).map_err(blob_status)?;
+        let blob = self.core().blobs().get(&digest).map_err(|e| {
+            debug!(component = %digest, "fetch of an unknown component");
+            blob_status(e)
+        })?;
+        let chunks = (0..blob.len().div_ceil(COMPONENT_CHUNK_BYTES)).map(move |i| {
+            let end = ((i + 1) * COMPONENT_CHUNK_BYTES).min(blob.len());
+            Ok(pb::ComponentChunk {
+                data: blob[i * COMPONENT_CHUNK_BYTES..end].to_vec(),
+            })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
 
     async fn session(
         &self,
@@ -257,6 +298,46 @@ impl OperatorService for Master {
             .set_weights(weights)
             .map_err(Status::invalid_argument)?;
         Ok(Response::new(pb::SetWeightsResponse {}))
+    }
+
+    async fn upload_component(
+        &self,
+        request: Request<Streaming<pb::UploadComponentChunk>>,
+    ) -> Result<Response<pb::UploadComponentResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let limit = self.core().blobs().max_blob_bytes();
+        let mut bytes = Vec::new();
+        let mut expected = None;
+        let mut first = true;
+        while let Some(chunk) = chunks.message().await? {
+            if first && !chunk.expected_sha256.is_empty() {
+                expected = Some(Digest::parse(&chunk.expected_sha256).map_err(blob_status)?);
+            }
+            first = false;
+            let size = bytes.len() as u64 + chunk.data.len() as u64;
+            if size > limit {
+                return Err(blob_status(BlobError::TooLarge { size, limit }));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        self.core().blobs().check(&bytes).map_err(blob_status)?;
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(blob_status(BlobError::DigestMismatch {
+                expected,
+                actual: digest,
+            }));
+        }
+        let size_bytes = bytes.len() as u64;
+        self.core()
+            .put_component(digest, bytes)
+            .map_err(blob_status)?;
+        Ok(Response::new(pb::UploadComponentResponse {
+            sha256: digest.to_string(),
+            size_bytes,
+        }))
     }
 
     async fn set_quota(

@@ -22,6 +22,7 @@ use wasmos_api::{
 };
 
 use crate::allocator::{Allocator, DrfAllocator, Millis, Quota};
+use crate::blobs::{BlobError, BlobStore, Digest};
 use crate::config::MasterConfig;
 use crate::offers::{OfferBook, OfferRecord};
 use crate::registry::{
@@ -89,6 +90,8 @@ pub struct MasterCore {
     next_id: u64,
     last_scheduler_heartbeat_ms: Millis,
     wake: Arc<Notify>,
+    /// Framework components by digest (replicated with the registry in the Raft issue).
+    blobs: BlobStore,
 }
 
 impl MasterCore {
@@ -96,6 +99,7 @@ impl MasterCore {
     /// prefixes the ids it mints; `wake` is notified when an allocation cycle should run soon.
     pub fn new(config: MasterConfig, epoch: &str, wake: Arc<Notify>) -> Self {
         let allocator = Box::new(DrfAllocator::new(config.allocator));
+        let blobs = BlobStore::new(config.max_component_bytes, config.max_blob_store_bytes);
         MasterCore {
             config,
             epoch: epoch.to_string(),
@@ -109,6 +113,7 @@ impl MasterCore {
             next_conn: 0,
             next_id: 0,
             last_scheduler_heartbeat_ms: 0,
+            blobs,
             wake,
         }
     }
@@ -116,6 +121,19 @@ impl MasterCore {
     /// The configuration.
     pub fn config(&self) -> &MasterConfig {
         &self.config
+    }
+
+    /// The component blob store, read-only.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Stores a component whose digest the caller computed (outside the lock) with
+    /// [`Digest::of`].
+    pub fn put_component(&mut self, digest: Digest, bytes: Vec<u8>) -> Result<(), BlobError> {
+        self.blobs.insert(digest, bytes)?;
+        info!(component = %digest, store_bytes = self.blobs.used_bytes(), "component stored");
+        Ok(())
     }
 
     /// The registry, read-only.
@@ -281,6 +299,15 @@ impl MasterCore {
             ));
         }
         let failover_timeout_ms = (failover.min(MAX_FAILOVER_SECONDS) * 1000.0) as Millis;
+        let component_sha256 = if info.component_sha256.is_empty() {
+            None
+        } else {
+            let digest = Digest::parse(&info.component_sha256).map_err(|e| e.to_string())?;
+            if !self.blobs.contains(&digest) {
+                return Err(BlobError::Unknown(digest).to_string());
+            }
+            Some(digest.to_string())
+        };
 
         let id = if info.id.is_empty() {
             let id = FrameworkId::new(self.mint("fw")).map_err(|e| e.to_string())?;
@@ -291,6 +318,7 @@ impl MasterCore {
                 principal: info.principal,
                 failover_timeout_ms,
                 state: FrameworkState::Connected,
+                component_sha256,
             }))
             .map_err(|e| e.to_string())?;
             if let Err(e) = self.allocator.add_framework(id.clone(), &info.role, true) {
@@ -312,6 +340,14 @@ impl MasterCore {
                 return Err(format!(
                     "framework {id} has role {:?}; a re-subscription cannot change it to {:?}",
                     rec.role, info.role
+                ));
+            }
+            if component_sha256.is_some() && component_sha256 != rec.component_sha256 {
+                return Err(format!(
+                    "framework {id} has component {:?}; a re-subscription cannot change it to \
+                     {:?} (subscribe without an id to run a new component)",
+                    rec.component_sha256.as_deref().unwrap_or(""),
+                    info.component_sha256
                 ));
             }
             self.commit(Command::UpdateFramework {
@@ -623,6 +659,17 @@ impl MasterCore {
             }
             return;
         }
+        let (role, component_sha256) = self
+            .registry
+            .frameworks
+            .get(fw)
+            .map(|f| {
+                (
+                    f.role.clone(),
+                    f.component_sha256.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
         for t in &tasks {
             let _span =
                 info_span!("launch", framework_id = %fw, agent_id = %agent, task_id = %t.task_id)
@@ -650,6 +697,8 @@ impl MasterCore {
             ToAgent::RunTasks(pb::master_message::RunTasks {
                 framework_id: fw.to_string(),
                 tasks: tasks.iter().map(pb::TaskInfo::from).collect(),
+                role,
+                component_sha256,
             }),
         );
     }
@@ -1406,6 +1455,7 @@ impl MasterCore {
                     role: f.role.clone(),
                     principal: f.principal.clone(),
                     failover_timeout_seconds: f.failover_timeout_ms as f64 / 1000.0,
+                    component_sha256: f.component_sha256.clone().unwrap_or_default(),
                 }),
                 connected: self.schedulers.contains_key(&f.id),
                 allocated: self.allocator.framework_allocation(&f.id).map(Into::into),

@@ -244,6 +244,7 @@ impl World {
                     role: format!("r{s}"),
                     principal: String::new(),
                     failover_timeout_seconds: [0.0, 2.0, 3600.0][failover as usize],
+                    component_sha256: String::new(),
                 };
                 match self.core.subscribe(conn, tx, Some(info), now) {
                     Ok(fw) => {

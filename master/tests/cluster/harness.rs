@@ -67,6 +67,7 @@ pub fn framework_info(id: &str, role: &str, failover_seconds: f64) -> pb::Framew
         role: role.into(),
         principal: "tester".into(),
         failover_timeout_seconds: failover_seconds,
+        component_sha256: String::new(),
     }
 }
 

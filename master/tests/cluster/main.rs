@@ -4,6 +4,7 @@
 mod harness;
 
 mod agent_loss;
+mod components;
 mod failover;
 mod launch;
 mod offers;

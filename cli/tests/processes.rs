@@ -1,0 +1,155 @@
+//! `wasmos master` and `wasmos agent` as real processes on loopback: the agent registers with
+//! the master (seen through `OperatorService.GetState`), with the resources and attributes
+//! given on its command line; bad flags fail fast with a message that names the flag.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use wasmos_api::proto as pb;
+use wasmos_api::proto::operator_service_client::OperatorServiceClient;
+
+/// How long any single wait may take before the test fails (generous for a busy machine).
+const WAIT: Duration = Duration::from_secs(60);
+
+fn wasmos() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wasmos"));
+    c.kill_on_drop(true).stdin(Stdio::null());
+    c
+}
+
+/// Starts `wasmos master` on a free loopback port; returns the process and its address.
+async fn start_master() -> (Child, String) {
+    let mut master = wasmos()
+        .args([
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--allocation-interval",
+            "0.05",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wasmos master starts");
+    let stdout = master.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the master says where it listens in time")
+        .expect("stdout readable")
+        .expect("a line on stdout");
+    let addr = line
+        .strip_prefix("wasmos master listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
+        .to_string();
+    // Keep draining stdout so the master never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (master, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_process_registers_with_a_master_process() {
+    let (mut master, addr) = start_master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = wasmos()
+        .args(["agent", "--master", &addr, "--work-dir"])
+        .arg(dir.path().join("work"))
+        .args([
+            "--resources",
+            "cpus:3;mem:2048",
+            "--attributes",
+            "rack:r1,zone:z",
+        ])
+        .spawn()
+        .expect("wasmos agent starts");
+
+    let mut op = OperatorServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("the operator API answers");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let registered: pb::AgentSummary = loop {
+        let state = op
+            .get_state(pb::GetStateRequest {})
+            .await
+            .expect("GetState answers")
+            .into_inner();
+        if let Some(a) = state.agents.into_iter().find(|a| a.reachable) {
+            break a;
+        }
+        if let Ok(Some(status)) = agent.try_wait() {
+            panic!("the agent exited before registering: {status}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let info = registered.info.expect("agent info");
+    let resources = info.resources.expect("agent resources");
+    assert_eq!((resources.millicpus, resources.mem_mb), (3000, 2048));
+    let attrs: Vec<(String, String)> = info
+        .attributes
+        .into_iter()
+        .map(|a| (a.key, a.value))
+        .collect();
+    assert!(attrs.contains(&("rack".into(), "r1".into())), "{attrs:?}");
+    assert!(attrs.contains(&("zone".into(), "z".into())), "{attrs:?}");
+
+    agent.kill().await.expect("kill the agent");
+    master.kill().await.expect("kill the master");
+}
+
+async fn fails_with(args: &[&str], needle: &str) {
+    let out = tokio::time::timeout(WAIT, wasmos().args(args).output())
+        .await
+        .expect("a bad invocation exits in time")
+        .expect("wasmos runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: stderr does not mention {needle:?}: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_flags_are_refused_with_the_flag_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("w");
+    let work = work.to_str().unwrap();
+    fails_with(&["master", "--listen", "nowhere"], "--listen").await;
+    fails_with(
+        &["master", "--listen", "127.0.0.1:0", "--offer-timeout=-1"],
+        "--offer-timeout",
+    )
+    .await;
+    fails_with(&["agent", "--work-dir", work], "--master").await;
+    fails_with(
+        &[
+            "agent",
+            "--master",
+            "127.0.0.1:1",
+            "--work-dir",
+            work,
+            "--resources",
+            "cpus:many",
+        ],
+        "--resources",
+    )
+    .await;
+    fails_with(
+        &[
+            "agent",
+            "--master",
+            "127.0.0.1:1",
+            "--work-dir",
+            work,
+            "--attributes",
+            "rack",
+        ],
+        "rack",
+    )
+    .await;
+}
