@@ -23,8 +23,8 @@ bash "$here/scripts/install-guest-toolchain.sh"
 . "$here/target/guest-toolchain.env"
 
 # Crates in examples-wasm/Cargo.toml's `members`, and which of them must be wasmos frameworks.
-members=(pi hostile benchguest wrongworld)
-frameworks=(pi hostile benchguest)
+members=(pi logreg service hostile benchguest wrongworld)
+frameworks=(pi logreg service hostile benchguest)
 
 started=$(date +%s)
 cd "$examples"
