@@ -3,6 +3,11 @@
 //! acknowledgements back, and carry out the master's commands (run, kill, framework
 //! teardown). Reconnects with backoff, trying each given master address in turn.
 //!
+//! A master that is not the leader refuses the session with a leader hint
+//! ([`wasmos_api::leader`]); the agent then connects to the hinted address at once, even one it
+//! was not given, up to [`MAX_LEADER_HINT_HOPS`] hints in a row (two confused masters pointing
+//! at each other must not make it spin), and otherwise falls back to rotating with backoff.
+//!
 //! [`run`] is what `wasmos agent` calls.
 
 use std::collections::BTreeMap;
@@ -13,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use wasmos_api::convert::{self, status_to_pb};
+use wasmos_api::leader::leader_hint;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_client::AgentServiceClient;
 use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskInfo};
@@ -24,6 +30,10 @@ use crate::master_fetch::{MasterFetcher, master_endpoint};
 use crate::status_queue::{QueuedUpdate, TransportError, UpdateTransport};
 use crate::wasm::FrameworkMessage;
 use wasmos_wasm_executor::ComponentDigest;
+
+/// How many leader hints the agent follows in a row, without backing off, before it falls back
+/// to rotating through its configured masters with backoff.
+pub const MAX_LEADER_HINT_HOPS: u32 = 3;
 
 /// How the agent finds and talks to the master.
 #[derive(Clone, Debug)]
@@ -118,23 +128,53 @@ pub async fn run_until(
         .unwrap_or_else(|| measure_resources(&config.agent.work_dir));
     let mut backoff = config.session.reconnect_initial;
     let mut i = 0usize;
+    // The leader hint to follow next, and how many hints were followed in a row.
+    let mut hinted: Option<String> = None;
+    let mut hops = 0u32;
     while !stop.is_cancelled() {
-        let master = &config.session.masters[i % config.session.masters.len()];
+        let master = match hinted.take() {
+            Some(h) => h,
+            None => {
+                let m = config.session.masters[i % config.session.masters.len()].clone();
+                i += 1;
+                m
+            }
+        };
         let span = tracing::info_span!("session", master = %master, agent_id = ?agent.agent_id());
+        let mut registered = false;
         let result = tokio::select! {
-            r = session(&agent, &transport, master, &config.session, resources, &mut messages) => r,
+            r = session(&agent, &transport, &master, &config.session, resources, &mut messages, &mut registered) => r,
             () = stop.cancelled() => Ok(true),
         };
         transport.set(None);
+        if registered {
+            // A session that registered ends a run of hints, however it ended.
+            hops = 0;
+        }
         match result {
             Ok(true) => backoff = config.session.reconnect_initial,
             Ok(false) => {}
+            Err(SessionError::NotLeader { leader, message }) => {
+                let _e = span.enter();
+                if same_address(&leader, &master) {
+                    tracing::warn!(%message, "the master names itself leader but refuses the session");
+                } else if hops < MAX_LEADER_HINT_HOPS {
+                    hops += 1;
+                    tracing::info!(%leader, hops, "not the leader; following its leader hint");
+                    hinted = Some(leader);
+                    continue;
+                } else {
+                    tracing::warn!(%leader, hops,
+                        "too many leader hints in a row; backing off before trying again");
+                }
+            }
             Err(e) => {
                 let _e = span.enter();
                 tracing::warn!(error = %e, "master session ended");
             }
         }
-        i += 1;
+        // A pause ends a run of hints: the next one may be followed again.
+        hops = 0;
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = stop.cancelled() => break,
@@ -195,11 +235,35 @@ enum SessionError {
     Stream(String),
     #[error("the master refused the agent: {0}")]
     Refused(String),
+    /// The master is not the leader and named the one that is.
+    #[error("not the leader (the leader is {leader}): {message}")]
+    NotLeader { leader: String, message: String },
     #[error(transparent)]
     Agent(#[from] AgentError),
 }
 
-/// One session. Returns Ok(true) when it got as far as registering.
+impl From<tonic::Status> for SessionError {
+    /// A not-leader answer (`FAILED_PRECONDITION` with a valid `wasmos-leader` hint) becomes
+    /// [`SessionError::NotLeader`]; anything else is a stream error.
+    fn from(status: tonic::Status) -> Self {
+        match leader_hint(&status) {
+            Some(leader) => SessionError::NotLeader {
+                leader,
+                message: status.message().to_string(),
+            },
+            None => SessionError::Stream(status.to_string()),
+        }
+    }
+}
+
+/// Whether two master addresses name the same endpoint (`http://` is the default scheme).
+fn same_address(a: &str, b: &str) -> bool {
+    let bare = |s: &str| s.strip_prefix("http://").unwrap_or(s).to_ascii_lowercase();
+    bare(a) == bare(b)
+}
+
+/// One session. Returns Ok(true) when it got as far as registering, and sets `registered` once
+/// it has (also when it later ends with an error).
 async fn session(
     agent: &Agent,
     transport: &SessionTransport,
@@ -207,6 +271,7 @@ async fn session(
     cfg: &SessionConfig,
     resources: Resources,
     messages: &mut Option<mpsc::UnboundedReceiver<FrameworkMessage>>,
+    registered: &mut bool,
 ) -> Result<bool, SessionError> {
     let endpoint = master_endpoint(master).map_err(SessionError::Address)?;
     let channel = endpoint
@@ -236,16 +301,8 @@ async fn session(
     tx.send(message(pb::agent_message::Message::Register(register)))
         .await
         .map_err(|_| SessionError::Stream("closed before registering".into()))?;
-    let mut inbound = client
-        .session(ReceiverStream::new(rx))
-        .await
-        .map_err(|e| SessionError::Stream(e.to_string()))?
-        .into_inner();
-    let first = inbound
-        .message()
-        .await
-        .map_err(|e| SessionError::Stream(e.to_string()))?
-        .and_then(|m| m.message);
+    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let first = inbound.message().await?.and_then(|m| m.message);
     let heartbeat = match first {
         Some(pb::master_message::Message::Registered(r)) => {
             let id = AgentId::new(r.agent_id.as_str())
@@ -265,6 +322,7 @@ async fn session(
             )));
         }
     };
+    *registered = true;
     transport.set(Some(tx.clone()));
     agent.status_queue().resend_now();
     let mut ticker = tokio::time::interval(heartbeat);
@@ -278,7 +336,7 @@ async fn session(
         };
         tokio::select! {
             m = inbound.message() => {
-                match m.map_err(|e| SessionError::Stream(e.to_string()))? {
+                match m? {
                     None => return Ok(true),
                     Some(m) => {
                         if let Some(m) = m.message {
@@ -435,6 +493,26 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_not_leader_status_becomes_a_hint() {
+        let e = SessionError::from(wasmos_api::leader::not_leader_status(Some("10.0.0.2:5050")));
+        assert!(
+            matches!(e, SessionError::NotLeader { ref leader, .. } if leader == "10.0.0.2:5050")
+        );
+        let e = SessionError::from(wasmos_api::leader::not_leader_status(None));
+        assert!(matches!(e, SessionError::Stream(_)));
+        let e = SessionError::from(tonic::Status::unavailable("down"));
+        assert!(matches!(e, SessionError::Stream(_)));
+    }
+
+    #[test]
+    fn compares_addresses_without_the_default_scheme() {
+        assert!(same_address("http://m1:5050", "m1:5050"));
+        assert!(same_address("M1:5050", "m1:5050"));
+        assert!(!same_address("m1:5050", "m2:5050"));
+        assert!(!same_address("https://m1:5050", "m1:5050"));
+    }
 
     #[test]
     fn measures_something() {

@@ -2,20 +2,26 @@
 //! re-registration with the assigned id), heartbeats, launching a command task, status updates
 //! acknowledged by the master, and a master that goes away and comes back on the same address
 //! while a task ends: its update waits on disk and arrives after the reconnect.
+//!
+//! Leader hints: a master that is not the leader points the agent at one it was not given, and
+//! the agent registers there; two masters that point at each other do not make it spin.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use wasmos_agent::MemoryFetcher;
 use wasmos_agent::session::{RunConfig, SessionConfig, run_until};
+use wasmos_api::leader::not_leader_status;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_server::{AgentService, AgentServiceServer};
 use wasmos_api::{Resources, TaskState};
@@ -123,7 +129,49 @@ impl AgentService for StandIn {
     }
 }
 
-async fn serve(addr: SocketAddr, service: StandIn, stop: CancellationToken) -> SocketAddr {
+/// A master that is not the leader: refuses every call with a hint to `leader` (when set).
+#[derive(Clone, Default)]
+struct Follower {
+    leader: Arc<Mutex<Option<String>>>,
+    sessions: Arc<AtomicUsize>,
+}
+
+impl Follower {
+    fn hint(&self, leader: SocketAddr) {
+        *self.leader.lock().unwrap() = Some(leader.to_string());
+    }
+
+    fn refusal(&self) -> Status {
+        not_leader_status(self.leader.lock().unwrap().as_deref())
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for Follower {
+    type SessionStream = ReceiverStream<Result<pb::MasterMessage, Status>>;
+    type FetchComponentStream = ReceiverStream<Result<pb::ComponentChunk, Status>>;
+
+    async fn fetch_component(
+        &self,
+        _request: Request<pb::FetchComponentRequest>,
+    ) -> Result<Response<Self::FetchComponentStream>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn session(
+        &self,
+        _request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+        Err(self.refusal())
+    }
+}
+
+async fn serve<S: AgentService>(
+    addr: SocketAddr,
+    service: S,
+    stop: CancellationToken,
+) -> SocketAddr {
     // The port may linger for a moment after the previous server on it stopped.
     let mut listener = None;
     for _ in 0..200 {
@@ -137,10 +185,18 @@ async fn serve(addr: SocketAddr, service: StandIn, stop: CancellationToken) -> S
     }
     let listener = listener.expect("cannot bind the stand-in master");
     let bound = listener.local_addr().unwrap();
+    // No Nagle delay on the answers, so that attempts cost what they cost (the spin test
+    // counts them).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.and_then(|c| {
+            c.set_nodelay(true)?;
+            Ok(c)
+        })
+    });
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(AgentServiceServer::new(service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()),
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned()),
     );
     bound
 }
@@ -285,5 +341,168 @@ async fn the_agent_registers_runs_tasks_and_catches_a_returning_master_up() {
 
     stop_agent.cancel();
     stop_second.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+}
+
+fn session_config(masters: Vec<String>, initial: Duration, max: Duration) -> SessionConfig {
+    let mut session = SessionConfig::new(masters);
+    session.resources = Some(Resources::new(2.0, 1024, 1000));
+    session.reconnect_initial = initial;
+    session.reconnect_max = max;
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_follows_a_leader_hint_to_a_master_it_was_not_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop_masters = CancellationToken::new();
+    let leader = StandIn::default();
+    let leader_addr = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        leader.clone(),
+        stop_masters.clone(),
+    )
+    .await;
+    let follower = Follower::default();
+    follower.hint(leader_addr);
+    let follower_addr = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        follower.clone(),
+        stop_masters.clone(),
+    )
+    .await;
+
+    // Only the follower is given, with a backoff long enough that registering within it
+    // shows the hint was followed at once.
+    let config = RunConfig {
+        agent: config(dir.path().join("work")),
+        session: session_config(
+            vec![follower_addr.to_string()],
+            Duration::from_secs(20),
+            Duration::from_secs(20),
+        ),
+    };
+    let stop_agent = CancellationToken::new();
+    let agent = tokio::spawn(run_until(
+        config,
+        Arc::new(MemoryFetcher::new()),
+        stop_agent.clone(),
+    ));
+
+    assert!(
+        wait_until(Duration::from_secs(15), || leader
+            .seen
+            .lock()
+            .unwrap()
+            .registrations
+            .len()
+            == 1)
+        .await,
+        "the agent never registered with the hinted leader"
+    );
+    assert_eq!(follower.sessions.load(Ordering::SeqCst), 1);
+    assert!(
+        wait_until(Duration::from_secs(30), || leader
+            .seen
+            .lock()
+            .unwrap()
+            .heartbeats
+            >= 2)
+        .await
+    );
+
+    if let Some(why) = cgroups_unavailable() {
+        eprintln!("SKIPPED (task part): needs root and cgroups: {why}");
+    } else {
+        let task = command_task("t-hint", "exit 0", Resources::new(0.1, 32, 0));
+        run_tasks(&leader.seen, pb::TaskInfo::from(&task));
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                task_updates(&leader.seen, "t-hint")
+                    .iter()
+                    .any(|(s, _)| *s == TaskState::Finished)
+            })
+            .await,
+            "the task launched by the hinted leader never finished there"
+        );
+        assert!(
+            task_updates(&leader.seen, "t-hint")
+                .iter()
+                .any(|(s, _)| *s == TaskState::Running)
+        );
+    }
+    // Still one session with each: the agent stayed with the leader.
+    assert_eq!(leader.seen.lock().unwrap().registrations.len(), 1);
+    assert_eq!(follower.sessions.load(Ordering::SeqCst), 1);
+
+    stop_agent.cancel();
+    stop_masters.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_hinting_at_each_other_do_not_make_the_agent_spin() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop_masters = CancellationToken::new();
+    let a = Follower::default();
+    let b = Follower::default();
+    let a_addr = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        a.clone(),
+        stop_masters.clone(),
+    )
+    .await;
+    let b_addr = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        b.clone(),
+        stop_masters.clone(),
+    )
+    .await;
+    a.hint(b_addr);
+    b.hint(a_addr);
+
+    let config = RunConfig {
+        agent: config(dir.path().join("work")),
+        session: session_config(
+            vec![a_addr.to_string()],
+            Duration::from_millis(200),
+            Duration::from_millis(400),
+        ),
+    };
+    let stop_agent = CancellationToken::new();
+    let agent = tokio::spawn(run_until(
+        config,
+        Arc::new(MemoryFetcher::new()),
+        stop_agent.clone(),
+    ));
+    let attempts = || a.sessions.load(Ordering::SeqCst) + b.sessions.load(Ordering::SeqCst);
+
+    // The hint is followed: both masters see the agent.
+    assert!(
+        wait_until(Duration::from_secs(15), || a
+            .sessions
+            .load(Ordering::SeqCst)
+            >= 1
+            && b.sessions.load(Ordering::SeqCst) >= 1)
+        .await,
+        "the agent did not follow the hint from A to B"
+    );
+    // Over two seconds, a few hops per backoff pause (at least 200 ms each) make a few dozen
+    // attempts at most; following hints without a cap would make thousands.
+    let start = attempts();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = attempts() - start;
+    assert!(
+        during <= 100,
+        "{during} session attempts in 2 s: the agent spins between the two masters"
+    );
+    // And it keeps trying.
+    assert!(
+        wait_until(Duration::from_secs(15), || attempts() > start + during).await,
+        "the agent stopped trying"
+    );
+
+    stop_agent.cancel();
+    stop_masters.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
 }
