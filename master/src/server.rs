@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 use wasmos_api::convert;
@@ -114,7 +114,12 @@ impl Master {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(
+                // Small answers (acks, offers) must not wait for Nagle's algorithm: without
+                // TCP_NODELAY each one waited ~40 ms for a delayed ACK on loopback.
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )
             .await;
         timers.abort();
         result.map_err(ServeError::from)
