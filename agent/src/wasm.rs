@@ -91,7 +91,8 @@ impl Containerizer for WasmContainerizer {
         let mut limits = self.limits.clone();
         if ctx.task.resources.mem_mb > 0 {
             limits.memory_bytes =
-                usize::try_from(ctx.task.resources.mem_mb << 20).unwrap_or(usize::MAX);
+                usize::try_from(ctx.task.resources.mem_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX);
         }
         let (events, events_rx) = mpsc::unbounded_channel::<ExecutorEvent>();
         let req = TaskRequest {
