@@ -11,64 +11,12 @@ use std::time::Duration;
 
 use common::*;
 use wasmos_wasm_executor::bindings::types::{
-    Filters, LogLevel, Offer, Resources, TaskInfo, TaskKind, TaskState, TaskStatus,
+    Offer, Resources, TaskInfo, TaskKind, TaskState, TaskStatus,
 };
 use wasmos_wasm_executor::{
-    DriverHost, ExecutorPool, LimitMode, LoadedComponent, PoolingConfig, RuntimeConfig,
-    SchedulerInstance, TaskLimits, WasmRuntime,
+    ExecutorPool, LimitMode, LoadedComponent, PoolingConfig, RuntimeConfig, SchedulerInstance,
+    TaskLimits, WasmRuntime,
 };
-
-/// Everything a scheduler asked of its driver.
-#[derive(Default)]
-struct Calls {
-    launches: Vec<(Vec<String>, Vec<TaskInfo>)>,
-    declined: Vec<String>,
-    revives: usize,
-    suppresses: usize,
-    reconciled: Vec<Vec<String>>,
-    timers: Vec<(u64, u64)>,
-    logs: Vec<String>,
-    finished: Option<Result<String, String>>,
-    state: HashMap<String, Vec<u8>>,
-}
-
-struct Recorder(Arc<Mutex<Calls>>);
-
-impl DriverHost for Recorder {
-    fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<TaskInfo>) -> Result<(), String> {
-        self.0.lock().unwrap().launches.push((offer_ids, tasks));
-        Ok(())
-    }
-    fn decline(&mut self, offer_ids: Vec<String>, _filters: Filters) {
-        self.0.lock().unwrap().declined.extend(offer_ids);
-    }
-    fn kill(&mut self, _task_id: String) {}
-    fn revive(&mut self) {
-        self.0.lock().unwrap().revives += 1;
-    }
-    fn suppress(&mut self) {
-        self.0.lock().unwrap().suppresses += 1;
-    }
-    fn reconcile(&mut self, task_ids: Vec<String>) {
-        self.0.lock().unwrap().reconciled.push(task_ids);
-    }
-    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.0.lock().unwrap().state.get(&key).cloned()
-    }
-    fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        self.0.lock().unwrap().state.insert(key, value);
-        Ok(())
-    }
-    fn finish(&mut self, outcome: Result<String, String>) {
-        self.0.lock().unwrap().finished = Some(outcome);
-    }
-    fn log(&mut self, _level: LogLevel, message: String) {
-        self.0.lock().unwrap().logs.push(message);
-    }
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) {
-        self.0.lock().unwrap().timers.push((timer_id, delay_ms));
-    }
-}
 
 fn offer(id: String, agent: &str, millicpus: u64, mem_mb: u64) -> Offer {
     Offer {

@@ -4,50 +4,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use wasmos_wasm_executor::bindings::types::{
-    Filters, LogLevel, Offer, Resources, TaskInfo, TaskKind, TaskState, TaskStatus,
-};
-use wasmos_wasm_executor::{DriverHost, LimitMode, SchedulerInstance, TaskLimits};
-
-#[derive(Default)]
-struct Calls {
-    launches: Vec<(Vec<String>, Vec<TaskInfo>)>,
-    declined: Vec<String>,
-    finished: Option<Result<String, String>>,
-    state: HashMap<String, Vec<u8>>,
-}
-
-struct Recorder(Arc<Mutex<Calls>>);
-
-impl DriverHost for Recorder {
-    fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<TaskInfo>) -> Result<(), String> {
-        self.0.lock().unwrap().launches.push((offer_ids, tasks));
-        Ok(())
-    }
-    fn decline(&mut self, offer_ids: Vec<String>, _filters: Filters) {
-        self.0.lock().unwrap().declined.extend(offer_ids);
-    }
-    fn kill(&mut self, _task_id: String) {}
-    fn revive(&mut self) {}
-    fn suppress(&mut self) {}
-    fn reconcile(&mut self, _task_ids: Vec<String>) {}
-    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.0.lock().unwrap().state.get(&key).cloned()
-    }
-    fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        self.0.lock().unwrap().state.insert(key, value);
-        Ok(())
-    }
-    fn finish(&mut self, outcome: Result<String, String>) {
-        self.0.lock().unwrap().finished = Some(outcome);
-    }
-    fn log(&mut self, _level: LogLevel, _message: String) {}
-    fn set_timer(&mut self, _timer_id: u64, _delay_ms: u64) {}
-}
+use wasmos_wasm_executor::bindings::types::{Offer, Resources, TaskKind, TaskState, TaskStatus};
+use wasmos_wasm_executor::{LimitMode, SchedulerInstance, TaskLimits};
 
 fn offer(n: usize) -> Offer {
     Offer {

@@ -3,11 +3,14 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmos_api::{ExecutorId, FrameworkId, TaskId};
+use wasmos_wasm_executor::DriverHost;
+use wasmos_wasm_executor::bindings::types::{Filters, LogLevel, TaskInfo};
 use wasmos_wasm_executor::{
     ExecutorPool, LimitMode, LoadedComponent, PoolingConfig, RuntimeConfig, TaskError, TaskLimits,
     TaskOutcome, TaskRequest, WasmRuntime,
@@ -117,5 +120,57 @@ impl Harness {
         let bystander = bystander.expect("the well-behaved task finishes");
         assert_eq!(bystander.output, b"still here");
         hostile
+    }
+}
+
+/// Everything a hosted scheduler asked of its driver: a one-process stand-in for the master.
+#[derive(Default)]
+pub struct Calls {
+    pub launches: Vec<(Vec<String>, Vec<TaskInfo>)>,
+    pub declined: Vec<String>,
+    pub revives: usize,
+    pub suppresses: usize,
+    pub reconciled: Vec<Vec<String>>,
+    pub timers: Vec<(u64, u64)>,
+    pub logs: Vec<String>,
+    pub finished: Option<Result<String, String>>,
+    pub state: HashMap<String, Vec<u8>>,
+}
+
+pub struct Recorder(pub Arc<Mutex<Calls>>);
+
+impl DriverHost for Recorder {
+    fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<TaskInfo>) -> Result<(), String> {
+        self.0.lock().unwrap().launches.push((offer_ids, tasks));
+        Ok(())
+    }
+    fn decline(&mut self, offer_ids: Vec<String>, _filters: Filters) {
+        self.0.lock().unwrap().declined.extend(offer_ids);
+    }
+    fn kill(&mut self, _task_id: String) {}
+    fn revive(&mut self) {
+        self.0.lock().unwrap().revives += 1;
+    }
+    fn suppress(&mut self) {
+        self.0.lock().unwrap().suppresses += 1;
+    }
+    fn reconcile(&mut self, task_ids: Vec<String>) {
+        self.0.lock().unwrap().reconciled.push(task_ids);
+    }
+    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().state.get(&key).cloned()
+    }
+    fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.0.lock().unwrap().state.insert(key, value);
+        Ok(())
+    }
+    fn finish(&mut self, outcome: Result<String, String>) {
+        self.0.lock().unwrap().finished = Some(outcome);
+    }
+    fn log(&mut self, _level: LogLevel, message: String) {
+        self.0.lock().unwrap().logs.push(message);
+    }
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) {
+        self.0.lock().unwrap().timers.push((timer_id, delay_ms));
     }
 }
