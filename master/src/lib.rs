@@ -4,16 +4,19 @@
 //!
 //! The pure core (`allocator`, `registry`, `offers`, `tasks`, `blobs`) has no I/O and no async and is
 //! tested and benchmarked on its own; `core` drives them from the services' calls and the
-//! timer; `server` puts tonic around it.
+//! timer; `server` puts tonic around it; `framework_host` runs frameworks' Wasm schedulers
+//! inside the master through the same path as gRPC schedulers.
 
 pub mod allocator;
 pub mod blobs;
 pub mod config;
 pub mod core;
+pub mod framework_host;
 pub mod offers;
 pub mod registry;
 pub mod server;
 pub mod tasks;
 
 pub use config::MasterConfig;
+pub use framework_host::{FrameworkHost, HostError, HostedFramework};
 pub use server::{Master, ServeError};

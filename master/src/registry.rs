@@ -49,6 +49,28 @@ pub struct FrameworkRecord {
     pub component_sha256: Option<String>,
 }
 
+/// Longest key a framework may store with `driver.state-put`, in bytes.
+pub const MAX_STATE_KEY_BYTES: usize = 1024;
+/// Largest value a framework may store under one key, in bytes.
+pub const MAX_STATE_VALUE_BYTES: usize = 64 << 10;
+/// Most bytes (keys plus values) a framework may store in total.
+pub const MAX_STATE_BYTES: usize = 1 << 20;
+
+/// How a framework ended, kept after it is removed so that its submitter can read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameworkOutcome {
+    /// It finished with this result (`driver.finish(ok(...))`).
+    Succeeded(String),
+    /// It failed: its own `driver.finish(err(...))`, or the master failed it (a trap, a limit).
+    Failed(String),
+}
+
+/// Bytes a framework's stored state takes against [`MAX_STATE_BYTES`].
+pub fn state_bytes(state: &BTreeMap<String, Vec<u8>>) -> usize {
+    state.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
 /// Whether an admitted agent is reachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +116,17 @@ pub enum Command {
     },
     /// A framework is gone for good (teardown or failover timeout); its id may not come back.
     RemoveFramework { id: FrameworkId },
+    /// A framework stored `value` under `key` (`driver.state-put`); size-capped.
+    PutFrameworkState {
+        id: FrameworkId,
+        key: String,
+        value: Vec<u8>,
+    },
+    /// A framework ended with this outcome; recorded before it is removed.
+    RecordOutcome {
+        id: FrameworkId,
+        outcome: FrameworkOutcome,
+    },
     /// An agent registered or re-registered; replaces what was known about it.
     AdmitAgent(AgentRecord),
     /// An agent missed its heartbeats.
@@ -115,6 +148,8 @@ pub enum RegistryError {
     FrameworkTornDown(FrameworkId),
     #[error("framework {0} is not registered")]
     UnknownFramework(FrameworkId),
+    #[error("framework state: {0}")]
+    StateTooLarge(String),
     #[error("agent {0} is not admitted")]
     UnknownAgent(AgentId),
     #[error("role {role:?} is invalid: {why}")]
@@ -168,6 +203,12 @@ pub struct Registry {
     pub agents: BTreeMap<AgentId, AgentRecord>,
     pub weights: BTreeMap<String, f64>,
     pub quotas: BTreeMap<String, Quota>,
+    /// Each framework's key-value state (`driver.state-put`); dropped with the framework.
+    #[serde(default)]
+    pub framework_state: BTreeMap<FrameworkId, BTreeMap<String, Vec<u8>>>,
+    /// How frameworks that ended through `finish` (or were failed by their host) ended.
+    #[serde(default)]
+    pub outcomes: BTreeMap<FrameworkId, FrameworkOutcome>,
 }
 
 impl Registry {
@@ -200,7 +241,41 @@ impl Registry {
                 if self.frameworks.remove(&id).is_none() {
                     return Err(RegistryError::UnknownFramework(id));
                 }
+                self.framework_state.remove(&id);
                 self.removed_frameworks.insert(id);
+            }
+            Command::PutFrameworkState { id, key, value } => {
+                self.framework_mut(&id)?;
+                if key.len() > MAX_STATE_KEY_BYTES {
+                    return Err(RegistryError::StateTooLarge(format!(
+                        "key is {} bytes; the limit is {MAX_STATE_KEY_BYTES}",
+                        key.len()
+                    )));
+                }
+                if value.len() > MAX_STATE_VALUE_BYTES {
+                    return Err(RegistryError::StateTooLarge(format!(
+                        "value is {} bytes; the limit is {MAX_STATE_VALUE_BYTES}",
+                        value.len()
+                    )));
+                }
+                let (used, old) = self.framework_state.get(&id).map_or((0, 0), |s| {
+                    let old = s.get(&key).map_or(0, |v| key.len() + v.len());
+                    (state_bytes(s), old)
+                });
+                let total = used - old + key.len() + value.len();
+                if total > MAX_STATE_BYTES {
+                    return Err(RegistryError::StateTooLarge(format!(
+                        "the framework would store {total} bytes; the limit is {MAX_STATE_BYTES}"
+                    )));
+                }
+                self.framework_state
+                    .entry(id)
+                    .or_default()
+                    .insert(key, value);
+            }
+            Command::RecordOutcome { id, outcome } => {
+                self.framework_mut(&id)?;
+                self.outcomes.insert(id, outcome);
             }
             Command::AdmitAgent(record) => {
                 self.agents.insert(record.id.clone(), record);
@@ -378,6 +453,49 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.weight("eng/batch"), 2.5);
         assert_eq!(a.weight("other"), 1.0);
+    }
+
+    #[test]
+    fn framework_state_is_size_capped_and_outcomes_outlive_the_framework() {
+        let mut reg = Registry::default();
+        reg.apply(Command::AddFramework(fw("f1", "web"))).unwrap();
+        let id = FrameworkId::new("f1").unwrap();
+        let put = |key: &str, len: usize| Command::PutFrameworkState {
+            id: id.clone(),
+            key: key.into(),
+            value: vec![7; len],
+        };
+        reg.apply(put("a", 10)).unwrap();
+        reg.apply(put("a", 20)).unwrap();
+        assert_eq!(reg.framework_state[&id]["a"].len(), 20);
+        let before = reg.clone();
+        let too_big = reg.apply(put("b", MAX_STATE_VALUE_BYTES + 1)).unwrap_err();
+        assert!(too_big.to_string().contains("value is"), "{too_big}");
+        let long_key = "k".repeat(MAX_STATE_KEY_BYTES + 1);
+        assert!(reg.apply(put(&long_key, 1)).is_err());
+        for i in 0..(MAX_STATE_BYTES / MAX_STATE_VALUE_BYTES) - 1 {
+            reg.apply(put(&format!("k{i}"), MAX_STATE_VALUE_BYTES))
+                .unwrap();
+        }
+        let full = reg.apply(put("last", MAX_STATE_VALUE_BYTES)).unwrap_err();
+        assert!(full.to_string().contains("would store"), "{full}");
+        assert_ne!(reg, before);
+        reg.apply(Command::RecordOutcome {
+            id: id.clone(),
+            outcome: FrameworkOutcome::Succeeded("done".into()),
+        })
+        .unwrap();
+        reg.apply(Command::RemoveFramework { id: id.clone() })
+            .unwrap();
+        assert!(!reg.framework_state.contains_key(&id));
+        assert_eq!(
+            reg.outcomes.get(&id),
+            Some(&FrameworkOutcome::Succeeded("done".into()))
+        );
+        assert!(
+            reg.apply(put("a", 1)).is_err(),
+            "no state for a removed framework"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The gRPC edge: `SchedulerService`, `AgentService` and `OperatorService` over one
 //! [`MasterCore`], plus the timer task that runs allocation cycles and timeouts. Components go
 //! in through `OperatorService.UploadComponent` and out to agents through
-//! `AgentService.FetchComponent`, streamed in chunks.
+//! `AgentService.FetchComponent`, streamed in chunks. `OperatorService.SubmitFramework` starts a
+//! hosted framework in the [`FrameworkHost`].
 //!
 //! Each stream gets a reader task that feeds calls into the core under a short, never-awaited
 //! lock, and a bounded outbound queue that the core fills. `Master::serve` binds nothing
@@ -27,6 +28,8 @@ use crate::allocator::{Millis, Quota};
 use crate::blobs::{BlobError, Digest};
 use crate::config::MasterConfig;
 use crate::core::MasterCore;
+use crate::framework_host::{FrameworkHost, HostError};
+use crate::registry::FrameworkOutcome;
 
 /// Errors starting or running the master.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,8 @@ pub struct Master {
     core: Arc<Mutex<MasterCore>>,
     start: Instant,
     wake: Arc<Notify>,
+    /// Runs hosted schedulers; created on the first `SubmitFramework` unless given.
+    host: Arc<Mutex<Option<FrameworkHost>>>,
 }
 
 impl Master {
@@ -59,7 +64,29 @@ impl Master {
             core: Arc::new(Mutex::new(core)),
             start: Instant::now(),
             wake,
+            host: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Uses `host` (and its Wasm runtime) for hosted frameworks instead of creating one.
+    pub fn with_framework_host(self, host: FrameworkHost) -> Self {
+        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = Some(host);
+        self
+    }
+
+    /// The framework host, created with on-demand allocation on first use (scheduler
+    /// instances are long-lived, so the pooling allocator's fast instantiation buys little).
+    pub fn framework_host(&self) -> Result<FrameworkHost, HostError> {
+        let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = host.as_ref() {
+            return Ok(h.clone());
+        }
+        let h = FrameworkHost::new(wasmos_wasm_executor::RuntimeConfig {
+            pooling: None,
+            ..Default::default()
+        })?;
+        *host = Some(h.clone());
+        Ok(h)
     }
 
     /// Milliseconds since this master started.
@@ -342,6 +369,64 @@ impl OperatorService for Master {
         Ok(Response::new(pb::UploadComponentResponse {
             sha256: digest.to_string(),
             size_bytes,
+        }))
+    }
+
+    async fn submit_framework(
+        &self,
+        request: Request<pb::SubmitFrameworkRequest>,
+    ) -> Result<Response<pb::SubmitFrameworkResponse>, Status> {
+        let r = request.into_inner();
+        let info = r
+            .info
+            .ok_or_else(|| Status::invalid_argument("submit: info is missing"))?;
+        if !info.id.is_empty() {
+            return Err(Status::invalid_argument(
+                "submit: info.id must be empty; the master assigns one",
+            ));
+        }
+        let limits = FrameworkHost::limits_from(r.limits);
+        let host = self
+            .framework_host()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let hosted = host
+            .start(self, info, r.args, limits)
+            .await
+            .map_err(|e| match e {
+                HostError::NoComponent => Status::invalid_argument(e.to_string()),
+                HostError::Blob(b) => blob_status(b),
+                HostError::Engine(_) => Status::internal(e.to_string()),
+                HostError::Load(_) | HostError::Instantiate(_) | HostError::Subscribe(_) => {
+                    Status::failed_precondition(e.to_string())
+                }
+            })?;
+        Ok(Response::new(pb::SubmitFrameworkResponse {
+            framework_id: hosted.framework_id.to_string(),
+        }))
+    }
+
+    async fn get_framework_result(
+        &self,
+        request: Request<pb::GetFrameworkResultRequest>,
+    ) -> Result<Response<pb::GetFrameworkResultResponse>, Status> {
+        let raw = request.into_inner().framework_id;
+        let fw: wasmos_api::FrameworkId = convert::id("framework_id", &raw)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let core = self.core();
+        let registered = core.registry().frameworks.contains_key(&fw);
+        let (ended, succeeded, result) = match core.framework_outcome(&fw) {
+            Some(FrameworkOutcome::Succeeded(r)) => (true, true, r.clone()),
+            Some(FrameworkOutcome::Failed(e)) => (true, false, e.clone()),
+            None if registered || core.registry().removed_frameworks.contains(&fw) => {
+                (false, false, String::new())
+            }
+            None => return Err(Status::not_found(format!("framework {fw} is not known"))),
+        };
+        Ok(Response::new(pb::GetFrameworkResultResponse {
+            ended,
+            succeeded,
+            result,
+            registered,
         }))
     }
 

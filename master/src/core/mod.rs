@@ -26,8 +26,8 @@ use crate::blobs::{BlobError, BlobStore, Digest};
 use crate::config::MasterConfig;
 use crate::offers::{OfferBook, OfferRecord};
 use crate::registry::{
-    AgentRecord, AgentState, Command, FrameworkRecord, FrameworkState, Registry, RegistryError,
-    validate_role,
+    AgentRecord, AgentState, Command, FrameworkOutcome, FrameworkRecord, FrameworkState, Registry,
+    RegistryError, validate_role,
 };
 use crate::tasks::{TaskBook, TaskRecord};
 
@@ -445,6 +445,52 @@ impl MasterCore {
             }
         }
         true
+    }
+
+    /// Stores a framework's key-value state (`driver.state-put` of a hosted scheduler),
+    /// through the registry; refused when a size cap is hit.
+    pub fn put_framework_state(
+        &mut self,
+        fw: &FrameworkId,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), String> {
+        self.commit(Command::PutFrameworkState {
+            id: fw.clone(),
+            key,
+            value,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// Ends a framework with `outcome` (its `driver.finish`, or a failure its host saw): the
+    /// outcome is recorded in the registry, then the framework is torn down like a
+    /// `Teardown` call (tasks killed, executors shut down, resources back in the pool).
+    /// Ignored when `conn` is not the framework's current connection.
+    pub fn finish_framework(
+        &mut self,
+        fw: &FrameworkId,
+        conn: ConnId,
+        outcome: FrameworkOutcome,
+        now: Millis,
+    ) {
+        if self.schedulers.get(fw).map(|c| c.conn) != Some(conn) {
+            return;
+        }
+        let why = match &outcome {
+            FrameworkOutcome::Succeeded(_) => "the framework finished".to_string(),
+            FrameworkOutcome::Failed(e) => format!("the framework failed: {e}"),
+        };
+        let _ = self.commit(Command::RecordOutcome {
+            id: fw.clone(),
+            outcome,
+        });
+        self.remove_framework(fw, now, &why);
+    }
+
+    /// How a framework ended, once it has (see [`MasterCore::finish_framework`]).
+    pub fn framework_outcome(&self, fw: &FrameworkId) -> Option<&FrameworkOutcome> {
+        self.registry.outcomes.get(fw)
     }
 
     /// The scheduler's stream ended. Its offers are rescinded and the failover timeout starts.

@@ -6,6 +6,7 @@ mod harness;
 mod agent_loss;
 mod components;
 mod failover;
+mod hosted;
 mod launch;
 mod offers;
 mod validation;
