@@ -1,7 +1,9 @@
 //! The `wasmos` command. Thin glue: each subcommand parses its flags and calls a library crate.
 
 mod agent;
+mod dev;
 mod master;
+mod submit;
 mod task_run;
 
 use std::process::ExitCode;
@@ -22,6 +24,10 @@ enum Command {
     Master(master::Args),
     /// Run an agent: registers with a master and runs the tasks it sends, until Ctrl-C.
     Agent(agent::Args),
+    /// Upload a framework component to a master, start it, and follow it to its result.
+    Submit(submit::Args),
+    /// Run a master and agents in this process on 127.0.0.1 (and optionally one framework).
+    Dev(dev::Args),
     /// Work with single tasks, without a cluster.
     Task {
         #[command(subcommand)]
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Master(args) => master::run(args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Submit(args) => submit::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,

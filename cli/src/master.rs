@@ -1,6 +1,7 @@
 //! `wasmos master`: runs a master (`wasmos_master::Master`) on a TCP address until Ctrl-C or
 //! SIGTERM. Every knob not given on the command line keeps its `MasterConfig` default.
 //!
+//! It listens on `--listen` (default 127.0.0.1:5050, where `wasmos submit` looks by default).
 //! Once it listens it prints `wasmos master listening on ADDR` on stdout, so scripts and tests
 //! that pass port 0 learn the port.
 
@@ -16,7 +17,7 @@ use crate::duration_secs;
 #[derive(clap::Args)]
 pub struct Args {
     /// Address to serve the scheduler, agent and operator gRPC APIs on (port 0 picks one).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", default_value = crate::submit::DEFAULT_MASTER)]
     listen: SocketAddr,
     /// How often the allocator runs when nothing changes, in seconds.
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]

@@ -1,0 +1,434 @@
+//! `wasmos submit`: uploads a framework component to a master (`UploadComponent`, streamed in
+//! chunks), starts it as a hosted framework (`SubmitFramework`) and follows it
+//! (`GetFrameworkResult`, plus `GetState` for task counts) until it ends.
+//!
+//! Exit status: 0 when the framework finished (its result on stdout), 1 when it failed or was
+//! removed without a result (the reason on stderr), 2 when the input is bad, the master cannot
+//! be reached or it refused the component or the submission.
+//!
+//! `wasmos dev --run` calls [`submit_and_follow`] over loopback.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::operator_service_client::OperatorServiceClient;
+use wasmos_wasm_executor::ComponentDigest;
+
+/// Where `wasmos submit` looks for a master unless told, and where `wasmos master` listens
+/// unless told.
+pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
+
+/// Size of the chunks a component is uploaded in (the API allows up to 1 MiB).
+const CHUNK_BYTES: usize = 1 << 20;
+/// How often the framework's result is polled.
+const POLL: Duration = Duration::from_millis(100);
+/// How often task counts are read (`GetState` returns the whole cluster).
+const STATE_POLL: Duration = Duration::from_millis(500);
+/// How often a plain (non-terminal) progress line may be printed.
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+/// How long the master may stay unreachable while a framework is followed.
+const LOST_MASTER: Duration = Duration::from_secs(30);
+/// Largest gRPC message accepted from the master.
+const MAX_MESSAGE: usize = 16 << 20;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The framework component (a `.wasm` file of the wasmos:framework world).
+    component: PathBuf,
+    /// The framework's name (default: the file name without `.wasm`).
+    #[arg(long)]
+    name: Option<String>,
+    /// The role the framework's resources are allocated to.
+    #[arg(long, default_value = "default")]
+    role: String,
+    /// The master (`host:port` or `http://host:port`).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_MASTER)]
+    master: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Arguments passed to the framework's `init`, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+/// Caps on the framework's scheduler (each defaults to the master's default).
+#[derive(clap::Args, Clone, Default)]
+pub struct LimitArgs {
+    /// Fuel each scheduler callback may burn (about one unit per Wasm instruction).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Linear memory the scheduler may grow to, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory_mb: Option<u64>,
+    /// Wall-clock deadline of each scheduler callback, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = crate::duration_secs)]
+    callback_timeout: Option<Duration>,
+}
+
+impl LimitArgs {
+    fn to_pb(&self) -> Option<pb::SchedulerLimits> {
+        if self.fuel.is_none() && self.memory_mb.is_none() && self.callback_timeout.is_none() {
+            return None;
+        }
+        Some(pb::SchedulerLimits {
+            fuel: self.fuel.unwrap_or(0),
+            memory_mb: self.memory_mb.unwrap_or(0),
+            callback_timeout_seconds: self.callback_timeout.map_or(0.0, |d| d.as_secs_f64()),
+        })
+    }
+}
+
+/// A framework to submit.
+pub struct Submission {
+    pub component: PathBuf,
+    pub name: Option<String>,
+    pub role: String,
+    pub limits: LimitArgs,
+    pub args: Vec<String>,
+}
+
+/// Why a submission did not end in a result.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input, an unreachable master, or a refusal (exit 2).
+    Refused(String),
+    /// The framework ran and failed, or was removed without a result (exit 1).
+    Failed(String),
+}
+
+impl Failure {
+    /// Prints the reason on stderr, prefixed with `who`, and returns the exit status.
+    pub fn report(&self, who: &str) -> ExitCode {
+        match self {
+            Failure::Refused(why) => {
+                eprintln!("{who}: {why}");
+                ExitCode::from(2)
+            }
+            Failure::Failed(why) => {
+                eprintln!("{who}: the framework failed: {why}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let submission = Submission {
+        component: args.component,
+        name: args.name,
+        role: args.role,
+        limits: args.limits,
+        args: args.args,
+    };
+    finish(
+        submit_and_follow(&args.master, &submission).await,
+        "wasmos submit",
+    )
+}
+
+/// Prints a framework's result on stdout (exit 0) or the failure on stderr.
+pub fn finish(outcome: Result<String, Failure>, who: &str) -> ExitCode {
+    match outcome {
+        Ok(result) => {
+            println!("{result}");
+            ExitCode::SUCCESS
+        }
+        Err(f) => f.report(who),
+    }
+}
+
+/// Uploads, submits and follows `submission` on the master at `master`; returns the
+/// framework's result.
+pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<String, Failure> {
+    let path = &submission.component;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Failure::Refused(format!(
+            "cannot read the framework component {}: {e}; give the path of a .wasm file",
+            path.display()
+        ))
+    })?;
+    let name = match &submission.name {
+        Some(n) => n.clone(),
+        None => default_name(path),
+    };
+    let mut op = connect(master).await?;
+    let digest = upload(&mut op, master, path, bytes).await?;
+    let info = pb::FrameworkInfo {
+        id: String::new(),
+        name: name.clone(),
+        role: submission.role.clone(),
+        principal: std::env::var("USER").unwrap_or_default(),
+        failover_timeout_seconds: 0.0,
+        component_sha256: digest,
+    };
+    let framework_id = op
+        .submit_framework(pb::SubmitFrameworkRequest {
+            info: Some(info),
+            args: submission.args.clone(),
+            limits: submission.limits.to_pb(),
+        })
+        .await
+        .map_err(|s| {
+            Failure::Refused(format!(
+                "the master at {master} refused to start {}: {}",
+                path.display(),
+                status_text(&s)
+            ))
+        })?
+        .into_inner()
+        .framework_id;
+    eprintln!("wasmos: submitted {name} as framework {framework_id} to {master}");
+    follow(&mut op, master, &framework_id).await
+}
+
+/// `pi.wasm` → `pi`.
+fn default_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "framework".into())
+}
+
+fn endpoint(master: &str) -> String {
+    if master.contains("://") {
+        master.to_string()
+    } else {
+        format!("http://{master}")
+    }
+}
+
+/// Connects to the operator API of the master at `master`.
+pub async fn connect(master: &str) -> Result<OperatorServiceClient<Channel>, Failure> {
+    let endpoint = Channel::from_shared(endpoint(master))
+        .map_err(|e| {
+            Failure::Refused(format!(
+                "bad master address {master:?} ({e}); write --master HOST:PORT"
+            ))
+        })?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why = format!("{why}: {s}");
+            source = s.source();
+        }
+        Failure::Refused(format!(
+            "cannot connect to a master at {master} ({why}); is `wasmos master` (or `wasmos dev`) \
+             running there? pass its address with --master"
+        ))
+    })?;
+    Ok(OperatorServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+/// A gRPC status as a sentence, naming the leader when the master is not it.
+fn status_text(s: &tonic::Status) -> String {
+    match wasmos_api::leader::leader_hint(s) {
+        Some(leader) => format!(
+            "{} (this master is not the leader; try --master {leader})",
+            s.message()
+        ),
+        None if s.message().is_empty() => format!("{:?}", s.code()),
+        None => s.message().to_string(),
+    }
+}
+
+/// Streams `bytes` to the master's blob store; returns the digest it stored them under.
+async fn upload(
+    op: &mut OperatorServiceClient<Channel>,
+    master: &str,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<String, Failure> {
+    let expected = ComponentDigest::of(&bytes).to_hex();
+    let chunks: Vec<pb::UploadComponentChunk> = if bytes.is_empty() {
+        vec![pb::UploadComponentChunk {
+            expected_sha256: expected,
+            data: Vec::new(),
+        }]
+    } else {
+        bytes
+            .chunks(CHUNK_BYTES)
+            .enumerate()
+            .map(|(i, c)| pb::UploadComponentChunk {
+                expected_sha256: if i == 0 {
+                    expected.clone()
+                } else {
+                    String::new()
+                },
+                data: c.to_vec(),
+            })
+            .collect()
+    };
+    let stored = op
+        .upload_component(tokio_stream::iter(chunks))
+        .await
+        .map_err(|s| {
+            Failure::Refused(format!(
+                "the master at {master} refused the component {}: {}",
+                path.display(),
+                status_text(&s)
+            ))
+        })?
+        .into_inner();
+    Ok(stored.sha256)
+}
+
+/// Task counts of one framework, from what `GetState` shows over time. The master forgets a
+/// task once its terminal update is acknowledged, so a task that disappears counts as ended;
+/// one that starts and ends between two polls is not counted at all.
+#[derive(Default)]
+struct Progress {
+    /// Latest state seen of each task.
+    seen: HashMap<String, pb::TaskState>,
+}
+
+impl Progress {
+    fn update(&mut self, state: &pb::ClusterState, framework_id: &str) {
+        let mut live = std::collections::HashSet::new();
+        for t in &state.tasks {
+            if t.framework_id != framework_id {
+                continue;
+            }
+            let Some(s) = &t.status else { continue };
+            let st = pb::TaskState::try_from(s.state).unwrap_or(pb::TaskState::Unspecified);
+            live.insert(s.task_id.clone());
+            self.seen.insert(s.task_id.clone(), st);
+        }
+        for (id, st) in self.seen.iter_mut() {
+            if !live.contains(id) && !terminal(*st) {
+                // Gone from the master's books: it ended and was acknowledged.
+                *st = pb::TaskState::Unspecified;
+            }
+        }
+    }
+
+    fn line(&self) -> String {
+        let (mut staging, mut running, mut ended, mut failed) = (0, 0, 0, 0);
+        for st in self.seen.values() {
+            match st {
+                pb::TaskState::Staging | pb::TaskState::Starting => staging += 1,
+                pb::TaskState::Running | pb::TaskState::Unreachable => running += 1,
+                pb::TaskState::Finished | pb::TaskState::Unspecified => ended += 1,
+                _ => failed += 1,
+            }
+        }
+        // Ended and failed tasks are only those a poll happened to see (a task that starts and
+        // ends between two polls is never seen), hence "at least".
+        format!("tasks: {staging} staging, {running} running, {ended}+ ended, {failed}+ failed")
+    }
+}
+
+fn terminal(s: pb::TaskState) -> bool {
+    !matches!(
+        s,
+        pb::TaskState::Staging
+            | pb::TaskState::Starting
+            | pb::TaskState::Running
+            | pb::TaskState::Unreachable
+    )
+}
+
+/// Polls the framework's result until it ends, showing task counts on stderr.
+async fn follow(
+    op: &mut OperatorServiceClient<Channel>,
+    master: &str,
+    framework_id: &str,
+) -> Result<String, Failure> {
+    let tty = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut progress = Progress::default();
+    let mut last_state: Option<Instant> = None;
+    let mut last_line = String::new();
+    let mut last_plain: Option<Instant> = None;
+    let mut unreachable_since: Option<Instant> = None;
+    let mut gone_once = false;
+    let clear = |tty: bool| {
+        if tty {
+            eprint!("\r\x1b[2K");
+        }
+    };
+    loop {
+        let r = op
+            .get_framework_result(pb::GetFrameworkResultRequest {
+                framework_id: framework_id.to_string(),
+            })
+            .await;
+        let r = match r {
+            Ok(r) => {
+                unreachable_since = None;
+                r.into_inner()
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                clear(tty);
+                return Err(Failure::Failed(format!(
+                    "the master at {master} does not know framework {framework_id} any more \
+                     (did the master restart?)"
+                )));
+            }
+            Err(s) => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > LOST_MASTER {
+                    clear(tty);
+                    return Err(Failure::Refused(format!(
+                        "lost the master at {master} while following framework {framework_id}: \
+                         {}; the framework may still be running there",
+                        status_text(&s)
+                    )));
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        if r.ended {
+            clear(tty);
+            return if r.succeeded {
+                Ok(r.result)
+            } else {
+                Err(Failure::Failed(r.result))
+            };
+        }
+        if !r.registered {
+            // Finishing records the outcome before removing the framework; ask once more so
+            // that a removal racing this poll is not mistaken for a teardown.
+            if gone_once {
+                clear(tty);
+                return Err(Failure::Failed(format!(
+                    "framework {framework_id} was removed without a result (torn down)"
+                )));
+            }
+            gone_once = true;
+            continue;
+        }
+        if last_state.is_none_or(|t| t.elapsed() >= STATE_POLL) {
+            last_state = Some(Instant::now());
+            if let Ok(state) = op.get_state(pb::GetStateRequest {}).await {
+                progress.update(&state.into_inner(), framework_id);
+            }
+            let line = format!(
+                "wasmos: {framework_id} running {:.0}s; {}",
+                start.elapsed().as_secs_f64(),
+                progress.line()
+            );
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+                let _ = std::io::stderr().flush();
+            } else {
+                let counts = progress.line();
+                if counts != last_line && last_plain.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
+                    eprintln!("{line}");
+                    last_line = counts;
+                    last_plain = Some(Instant::now());
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
