@@ -179,8 +179,10 @@ impl Scheduler for PiScheduler {
                 ));
             }
             if tasks.is_empty() {
-                // Too small for even one task; the long default refusal keeps it from coming back.
-                driver::decline(&[offer.id]);
+                // Too small for even one task while tasks still wait: refuse only briefly. The
+                // master filters the whole agent, so a long refusal would also hide the CPUs our
+                // own running tasks are about to free there.
+                driver::decline_for(&[offer.id], 1.0);
             } else if let Err(e) = driver::launch(&[offer.id], &tasks) {
                 driver::warn(&format!(
                     "pi: launch on agent {} failed: {e}",
