@@ -57,8 +57,10 @@ struct FrameworkSlot {
     allocated: Resources,
     /// Agents where this framework holds something.
     agents: HashSet<u32>,
-    /// Agent -> time until which it is not offered to this framework.
-    filters: HashMap<u32, Millis>,
+    /// Agent -> (time until which, resources within which) it is not offered to this
+    /// framework. As in Mesos, a filter covers only what was declined: once the agent has more
+    /// free than that (a task of its own ended there, say), it is offered again.
+    filters: HashMap<u32, (Millis, Resources)>,
     active: bool,
     suppressed: bool,
     /// The key under which it sits in its role's sorter, when it does.
@@ -182,10 +184,13 @@ impl DrfAllocator {
         ) else {
             return false;
         };
+        let Some(available) = self.agents[a as usize].as_ref().map(AgentSlot::available) else {
+            return false;
+        };
         self.frameworks[f as usize]
             .as_ref()
             .and_then(|fw| fw.filters.get(&a))
-            .is_some_and(|&until| until > now)
+            .is_some_and(|&(until, declined)| until > now && available.fits_in(&declined))
     }
 
     /// What each framework holds on an agent.
@@ -430,9 +435,9 @@ impl DrfAllocator {
         Ok(())
     }
 
-    fn add_filter(&mut self, f: u32, a: u32, until: Millis) {
+    fn add_filter(&mut self, f: u32, a: u32, until: Millis, declined: Resources) {
         let fw = self.fw_mut(f);
-        if let Some(old) = fw.filters.insert(a, until) {
+        if let Some((old, _)) = fw.filters.insert(a, (until, declined)) {
             self.filter_expiry.remove(&(old, f, a));
         }
         self.filter_expiry.insert((until, f, a));
@@ -440,7 +445,7 @@ impl DrfAllocator {
 
     fn clear_filters(&mut self, f: u32) {
         let filters = std::mem::take(&mut self.fw_mut(f).filters);
-        for (a, until) in filters {
+        for (a, (until, _)) in filters {
             self.filter_expiry.remove(&(until, f, a));
         }
     }
@@ -454,7 +459,7 @@ impl DrfAllocator {
             let Some(fw) = self.frameworks[f as usize].as_mut() else {
                 continue;
             };
-            if fw.filters.get(&a) == Some(&until) {
+            if fw.filters.get(&a).map(|&(u, _)| u) == Some(until) {
                 fw.filters.remove(&a);
                 if self.agents[a as usize].is_some() {
                     self.dirty.insert(a);
@@ -490,12 +495,19 @@ impl DrfAllocator {
             self.cursors[fi] = (self.cycle_no, 0);
         }
         let start = self.cursors[fi].1;
+        // A filter holds while what would be offered (free resources, capped by the role's
+        // headroom, as in `step_role`) is within what was declined.
+        let headroom = self.headroom(self.fw(f).role);
         let filters = &self.fw(f).filters;
-        let found = cycle
-            .candidates
-            .range(start..)
-            .copied()
-            .find(|a| filters.get(a).is_none_or(|&until| until <= now));
+        let agents = &self.agents;
+        let found = cycle.candidates.range(start..).copied().find(|a| {
+            filters.get(a).is_none_or(|&(until, declined)| {
+                until <= now
+                    || agents[*a as usize].as_ref().is_none_or(|slot| {
+                        !min_each(&slot.available(), &headroom).fits_in(&declined)
+                    })
+            })
+        });
         self.cursors[fi].1 = found.map_or(u32::MAX, |a| a.saturating_add(1));
         found
     }
@@ -787,7 +799,7 @@ impl Allocator for DrfAllocator {
         let a = self.agent_idx(agent)?;
         self.sub_alloc(f, a, resources)?;
         if refuse_ms > 0 {
-            self.add_filter(f, a, now.saturating_add(refuse_ms));
+            self.add_filter(f, a, now.saturating_add(refuse_ms), resources);
         }
         self.rekey(f);
         self.refresh_free(a);
@@ -887,6 +899,29 @@ mod tests {
             al.allocate(1).is_empty(),
             "nothing changed, nothing to offer"
         );
+    }
+
+    #[test]
+    fn a_filter_covers_only_what_was_declined() {
+        // The framework uses 1 cpu of the agent and declines the rest for a long time; when its
+        // task ends, the agent has more free than was declined, so it is offered again at once.
+        let mut al = cluster(1, &["a"]);
+        let out = al.allocate(0);
+        assert_eq!(out[0].resources, res(4.0, 4096));
+        let used = res(1.0, 1024);
+        let declined = out[0].resources.checked_sub(&used).unwrap();
+        al.recover(&fwk(0), &agent(0), declined, 120_000, 10)
+            .unwrap();
+        assert!(
+            al.allocate(20).is_empty(),
+            "within the declined resources: filtered"
+        );
+        assert!(al.is_filtered(&fwk(0), &agent(0), 20));
+        al.recover(&fwk(0), &agent(0), used, 0, 30).unwrap();
+        assert!(!al.is_filtered(&fwk(0), &agent(0), 40));
+        let again = al.allocate(40);
+        assert_eq!(again.len(), 1, "more than was declined is offered again");
+        assert_eq!(again[0].resources, res(4.0, 4096));
     }
 
     #[test]

@@ -45,7 +45,8 @@ struct Model {
     agents: Vec<(AgentId, Resources)>,
     frameworks: Vec<(FrameworkId, usize)>,
     held: HashMap<(FrameworkId, AgentId), Resources>,
-    filters: HashMap<(FrameworkId, AgentId), Millis>,
+    /// (until, declined resources) per framework and agent.
+    filters: HashMap<(FrameworkId, AgentId), (Millis, Resources)>,
     suppressed: Vec<FrameworkId>,
     now: Millis,
     next: usize,
@@ -115,10 +116,12 @@ fn run_ops(limits: [Option<u64>; 3], ops: Vec<Op>) -> Result<(), TestCaseError> 
                 m.now += dt;
                 for a in al.allocate(m.now) {
                     let key = (a.framework.clone(), a.agent.clone());
-                    if let Some(&until) = m.filters.get(&key) {
+                    if let Some(&(until, declined)) = m.filters.get(&key) {
+                        // A filter covers only what was declined: offering more is allowed.
                         prop_assert!(
-                            until <= m.now,
-                            "{key:?} offered at {} before {until}",
+                            until <= m.now || !a.resources.fits_in(&declined),
+                            "{key:?} offered {} at {} before {until}, within the declined {declined}",
+                            a.resources,
                             m.now
                         );
                     }
@@ -138,7 +141,7 @@ fn run_ops(limits: [Option<u64>; 3], ops: Vec<Op>) -> Result<(), TestCaseError> 
                 let res = m.held.remove(&key).unwrap_or_default();
                 al.recover(&key.0, &key.1, res, refuse_ms, m.now).unwrap();
                 if refuse_ms > 0 {
-                    m.filters.insert(key, m.now + refuse_ms);
+                    m.filters.insert(key, (m.now + refuse_ms, res));
                 }
             }
             Op::ReturnHalf(pick) if !m.held.is_empty() => {
