@@ -179,10 +179,9 @@ impl Scheduler for PiScheduler {
                 ));
             }
             if tasks.is_empty() {
-                // Too small for even one task while tasks still wait: refuse only briefly. The
-                // master filters the whole agent, so a long refusal would also hide the CPUs our
-                // own running tasks are about to free there.
-                driver::decline_for(&[offer.id], 1.0);
+                // Too small for even one task. The long default refusal is safe: it covers only
+                // these resources, so the CPUs our own tasks free on that agent are offered again.
+                driver::decline(&[offer.id]);
             } else if let Err(e) = driver::launch(&[offer.id], &tasks) {
                 driver::warn(&format!(
                     "pi: launch on agent {} failed: {e}",
