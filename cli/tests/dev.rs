@@ -4,33 +4,13 @@
 //! are refused with exit status 2 and a reason; `dev` without `--run` says where to submit,
 //! serves `submit`, and stops cleanly on SIGTERM.
 
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
+mod common;
+
+use common::{WAIT, example, start_master, wasmos};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// Bound on any one `wasmos` invocation (generous for a busy 2-core machine).
-const WAIT: Duration = Duration::from_secs(120);
-
-fn wasmos() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wasmos"));
-    c.kill_on_drop(true).stdin(Stdio::null());
-    c
-}
-
-fn example(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples-wasm/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/build-examples.sh (scripts/test.sh does) before the tests",
-        p.display()
-    );
-    p.to_str().expect("a UTF-8 path").to_string()
-}
+use tokio::process::Command;
 
 async fn output(args: &[&str]) -> Output {
     tokio::time::timeout(WAIT, wasmos().args(args).output())
@@ -83,29 +63,6 @@ async fn dev_fails_a_looping_scheduler_for_fuel() {
         stderr.contains("the framework failed") && stderr.contains("fuel"),
         "{stderr}"
     );
-}
-
-/// Starts `wasmos master` on a free loopback port; returns the process and its address.
-async fn start_master() -> (Child, String) {
-    let mut master = wasmos()
-        .args(["master", "--listen", "127.0.0.1:0"])
-        .args(["--allocation-interval", "0.05"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wasmos master starts");
-    let stdout = master.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("the master says where it listens in time")
-        .expect("stdout readable")
-        .expect("a line on stdout");
-    let addr = line
-        .strip_prefix("wasmos master listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
-        .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (master, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,51 +2,13 @@
 //! the master (seen through `OperatorService.GetState`), with the resources and attributes
 //! given on its command line; bad flags fail fast with a message that names the flag.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+mod common;
+
+use common::{WAIT, start_master, wasmos};
 use wasmos_api::proto as pb;
 use wasmos_api::proto::operator_service_client::OperatorServiceClient;
-
-/// How long any single wait may take before the test fails (generous for a busy machine).
-const WAIT: Duration = Duration::from_secs(60);
-
-fn wasmos() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wasmos"));
-    c.kill_on_drop(true).stdin(Stdio::null());
-    c
-}
-
-/// Starts `wasmos master` on a free loopback port; returns the process and its address.
-async fn start_master() -> (Child, String) {
-    let mut master = wasmos()
-        .args([
-            "master",
-            "--listen",
-            "127.0.0.1:0",
-            "--allocation-interval",
-            "0.05",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wasmos master starts");
-    let stdout = master.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("the master says where it listens in time")
-        .expect("stdout readable")
-        .expect("a line on stdout");
-    let addr = line
-        .strip_prefix("wasmos master listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
-        .to_string();
-    // Keep draining stdout so the master never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (master, addr)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_process_registers_with_a_master_process() {

@@ -1,19 +1,10 @@
 //! `wasmos task run` as a user runs it: the real binary on the example components.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
-fn example(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples-wasm/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/build-examples.sh first",
-        p.display()
-    );
-    p
-}
+use common::example;
 
 fn wasmos(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmos"))
@@ -26,13 +17,25 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs `wasmos task run ARGS...` and checks that it exits with `code` and that stderr says
+/// `reason`.
+fn expect_refusal(args: &[&str], code: i32, reason: &str) {
+    let out = wasmos(&[&["task", "run"], args].concat());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: stderr {stderr}");
+    assert!(
+        stderr.contains(reason),
+        "{args:?}: expected {reason:?} in {stderr}"
+    );
+}
+
 #[test]
 fn runs_the_pi_executor_and_prints_its_result() {
     let pi = example("pi");
     let out = wasmos(&[
         "task",
         "run",
-        pi.to_str().unwrap(),
+        &pi,
         "--executor-id",
         "pi",
         "--payload",
@@ -58,52 +61,21 @@ fn runs_the_pi_executor_and_prints_its_result() {
 #[test]
 fn a_failing_task_exits_1_with_the_reason() {
     let hostile = example("hostile");
-    let out = wasmos(&[
-        "task",
-        "run",
-        hostile.to_str().unwrap(),
-        "--payload",
-        "loop",
-        "--fuel",
-        "1000000",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("ran out of fuel"),
-        "{}",
-        text(&out.stderr)
+    let h = hostile.as_str();
+    expect_refusal(
+        &[h, "--payload", "loop", "--fuel", "1000000"],
+        1,
+        "ran out of fuel",
     );
-
-    let out = wasmos(&[
-        "task",
-        "run",
-        hostile.to_str().unwrap(),
-        "--payload",
-        "loop",
-        "--timeout-ms",
-        "200",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("exceeded its deadline"),
-        "{}",
-        text(&out.stderr)
+    expect_refusal(
+        &[h, "--payload", "loop", "--timeout-ms", "200"],
+        1,
+        "exceeded its deadline",
     );
-
-    let out = wasmos(&[
-        "task",
-        "run",
-        hostile.to_str().unwrap(),
-        "--payload",
-        "membomb",
-        "--memory-mb",
-        "32",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("memory limit of 32 MiB"),
-        "{}",
-        text(&out.stderr)
+    expect_refusal(
+        &[h, "--payload", "membomb", "--memory-mb", "32"],
+        1,
+        "memory limit of 32 MiB",
     );
 }
 
@@ -112,54 +84,23 @@ fn a_bad_component_exits_2_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.wasm");
     std::fs::write(&empty, b"").unwrap();
-    let out = wasmos(&["task", "run", empty.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("component is empty"),
-        "{}",
-        text(&out.stderr)
+    expect_refusal(&[empty.to_str().unwrap()], 2, "component is empty");
+    expect_refusal(
+        &[&example("wrongworld")],
+        2,
+        "does not implement the wasmos:framework",
     );
-
-    let out = wasmos(&["task", "run", example("wrongworld").to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("does not implement the wasmos:framework"));
-
-    let out = wasmos(&[
-        "task",
-        "run",
-        dir.path().join("absent.wasm").to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("cannot read"),
-        "{}",
-        text(&out.stderr)
-    );
+    let absent = dir.path().join("absent.wasm");
+    expect_refusal(&[absent.to_str().unwrap()], 2, "cannot read");
 }
 
 #[test]
 fn bad_flags_are_refused() {
     let pi = example("pi");
-    let out = wasmos(&["task", "run", pi.to_str().unwrap(), "--executor-id", "../x"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("executor id"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = wasmos(&[
-        "task",
-        "run",
-        pi.to_str().unwrap(),
-        "--limit",
-        "epoch",
-        "--fuel",
-        "5",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("--fuel needs --limit fuel"),
-        "{}",
-        text(&out.stderr)
+    expect_refusal(&[&pi, "--executor-id", "../x"], 2, "executor id");
+    expect_refusal(
+        &[&pi, "--limit", "epoch", "--fuel", "5"],
+        2,
+        "--fuel needs --limit fuel",
     );
 }
