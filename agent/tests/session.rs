@@ -249,12 +249,7 @@ async fn the_agent_registers_runs_tasks_and_catches_a_returning_master_up() {
         agent: config(dir.path().join("work")),
         session,
     };
-    let stop_agent = CancellationToken::new();
-    let agent = tokio::spawn(run_until(
-        config,
-        Arc::new(MemoryFetcher::new()),
-        stop_agent.clone(),
-    ));
+    let (agent, stop_agent) = spawn_agent(config);
 
     assert!(
         wait_until(Duration::from_secs(30), || first
@@ -344,6 +339,22 @@ async fn the_agent_registers_runs_tasks_and_catches_a_returning_master_up() {
     let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
 }
 
+/// Runs an agent session in the background; cancel the token to stop it.
+fn spawn_agent(
+    config: RunConfig,
+) -> (
+    tokio::task::JoinHandle<Result<(), wasmos_agent::session::RunError>>,
+    CancellationToken,
+) {
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(run_until(
+        config,
+        Arc::new(MemoryFetcher::new()),
+        stop.clone(),
+    ));
+    (agent, stop)
+}
+
 fn session_config(masters: Vec<String>, initial: Duration, max: Duration) -> SessionConfig {
     let mut session = SessionConfig::new(masters);
     session.resources = Some(Resources::new(2.0, 1024, 1000));
@@ -382,12 +393,7 @@ async fn the_agent_follows_a_leader_hint_to_a_master_it_was_not_given() {
             Duration::from_secs(20),
         ),
     };
-    let stop_agent = CancellationToken::new();
-    let agent = tokio::spawn(run_until(
-        config,
-        Arc::new(MemoryFetcher::new()),
-        stop_agent.clone(),
-    ));
+    let (agent, stop_agent) = spawn_agent(config);
 
     assert!(
         wait_until(Duration::from_secs(15), || leader
@@ -469,12 +475,7 @@ async fn two_masters_hinting_at_each_other_do_not_make_the_agent_spin() {
             Duration::from_millis(400),
         ),
     };
-    let stop_agent = CancellationToken::new();
-    let agent = tokio::spawn(run_until(
-        config,
-        Arc::new(MemoryFetcher::new()),
-        stop_agent.clone(),
-    ));
+    let (agent, stop_agent) = spawn_agent(config);
     let attempts = || a.sessions.load(Ordering::SeqCst) + b.sessions.load(Ordering::SeqCst);
 
     // The hint is followed: both masters see the agent.
