@@ -9,6 +9,8 @@
 #           shared/wasm-toolchain.md for why each flag is there).
 # Finally validates each component with wasm-tools and checks the framework ones export the
 # wasmos:framework world. Cargo is incremental, so a second run with no changes takes seconds.
+# Then builds the frameworks written in C (examples-wasm-c/build.sh, about a second) into
+#   examples-wasm-c/target/<name>.wasm
 #
 # Usage: scripts/build-examples.sh            (prints the built paths, one per line, on stdout)
 set -euo pipefail
@@ -79,3 +81,6 @@ for name in "${members[@]}"; do
   log "$(printf '%-11s %8d bytes' "$name" "$(stat -c %s "$out/$name.wasm")")"
   echo "$out/$name.wasm"
 done
+
+# Frameworks in C: validated and checked for the wasmos:framework world by their own script.
+bash "$here/examples-wasm-c/build.sh"

@@ -9,6 +9,11 @@
 #
 # Writes the chosen route to target/guest-toolchain.env so build-examples.sh can source it.
 # Set WASMOS_GUEST_ROUTE=debian to skip route 1.
+#
+# On either route, the C examples (examples-wasm-c/) need clang with the wasm32-wasi target and
+# wasi-libc (Debian: clang-14, libclang-rt-14-dev-wasm32, wasi-libc, lld-14) and
+# wasm-component-ld (shipped with rustup's wasm32-wasip2 target, else from crates.io). Set
+# WASI_CC to a clang of your own (e.g. wasi-sdk's) to skip the Debian packages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$here/target"
@@ -37,12 +42,43 @@ cargo_tools() {
   done
 }
 
+# Debian packages that are not installed yet, out of "$@"; installs them (quiet when none).
+apt_install_missing() {
+  local need_pkgs=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+  done
+  if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "apt-get install ${need_pkgs[*]}"
+    sudo_if_needed apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${need_pkgs[@]}" >&2
+  fi
+}
+
+# What examples-wasm-c/build.sh needs: clang for wasm32-wasi with wasi-libc, and a
+# wasm-component-ld (rustup's, next to its wasm32-wasip2 target, or one from crates.io).
+c_toolchain() {
+  if [ -z "${WASI_CC:-}" ]; then
+    if command -v dpkg >/dev/null 2>&1; then
+      apt_install_missing clang-14 libclang-rt-14-dev-wasm32 wasi-libc lld-14
+    elif ! command -v clang-14 >/dev/null 2>&1; then
+      log "no dpkg and no clang-14: set WASI_CC to a clang with wasi-libc for examples-wasm-c"
+    fi
+  fi
+  local sysroot_ld
+  sysroot_ld="$(rustc --print sysroot 2>/dev/null || true)/lib/rustlib/$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')/bin/wasm-component-ld"
+  if [ ! -x "$sysroot_ld" ]; then
+    cargo_tools wasm-component-ld
+  fi
+}
+
 # WASMOS_GUEST_ROUTE=debian forces the fallback even where rustup works, so it can be tested
 # (and used by anyone who prefers distro packages).
 if [ "${WASMOS_GUEST_ROUTE:-}" != debian ] \
   && { have_rustup_target || { command -v rustup >/dev/null 2>&1 && timeout 120 rustup target add wasm32-wasip2 >/dev/null 2>&1; }; }; then
   log "using rustup's wasm32-wasip2 target"
   cargo_tools wasm-tools
+  c_toolchain
   echo "WASMOS_GUEST_ROUTE=rustup" > "$envfile"
   exit 0
 fi
@@ -52,16 +88,12 @@ if [ "${WASMOS_GUEST_ROUTE:-}" = debian ]; then
 else
   log "rustup has no wasm32-wasip2 target; using the Debian route"
 fi
-need_pkgs=()
-for p in rustc-web cargo-web rust-web-src wasi-libc lld-14; do
-  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
-done
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  log "apt-get install ${need_pkgs[*]}"
-  sudo_if_needed apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${need_pkgs[@]}" >&2
-fi
+# The C toolchain's packages too, so that one apt-get run installs everything.
+c_pkgs=()
+[ -n "${WASI_CC:-}" ] || c_pkgs=(clang-14 libclang-rt-14-dev-wasm32)
+apt_install_missing rustc-web cargo-web rust-web-src wasi-libc lld-14 "${c_pkgs[@]}"
 cargo_tools wasm-component-ld wasm-tools
+c_toolchain
 if ! command -v wasm-ld >/dev/null 2>&1; then
   # wasm-component-ld runs `wasm-ld` from PATH.
   sudo_if_needed ln -sf /usr/bin/wasm-ld-14 /usr/local/bin/wasm-ld
