@@ -6,7 +6,8 @@
 //!   prefers the agent that already holds a partition (delay scheduling: up to `WAIT_MS` per
 //!   iteration, then anywhere), and rebuilds a partition elsewhere when its task or agent is lost
 //!   (lineage: the partition is regenerated from its source). It logs each iteration's time and
-//!   finishes with the accuracy on held-out points and the per-iteration times.
+//!   finishes with the accuracy on held-out points, the per-iteration times, and how many
+//!   partitions were parsed in the first iteration and rebuilt in later ones.
 //! * Executor: a task's payload is `"PARTITION POINTS W1 ... W10"`. The first task for a
 //!   partition in an executor instance produces the partition as text and parses it (Spark's
 //!   `textFile(...).map(readPoint)`); the parsed points stay in the instance (`&mut self`), so
@@ -93,6 +94,9 @@ struct LogregScheduler {
     times: Vec<Duration>,
     /// Partitions parsed (not found cached) in the current iteration.
     loaded: u32,
+    /// Partitions parsed in each finished iteration: all of them in the first, then only
+    /// those rebuilt after their executor or agent was lost.
+    parsed: Vec<u32>,
     suppressed: bool,
     finished: bool,
 }
@@ -188,13 +192,13 @@ impl LogregScheduler {
             let n = *failures;
             self.fail(format!(
                 "partition {p} failed {n} times in iteration {}; last error: {why}",
-                self.iteration
+                self.iteration + 1
             ));
             return;
         }
         driver::warn(&format!(
             "logreg: partition {p} in iteration {}: {why}; rebuilding it from its source",
-            self.iteration
+            self.iteration + 1
         ));
         self.slots[p as usize] = Slot::Pending;
         self.want_offers();
@@ -226,6 +230,7 @@ impl LogregScheduler {
         }
         let took = self.started.elapsed();
         self.times.push(took);
+        self.parsed.push(self.loaded);
         driver::info(&format!(
             "logreg: iteration {} took {:.1} ms ({} of {} partitions parsed, the rest cached)",
             self.iteration + 1,
@@ -244,11 +249,6 @@ impl LogregScheduler {
     fn finish_job(&mut self) {
         let held_out = data::points(HELD_OUT_PARTITION, HELD_OUT_POINTS);
         let accuracy = data::accuracy(&held_out, &self.weights);
-        let times: Vec<String> = self
-            .times
-            .iter()
-            .map(|t| format!("{:.1}", ms(*t)))
-            .collect();
         let mut later: Vec<f64> = self.times.iter().skip(1).map(|t| ms(*t)).collect();
         later.sort_by(f64::total_cmp);
         let speedup = match later.get(later.len() / 2) {
@@ -260,13 +260,51 @@ impl LogregScheduler {
         self.finished = true;
         driver::finish(Ok(format!(
             "logreg: accuracy {accuracy:.4} on {HELD_OUT_POINTS} held-out points after {} \
-             iterations over {} partitions x {} points; iteration ms: {}{speedup}",
+             iterations over {} partitions x {} points; iteration ms: {}{speedup}; {}",
             self.iterations,
             self.partitions,
             self.points,
-            times.join(", ")
+            listed_times(&self.times),
+            parsed_summary(&self.parsed)
         )));
     }
+}
+
+/// Most iteration times the result lists; a longer job lists the first ones and a count.
+const LISTED_TIMES: usize = 20;
+
+/// `"371.8, 7.7, 6.9"`, or for a long job `"371.8, 7.7, ... (980 more)"`.
+fn listed_times(times: &[Duration]) -> String {
+    let mut listed: Vec<String> = times
+        .iter()
+        .take(LISTED_TIMES)
+        .map(|t| format!("{:.1}", ms(*t)))
+        .collect();
+    if times.len() > LISTED_TIMES {
+        listed.push(format!("... ({} more)", times.len() - LISTED_TIMES));
+    }
+    listed.join(", ")
+}
+
+/// How many partitions each iteration parsed, from `parsed[i]` of iteration `i + 1`:
+/// `"partitions parsed: 4 in the first iteration, 0 rebuilt later"`, or with rebuilds
+/// `"partitions parsed: 4 in the first iteration, 2 rebuilt later (iteration 37: 2)"`.
+fn parsed_summary(parsed: &[u32]) -> String {
+    let first = parsed.first().copied().unwrap_or(0);
+    let rebuilt: Vec<String> = parsed
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|&(_, &n)| n > 0)
+        .map(|(i, n)| format!("iteration {}: {n}", i + 1))
+        .collect();
+    let later: u32 = parsed.iter().skip(1).sum();
+    let detail = if rebuilt.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", rebuilt.join(", "))
+    };
+    format!("partitions parsed: {first} in the first iteration, {later} rebuilt later{detail}")
 }
 
 impl Scheduler for LogregScheduler {
@@ -308,6 +346,7 @@ impl Scheduler for LogregScheduler {
             started: Instant::now(),
             times: Vec::new(),
             loaded: 0,
+            parsed: Vec::new(),
             suppressed: false,
             finished: false,
         };
@@ -379,10 +418,11 @@ impl Scheduler for LogregScheduler {
             ));
             return;
         };
-        if status.state == TaskState::Lost
+        if matches!(status.state, TaskState::Lost | TaskState::Unreachable)
             && let Some(agent) = &status.agent_id
         {
-            // Whatever that agent held is gone, whichever iteration this task was from.
+            // Whatever that agent held is gone (or out of reach, which for this job is the
+            // same), whichever iteration this task was from.
             self.forget_agent(agent);
         }
         // Only the current launch of a partition in this iteration counts; anything else is a
@@ -419,12 +459,16 @@ impl Scheduler for LogregScheduler {
                     Err(e) => self.relaunch(p, &e),
                 }
             }
-            state if state.is_terminal() => {
+            // An unreachable agent may come back, but only after the master's removal timeout
+            // (10 minutes by default) would it be reported lost: an iteration does not wait
+            // that long. The partition is rebuilt elsewhere now; a late result of this launch
+            // is ignored, as its task id is no longer the partition's current one.
+            state if state.is_terminal() || state == TaskState::Unreachable => {
                 // Its executor instance may be gone (a trap discards it): rebuild anywhere.
                 self.holder[p as usize] = None;
                 self.relaunch(p, &format!("{state}: {}", status.message));
             }
-            // staging/starting/running; unreachable may come back, and turns lost if not.
+            // staging/starting/running.
             _ => {}
         }
     }
@@ -493,3 +537,33 @@ impl Executor for LogregExecutor {
 }
 
 wasmos_guest::export!(scheduler = LogregScheduler, executor = LogregExecutor);
+
+#[cfg(test)]
+mod tests {
+    //! Run on the host: `cargo test -p logreg --target x86_64-unknown-linux-gnu` in examples-wasm/.
+
+    use super::*;
+
+    #[test]
+    fn result_lists_at_most_twenty_times_and_counts_rebuilds() {
+        let three: Vec<Duration> = [371.84, 7.7, 6.92]
+            .iter()
+            .map(|&m| Duration::from_secs_f64(m / 1000.0))
+            .collect();
+        assert_eq!(listed_times(&three), "371.8, 7.7, 6.9");
+        let many = vec![Duration::from_millis(5); 1000];
+        let listed = listed_times(&many);
+        assert_eq!(listed.matches("5.0").count(), LISTED_TIMES, "{listed}");
+        assert!(listed.ends_with("... (980 more)"), "{listed}");
+
+        assert_eq!(
+            parsed_summary(&[4, 0, 0]),
+            "partitions parsed: 4 in the first iteration, 0 rebuilt later"
+        );
+        assert_eq!(
+            parsed_summary(&[4, 0, 1, 2]),
+            "partitions parsed: 4 in the first iteration, 3 rebuilt later \
+             (iteration 3: 1, iteration 4: 2)"
+        );
+    }
+}

@@ -1,10 +1,13 @@
 //! `service`: a Marathon-like long-running framework in one wasmos component.
 //!
-//! `wasmos submit service.wasm -- K CPUS MEM_MB [--] ARGV...` keeps `K` instances of a native
-//! command running, each a `command` task with `CPUS` cores (decimal, e.g. `0.25`) and `MEM_MB`
-//! MiB, which the agent enforces with cgroup limits. An instance whose task ends in any way
-//! (`finished`, `failed`, `killed`, `lost`, `error`) is launched again on the next offers that fit.
-//! It never finishes by itself: it runs until the framework is torn down.
+//! `wasmos submit service.wasm -- [OPTIONS] K CPUS MEM_MB [--] ARGV...` keeps `K` instances of a
+//! native command running, each a `command` task with `CPUS` cores (decimal, e.g. `0.25`) and
+//! `MEM_MB` MiB, which the agent enforces with cgroup limits. An instance whose task ends in any
+//! way (`finished`, `failed`, `killed`, `lost`, `error`) is launched again on the next offers that
+//! fit. Without options it never finishes by itself: it runs until the framework is torn down.
+//! With `--for SECONDS` it stops after that long, and with `--until-replaced N` once `N`
+//! instances were replaced and all `K` run again; either way it finishes with a summary of what
+//! runs and what ended (the master then kills its tasks).
 //!
 //! It suppresses offers while all `K` are launched and revives them when one must be replaced.
 //! What it runs is published with `driver::state_put` under the key [`STATE_KEY`], as JSON (one
@@ -12,6 +15,8 @@
 //! are adopted (and reconciled) rather than launched a second time.
 //!
 //! The executor half is unused (the tasks are native commands); it refuses any task.
+
+use std::time::Instant;
 
 use wasmos_guest::{
     Executor, Offer, Resources, Scheduler, Task, TaskInfo, TaskState, TaskStatus, driver,
@@ -25,7 +30,17 @@ const MAX_INSTANCES: u32 = 10_000;
 const MAX_MILLICPUS: u64 = 1_000_000;
 const MAX_MEM_MB: u64 = 16 << 20;
 
-const USAGE: &str = "usage: service K CPUS MEM_MB [--] ARGV...";
+/// Upper bound on `--for`, in seconds (a year).
+const MAX_RUN_SECS: u64 = 365 * 24 * 3600;
+
+/// The timer `--for` sets.
+const STOP_TIMER: u64 = 1;
+
+/// Ended tasks the summary names (the most recent ones).
+const SUMMARY_ENDED: usize = 20;
+
+const USAGE: &str =
+    "usage: service [--for SECONDS] [--until-replaced N] K CPUS MEM_MB [--] ARGV...";
 
 /// Where one instance stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +84,68 @@ struct ServiceScheduler {
     suppressed: bool,
     /// The last record published, to publish only changes.
     published: String,
+    /// Instances relaunched because their task ended.
+    replaced: u32,
+    /// The most recent ended tasks, `"service-0-1 (failed: ...)"`, for the summary.
+    ended: Vec<String>,
+    /// `--until-replaced N`: finish once `N` instances were replaced and all run again.
+    until_replaced: Option<u32>,
+    /// `--for SECONDS`, in milliseconds: finish when that much time has passed.
+    run_for_ms: Option<u64>,
+    started: Instant,
+    /// Set once `driver::finish` was called: later callbacks do nothing.
+    finished: bool,
+}
+
+/// What the options before `K` ask for.
+#[derive(Debug, Default, PartialEq)]
+struct Options {
+    run_for_ms: Option<u64>,
+    until_replaced: Option<u32>,
+}
+
+/// Splits the leading `--for SECONDS` and `--until-replaced N` off `args`.
+fn parse_options(mut args: &[String]) -> Result<(Options, &[String]), String> {
+    let mut options = Options::default();
+    while let [flag, rest @ ..] = args {
+        let value = |what: &str| {
+            rest.first()
+                .ok_or_else(|| format!("service: {flag} needs {what}; {USAGE}"))
+        };
+        match flag.as_str() {
+            "--for" => {
+                let text = value("SECONDS")?;
+                let secs: f64 = text
+                    .parse()
+                    .map_err(|e| format!("service: bad --for {text:?}: {e}; {USAGE}"))?;
+                if !(secs > 0.0 && secs <= MAX_RUN_SECS as f64) {
+                    return Err(format!(
+                        "service: --for must be more than 0 and at most {MAX_RUN_SECS} seconds, \
+                         not {text}"
+                    ));
+                }
+                options.run_for_ms = Some((secs * 1000.0).ceil() as u64);
+            }
+            "--until-replaced" => {
+                let text = value("N")?;
+                let n: u32 = text
+                    .parse()
+                    .map_err(|e| format!("service: bad --until-replaced {text:?}: {e}; {USAGE}"))?;
+                if n == 0 {
+                    return Err(format!(
+                        "service: --until-replaced must be at least 1; {USAGE}"
+                    ));
+                }
+                options.until_replaced = Some(n);
+            }
+            other if other.starts_with("--") && other != "--" => {
+                return Err(format!("service: unknown option {other:?}; {USAGE}"));
+            }
+            _ => break,
+        }
+        args = &rest[1..];
+    }
+    Ok((options, args))
 }
 
 /// `service-INSTANCE-LAUNCH`: a fresh id per launch, so a late update about a replaced task
@@ -143,7 +220,7 @@ impl ServiceScheduler {
     /// The instance table as JSON, one instance a line:
     ///
     /// ```text
-    /// {"wanted":2,"cpus_milli":250,"mem_mb":64,"argv":["sleep","1000"],"instances":[
+    /// {"wanted":2,"replaced":1,"cpus_milli":250,"mem_mb":64,"argv":["sleep","1000"],"instances":[
     /// {"instance":0,"task_id":"service-0-1","agent_id":"a1","state":"running"},
     /// {"instance":1,"task_id":null,"agent_id":null,"state":"waiting","last_exit":"failed: ..."}
     /// ]}
@@ -151,8 +228,9 @@ impl ServiceScheduler {
     fn record(&self) -> String {
         let argv: Vec<String> = self.argv.iter().map(|a| json_str(a)).collect();
         let mut out = format!(
-            "{{\"wanted\":{},\"cpus_milli\":{},\"mem_mb\":{},\"argv\":[{}],\"instances\":[",
+            "{{\"wanted\":{},\"replaced\":{},\"cpus_milli\":{},\"mem_mb\":{},\"argv\":[{}],\"instances\":[",
             self.instances.len(),
+            self.replaced,
             self.per_task.millicpus,
             self.per_task.mem_mb,
             argv.join(",")
@@ -204,6 +282,14 @@ impl ServiceScheduler {
     /// Adopts the tasks a previous incarnation of this scheduler published (after a master
     /// failover `init` runs again while the tasks keep running) and asks for their state.
     fn adopt(&mut self, record: &str) {
+        if let Some(replaced) = record
+            .lines()
+            .next()
+            .and_then(|header| field(header, "replaced"))
+            .and_then(|r| r.parse().ok())
+        {
+            self.replaced = replaced;
+        }
         let mut adopted = Vec::new();
         for line in record.lines() {
             let (Some(i), Some(launches)) = (field(line, "instance"), field(line, "launches"))
@@ -234,11 +320,58 @@ impl ServiceScheduler {
             driver::reconcile(&adopted);
         }
     }
+
+    /// What runs and what ended, as the framework's result:
+    ///
+    /// ```text
+    /// service: stopping after 2 replacements (--until-replaced 2); 2 of 2 instances running
+    /// after 1.3 s, 2 replaced; instances: service-0-3 running on agent-1, service-1-1 running
+    /// on agent-2; ended: service-0-1 (failed: ...), service-0-2 (failed: ...)
+    /// ```
+    fn summary(&self, why: &str) -> String {
+        let instances: Vec<String> = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(i, inst)| match (&inst.phase, &inst.agent_id) {
+                (Phase::Waiting, _) => format!("instance {i} waiting"),
+                (phase, Some(agent)) => format!(
+                    "{} {} on {agent}",
+                    task_id(i as u32, inst.launches),
+                    phase.word()
+                ),
+                (phase, None) => {
+                    format!("{} {}", task_id(i as u32, inst.launches), phase.word())
+                }
+            })
+            .collect();
+        let ended = if self.ended.is_empty() {
+            "none".to_string()
+        } else {
+            self.ended.join(", ")
+        };
+        format!(
+            "service: stopping after {why}; {} of {} instances running after {:.1} s, {} \
+             replaced; instances: {}; ended: {ended}",
+            self.running(),
+            self.instances.len(),
+            self.started.elapsed().as_secs_f64(),
+            self.replaced,
+            instances.join(", ")
+        )
+    }
+
+    fn finish(&mut self, why: &str) {
+        let summary = self.summary(why);
+        self.finished = true;
+        driver::finish(Ok(summary));
+    }
 }
 
 impl Scheduler for ServiceScheduler {
     fn init(args: Vec<String>) -> Result<Self, String> {
-        let [k, cpus, mem, rest @ ..] = args.as_slice() else {
+        let (options, args) = parse_options(&args)?;
+        let [k, cpus, mem, rest @ ..] = args else {
             return Err(format!("service: too few arguments {args:?}; {USAGE}"));
         };
         let k: u32 = k
@@ -277,6 +410,12 @@ impl Scheduler for ServiceScheduler {
             ],
             suppressed: false,
             published: String::new(),
+            replaced: 0,
+            ended: Vec::new(),
+            until_replaced: options.until_replaced,
+            run_for_ms: options.run_for_ms,
+            started: Instant::now(),
+            finished: false,
         };
         if let Some(previous) = driver::state_get(STATE_KEY) {
             s.adopt(&String::from_utf8_lossy(&previous));
@@ -285,11 +424,19 @@ impl Scheduler for ServiceScheduler {
             "service: keeping {k} instances of {:?} running, each with {}",
             s.argv, s.per_task
         ));
+        if let Some(ms) = s.run_for_ms {
+            driver::set_timer(STOP_TIMER, ms);
+        }
         s.publish();
         Ok(s)
     }
 
     fn resource_offers(&mut self, offers: Vec<Offer>) {
+        if self.finished {
+            let ids: Vec<String> = offers.into_iter().map(|o| o.id).collect();
+            driver::decline(&ids);
+            return;
+        }
         for offer in offers {
             let mut left = offer.resources;
             let mut tasks = Vec::new();
@@ -339,6 +486,9 @@ impl Scheduler for ServiceScheduler {
     }
 
     fn status_update(&mut self, status: TaskStatus) {
+        if self.finished {
+            return;
+        }
         let Some((i, launch)) = parse_task_id(&status.task_id) else {
             driver::warn(&format!(
                 "service: status for unknown task {}",
@@ -374,7 +524,12 @@ impl Scheduler for ServiceScheduler {
                     status.task_id
                 ));
                 inst.phase = Phase::Waiting;
+                self.ended.push(format!("{} ({why})", status.task_id));
+                if self.ended.len() > SUMMARY_ENDED {
+                    self.ended.remove(0);
+                }
                 inst.last_exit = Some(why);
+                self.replaced += 1;
                 if self.suppressed {
                     self.suppressed = false;
                     driver::revive();
@@ -388,8 +543,23 @@ impl Scheduler for ServiceScheduler {
                 "service: all {} instances running",
                 self.running()
             ));
+            if let Some(n) = self.until_replaced
+                && self.replaced >= n
+            {
+                self.publish();
+                self.finish(&format!("{n} replacements (--until-replaced {n})"));
+                return;
+            }
         }
         self.publish();
+    }
+
+    fn timer(&mut self, timer_id: u64) {
+        if self.finished || timer_id != STOP_TIMER {
+            return;
+        }
+        let Some(ms) = self.run_for_ms else { return };
+        self.finish(&format!("{:.1} s (--for)", ms as f64 / 1000.0));
     }
 }
 
@@ -427,6 +597,46 @@ mod tests {
         assert!(parse_cpus("0.0001").is_err());
         assert!(parse_cpus("x").is_err());
         assert!(parse_cpus("").is_err());
+    }
+
+    #[test]
+    fn options_come_before_k() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = args(&[
+            "--for",
+            "1.5",
+            "--until-replaced",
+            "3",
+            "2",
+            "0.1",
+            "16",
+            "sleep",
+        ]);
+        let (o, rest) = parse_options(&a).unwrap();
+        assert_eq!(
+            o,
+            Options {
+                run_for_ms: Some(1500),
+                until_replaced: Some(3)
+            }
+        );
+        assert_eq!(rest, &a[4..]);
+        // Without options everything is K CPUS MEM_MB ARGV; a `--` in ARGV stays.
+        let a = args(&["2", "0.1", "16", "--", "sleep", "--for"]);
+        assert_eq!(parse_options(&a).unwrap(), (Options::default(), &a[..]));
+        assert!(
+            parse_options(&args(&["--for"]))
+                .unwrap_err()
+                .contains("SECONDS")
+        );
+        assert!(parse_options(&args(&["--for", "0", "1"])).is_err());
+        assert!(parse_options(&args(&["--for", "x", "1"])).is_err());
+        assert!(parse_options(&args(&["--until-replaced", "0", "1"])).is_err());
+        assert!(
+            parse_options(&args(&["--forever", "1"]))
+                .unwrap_err()
+                .contains("unknown")
+        );
     }
 
     #[test]
