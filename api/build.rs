@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/wasmos/v1/scheduler.proto",
         "proto/wasmos/v1/agent.proto",
         "proto/wasmos/v1/operator.proto",
+        "proto/wasmos/v1/raft.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -1,6 +1,6 @@
 //! The generated gRPC code for `proto/wasmos/v1/*.proto` (package `wasmos.v1`): messages,
-//! `*_client` and `*_server` modules for `SchedulerService`, `AgentService` and
-//! `OperatorService`.
+//! `*_client` and `*_server` modules for `SchedulerService`, `AgentService`, `OperatorService`
+//! and `Raft` (the masters' replication between themselves).
 //!
 //! Code outside the wire edges should not hold these types: convert them with
 //! [`crate::convert`], which validates what came off the network, and work with the domain

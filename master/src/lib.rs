@@ -13,6 +13,7 @@ pub mod config;
 pub mod core;
 pub mod framework_host;
 pub mod offers;
+pub mod raft;
 pub mod registry;
 pub mod server;
 pub mod tasks;

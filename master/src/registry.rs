@@ -9,6 +9,7 @@
 //! Tasks, offers and resource usage are *not* here: they are soft state rebuilt from agents
 //! (see [`crate::tasks`] and [`crate::offers`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -139,8 +140,9 @@ pub enum Command {
     SetQuota { role: String, quota: Option<Quota> },
 }
 
-/// Why a command was refused. The registry is unchanged when `apply` returns one.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why a command was refused. The registry is unchanged when `apply` returns one. Serializable
+/// because it is the result Raft hands back for a replicated command.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum RegistryError {
     #[error("framework {0} is already registered")]
     FrameworkExists(FrameworkId),
@@ -153,7 +155,10 @@ pub enum RegistryError {
     #[error("agent {0} is not admitted")]
     UnknownAgent(AgentId),
     #[error("role {role:?} is invalid: {why}")]
-    InvalidRole { role: String, why: &'static str },
+    InvalidRole {
+        role: String,
+        why: Cow<'static, str>,
+    },
     #[error("weight {weight} for role {role:?} must be a finite number above zero")]
     InvalidWeight { role: String, weight: f64 },
     #[error("quota for role {role:?}: guarantee {guarantee} exceeds limit {limit}")]
@@ -167,10 +172,10 @@ pub enum RegistryError {
 /// Checks a role name: 1 to [`MAX_ROLE_LEN`] bytes of `[A-Za-z0-9._/-]`, `/`-separated
 /// segments (hierarchical roles, as in Mesos), none of them empty, `.` or `..`.
 pub fn validate_role(role: &str) -> Result<(), RegistryError> {
-    let bad = |why| {
+    let bad = |why: &'static str| {
         Err(RegistryError::InvalidRole {
             role: role.to_string(),
-            why,
+            why: Cow::Borrowed(why),
         })
     };
     if role.is_empty() {
