@@ -47,6 +47,9 @@ pub struct Args {
     /// The framework's role with --run.
     #[arg(long, default_value = "default")]
     role: String,
+    /// A role's weight in the allocator's fair sharing (default 1); repeat for more roles.
+    #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = crate::master::parse_weight)]
+    weights: Vec<(String, f64)>,
     #[command(flatten)]
     limits: submit::LimitArgs,
     /// Arguments passed to the framework's `init` with --run, after `--`.
@@ -166,6 +169,7 @@ impl Cluster {
             ..MasterConfig::default()
         };
         let master = Master::new(config);
+        crate::master::apply_weights(&master, &args.weights)?;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let shutdown = stop.clone().cancelled_owned();

@@ -4,6 +4,10 @@
 //! It listens on `--listen` (default 127.0.0.1:5050, where `wasmos submit` looks by default).
 //! Once it listens it prints `wasmos master listening on ADDR` on stdout, so scripts and tests
 //! that pass port 0 learn the port.
+//!
+//! `--weight ROLE=WEIGHT` (repeatable) sets role weights for the allocator before the master
+//! serves, as `OperatorService.SetWeights` does later: a role's fair share of the cluster is
+//! proportional to its weight (default 1).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -41,6 +45,42 @@ pub struct Args {
     /// Largest framework component accepted, in MiB.
     #[arg(long, value_name = "MIB")]
     max_component_mb: Option<u64>,
+    /// A role's weight in the allocator's fair sharing (default 1); repeat for more roles.
+    #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = parse_weight)]
+    weights: Vec<(String, f64)>,
+}
+
+/// Parses `ROLE=WEIGHT` (`analytics=3`, `web=0.5`): a non-empty role and a finite weight above
+/// zero. The master checks the role's syntax when the weight is applied.
+pub fn parse_weight(s: &str) -> Result<(String, f64), String> {
+    let (role, weight) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ROLE=WEIGHT (for example analytics=3)"))?;
+    let role = role.trim();
+    if role.is_empty() {
+        return Err(format!("{s:?} names no role; write ROLE=WEIGHT"));
+    }
+    let weight: f64 = weight
+        .trim()
+        .parse()
+        .map_err(|_| format!("the weight in {s:?} is not a number; write ROLE=WEIGHT"))?;
+    if !weight.is_finite() || weight <= 0.0 {
+        return Err(format!(
+            "the weight in {s:?} must be a finite number above zero"
+        ));
+    }
+    Ok((role.to_string(), weight))
+}
+
+/// Applies `--weight` flags to a master that does not serve yet.
+pub fn apply_weights(master: &Master, weights: &[(String, f64)]) -> anyhow::Result<()> {
+    if weights.is_empty() {
+        return Ok(());
+    }
+    master
+        .core()
+        .set_weights(weights.to_vec())
+        .map_err(|e| anyhow::anyhow!("bad --weight: {e}"))
 }
 
 impl Args {
@@ -116,8 +156,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let bound = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let master = Master::new(config);
+    apply_weights(&master, &args.weights)?;
     println!("wasmos master listening on {bound}");
-    Master::new(config)
+    master
         .serve(listener, crate::shutdown_signal())
         .await
         .with_context(|| format!("the master on {bound} failed"))

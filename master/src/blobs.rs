@@ -3,9 +3,15 @@
 //!
 //! Plain data: [`BlobStore::insert`] takes bytes whose digest the caller computed with
 //! [`Digest::of`] (outside any lock: hashing a large component takes milliseconds). Kept in
-//! memory for now; the Raft issue replicates the blobs with the registry. Checking that a blob
-//! is a component of the `wasmos:framework` world (not just a component) needs wasmtime and
-//! belongs to the framework host.
+//! memory for now; the Raft issue replicates the blobs with the registry.
+//!
+//! Only components of the `wasmos:framework@0.1.0` world are stored: [`BlobStore::check`] reads
+//! the component's top-level import and export sections with `wasmparser` (skipping the bytes of
+//! nested core modules and components, so it costs microseconds however large the component)
+//! and refuses one that does not export `wasmos:framework/scheduler` and
+//! `wasmos:framework/executor`, or imports anything but the world's own interfaces and the WASI
+//! 0.2 packages the host links. Everything else (types, code) is validated when the framework
+//! host compiles the component.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,6 +70,11 @@ pub enum BlobError {
     )]
     NotAComponent,
     #[error(
+        "the component is not a wasmos framework (world wasmos:framework@0.1.0): {0}; build it \
+         with the wasmos-guest SDK or against wit/framework.wit"
+    )]
+    NotAFramework(String),
+    #[error(
         "the uploaded bytes hash to {actual}, not to the expected {expected}; the upload is \
          corrupt or the wrong file"
     )]
@@ -101,7 +112,8 @@ impl BlobStore {
         self.max_blob_bytes
     }
 
-    /// Checks that `bytes` may be stored at all (size, preamble), before hashing them.
+    /// Checks that `bytes` may be stored at all (size, preamble, the `wasmos:framework` world's
+    /// exports and imports; see [`check_framework_world`]), before hashing them.
     pub fn check(&self, bytes: &[u8]) -> Result<(), BlobError> {
         let size = bytes.len() as u64;
         if size > self.max_blob_bytes {
@@ -110,10 +122,7 @@ impl BlobStore {
                 limit: self.max_blob_bytes,
             });
         }
-        if !bytes.starts_with(&COMPONENT_PREAMBLE) {
-            return Err(BlobError::NotAComponent);
-        }
-        Ok(())
+        check_framework_world(bytes)
     }
 
     /// Stores `bytes` under `digest`, which must be `Digest::of(&bytes)`. Storing a blob that
@@ -155,20 +164,245 @@ impl BlobStore {
     }
 }
 
+/// The `wasmos:framework` interfaces a framework component must export.
+const REQUIRED_EXPORTS: [&str; 2] = ["scheduler", "executor"];
+/// The `wasmos:framework` interfaces a framework component may import.
+const FRAMEWORK_IMPORTS: [&str; 3] = ["types", "driver", "executor-driver"];
+/// The WASI 0.2 packages the host links into every instance (`wasmtime_wasi::p2`).
+const WASI_PACKAGES: [&str; 6] = ["cli", "clocks", "filesystem", "io", "random", "sockets"];
+/// Most import or export names listed in an error message.
+const MAX_LISTED: usize = 8;
+
+/// An interface name `NAMESPACE:PACKAGE/INTERFACE@VERSION`, split.
+struct InterfaceName<'a> {
+    namespace: &'a str,
+    package: &'a str,
+    interface: &'a str,
+    version: Option<&'a str>,
+}
+
+fn interface_name(name: &str) -> Option<InterfaceName<'_>> {
+    let (path, version) = match name.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (name, None),
+    };
+    let (namespace, rest) = path.split_once(':')?;
+    let (package, interface) = rest.split_once('/')?;
+    Some(InterfaceName {
+        namespace,
+        package,
+        interface,
+        version,
+    })
+}
+
+/// `0.1.0` and later `0.1.x` (compatible by the component model's semver rules).
+fn is_framework_version(v: Option<&str>) -> bool {
+    v.and_then(|v| v.strip_prefix("0.1."))
+        .is_some_and(|patch| patch.parse::<u64>().is_ok())
+}
+
+/// Any `0.2.x`, as the host's WASI p2 linker accepts.
+fn is_wasi_p2_version(v: Option<&str>) -> bool {
+    v.and_then(|v| v.strip_prefix("0.2.")).is_some_and(|rest| {
+        rest.split(['-', '+'])
+            .next()
+            .is_some_and(|p| p.parse::<u64>().is_ok())
+    })
+}
+
+fn is_framework_interface(name: &str, allowed: &[&str]) -> bool {
+    interface_name(name).is_some_and(|n| {
+        n.namespace == "wasmos"
+            && n.package == "framework"
+            && allowed.contains(&n.interface)
+            && is_framework_version(n.version)
+    })
+}
+
+fn is_allowed_import(name: &str) -> bool {
+    if is_framework_interface(name, &FRAMEWORK_IMPORTS) {
+        return true;
+    }
+    interface_name(name).is_some_and(|n| {
+        n.namespace == "wasi" && WASI_PACKAGES.contains(&n.package) && is_wasi_p2_version(n.version)
+    })
+}
+
+fn listing(names: &[String]) -> String {
+    if names.is_empty() {
+        return "nothing".into();
+    }
+    let mut s = names
+        .iter()
+        .take(MAX_LISTED)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > MAX_LISTED {
+        s.push_str(&format!(" and {} more", names.len() - MAX_LISTED));
+    }
+    s
+}
+
+/// Checks that `bytes` are a component of the `wasmos:framework@0.1.0` world, structurally: the
+/// component preamble, then its top-level imports and exports (nested core modules and
+/// components are skipped unread). It must export `wasmos:framework/scheduler@0.1.x` and
+/// `wasmos:framework/executor@0.1.x`, and import only `wasmos:framework/{types, driver,
+/// executor-driver}@0.1.x` and WASI 0.2 interfaces of the packages the host links (cli, clocks,
+/// filesystem, io, random, sockets). Other exports are allowed (the host ignores them).
+pub fn check_framework_world(bytes: &[u8]) -> Result<(), BlobError> {
+    if !bytes.starts_with(&COMPONENT_PREAMBLE) {
+        return Err(BlobError::NotAComponent);
+    }
+    let malformed = |e: wasmparser::BinaryReaderError| {
+        BlobError::NotAFramework(format!("cannot parse it: {e}"))
+    };
+    let mut parser = wasmparser::Parser::new(0);
+    let mut data = bytes;
+    let mut imports: Vec<String> = Vec::new();
+    let mut exports: Vec<String> = Vec::new();
+    loop {
+        let (payload, consumed) = match parser.parse(data, true).map_err(malformed)? {
+            wasmparser::Chunk::Parsed { consumed, payload } => (payload, consumed),
+            // Impossible with `eof = true`; treated as a truncated component all the same.
+            wasmparser::Chunk::NeedMoreData(_) => {
+                return Err(BlobError::NotAFramework("it is truncated".into()));
+            }
+        };
+        data = &data[consumed..];
+        match payload {
+            wasmparser::Payload::ComponentImportSection(section) => {
+                for import in section {
+                    imports.push(import.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(section) => {
+                for export in section {
+                    exports.push(export.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            wasmparser::Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | wasmparser::Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                // The parser has already stepped over the nested bytes; skip them here too.
+                data = data.get(unchecked_range.len()..).ok_or_else(|| {
+                    BlobError::NotAFramework("it is truncated inside a nested module".into())
+                })?;
+            }
+            wasmparser::Payload::End(_) => break,
+            _ => {}
+        }
+    }
+    for required in REQUIRED_EXPORTS {
+        if !exports
+            .iter()
+            .any(|e| is_framework_interface(e, &[required]))
+        {
+            return Err(BlobError::NotAFramework(format!(
+                "it does not export wasmos:framework/{required}@0.1.0 (it exports {})",
+                listing(&exports)
+            )));
+        }
+    }
+    let foreign: Vec<String> = imports
+        .iter()
+        .filter(|i| !is_allowed_import(i))
+        .cloned()
+        .collect();
+    if !foreign.is_empty() {
+        return Err(BlobError::NotAFramework(format!(
+            "it imports {}, which the host does not provide (only wasmos:framework/types, \
+             driver and executor-driver @0.1 and WASI 0.2 cli, clocks, filesystem, io, random \
+             and sockets)",
+            listing(&foreign)
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn component(tail: &[u8]) -> Vec<u8> {
+    /// An example component built by `scripts/build-examples.sh`.
+    fn example(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples-wasm/target/wasm32-wasip2/release")
+            .join(format!("{name}.wasm"));
+        std::fs::read(&p).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run scripts/build-examples.sh before the tests",
+                p.display()
+            )
+        })
+    }
+
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(content.len(), out);
+        out.extend_from_slice(content);
+    }
+
+    fn string(s: &str, out: &mut Vec<u8>) {
+        leb(s.len(), out);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// `bytes` with a custom section appended (still the same component, another digest).
+    fn with_custom_section(mut bytes: Vec<u8>, data: &[u8]) -> Vec<u8> {
+        let mut content = Vec::new();
+        string("padding", &mut content);
+        content.extend_from_slice(data);
+        section(0, &content, &mut bytes);
+        bytes
+    }
+
+    /// A hand-encoded component that imports one empty instance named `import` and exports it
+    /// under each of `exports`.
+    fn reexporting(import: &str, exports: &[&str]) -> Vec<u8> {
         let mut b = COMPONENT_PREAMBLE.to_vec();
-        b.extend_from_slice(tail);
+        // Type section: one instance type with no declarations.
+        section(7, &[0x01, 0x42, 0x00], &mut b);
+        // Import section: `import` as an instance of type 0.
+        let mut imports = vec![0x01, 0x00];
+        string(import, &mut imports);
+        imports.extend_from_slice(&[0x05, 0x00]);
+        section(10, &imports, &mut b);
+        // Export section: instance 0 under every name, with no type ascription.
+        let mut out = Vec::new();
+        leb(exports.len(), &mut out);
+        for name in exports {
+            out.push(0x00);
+            string(name, &mut out);
+            out.extend_from_slice(&[0x05, 0x00, 0x00]);
+        }
+        section(11, &out, &mut b);
         b
     }
 
+    const SCHEDULER: &str = "wasmos:framework/scheduler@0.1.0";
+    const EXECUTOR: &str = "wasmos:framework/executor@0.1.0";
+
     #[test]
     fn stores_by_digest_once_and_counts_bytes() {
-        let mut store = BlobStore::new(100, 1000);
-        let c = component(b"abc");
+        let mut store = BlobStore::new(1 << 20, 10 << 20);
+        let c = example("pi");
         let d = Digest::of(&c);
         store.insert(d, c.clone()).unwrap();
         store.insert(d, c.clone()).unwrap();
@@ -179,8 +413,10 @@ mod tests {
 
     #[test]
     fn refuses_what_does_not_fit_or_is_not_a_component() {
-        let mut store = BlobStore::new(20, 30);
-        let big = component(&[0; 20]);
+        let pi = example("pi");
+        let size = pi.len() as u64;
+        let mut store = BlobStore::new(size + 100, size + 150);
+        let big = with_custom_section(pi.clone(), &[0; 200]);
         assert!(matches!(
             store.insert(Digest::of(&big), big),
             Err(BlobError::TooLarge { .. })
@@ -190,13 +426,96 @@ mod tests {
             store.insert(Digest::of(&module), module),
             Err(BlobError::NotAComponent)
         );
-        let a = component(&[1; 10]);
-        let b = component(&[2; 10]);
+        let a = with_custom_section(pi.clone(), &[1; 10]);
+        let b = with_custom_section(pi, &[2; 10]);
         store.insert(Digest::of(&a), a).unwrap();
         assert!(matches!(
             store.insert(Digest::of(&b), b),
             Err(BlobError::StoreFull { .. })
         ));
+    }
+
+    #[test]
+    fn every_example_framework_is_of_the_world() {
+        for name in ["pi", "logreg", "service", "hostile", "benchguest"] {
+            check_framework_world(&example(name)).unwrap_or_else(|e| panic!("{name} refused: {e}"));
+        }
+        check_framework_world(&reexporting(
+            "wasmos:framework/driver@0.1.3",
+            &[SCHEDULER, EXECUTOR, "extra"],
+        ))
+        .expect("a later 0.1 patch and an extra export are fine");
+    }
+
+    #[test]
+    fn a_component_of_another_world_is_refused_saying_what_is_missing() {
+        let e = check_framework_world(&example("wrongworld")).unwrap_err();
+        assert!(matches!(e, BlobError::NotAFramework(_)), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("does not export wasmos:framework/scheduler@0.1.0")
+                && text.contains("it exports greet")
+                && text.contains("not a wasmos framework"),
+            "{text}"
+        );
+
+        let e = check_framework_world(&reexporting("wasi:io/streams@0.2.6", &[SCHEDULER]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wasmos:framework/executor@0.1.0"), "{e}");
+
+        let e = check_framework_world(&reexporting(
+            "wasi:io/streams@0.2.6",
+            &["wasmos:framework/scheduler@0.2.0", EXECUTOR],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("does not export wasmos:framework/scheduler"),
+            "{e}"
+        );
+
+        // An empty component: the preamble and nothing else.
+        let e = check_framework_world(&COMPONENT_PREAMBLE)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("it exports nothing"), "{e}");
+    }
+
+    #[test]
+    fn imports_the_host_does_not_provide_are_refused_by_name() {
+        for foreign in [
+            "other:pkg/thing@1.0.0",
+            "wasi:http/types@0.2.0",
+            "wasi:cli/environment@0.3.0",
+            "wasmos:framework/scheduler@0.1.0",
+            "wasmos:framework/driver@1.0.0",
+            "plain-function",
+        ] {
+            let e =
+                check_framework_world(&reexporting(foreign, &[SCHEDULER, EXECUTOR])).unwrap_err();
+            assert!(matches!(e, BlobError::NotAFramework(_)), "{e:?}");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("it imports {foreign}"))
+                    && text.contains("does not provide"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_components_are_refused() {
+        let pi = example("pi");
+        let e = check_framework_world(&pi[..pi.len() / 2]).unwrap_err();
+        assert!(
+            matches!(&e, BlobError::NotAFramework(m) if m.contains("truncated") || m.contains("cannot parse")),
+            "{e:?}"
+        );
+        let mut garbage = COMPONENT_PREAMBLE.to_vec();
+        garbage.extend((0..5000u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(7)));
+        let e = check_framework_world(&garbage).unwrap_err();
+        assert!(matches!(e, BlobError::NotAFramework(_)), "{e:?}");
     }
 
     #[test]

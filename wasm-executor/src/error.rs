@@ -37,12 +37,12 @@ pub enum TaskError {
     /// The executor returned an error.
     #[error("executor returned an error: {0}")]
     Guest(String),
-    #[error("task ran out of fuel (budget {budget} units); raise --fuel or do less work per task")]
+    #[error("ran out of fuel (budget {budget} units); raise --fuel or do less work per call")]
     OutOfFuel { budget: u64 },
     #[error("task exceeded its deadline of {0:?}")]
     Deadline(Duration),
     #[error(
-        "task exceeded its memory limit of {limit_mb} MiB (tried to grow linear memory to \
+        "exceeded its memory limit of {limit_mb} MiB (tried to grow linear memory to \
          {wanted_mb} MiB)"
     )]
     MemoryLimit { limit_mb: u64, wanted_mb: u64 },

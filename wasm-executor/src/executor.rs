@@ -330,7 +330,7 @@ pub(crate) fn classify(
     if let Some(wanted) = store.data().limiter.denied_memory {
         return TaskError::MemoryLimit {
             limit_mb: (limits.memory_bytes >> 20) as u64,
-            wanted_mb: (wanted >> 20) as u64,
+            wanted_mb: (wanted as u64).div_ceil(1 << 20),
         };
     }
     match e.downcast_ref::<wasmtime::Trap>() {

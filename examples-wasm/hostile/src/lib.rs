@@ -29,15 +29,34 @@
 //! | `misuse` | calls the executor-only `executor-driver.progress` (the host must refuse) |
 //! | `panic` | panics inside `init` |
 //! | `fail` | returns `Err("hostile scheduler refused to start on purpose")` |
+//! | `offers-loop` | spins forever inside its first `resource-offers` |
+//! | `offers-membomb` | allocates memory without bound inside its first `resource-offers` |
+//! | `foreign-offer` | launches a task with an offer id it was never given (an invented one) |
+//! | `overcommit` | launches one task needing 1 CPU and 1 GiB more than the offer holds |
+//! | `greedy:CPU_MILLIS:MEM_MIB:TASK_MS` | fills every offer with sleeping tasks of that size, forever |
+//!
+//! `foreign-offer` and `overcommit` end the framework with `driver::finish(Err(..))` carrying
+//! the master's reason, `hostile launch refused: REASON`, whether the launch call itself fails
+//! or its tasks come back `error`; should the master accept such a launch, they finish with
+//! `hostile launch was accepted: ...` instead, which a test can tell apart.
+//!
+//! `greedy`'s tasks sleep between `TASK_MS / 2` and `3 * TASK_MS / 2` milliseconds (spread by task
+//! number, `TASK_MS` on average), so tasks launched together do not all end together. It keeps
+//! one executor id per concurrently running task slot on each agent (reused once its task
+//! ends), so it never has more executor instances than tasks fit at once, and declines an offer
+//! too small for one task for 1 s. It never finishes: it exists to keep a cluster
+//! saturated with short tasks so that the allocator's sharing shows.
 //!
 //! Otherwise it behaves like [`wasmos_guest::DeclineAll`]: declines every offer and suppresses.
 
+use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::io::Write;
 use std::time::Duration;
 
 use wasmos_guest::{
-    DeclineAll, Executor, Offer, Scheduler, Task, TaskStatus, driver, executor_driver,
+    DeclineAll, Executor, Offer, Resources, Scheduler, Task, TaskInfo, TaskState, TaskStatus,
+    driver, executor_driver,
 };
 
 /// Per-instance state: survives between tasks with the same executor id.
@@ -157,29 +176,223 @@ impl Executor for Hostile {
     }
 }
 
-/// The scheduler half: hostile in `init` when asked to be, otherwise [`DeclineAll`].
-struct HostileScheduler(DeclineAll);
+/// How the scheduler half misbehaves after `init`.
+enum Mode {
+    /// Declines everything (the well-behaved default).
+    Decline(DeclineAll),
+    /// Spins inside `resource-offers`.
+    OffersLoop,
+    /// Allocates without bound inside `resource-offers`.
+    OffersMembomb,
+    /// Launches onto an offer id it was never given, then waits for the refusal.
+    ForeignOffer { launched: bool },
+    /// Launches more than the offer holds, then waits for the refusal.
+    Overcommit { launched: bool },
+    /// Fills every offer with short tasks, forever.
+    Greedy(Greedy),
+}
+
+/// `greedy:CPU_MILLIS:MEM_MIB:TASK_MS`.
+struct Greedy {
+    per_task: Resources,
+    task_ms: u64,
+    next_task: u64,
+    /// Per agent: executor ids whose last task ended, ready for the next one.
+    free_slots: BTreeMap<String, Vec<String>>,
+    /// Per agent: how many executor ids were ever made there.
+    slots_made: BTreeMap<String, u64>,
+    /// Running tasks: their agent and executor id.
+    running: HashMap<String, (String, String)>,
+}
+
+impl Greedy {
+    fn parse(spec: &str) -> Result<Self, String> {
+        let usage = "usage: greedy:CPU_MILLIS:MEM_MIB:TASK_MS (e.g. greedy:250:64:200)";
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [cpu, mem, ms] = parts[..] else {
+            return Err(format!("bad greedy spec {spec:?}; {usage}"));
+        };
+        let number = |what: &str, text: &str| -> Result<u64, String> {
+            text.parse::<u64>()
+                .map_err(|e| format!("bad greedy {what} {text:?}: {e}; {usage}"))
+        };
+        let per_task = Resources::cpu_mem(number("CPU_MILLIS", cpu)?, number("MEM_MIB", mem)?);
+        let ms = number("TASK_MS", ms)?;
+        if per_task.millicpus == 0 && per_task.mem_mb == 0 {
+            return Err(format!(
+                "greedy tasks must need some CPU or memory; {usage}"
+            ));
+        }
+        Ok(Greedy {
+            per_task,
+            task_ms: ms,
+            next_task: 0,
+            free_slots: BTreeMap::new(),
+            slots_made: BTreeMap::new(),
+            running: HashMap::new(),
+        })
+    }
+
+    fn slot(&mut self, agent: &str) -> String {
+        if let Some(slot) = self.free_slots.get_mut(agent).and_then(Vec::pop) {
+            return slot;
+        }
+        let made = self.slots_made.entry(agent.to_string()).or_insert(0);
+        *made += 1;
+        format!("greedy-slot-{made}")
+    }
+
+    /// Task `n` sleeps `TASK_MS / 2 + (n * K mod (TASK_MS + 1))` ms: spread over
+    /// `[TASK_MS / 2, 3 * TASK_MS / 2]` by a multiplicative hash of `n`.
+    fn payload(&self, n: u64) -> String {
+        let spread = n.wrapping_mul(2_654_435_761) % (self.task_ms + 1);
+        format!("sleep:{}", self.task_ms / 2 + spread)
+    }
+
+    fn release(&mut self, task_id: &str) {
+        if let Some((agent, slot)) = self.running.remove(task_id) {
+            self.free_slots.entry(agent).or_default().push(slot);
+        }
+    }
+
+    fn resource_offers(&mut self, offers: Vec<Offer>) {
+        for offer in offers {
+            let mut left = offer.resources;
+            let mut tasks = Vec::new();
+            while left.try_take(&self.per_task) {
+                self.next_task += 1;
+                let id = format!("greedy-{}", self.next_task);
+                let slot = self.slot(&offer.agent_id);
+                self.running
+                    .insert(id.clone(), (offer.agent_id.clone(), slot.clone()));
+                tasks.push(TaskInfo::wasm(
+                    id,
+                    &offer.agent_id,
+                    self.per_task,
+                    slot,
+                    self.payload(self.next_task),
+                ));
+            }
+            if tasks.is_empty() {
+                driver::decline_for(&[offer.id], 1.0);
+            } else if let Err(e) = driver::launch(&[offer.id], &tasks) {
+                driver::warn(&format!("greedy launch refused: {e}"));
+                for t in &tasks {
+                    self.release(&t.task_id);
+                }
+            }
+        }
+    }
+
+    fn status_update(&mut self, status: &TaskStatus) {
+        if status.state.is_terminal() {
+            self.release(&status.task_id);
+        }
+    }
+}
+
+/// Launches `task` on `offer_ids`; finishes the framework if the launch call is refused.
+/// Returns whether the launch call was accepted (the master may still refuse it later).
+fn launch_or_finish(offer_ids: &[String], task: TaskInfo) -> bool {
+    match driver::launch(offer_ids, &[task]) {
+        Ok(()) => true,
+        Err(e) => {
+            driver::finish(Err(format!("hostile launch refused: {e}")));
+            false
+        }
+    }
+}
+
+/// The scheduler half: hostile in `init` or in its callbacks when asked to be, otherwise
+/// [`DeclineAll`].
+struct HostileScheduler(Mode);
 
 impl Scheduler for HostileScheduler {
     fn init(args: Vec<String>) -> Result<Self, String> {
+        let mut mode = None;
         for arg in &args {
-            match arg.as_str() {
+            let (verb, rest) = arg.split_once(':').unwrap_or((arg.as_str(), ""));
+            match verb {
                 "loop" => spin(),
                 "misuse" => executor_driver::progress("a scheduler calling the executor driver"),
                 "panic" => panic!("hostile scheduler panicked on purpose"),
                 "fail" => return Err("hostile scheduler refused to start on purpose".into()),
+                "offers-loop" => mode = Some(Mode::OffersLoop),
+                "offers-membomb" => mode = Some(Mode::OffersMembomb),
+                "foreign-offer" => mode = Some(Mode::ForeignOffer { launched: false }),
+                "overcommit" => mode = Some(Mode::Overcommit { launched: false }),
+                "greedy" => mode = Some(Mode::Greedy(Greedy::parse(rest)?)),
                 _ => {}
             }
         }
-        Ok(HostileScheduler(DeclineAll::init(args)?))
+        match mode {
+            Some(m) => Ok(HostileScheduler(m)),
+            None => Ok(HostileScheduler(Mode::Decline(DeclineAll::init(args)?))),
+        }
     }
 
     fn resource_offers(&mut self, offers: Vec<Offer>) {
-        self.0.resource_offers(offers);
+        match &mut self.0 {
+            Mode::Decline(d) => d.resource_offers(offers),
+            Mode::OffersLoop => spin(),
+            Mode::OffersMembomb => membomb(),
+            Mode::ForeignOffer { launched } => {
+                let Some(offer) = offers.first().filter(|_| !*launched) else {
+                    return;
+                };
+                // An id in the master's format that no offer ever had.
+                let invented = format!("{}-invented-by-hostile", offer.id);
+                let task = TaskInfo::wasm(
+                    "foreign-1",
+                    &offer.agent_id,
+                    Resources::cpu_mem(10, 1),
+                    "hostile",
+                    "echo:should never run",
+                );
+                *launched = launch_or_finish(&[invented], task);
+            }
+            Mode::Overcommit { launched } => {
+                let Some(offer) = offers.first().filter(|_| !*launched) else {
+                    return;
+                };
+                let too_much = Resources::new(
+                    offer.resources.millicpus + 1000,
+                    offer.resources.mem_mb + 1024,
+                    offer.resources.disk_mb,
+                );
+                let task = TaskInfo::wasm(
+                    "overcommit-1",
+                    &offer.agent_id,
+                    too_much,
+                    "hostile",
+                    "echo:should never run",
+                );
+                *launched = launch_or_finish(std::slice::from_ref(&offer.id), task);
+            }
+            Mode::Greedy(g) => g.resource_offers(offers),
+        }
     }
 
     fn status_update(&mut self, status: TaskStatus) {
-        self.0.status_update(status);
+        match &mut self.0 {
+            Mode::Decline(d) => d.status_update(status),
+            Mode::ForeignOffer { launched: true } | Mode::Overcommit { launched: true } => {
+                match status.state {
+                    TaskState::Error => {
+                        driver::finish(Err(format!("hostile launch refused: {}", status.message)))
+                    }
+                    state if state.is_terminal() || state == TaskState::Running => {
+                        driver::finish(Err(format!(
+                            "hostile launch was accepted: task {} became {state}",
+                            status.task_id
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+            Mode::Greedy(g) => g.status_update(&status),
+            _ => {}
+        }
     }
 }
 

@@ -1,16 +1,51 @@
 //! Components by digest: an uploaded component is served back to agents in chunks, a
 //! framework that names it gets its role and digest into every `RunTasks`, and a
-//! re-subscription cannot swap the component.
+//! re-subscription cannot swap the component; a component of another world is refused at
+//! upload, naming what it lacks.
 
 use crate::harness::*;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_client::AgentServiceClient;
 
-/// A fake component: the component preamble (all the master checks) and `size` more bytes,
-/// spanning several 1 MiB chunks.
-fn fake_component(size: usize, seed: u8) -> Vec<u8> {
-    let mut b = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-    b.extend((0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+/// A component built by `scripts/build-examples.sh`.
+fn example_bytes(name: &str) -> Vec<u8> {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples-wasm/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): run scripts/build-examples.sh (scripts/test.sh does) before \
+             the tests",
+            p.display()
+        )
+    })
+}
+
+fn leb128(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A real framework component (`pi`) with a custom section of `size` bytes appended: still a
+/// component of the `wasmos:framework` world, as large as wanted (spanning several 1 MiB
+/// chunks), and with a digest of its own for each `seed`.
+fn padded_component(size: usize, seed: u8) -> Vec<u8> {
+    let mut b = example_bytes("pi");
+    let mut content = Vec::new();
+    let name = b"padding";
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name);
+    content.extend((0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    b.push(0); // custom section id
+    leb128(content.len(), &mut b);
+    b.extend_from_slice(&content);
     b
 }
 
@@ -34,7 +69,7 @@ async fn upload(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
 #[tokio::test]
 async fn run_tasks_carry_the_role_and_digest_and_agents_fetch_the_bytes() {
     let (addr, _master) = start_master(fast_config()).await;
-    let bytes = fake_component(2_500_000, 7);
+    let bytes = padded_component(2_500_000, 7);
     let digest = upload(addr, &bytes).await;
     assert_eq!(digest.len(), 64);
     assert_eq!(upload(addr, &bytes).await, digest, "uploads are idempotent");
@@ -80,7 +115,7 @@ async fn run_tasks_carry_the_role_and_digest_and_agents_fetch_the_bytes() {
     assert_eq!(listed.component_sha256, digest);
 
     // Re-subscribing as the same framework with another component is refused.
-    let other = upload(addr, &fake_component(10, 9)).await;
+    let other = upload(addr, &padded_component(10, 9)).await;
     info.id = sched.id.clone();
     info.component_sha256 = other.clone();
     let e = Scheduler::subscribe(addr, info).await.err().unwrap();
@@ -88,6 +123,38 @@ async fn run_tasks_carry_the_role_and_digest_and_agents_fetch_the_bytes() {
         e.message().contains("cannot change it") && e.message().contains(&other),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_component_of_another_world_is_refused_at_upload() {
+    let (addr, _master) = start_master(fast_config()).await;
+    let chunks = vec![pb::UploadComponentChunk {
+        expected_sha256: String::new(),
+        data: example_bytes("wrongworld"),
+    }];
+    let e = operator(addr)
+        .await
+        .upload_component(tokio_stream::iter(chunks))
+        .await
+        .expect_err("wrongworld is refused");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("not a wasmos framework")
+            && e.message()
+                .contains("does not export wasmos:framework/scheduler@0.1.0")
+            && e.message().contains("greet"),
+        "{e}"
+    );
+    // Nothing was stored under its digest.
+    let digest = wasmos_master::blobs::Digest::of(&example_bytes("wrongworld"));
+    let mut client = AgentServiceClient::connect(url(addr)).await.unwrap();
+    let e = client
+        .fetch_component(pb::FetchComponentRequest {
+            sha256: digest.to_string(),
+        })
+        .await
+        .expect_err("the refused component is not served");
+    assert_eq!(e.code(), tonic::Code::NotFound);
 }
 
 #[tokio::test]
