@@ -3,6 +3,7 @@
 mod agent;
 mod dev;
 mod master;
+mod ops;
 mod submit;
 mod task_run;
 
@@ -28,6 +29,16 @@ enum Command {
     Submit(submit::Args),
     /// Run a master and agents in this process on 127.0.0.1 (and optionally one framework).
     Dev(dev::Args),
+    /// List a master's agents: ids, addresses, state, tasks, resources used and total.
+    Agents(ops::AgentsArgs),
+    /// List a master's frameworks: ids, names, roles, scheduler kind and state, tasks, usage.
+    Frameworks(ops::FrameworksArgs),
+    /// List the tasks a master knows: ids, states, frameworks, hosts, resources.
+    Tasks(ops::TasksArgs),
+    /// Kill a task through the master (its framework gets TASK_KILLED) and wait for it to end.
+    Kill(ops::KillArgs),
+    /// Tear a framework down: its tasks are killed, its scheduler stopped, and it is removed.
+    Teardown(ops::TeardownArgs),
     /// Work with single tasks, without a cluster.
     Task {
         #[command(subcommand)]
@@ -66,6 +77,11 @@ fn main() -> ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Dev(args) => dev::run(args).await,
+            Command::Agents(args) => ops::agents(args).await,
+            Command::Frameworks(args) => ops::frameworks(args).await,
+            Command::Tasks(args) => ops::tasks(args).await,
+            Command::Kill(args) => ops::kill(args).await,
+            Command::Teardown(args) => ops::teardown(args).await,
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,

@@ -56,6 +56,9 @@ const MAX_MEMORY_MB: u64 = 1024;
 const MAX_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest guest log line kept, in characters.
 const MAX_LOG_CHARS: usize = 4096;
+/// Most events handled back to back before the acknowledgements they produced are passed on
+/// (in one message per agent): enough to batch a burst, few enough to add little latency.
+const MAX_EVENT_BATCH: usize = 128;
 
 /// Why a hosted framework could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +199,7 @@ impl FrameworkHost {
             pending,
             timers: HashMap::new(),
             timer_tx: None,
+            acks: Vec::new(),
             done: false,
         };
         let task = tokio::spawn(driving.run(args, rx).instrument(span));
@@ -518,6 +522,8 @@ struct Driving {
     /// Pending timers by id, so that setting one again replaces it.
     timers: HashMap<u64, AbortHandle>,
     timer_tx: Option<mpsc::UnboundedSender<u64>>,
+    /// Acknowledgements of updates the scheduler has taken, not yet passed to the core.
+    acks: Vec<pb::scheduler_call::Acknowledge>,
     /// True once the framework was finished or failed.
     done: bool,
 }
@@ -535,7 +541,34 @@ impl Driving {
         while !self.done {
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(Ok(e)) => self.on_event(e).await,
+                    Some(Ok(e)) => {
+                        self.on_event(e).await;
+                        // Whatever else is waiting goes first, so that its acknowledgements
+                        // travel together.
+                        let mut closed = false;
+                        for _ in 1..MAX_EVENT_BATCH {
+                            if self.done {
+                                break;
+                            }
+                            match events.try_recv() {
+                                Ok(Ok(e)) => self.on_event(e).await,
+                                Ok(Err(status)) => {
+                                    info!(%status, "the master closed the hosted scheduler's stream");
+                                    closed = true;
+                                    break;
+                                }
+                                Err(mpsc::error::TryRecvError::Disconnected) => {
+                                    closed = true;
+                                    break;
+                                }
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                            }
+                        }
+                        self.flush_acks();
+                        if closed {
+                            break;
+                        }
+                    }
                     Some(Err(status)) => {
                         info!(%status, "the master closed the hosted scheduler's stream");
                         break;
@@ -603,8 +636,9 @@ impl Driving {
                 if r.is_ok()
                     && let Some(ack) = ack
                 {
-                    // After the scheduler has it, as for a gRPC scheduler.
-                    lock(&self.pending).calls.push(Call::Acknowledge(ack));
+                    // After the scheduler has it, as for a gRPC scheduler; passed on with the
+                    // others of this burst (`flush_acks`).
+                    self.acks.push(ack);
                 }
                 self.after_callback(r);
             }
@@ -627,10 +661,32 @@ impl Driving {
         }
     }
 
+    /// Passes the acknowledgements collected so far to the core.
+    fn flush_acks(&mut self) {
+        if self.done || self.acks.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut self.acks);
+        if !self
+            .master
+            .core()
+            .acknowledge_many(&self.framework_id, self.conn, acks)
+        {
+            self.done = true;
+        }
+    }
+
     /// Applies what the callback queued, or fails the framework if the callback failed.
     fn after_callback(&mut self, result: Result<(), SchedulerError>) {
         if self.done {
             return;
+        }
+        if result.is_err() || lock(&self.pending).finish.is_some() {
+            // The updates the scheduler took before it ended are acknowledged first.
+            self.flush_acks();
+            if self.done {
+                return;
+            }
         }
         let (calls, puts, timers, finish) = {
             let mut p = lock(&self.pending);

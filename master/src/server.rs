@@ -2,12 +2,14 @@
 //! [`MasterCore`], plus the timer task that runs allocation cycles and timeouts. Components go
 //! in through `OperatorService.UploadComponent` and out to agents through
 //! `AgentService.FetchComponent`, streamed in chunks. `OperatorService.SubmitFramework` starts a
-//! hosted framework in the [`FrameworkHost`].
+//! hosted framework in the [`FrameworkHost`]; `KillTask` and `TeardownFramework` go through the
+//! same core paths as a scheduler's own kill and teardown calls.
 //!
 //! Each stream gets a reader task that feeds calls into the core under a short, never-awaited
 //! lock, and a bounded outbound queue that the core fills. `Master::serve` binds nothing
 //! itself: it takes a `TcpListener`, so tests can use port 0.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -23,11 +25,12 @@ use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_server::{AgentService, AgentServiceServer};
 use wasmos_api::proto::operator_service_server::{OperatorService, OperatorServiceServer};
 use wasmos_api::proto::scheduler_service_server::{SchedulerService, SchedulerServiceServer};
+use wasmos_api::{FrameworkId, TaskId};
 
 use crate::allocator::{Millis, Quota};
 use crate::blobs::{BlobError, Digest};
 use crate::config::MasterConfig;
-use crate::core::MasterCore;
+use crate::core::{MasterCore, OperatorError};
 use crate::framework_host::{FrameworkHost, HostError};
 use crate::registry::FrameworkOutcome;
 
@@ -46,6 +49,9 @@ pub struct Master {
     wake: Arc<Notify>,
     /// Runs hosted schedulers; created on the first `SubmitFramework` unless given.
     host: Arc<Mutex<Option<FrameworkHost>>>,
+    /// Frameworks whose hosted scheduler is running (started by `SubmitFramework`, not yet
+    /// stopped), for `GetState`.
+    hosted: Arc<Mutex<HashSet<FrameworkId>>>,
 }
 
 impl Master {
@@ -65,6 +71,7 @@ impl Master {
             start: Instant::now(),
             wake,
             host: Arc::new(Mutex::new(None)),
+            hosted: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -87,6 +94,10 @@ impl Master {
         })?;
         *host = Some(h.clone());
         Ok(h)
+    }
+
+    fn hosted(&self) -> MutexGuard<'_, HashSet<FrameworkId>> {
+        self.hosted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Milliseconds since this master started.
@@ -164,7 +175,16 @@ fn blob_status(e: BlobError) -> Status {
         }
         BlobError::BadDigest { .. }
         | BlobError::NotAComponent
+        | BlobError::NotAFramework(_)
         | BlobError::DigestMismatch { .. } => Status::invalid_argument(e.to_string()),
+    }
+}
+
+fn operator_status(e: OperatorError) -> Status {
+    match e {
+        OperatorError::NotFound(m) => Status::not_found(m),
+        OperatorError::Conflict(m) => Status::failed_precondition(m),
+        OperatorError::Unavailable(m) => Status::unavailable(m),
     }
 }
 
@@ -313,7 +333,62 @@ impl OperatorService for Master {
         &self,
         _request: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::ClusterState>, Status> {
-        Ok(Response::new(self.core().cluster_state()))
+        let mut state = self.core().cluster_state();
+        let hosted = self.hosted();
+        for f in &mut state.frameworks {
+            f.hosted = f
+                .info
+                .as_ref()
+                .and_then(|i| FrameworkId::new(i.id.clone()).ok())
+                .is_some_and(|id| hosted.contains(&id));
+        }
+        state.hosted_schedulers = hosted.len() as u32;
+        Ok(Response::new(state))
+    }
+
+    async fn kill_task(
+        &self,
+        request: Request<pb::KillTaskRequest>,
+    ) -> Result<Response<pb::KillTaskResponse>, Status> {
+        let r = request.into_inner();
+        let task: TaskId = convert::id("task_id", &r.task_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let framework: Option<FrameworkId> = convert::opt_id("framework_id", &r.framework_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let now = self.now();
+        let kill = self
+            .core()
+            .operator_kill_task(framework.as_ref(), &task, now)
+            .map_err(operator_status)?;
+        Ok(Response::new(pb::KillTaskResponse {
+            framework_id: kill.framework.to_string(),
+            agent_id: kill.agent.to_string(),
+            state: pb::TaskState::from(kill.state) as i32,
+        }))
+    }
+
+    async fn teardown_framework(
+        &self,
+        request: Request<pb::TeardownFrameworkRequest>,
+    ) -> Result<Response<pb::TeardownFrameworkResponse>, Status> {
+        let raw = request.into_inner().framework_id;
+        let fw: FrameworkId = convert::id("framework_id", &raw)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Read first: a hosted scheduler leaves the set as soon as it has stopped.
+        let hosted = self.hosted().contains(&fw);
+        let now = self.now();
+        // The core closes the scheduler's stream with a fatal error; a hosted scheduler's
+        // driving task sees it and stops (then leaves `hosted`).
+        let done = self
+            .core()
+            .operator_teardown(&fw, now)
+            .map_err(operator_status)?;
+        info!(framework_id = %fw, tasks = done.tasks_killed, hosted, "framework torn down by an operator");
+        Ok(Response::new(pb::TeardownFrameworkResponse {
+            tasks_killed: done.tasks_killed,
+            agents: done.agents,
+            hosted,
+        }))
     }
 
     async fn set_weights(
@@ -400,8 +475,18 @@ impl OperatorService for Master {
                     Status::failed_precondition(e.to_string())
                 }
             })?;
+        let framework_id = hosted.framework_id.clone();
+        self.hosted().insert(framework_id.clone());
+        let master = self.clone();
+        let id = framework_id.clone();
+        let task = hosted.task;
+        tokio::spawn(async move {
+            // Ends when the framework finishes, fails or is torn down.
+            let _ = task.await;
+            master.hosted().remove(&id);
+        });
         Ok(Response::new(pb::SubmitFrameworkResponse {
-            framework_id: hosted.framework_id.to_string(),
+            framework_id: framework_id.to_string(),
         }))
     }
 

@@ -68,6 +68,44 @@ fn rec_pending_none(tasks: &TaskBook, fw: &FrameworkId, task: &TaskId) -> bool {
     tasks.get(fw, task).is_some_and(|r| r.pending_ack.is_none())
 }
 
+/// Number and resources of the non-terminal tasks, by agent or framework.
+type LiveTotals<'a, K> = HashMap<&'a K, (u32, Resources)>;
+
+/// Why an operator's kill or teardown was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    /// No such framework or task.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request does not fit the current state: the task already ended, or its id is
+    /// ambiguous.
+    #[error("{0}")]
+    Conflict(String),
+    /// The task's agent is unreachable.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A kill an operator asked for, as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorKill {
+    /// The task's framework.
+    pub framework: FrameworkId,
+    /// The agent the kill was sent to.
+    pub agent: AgentId,
+    /// The task's state when the kill was sent.
+    pub state: TaskState,
+}
+
+/// What an operator's teardown removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorTeardown {
+    /// Live tasks being killed.
+    pub tasks_killed: u32,
+    /// Agents told to shut the framework down.
+    pub agents: u32,
+}
+
 /// Longest framework name or principal accepted.
 const MAX_NAME_LEN: usize = 256;
 /// Longest failover timeout honoured (one year).
@@ -89,6 +127,8 @@ pub struct MasterCore {
     next_conn: u64,
     next_id: u64,
     last_scheduler_heartbeat_ms: Millis,
+    /// When `tick` last looked for updates to resend.
+    last_resend_scan_ms: Millis,
     wake: Arc<Notify>,
     /// Framework components by digest (replicated with the registry in the Raft issue).
     blobs: BlobStore,
@@ -113,6 +153,7 @@ impl MasterCore {
             next_conn: 0,
             next_id: 0,
             last_scheduler_heartbeat_ms: 0,
+            last_resend_scan_ms: 0,
             blobs,
             wake,
         }
@@ -837,27 +878,75 @@ impl MasterCore {
     }
 
     fn acknowledge(&mut self, fw: &FrameworkId, a: pb::scheduler_call::Acknowledge) {
+        if let Some((agent, ack)) = self.take_ack(fw, a) {
+            self.send_agent(
+                &agent,
+                ToAgent::Acknowledgements(pb::master_message::Acknowledgements { acks: vec![ack] }),
+            );
+        }
+    }
+
+    /// Acknowledgements from a scheduler, each handled as an `Acknowledge` call, but passed on
+    /// in one message per agent (a hosted scheduler acknowledges a burst of updates at once).
+    /// Returns false when `conn` is not the framework's current connection.
+    pub fn acknowledge_many(
+        &mut self,
+        fw: &FrameworkId,
+        conn: ConnId,
+        acks: Vec<pb::scheduler_call::Acknowledge>,
+    ) -> bool {
+        if self.schedulers.get(fw).map(|c| c.conn) != Some(conn) {
+            return false;
+        }
+        let mut per_agent: HashMap<AgentId, Vec<pb::master_message::Ack>> = HashMap::new();
+        for a in acks {
+            if let Some((agent, ack)) = self.take_ack(fw, a) {
+                per_agent.entry(agent).or_default().push(ack);
+            }
+        }
+        for (agent, acks) in per_agent {
+            self.send_agent(
+                &agent,
+                ToAgent::Acknowledgements(pb::master_message::Acknowledgements { acks }),
+            );
+        }
+        true
+    }
+
+    /// Applies one acknowledgement to the books; returns the agent to tell and what to tell
+    /// it, or `None` for a stale or unknown one.
+    fn take_ack(
+        &mut self,
+        fw: &FrameworkId,
+        a: pb::scheduler_call::Acknowledge,
+    ) -> Option<(AgentId, pb::master_message::Ack)> {
         let Ok(task) = convert::id::<TaskId>("acknowledge.task_id", &a.task_id) else {
-            return self.scheduler_error(
+            self.scheduler_error(
                 fw,
                 format!("acknowledge: bad task id {:?}", a.task_id),
                 false,
             );
+            return None;
         };
-        let Some(rec) = self.tasks.get_mut(fw, &task) else {
-            return;
-        };
+        let rec = self.tasks.get_mut(fw, &task)?;
         if a.uuid.is_empty() || rec.pending_ack.as_deref() != Some(a.uuid.as_str()) {
             debug!(framework_id = %fw, task_id = %task, "stale or unknown acknowledgement ignored");
-            return;
+            return None;
         }
         rec.pending_ack = None;
         let (agent, terminal) = (rec.agent.clone(), rec.state.is_terminal());
         self.unacked.remove(&(fw.clone(), task.clone()));
-        self.ack_to_agent(&agent, fw, &task, &a.uuid);
         if terminal {
             self.tasks.remove(fw, &task);
         }
+        Some((
+            agent,
+            pb::master_message::Ack {
+                framework_id: fw.to_string(),
+                task_id: a.task_id,
+                uuid: a.uuid,
+            },
+        ))
     }
 
     fn framework_message(&mut self, fw: &FrameworkId, m: pb::scheduler_call::FrameworkMessage) {
@@ -1417,14 +1506,22 @@ impl MasterCore {
         }
 
         let resend_after = Self::ms(self.config.update_resend_interval);
-        let due: Vec<(FrameworkId, TaskId)> = self
-            .unacked
-            .iter()
-            .filter(|(k, at)| {
-                now.saturating_sub(**at) >= resend_after && self.schedulers.contains_key(&k.0)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        // The scan costs one step per update in flight and `tick` runs after every allocation
+        // wake-up (thousands a second under load): look at most every tenth of the interval.
+        let due: Vec<(FrameworkId, TaskId)> = if now.saturating_sub(self.last_resend_scan_ms)
+            >= resend_after / 10
+        {
+            self.last_resend_scan_ms = now;
+            self.unacked
+                .iter()
+                .filter(|(k, at)| {
+                    now.saturating_sub(**at) >= resend_after && self.schedulers.contains_key(&k.0)
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (fw, task) in due {
             match self.tasks.get(&fw, &task) {
                 Some(rec) if rec.pending_ack.is_some() => {
@@ -1488,8 +1585,130 @@ impl MasterCore {
 
     // ----- operator -----
 
+    /// Kills a live task for an operator, through the same path as its framework's own `Kill`
+    /// call: the agent is asked to kill it and its update (`TASK_KILLED`) goes to the framework.
+    /// `framework` may be `None` when the task id is used by one framework only.
+    pub fn operator_kill_task(
+        &mut self,
+        framework: Option<&FrameworkId>,
+        task: &TaskId,
+        now: Millis,
+    ) -> Result<OperatorKill, OperatorError> {
+        if let Some(fw) = framework
+            && !self.registry.frameworks.contains_key(fw)
+        {
+            return Err(OperatorError::NotFound(format!(
+                "framework {fw} is not registered"
+            )));
+        }
+        let candidates: Vec<&TaskRecord> = match framework {
+            Some(fw) => self.tasks.get(fw, task).into_iter().collect(),
+            None => self.tasks.all().filter(|r| &r.id == task).collect(),
+        };
+        let live: Vec<&TaskRecord> = candidates
+            .iter()
+            .copied()
+            .filter(|r| !r.state.is_terminal())
+            .collect();
+        let rec = match live.as_slice() {
+            [rec] => *rec,
+            [] => {
+                return Err(match candidates.first() {
+                    Some(r) => OperatorError::Conflict(format!(
+                        "task {task} of framework {} has already ended ({})",
+                        r.framework, r.state
+                    )),
+                    None => OperatorError::NotFound(match framework {
+                        Some(fw) => format!("framework {fw} has no task {task}"),
+                        None => format!("no framework has a task {task}"),
+                    }),
+                });
+            }
+            many => {
+                let mut frameworks: Vec<String> =
+                    many.iter().map(|r| r.framework.to_string()).collect();
+                frameworks.sort();
+                return Err(OperatorError::Conflict(format!(
+                    "task id {task} is used by frameworks {}; name the framework",
+                    frameworks.join(", ")
+                )));
+            }
+        };
+        let kill = OperatorKill {
+            framework: rec.framework.clone(),
+            agent: rec.agent.clone(),
+            state: rec.state,
+        };
+        if !self.agents.contains_key(&kill.agent) {
+            return Err(OperatorError::Unavailable(format!(
+                "agent {} of task {task} is unreachable; the kill cannot be delivered now",
+                kill.agent
+            )));
+        }
+        info!(framework_id = %kill.framework, task_id = %task, agent_id = %kill.agent,
+            "an operator kills a task");
+        self.kill(
+            &kill.framework,
+            pb::scheduler_call::Kill {
+                task_id: task.to_string(),
+                agent_id: kill.agent.to_string(),
+            },
+            now,
+        );
+        Ok(kill)
+    }
+
+    /// Tears a framework down for an operator, as its own `Teardown` call would: offers
+    /// rescinded, tasks killed, executors shut down, resources returned, the framework
+    /// forgotten, and its scheduler's stream closed with a fatal error (which stops a hosted
+    /// scheduler).
+    pub fn operator_teardown(
+        &mut self,
+        fw: &FrameworkId,
+        now: Millis,
+    ) -> Result<OperatorTeardown, OperatorError> {
+        if !self.registry.frameworks.contains_key(fw) {
+            return Err(OperatorError::NotFound(
+                if self.registry.removed_frameworks.contains(fw) {
+                    format!("framework {fw} was already removed")
+                } else {
+                    format!("framework {fw} is not known")
+                },
+            ));
+        }
+        let tasks = self.tasks.of_framework(fw);
+        let tasks_killed = tasks.iter().filter(|r| !r.state.is_terminal()).count() as u32;
+        let agents = tasks
+            .iter()
+            .map(|r| &r.agent)
+            .collect::<BTreeSet<_>>()
+            .len() as u32;
+        self.remove_framework(fw, now, "torn down by an operator");
+        Ok(OperatorTeardown {
+            tasks_killed,
+            agents,
+        })
+    }
+
+    /// Count and resources of the non-terminal tasks, per agent and per framework.
+    fn live_task_totals(&self) -> (LiveTotals<'_, AgentId>, LiveTotals<'_, FrameworkId>) {
+        let mut by_agent: HashMap<&AgentId, (u32, Resources)> = HashMap::new();
+        let mut by_framework: HashMap<&FrameworkId, (u32, Resources)> = HashMap::new();
+        for r in self.tasks.all().filter(|r| !r.state.is_terminal()) {
+            for entry in [
+                by_agent.entry(&r.agent).or_default(),
+                by_framework.entry(&r.framework).or_default(),
+            ] {
+                entry.0 += 1;
+                entry.1 = entry.1.checked_add(&r.resources).unwrap_or(entry.1);
+            }
+        }
+        (by_agent, by_framework)
+    }
+
     /// The cluster as this master sees it.
     pub fn cluster_state(&self) -> pb::ClusterState {
+        let (live_by_agent, live_by_framework) = self.live_task_totals();
         let frameworks = self
             .registry
             .frameworks
@@ -1506,6 +1725,15 @@ impl MasterCore {
                 connected: self.schedulers.contains_key(&f.id),
                 allocated: self.allocator.framework_allocation(&f.id).map(Into::into),
                 offers: self.offers.of_framework(&f.id).len() as u32,
+                active_tasks: live_by_framework.get(&f.id).map_or(0, |l| l.0),
+                used: Some(
+                    live_by_framework
+                        .get(&f.id)
+                        .map_or(Resources::ZERO, |l| l.1)
+                        .into(),
+                ),
+                // Known to the server, which runs the framework host.
+                hosted: false,
             })
             .collect();
         let agents = self
@@ -1525,6 +1753,13 @@ impl MasterCore {
                     self.allocator
                         .agent_available(&a.id)
                         .unwrap_or_default()
+                        .into(),
+                ),
+                active_tasks: live_by_agent.get(&a.id).map_or(0, |l| l.0),
+                used: Some(
+                    live_by_agent
+                        .get(&a.id)
+                        .map_or(Resources::ZERO, |l| l.1)
                         .into(),
                 ),
             })
@@ -1576,6 +1811,8 @@ impl MasterCore {
             roles,
             total: Some(self.allocator.cluster_total().into()),
             outstanding_offers: self.offers.len() as u64,
+            // Known to the server, which runs the framework host.
+            hosted_schedulers: 0,
         }
     }
 

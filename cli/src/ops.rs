@@ -1,0 +1,653 @@
+//! Operator commands against a master's `OperatorService`: `wasmos agents`, `wasmos
+//! frameworks` and `wasmos tasks` print what `GetState` returns as aligned tables (or, with
+//! `--json`, as a JSON array of objects for scripts); `wasmos kill` (`KillTask`) and `wasmos
+//! teardown` (`TeardownFramework`) act through the master, exactly as a framework's own kill and
+//! teardown calls do.
+//!
+//! Exit status: 0 on success; 1 when the master refused (an unknown id, a task that already
+//! ended, an unreachable agent) or a killed task was still alive when `--timeout` passed; 2
+//! when the master cannot be reached or the address is bad.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::operator_service_client::OperatorServiceClient;
+
+use crate::submit::{DEFAULT_MASTER, Failure};
+
+/// How often `wasmos kill` looks at the task while it waits for it to end.
+const KILL_POLL: Duration = Duration::from_millis(100);
+/// Longest message shown in the tasks table (the JSON has it whole).
+const MAX_MESSAGE_CHARS: usize = 60;
+
+/// Which master to ask.
+#[derive(clap::Args)]
+pub struct MasterArg {
+    /// The master (`host:port` or `http://host:port`).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_MASTER)]
+    master: String,
+}
+
+const AGENTS_JSON: &str = "\
+With --json, prints a JSON array with one object per agent:
+  id, hostname, address (strings); reachable (bool: heartbeating); state (\"reachable\" or
+  \"unreachable\"); active_tasks (number of non-terminal tasks); attributes (object of strings);
+  total, used, available (resources: what it has, what its non-terminal tasks use, what is
+  neither used nor offered). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
+
+const FRAMEWORKS_JSON: &str = "\
+With --json, prints a JSON array with one object per registered framework:
+  id, name, role, principal (strings); hosted (bool: its scheduler runs inside the master);
+  connected (bool: its scheduler is connected); active_tasks (number of non-terminal tasks);
+  offers (number of outstanding offers); used (resources of its non-terminal tasks); allocated
+  (used plus offered); failover_timeout_seconds (number); component_sha256 (string, empty when
+  none). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
+
+const TASKS_JSON: &str = "\
+With --json, prints a JSON array with one object per task the master knows:
+  id, name, framework_id, framework_name, agent_id, agent_hostname (strings); state (\"STAGING\",
+  \"STARTING\", \"RUNNING\", \"FINISHED\", \"FAILED\", \"KILLED\", \"LOST\", \"ERROR\" or
+  \"UNREACHABLE\"); message (string: why it is in that state, may be empty); resources ({cpus
+  (number of cores), mem_mb, disk_mb}). A task leaves the list once it ended and its framework
+  acknowledged that.";
+
+/// `wasmos agents`.
+#[derive(clap::Args)]
+#[command(after_help = AGENTS_JSON)]
+pub struct AgentsArgs {
+    #[command(flatten)]
+    master: MasterArg,
+    /// Print a JSON array of objects instead of a table (fields below).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `wasmos frameworks`.
+#[derive(clap::Args)]
+#[command(after_help = FRAMEWORKS_JSON)]
+pub struct FrameworksArgs {
+    #[command(flatten)]
+    master: MasterArg,
+    /// Print a JSON array of objects instead of a table (fields below).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `wasmos tasks`.
+#[derive(clap::Args)]
+#[command(after_help = TASKS_JSON)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    master: MasterArg,
+    /// Only the tasks of this framework.
+    #[arg(long, value_name = "FRAMEWORK_ID")]
+    framework: Option<String>,
+    /// Print a JSON array of objects instead of a table (fields below).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `wasmos kill`.
+#[derive(clap::Args)]
+pub struct KillArgs {
+    /// The task to kill.
+    task_id: String,
+    /// The task's framework; needed only when several frameworks use the same task id.
+    #[arg(long, value_name = "FRAMEWORK_ID")]
+    framework: Option<String>,
+    #[command(flatten)]
+    master: MasterArg,
+    /// How long to wait for the task to end (0 to return as soon as the kill is sent).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = crate::duration_secs)]
+    timeout: Duration,
+}
+
+/// `wasmos teardown`.
+#[derive(clap::Args)]
+pub struct TeardownArgs {
+    /// The framework to tear down.
+    framework_id: String,
+    #[command(flatten)]
+    master: MasterArg,
+}
+
+/// A gRPC refusal as a sentence, naming the leader when the master is not it.
+fn status_text(master: &str, s: &tonic::Status) -> String {
+    let text = if s.message().is_empty() {
+        format!("{:?}", s.code())
+    } else {
+        s.message().to_string()
+    };
+    match wasmos_api::leader::leader_hint(s) {
+        Some(leader) => {
+            format!("{text} (the master at {master} is not the leader; try --master {leader})")
+        }
+        None => text,
+    }
+}
+
+/// What went wrong, and the exit status it gives.
+enum OpError {
+    /// The master refused, or the outcome was not reached (exit 1).
+    Refused(String),
+    /// The master cannot be reached or the address is bad (exit 2).
+    Unreachable(String),
+}
+
+impl From<Failure> for OpError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Refused(m) | Failure::Failed(m) => OpError::Unreachable(m),
+        }
+    }
+}
+
+impl OpError {
+    /// A call the master answered with an error (the connection itself was made).
+    fn from_status(master: &str, s: &tonic::Status) -> Self {
+        OpError::Refused(status_text(master, s))
+    }
+}
+
+fn exit(who: &str, r: Result<(), OpError>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(OpError::Refused(m)) => {
+            eprintln!("{who}: {m}");
+            ExitCode::from(1)
+        }
+        Err(OpError::Unreachable(m)) => {
+            eprintln!("{who}: {m}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn state(
+    op: &mut OperatorServiceClient<Channel>,
+    master: &str,
+) -> Result<pb::ClusterState, OpError> {
+    op.get_state(pb::GetStateRequest {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| OpError::from_status(master, &s))
+}
+
+async fn fetch_state(master: &str) -> Result<pb::ClusterState, OpError> {
+    let mut op = crate::submit::connect(master).await?;
+    state(&mut op, master).await
+}
+
+/// Cores as a short decimal: 1500 millicpus → `1.5`.
+fn cpus(millicpus: u64) -> String {
+    let whole = millicpus / 1000;
+    let frac = millicpus % 1000;
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string()
+    }
+}
+
+fn resources_json(r: Option<&pb::Resources>) -> Value {
+    let r = r.copied().unwrap_or_default();
+    json!({
+        "cpus": r.millicpus as f64 / 1000.0,
+        "mem_mb": r.mem_mb,
+        "disk_mb": r.disk_mb,
+    })
+}
+
+/// `TASK_STATE_RUNNING` → `RUNNING`.
+fn state_name(raw: i32) -> String {
+    pb::TaskState::try_from(raw)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("TASK_STATE_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| format!("STATE_{raw}"))
+}
+
+fn is_terminal(raw: i32) -> bool {
+    matches!(
+        pb::TaskState::try_from(raw),
+        Ok(pb::TaskState::Finished
+            | pb::TaskState::Failed
+            | pb::TaskState::Killed
+            | pb::TaskState::Lost
+            | pb::TaskState::Error)
+    )
+}
+
+/// Prints rows under a header, each column as wide as its widest cell, two spaces apart; an
+/// empty cell shows as `-`, so that every row has as many words as columns.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| if c.is_empty() { "-".into() } else { c.clone() })
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn print_json(items: Vec<Value>) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Array(items)).unwrap_or_else(|_| "[]".into())
+    );
+}
+
+fn cut(s: &str, max: usize) -> String {
+    let s = s.replace(['\n', '\r', '\t'], " ");
+    if s.chars().count() <= max {
+        s
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// `wasmos agents`.
+pub async fn agents(args: AgentsArgs) -> ExitCode {
+    exit("wasmos agents", agents_inner(args).await)
+}
+
+async fn agents_inner(args: AgentsArgs) -> Result<(), OpError> {
+    let state = fetch_state(&args.master.master).await?;
+    if args.json {
+        let items = state
+            .agents
+            .iter()
+            .map(|a| {
+                let info = a.info.clone().unwrap_or_default();
+                let attributes: serde_json::Map<String, Value> = info
+                    .attributes
+                    .iter()
+                    .map(|kv| (kv.key.clone(), Value::String(kv.value.clone())))
+                    .collect();
+                json!({
+                    "id": info.id,
+                    "hostname": info.hostname,
+                    "address": info.address,
+                    "reachable": a.reachable,
+                    "state": if a.reachable { "reachable" } else { "unreachable" },
+                    "active_tasks": a.active_tasks,
+                    "attributes": attributes,
+                    "total": resources_json(info.resources.as_ref()),
+                    "used": resources_json(a.used.as_ref()),
+                    "available": resources_json(a.available.as_ref()),
+                })
+            })
+            .collect();
+        print_json(items);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = state
+        .agents
+        .iter()
+        .map(|a| {
+            let info = a.info.clone().unwrap_or_default();
+            let total = info.resources.unwrap_or_default();
+            let used = a.used.unwrap_or_default();
+            let attributes: Vec<String> = info
+                .attributes
+                .iter()
+                .map(|kv| format!("{}:{}", kv.key, kv.value))
+                .collect();
+            vec![
+                info.id,
+                info.hostname,
+                info.address,
+                if a.reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                }
+                .into(),
+                a.active_tasks.to_string(),
+                format!("{}/{}", cpus(used.millicpus), cpus(total.millicpus)),
+                format!("{}/{}", used.mem_mb, total.mem_mb),
+                attributes.join(","),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "HOSTNAME",
+            "ADDRESS",
+            "STATE",
+            "TASKS",
+            "CPUS USED/TOTAL",
+            "MEM MIB USED/TOTAL",
+            "ATTRIBUTES",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `wasmos frameworks`.
+pub async fn frameworks(args: FrameworksArgs) -> ExitCode {
+    exit("wasmos frameworks", frameworks_inner(args).await)
+}
+
+async fn frameworks_inner(args: FrameworksArgs) -> Result<(), OpError> {
+    let state = fetch_state(&args.master.master).await?;
+    if args.json {
+        let items = state
+            .frameworks
+            .iter()
+            .map(|f| {
+                let info = f.info.clone().unwrap_or_default();
+                json!({
+                    "id": info.id,
+                    "name": info.name,
+                    "role": info.role,
+                    "principal": info.principal,
+                    "hosted": f.hosted,
+                    "connected": f.connected,
+                    "active_tasks": f.active_tasks,
+                    "offers": f.offers,
+                    "used": resources_json(f.used.as_ref()),
+                    "allocated": resources_json(f.allocated.as_ref()),
+                    "failover_timeout_seconds": info.failover_timeout_seconds,
+                    "component_sha256": info.component_sha256,
+                })
+            })
+            .collect();
+        print_json(items);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = state
+        .frameworks
+        .iter()
+        .map(|f| {
+            let info = f.info.clone().unwrap_or_default();
+            let used = f.used.unwrap_or_default();
+            vec![
+                info.id,
+                info.name,
+                info.role,
+                info.principal,
+                if f.hosted { "hosted" } else { "external" }.into(),
+                if f.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+                .into(),
+                f.active_tasks.to_string(),
+                cpus(used.millicpus),
+                used.mem_mb.to_string(),
+                f.offers.to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "NAME",
+            "ROLE",
+            "PRINCIPAL",
+            "SCHEDULER",
+            "STATE",
+            "TASKS",
+            "CPUS",
+            "MEM MIB",
+            "OFFERS",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `wasmos tasks`.
+pub async fn tasks(args: TasksArgs) -> ExitCode {
+    exit("wasmos tasks", tasks_inner(args).await)
+}
+
+async fn tasks_inner(args: TasksArgs) -> Result<(), OpError> {
+    let state = fetch_state(&args.master.master).await?;
+    let framework_names: HashMap<&str, &str> = state
+        .frameworks
+        .iter()
+        .filter_map(|f| f.info.as_ref())
+        .map(|i| (i.id.as_str(), i.name.as_str()))
+        .collect();
+    let hostnames: HashMap<&str, &str> = state
+        .agents
+        .iter()
+        .filter_map(|a| a.info.as_ref())
+        .map(|i| (i.id.as_str(), i.hostname.as_str()))
+        .collect();
+    if let Some(fw) = &args.framework
+        && !framework_names.contains_key(fw.as_str())
+    {
+        return Err(OpError::Refused(format!(
+            "framework {fw} is not registered with the master at {}; `wasmos frameworks` lists \
+             those that are",
+            args.master.master
+        )));
+    }
+    let tasks: Vec<&pb::TaskSummary> = state
+        .tasks
+        .iter()
+        .filter(|t| {
+            args.framework
+                .as_deref()
+                .is_none_or(|f| t.framework_id == f)
+        })
+        .collect();
+    let view = |t: &pb::TaskSummary| {
+        let s = t.status.clone().unwrap_or_default();
+        let framework_name = framework_names
+            .get(t.framework_id.as_str())
+            .copied()
+            .unwrap_or("")
+            .to_string();
+        let hostname = hostnames
+            .get(s.agent_id.as_str())
+            .copied()
+            .unwrap_or("")
+            .to_string();
+        (s, framework_name, hostname)
+    };
+    if args.json {
+        let items = tasks
+            .iter()
+            .map(|t| {
+                let (s, framework_name, hostname) = view(t);
+                json!({
+                    "id": s.task_id,
+                    "name": t.name,
+                    "framework_id": t.framework_id,
+                    "framework_name": framework_name,
+                    "agent_id": s.agent_id,
+                    "agent_hostname": hostname,
+                    "state": state_name(s.state),
+                    "message": s.message,
+                    "resources": resources_json(t.resources.as_ref()),
+                })
+            })
+            .collect();
+        print_json(items);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let (s, framework_name, hostname) = view(t);
+            let r = t.resources.unwrap_or_default();
+            vec![
+                s.task_id,
+                t.name.clone(),
+                state_name(s.state),
+                framework_name,
+                t.framework_id.clone(),
+                hostname,
+                cpus(r.millicpus),
+                r.mem_mb.to_string(),
+                cut(&s.message, MAX_MESSAGE_CHARS),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "NAME",
+            "STATE",
+            "FRAMEWORK",
+            "FRAMEWORK ID",
+            "HOST",
+            "CPUS",
+            "MEM MIB",
+            "MESSAGE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `wasmos kill`.
+pub async fn kill(args: KillArgs) -> ExitCode {
+    exit("wasmos kill", kill_inner(args).await)
+}
+
+async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
+    let master = &args.master.master;
+    let mut op = crate::submit::connect(master).await?;
+    let sent = op
+        .kill_task(pb::KillTaskRequest {
+            task_id: args.task_id.clone(),
+            framework_id: args.framework.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| OpError::from_status(master, &s))?
+        .into_inner();
+    let (task, fw) = (&args.task_id, &sent.framework_id);
+    eprintln!(
+        "wasmos kill: kill of task {task} (framework {fw}, {}) sent to agent {}",
+        state_name(sent.state),
+        sent.agent_id
+    );
+    if args.timeout.is_zero() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + args.timeout;
+    loop {
+        let st = state(&mut op, master).await?;
+        let found = st
+            .tasks
+            .iter()
+            .find(|t| {
+                &t.framework_id == fw && t.status.as_ref().is_some_and(|s| &s.task_id == task)
+            })
+            .and_then(|t| t.status.clone());
+        let now = match found {
+            Some(s) if is_terminal(s.state) => {
+                let why = if s.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", s.message)
+                };
+                println!("{task} {}{why}", state_name(s.state));
+                return Ok(());
+            }
+            Some(s) => s.state,
+            None => {
+                // The framework acknowledged the task's end and the master forgot it.
+                println!("{task} ended (its framework acknowledged the end)");
+                return Ok(());
+            }
+        };
+        if Instant::now() >= deadline {
+            return Err(OpError::Refused(format!(
+                "task {task} of framework {fw} is still {} {:.0} s after the kill was sent",
+                state_name(now),
+                args.timeout.as_secs_f64()
+            )));
+        }
+        tokio::time::sleep(KILL_POLL).await;
+    }
+}
+
+/// `wasmos teardown`.
+pub async fn teardown(args: TeardownArgs) -> ExitCode {
+    exit("wasmos teardown", teardown_inner(args).await)
+}
+
+async fn teardown_inner(args: TeardownArgs) -> Result<(), OpError> {
+    let master = &args.master.master;
+    let mut op = crate::submit::connect(master).await?;
+    let done = op
+        .teardown_framework(pb::TeardownFrameworkRequest {
+            framework_id: args.framework_id.clone(),
+        })
+        .await
+        .map_err(|s| OpError::from_status(master, &s))?
+        .into_inner();
+    println!(
+        "framework {} torn down: {} tasks killed on {} agents{}",
+        args.framework_id,
+        done.tasks_killed,
+        done.agents,
+        if done.hosted {
+            "; its hosted scheduler stopped"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpus_are_short_decimals() {
+        assert_eq!(cpus(0), "0");
+        assert_eq!(cpus(1500), "1.5");
+        assert_eq!(cpus(250), "0.25");
+        assert_eq!(cpus(4000), "4");
+        assert_eq!(cpus(1001), "1.001");
+    }
+
+    #[test]
+    fn state_names_drop_the_prefix() {
+        assert_eq!(state_name(pb::TaskState::Killed as i32), "KILLED");
+        assert_eq!(state_name(99), "STATE_99");
+    }
+}

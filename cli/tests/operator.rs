@@ -1,0 +1,654 @@
+//! The operator commands against real `wasmos master` and `wasmos agent` processes:
+//! `wasmos agents/frameworks/tasks` tables and `--json`, `wasmos kill` (the framework gets
+//! TASK_KILLED; a restarting framework replaces the task), `wasmos teardown` (the framework is
+//! gone, its tasks' processes die, its hosted scheduler stops), and clear errors with non-zero
+//! exits for unknown ids and an unreachable master.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Child;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::operator_service_client::OperatorServiceClient;
+use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
+
+mod common;
+
+use common::{WAIT, example, start_master, wasmos};
+use pb::scheduler_call::Call;
+use pb::scheduler_event::Event;
+
+/// Runs `wasmos ARGS --master ADDR` to its end.
+async fn run(addr: &str, args: &[&str]) -> Output {
+    tokio::time::timeout(WAIT, wasmos().args(args).args(["--master", addr]).output())
+        .await
+        .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit in time"))
+        .expect("wasmos runs")
+}
+
+/// Runs a command that must succeed; returns its stdout.
+async fn ok(addr: &str, args: &[&str]) -> String {
+    let out = run(addr, args).await;
+    assert!(
+        out.status.success(),
+        "wasmos {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs a command that must fail with exit status `code`; returns its stderr.
+async fn fails(addr: &str, args: &[&str], code: i32, needle: &str) -> String {
+    let out = run(addr, args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "wasmos {args:?}: expected exit {code}; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "wasmos {args:?}: stderr does not mention {needle:?}: {stderr}"
+    );
+    stderr
+}
+
+/// Runs `wasmos ARGS --json`; returns the array it prints.
+async fn json(addr: &str, args: &[&str]) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = ok(addr, &all).await;
+    match serde_json::from_str(&out) {
+        Ok(Value::Array(items)) => items,
+        other => panic!("wasmos {all:?} printed no JSON array ({other:?}): {out}"),
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing the test after [`WAIT`].
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `wasmos agent` with 4 CPUs and 4 GiB, host name `ops-host`, attribute `rack:r1`.
+fn start_agent(addr: &str, dir: &Path) -> Child {
+    wasmos()
+        .args(["agent", "--master", addr, "--work-dir"])
+        .arg(dir.join("agent"))
+        .args(["--resources", "cpus:4;mem:4096;disk:1000"])
+        .args(["--attributes", "rack:r1", "--hostname", "ops-host"])
+        .spawn()
+        .expect("wasmos agent starts")
+}
+
+/// Waits until the master lists one reachable agent; returns its id.
+async fn agent_registered(addr: &str) -> String {
+    let agents = until("the agent registers", || async {
+        let a = json(addr, &["agents"]).await;
+        (a.len() == 1 && a[0]["reachable"] == true).then_some(a)
+    })
+    .await;
+    agents[0]["id"].as_str().expect("an id").to_string()
+}
+
+/// The row of `table` whose first cell is `id`, with the header line.
+fn row<'a>(table: &'a str, id: &str) -> (&'a str, &'a str) {
+    let header = table.lines().next().expect("a header line");
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no row for {id} in\n{table}"));
+    (header, line)
+}
+
+/// Checks that `cell` starts in `line` at the column where `column` starts in `header`.
+fn aligned(header: &str, line: &str, column: &str, cell: &str) {
+    let at = header
+        .find(column)
+        .unwrap_or_else(|| panic!("no column {column:?} in {header:?}"));
+    assert_eq!(
+        line.get(at..at + cell.len()),
+        Some(cell),
+        "column {column:?} of {line:?} is not {cell:?} (header {header:?})"
+    );
+}
+
+/// The state of task `id` in `wasmos tasks --json`, if listed.
+fn state_of(tasks: &[Value], id: &str) -> Option<String> {
+    tasks
+        .iter()
+        .find(|t| t["id"] == id)
+        .map(|t| t["state"].as_str().unwrap_or("").to_string())
+}
+
+/// A scheduler connected over gRPC that acknowledges only what the test says.
+struct Scheduler {
+    tx: mpsc::Sender<pb::SchedulerCall>,
+    events: tonic::Streaming<pb::SchedulerEvent>,
+}
+
+impl Scheduler {
+    async fn subscribe(addr: &str, component_sha256: &str) -> (Self, String) {
+        let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("the scheduler API answers");
+        let (tx, rx) = mpsc::channel(64);
+        tx.send(pb::SchedulerCall {
+            call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
+                framework_info: Some(pb::FrameworkInfo {
+                    id: String::new(),
+                    name: "ops-external".into(),
+                    role: "tests".into(),
+                    principal: "tester".into(),
+                    failover_timeout_seconds: 0.0,
+                    component_sha256: component_sha256.into(),
+                }),
+            })),
+        })
+        .await
+        .unwrap();
+        let events = client
+            .subscribe(ReceiverStream::new(rx))
+            .await
+            .expect("subscribed")
+            .into_inner();
+        let mut s = Scheduler { tx, events };
+        let id = s
+            .next(|e| match e {
+                Event::Subscribed(s) => Some(s.framework_id.clone()),
+                _ => None,
+            })
+            .await
+            .expect("a subscribed event");
+        (s, id)
+    }
+
+    async fn call(&self, call: Call) {
+        self.tx
+            .send(pb::SchedulerCall { call: Some(call) })
+            .await
+            .unwrap();
+    }
+
+    /// Skips events until `f` picks one; `None` when the master closed the stream.
+    async fn next<T>(&mut self, mut f: impl FnMut(&Event) -> Option<T>) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.events.message())
+                .await
+                .expect("the awaited event in time");
+            let Ok(Some(msg)) = msg else { return None };
+            if let Some(t) = msg.event.as_ref().and_then(&mut f) {
+                return Some(t);
+            }
+        }
+    }
+
+    async fn update(&mut self) -> pb::TaskStatus {
+        self.next(|e| match e {
+            Event::Update(u) => u.status.clone(),
+            _ => None,
+        })
+        .await
+        .expect("an update before the stream closed")
+    }
+
+    async fn ack(&self, s: &pb::TaskStatus) {
+        self.call(Call::Acknowledge(pb::scheduler_call::Acknowledge {
+            agent_id: s.agent_id.clone(),
+            task_id: s.task_id.clone(),
+            uuid: s.uuid.clone(),
+        }))
+        .await;
+    }
+}
+
+/// Uploads the `hostile` example (whose executor has `sleep:MS` tasks); returns its digest.
+async fn upload_hostile(addr: &str) -> String {
+    let bytes = std::fs::read(example("hostile")).unwrap();
+    let mut op = OperatorServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    op.upload_component(tokio_stream::iter(vec![pb::UploadComponentChunk {
+        expected_sha256: String::new(),
+        data: bytes,
+    }]))
+    .await
+    .expect("upload accepted")
+    .into_inner()
+    .sha256
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_json_kill_and_teardown_of_an_external_framework() {
+    let (mut master, addr) = start_master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = start_agent(&addr, dir.path());
+    let agent_id = agent_registered(&addr).await;
+
+    // A framework that launches two long Wasm tasks and acknowledges only up to RUNNING.
+    let digest = upload_hostile(&addr).await;
+    let (mut sched, fw) = Scheduler::subscribe(&addr, &digest).await;
+    let offer = sched
+        .next(|e| match e {
+            Event::Offers(o) => o.offers.first().cloned(),
+            _ => None,
+        })
+        .await
+        .expect("an offer");
+    let sleeper = |id: &str| pb::TaskInfo {
+        task_id: id.into(),
+        name: format!("{id}-name"),
+        agent_id: offer.agent_id.clone(),
+        resources: Some(pb::Resources {
+            millicpus: 250,
+            mem_mb: 64,
+            disk_mb: 0,
+        }),
+        kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+            executor_id: format!("exec-{id}"),
+            payload: b"sleep:600000".to_vec(),
+        })),
+    };
+    sched
+        .call(Call::Accept(pb::scheduler_call::Accept {
+            offer_ids: vec![offer.id.clone()],
+            launches: vec![sleeper("sleeper-1"), sleeper("sleeper-2")],
+            filters: None,
+        }))
+        .await;
+    // No more offers: this test never answers them, and offers held would starve the second
+    // framework below until they time out.
+    sched
+        .call(Call::Suppress(pb::scheduler_call::Suppress {}))
+        .await;
+    let mut running = HashSet::new();
+    while running.len() < 2 {
+        let s = sched.update().await;
+        sched.ack(&s).await;
+        match pb::TaskState::try_from(s.state) {
+            Ok(pb::TaskState::Running) => {
+                running.insert(s.task_id);
+            }
+            Ok(pb::TaskState::Staging | pb::TaskState::Starting) => {}
+            other => panic!("task {} became {other:?}: {}", s.task_id, s.message),
+        }
+    }
+
+    // Agents: a table aligned under its header, and JSON.
+    let table = ok(&addr, &["agents"]).await;
+    let (header, line) = row(&table, &agent_id);
+    aligned(header, line, "HOSTNAME", "ops-host");
+    aligned(header, line, "STATE", "reachable");
+    aligned(header, line, "TASKS", "2");
+    aligned(header, line, "CPUS USED/TOTAL", "0.5/4");
+    aligned(header, line, "MEM MIB USED/TOTAL", "128/4096");
+    aligned(header, line, "ATTRIBUTES", "rack:r1");
+    let agents = json(&addr, &["agents"]).await;
+    let a = &agents[0];
+    assert_eq!(a["id"], agent_id.as_str());
+    assert_eq!(a["hostname"], "ops-host");
+    assert_eq!(a["state"], "reachable");
+    assert_eq!(a["active_tasks"], 2);
+    assert_eq!(a["attributes"]["rack"], "r1");
+    assert_eq!(a["total"]["cpus"], 4.0);
+    assert_eq!(a["total"]["mem_mb"], 4096);
+    assert_eq!(a["used"]["cpus"], 0.5);
+    assert_eq!(a["used"]["mem_mb"], 128);
+
+    // Frameworks.
+    let table = ok(&addr, &["frameworks"]).await;
+    let (header, line) = row(&table, &fw);
+    aligned(header, line, "NAME", "ops-external");
+    aligned(header, line, "ROLE", "tests");
+    aligned(header, line, "PRINCIPAL", "tester");
+    aligned(header, line, "SCHEDULER", "external");
+    aligned(header, line, "STATE", "connected");
+    aligned(header, line, "TASKS", "2");
+    let frameworks = json(&addr, &["frameworks"]).await;
+    assert_eq!(frameworks.len(), 1, "{frameworks:?}");
+    let f = &frameworks[0];
+    assert_eq!(f["id"], fw.as_str());
+    assert_eq!(f["name"], "ops-external");
+    assert_eq!(f["hosted"], false);
+    assert_eq!(f["connected"], true);
+    assert_eq!(f["active_tasks"], 2);
+    assert_eq!(f["used"]["mem_mb"], 128);
+    assert_eq!(f["component_sha256"], digest.as_str());
+
+    // Tasks, all and of one framework.
+    let table = ok(&addr, &["tasks"]).await;
+    let (header, line) = row(&table, "sleeper-1");
+    aligned(header, line, "NAME", "sleeper-1-name");
+    aligned(header, line, "STATE", "RUNNING");
+    aligned(header, line, "FRAMEWORK ID", &fw);
+    aligned(header, line, "HOST", "ops-host");
+    aligned(header, line, "CPUS", "0.25");
+    let tasks = json(&addr, &["tasks", "--framework", &fw]).await;
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    let t = tasks
+        .iter()
+        .find(|t| t["id"] == "sleeper-2")
+        .expect("sleeper-2");
+    assert_eq!(t["state"], "RUNNING");
+    assert_eq!(t["framework_id"], fw.as_str());
+    assert_eq!(t["framework_name"], "ops-external");
+    assert_eq!(t["agent_id"], agent_id.as_str());
+    assert_eq!(t["agent_hostname"], "ops-host");
+    assert_eq!(t["resources"]["cpus"], 0.25);
+    fails(
+        &addr,
+        &["tasks", "--framework", "fw-nope"],
+        1,
+        "framework fw-nope is not registered",
+    )
+    .await;
+
+    // Kill: the framework gets TASK_KILLED; unacknowledged, the master still lists it.
+    let out = ok(&addr, &["kill", "sleeper-1"]).await;
+    assert!(out.contains("sleeper-1 KILLED"), "{out}");
+    let killed = sched
+        .next(|e| match e {
+            Event::Update(u) => u
+                .status
+                .clone()
+                .filter(|s| s.task_id == "sleeper-1" && s.state == pb::TaskState::Killed as i32),
+            _ => None,
+        })
+        .await
+        .expect("the framework hears that sleeper-1 was killed");
+    let tasks = json(&addr, &["tasks"]).await;
+    assert_eq!(state_of(&tasks, "sleeper-1").as_deref(), Some("KILLED"));
+    assert_eq!(state_of(&tasks, "sleeper-2").as_deref(), Some("RUNNING"));
+    let agents = json(&addr, &["agents"]).await;
+    assert_eq!(agents[0]["active_tasks"], 1, "{agents:?}");
+    fails(&addr, &["kill", "sleeper-1"], 1, "has already ended").await;
+    sched.ack(&killed).await;
+    fails(
+        &addr,
+        &["kill", "nosuch"],
+        1,
+        "no framework has a task nosuch",
+    )
+    .await;
+    fails(
+        &addr,
+        &["kill", "sleeper-2", "--framework", "fw-nope"],
+        1,
+        "framework fw-nope is not registered",
+    )
+    .await;
+    fails(&addr, &["kill", "bad/id"], 1, "may use only letters").await;
+
+    // The same task id in a second framework: a kill must name the framework.
+    let (mut sched2, fw2) = Scheduler::subscribe(&addr, &digest).await;
+    let offer2 = sched2
+        .next(|e| match e {
+            Event::Offers(o) => o.offers.first().cloned(),
+            _ => None,
+        })
+        .await
+        .expect("an offer for the second framework");
+    sched2
+        .call(Call::Accept(pb::scheduler_call::Accept {
+            offer_ids: vec![offer2.id.clone()],
+            launches: vec![sleeper("sleeper-2")],
+            filters: None,
+        }))
+        .await;
+    loop {
+        let s = sched2.update().await;
+        sched2.ack(&s).await;
+        if s.state == pb::TaskState::Running as i32 {
+            break;
+        }
+    }
+    let stderr = fails(&addr, &["kill", "sleeper-2"], 1, "is used by frameworks").await;
+    assert!(stderr.contains(&fw) && stderr.contains(&fw2), "{stderr}");
+    let out = ok(&addr, &["kill", "sleeper-2", "--framework", &fw2]).await;
+    assert!(out.contains("sleeper-2 KILLED"), "{out}");
+    let killed = sched2.update().await;
+    assert_eq!(killed.state, pb::TaskState::Killed as i32, "{killed:?}");
+    sched2.ack(&killed).await;
+    let out = ok(&addr, &["teardown", &fw2]).await;
+    assert!(out.contains("0 tasks killed"), "{out}");
+
+    // Teardown: the framework is gone with its tasks, and its scheduler is told so.
+    let out = ok(&addr, &["teardown", &fw]).await;
+    assert!(
+        out.contains(&format!(
+            "framework {fw} torn down: 1 tasks killed on 1 agents"
+        )),
+        "{out}"
+    );
+    let closed = sched
+        .next(|e| match e {
+            Event::Error(err) if err.fatal => Some(err.message.clone()),
+            _ => None,
+        })
+        .await;
+    if let Some(message) = closed {
+        assert!(message.contains("torn down by an operator"), "{message}");
+    }
+    assert_eq!(json(&addr, &["frameworks"]).await, Vec::<Value>::new());
+    assert_eq!(json(&addr, &["tasks"]).await, Vec::<Value>::new());
+    let agents = json(&addr, &["agents"]).await;
+    assert_eq!(agents[0]["active_tasks"], 0, "{agents:?}");
+    assert_eq!(agents[0]["used"]["cpus"], 0.0, "{agents:?}");
+    fails(&addr, &["teardown", &fw], 1, "was already removed").await;
+    fails(
+        &addr,
+        &["teardown", "fw-nope"],
+        1,
+        "framework fw-nope is not known",
+    )
+    .await;
+
+    agent.kill().await.expect("kill the agent");
+    master.kill().await.expect("kill the master");
+}
+
+/// Whether process `pid` is alive (a zombie counts as dead).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The pids the service's instances appended to `file`, in order.
+fn pids(file: &Path) -> Vec<u32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
+    let (mut master, addr) = start_master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = start_agent(&addr, dir.path());
+    agent_registered(&addr).await;
+
+    // Two instances of a native command that records its pid, kept running by `service`.
+    let pid_file = dir.path().join("pids");
+    let script = format!("echo $$ >> {}; exec /bin/sleep 600", pid_file.display());
+    let submit = wasmos()
+        .args([
+            "submit",
+            &example("service"),
+            "--name",
+            "svc",
+            "--master",
+            &addr,
+        ])
+        .args(["--", "2", "0.1", "32", "/bin/sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wasmos submit starts");
+    let fw = until("the service framework is registered", || async {
+        let f = json(&addr, &["frameworks"]).await;
+        f.first().map(|f| f["id"].as_str().unwrap().to_string())
+    })
+    .await;
+    let running = |tasks: &[Value]| -> Vec<String> {
+        let mut ids: Vec<String> = tasks
+            .iter()
+            .filter(|t| t["state"] == "RUNNING")
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    until("both instances run", || async {
+        let tasks = json(&addr, &["tasks", "--framework", &fw]).await;
+        (running(&tasks) == ["service-0-1", "service-1-1"]).then_some(())
+    })
+    .await;
+    let first = until("both instances recorded their pids", || async {
+        let p = pids(&pid_file);
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    assert!(first.iter().all(|p| alive(*p)), "{first:?}");
+
+    let frameworks = json(&addr, &["frameworks"]).await;
+    assert_eq!(frameworks[0]["name"], "svc");
+    assert_eq!(frameworks[0]["hosted"], true);
+    assert_eq!(frameworks[0]["active_tasks"], 2);
+    let table = ok(&addr, &["frameworks"]).await;
+    let (header, line) = row(&table, &fw);
+    aligned(header, line, "SCHEDULER", "hosted");
+    let table = ok(&addr, &["tasks"]).await;
+    let (header, line) = row(&table, "service-0-1");
+    aligned(header, line, "FRAMEWORK", "svc");
+    aligned(header, line, "STATE", "RUNNING");
+
+    // Kill one instance: its process dies and the service launches a replacement.
+    let out = ok(&addr, &["kill", "service-0-1", "--framework", &fw]).await;
+    assert!(out.starts_with("service-0-1 "), "{out}");
+    until("the replacement runs", || async {
+        let tasks = json(&addr, &["tasks", "--framework", &fw]).await;
+        (running(&tasks) == ["service-0-2", "service-1-1"]).then_some(())
+    })
+    .await;
+    let after = until("the replacement recorded its pid", || async {
+        let p = pids(&pid_file);
+        (p.len() == 3).then_some(p)
+    })
+    .await;
+    let dead: Vec<u32> = first.iter().copied().filter(|p| !alive(*p)).collect();
+    assert_eq!(dead.len(), 1, "exactly one of {first:?} was killed");
+    assert!(alive(after[2]), "the replacement {} runs", after[2]);
+
+    // Teardown: every instance dies, the framework and its hosted scheduler are gone, and
+    // `wasmos submit`, which followed it, says so.
+    let out = ok(&addr, &["teardown", &fw]).await;
+    assert!(
+        out.contains("2 tasks killed") && out.contains("hosted scheduler stopped"),
+        "{out}"
+    );
+    assert_eq!(json(&addr, &["frameworks"]).await, Vec::<Value>::new());
+    let all = pids(&pid_file);
+    until("every instance's process is dead", || async {
+        all.iter().all(|p| !alive(*p)).then_some(())
+    })
+    .await;
+    let mut op = OperatorServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    until("the hosted scheduler stops", || {
+        let mut op = op.clone();
+        async move {
+            let s = op
+                .get_state(pb::GetStateRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (s.hosted_schedulers == 0).then_some(())
+        }
+    })
+    .await;
+    let r = op
+        .get_framework_result(pb::GetFrameworkResultRequest {
+            framework_id: fw.clone(),
+        })
+        .await
+        .expect("the master remembers the framework")
+        .into_inner();
+    assert!(!r.registered && !r.ended, "{r:?}");
+    let out = tokio::time::timeout(WAIT, submit.wait_with_output())
+        .await
+        .expect("wasmos submit ends after the teardown")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("torn down"), "{stderr}");
+    // No instance was started after the teardown.
+    assert_eq!(pids(&pid_file), all);
+
+    agent.kill().await.expect("kill the agent");
+    master.kill().await.expect("kill the master");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_master_and_an_empty_one_are_reported_clearly() {
+    let nowhere = "127.0.0.1:1";
+    for args in [
+        vec!["agents"],
+        vec!["frameworks", "--json"],
+        vec!["tasks"],
+        vec!["kill", "t1"],
+        vec!["teardown", "fw-1"],
+    ] {
+        fails(
+            nowhere,
+            &args,
+            2,
+            "cannot connect to a master at 127.0.0.1:1",
+        )
+        .await;
+    }
+
+    let (mut master, addr) = start_master().await;
+    assert_eq!(json(&addr, &["agents"]).await, Vec::<Value>::new());
+    assert_eq!(json(&addr, &["tasks"]).await, Vec::<Value>::new());
+    let table = ok(&addr, &["frameworks"]).await;
+    assert_eq!(table.lines().count(), 1, "only the header: {table}");
+    assert!(table.starts_with("ID "), "{table}");
+    fails(&addr, &["kill", "t1"], 1, "no framework has a task t1").await;
+    fails(
+        &addr,
+        &["teardown", "fw-1"],
+        1,
+        "framework fw-1 is not known",
+    )
+    .await;
+    master.kill().await.expect("kill the master");
+}
