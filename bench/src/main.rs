@@ -4,6 +4,7 @@
 //! builds measure the debug build. See `bench/README.md` for the scenarios and their targets.
 
 mod allocator;
+mod e2e;
 mod instantiate;
 mod launch;
 mod stats;
@@ -25,6 +26,9 @@ enum Scenario {
     Allocator(allocator::AllocatorArgs),
     /// Launch-to-RUNNING and launch-to-terminal latency and tasks/s through one agent.
     Launch(launch::Args),
+    /// A real cluster of processes (master + agents on loopback): tasks/s and latency of a
+    /// hosted framework's tasks, and logreg's first and later iteration times.
+    E2e(e2e::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Instantiate(args) => instantiate::run(args)?,
         Scenario::Allocator(args) => allocator::run(args)?,
         Scenario::Launch(args) => launch::run(args)?,
+        Scenario::E2e(args) => e2e::run(args)?,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

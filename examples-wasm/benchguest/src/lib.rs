@@ -8,12 +8,26 @@
 //! | `sieve` | sieve of Eratosthenes up to 20,000,000 | `1270607` (primes counted) |
 //! | `fib` | naive recursive fib(30) | `832040` |
 //!
-//! Deterministic; inputs go through `black_box` so nothing is computed at compile time. The
-//! scheduler half is [`wasmos_guest::DeclineAll`].
+//! Deterministic; inputs go through `black_box` so nothing is computed at compile time.
+//!
+//! The scheduler half (`wasmos-bench e2e`) launches `N` `noop` tasks as fast as offers allow and
+//! times each one from its `driver::launch` to its `finished` update:
+//!
+//! ```text
+//! wasmos submit benchguest.wasm -- N [MILLICPUS] [MEM_MB] [EXECUTORS]
+//! ```
+//!
+//! Each task asks for `MILLICPUS` (default 10) and `MEM_MB` (default 32); tasks are spread over
+//! `EXECUTORS` (default 4) executor instances per agent, `bench-0` .. `bench-{EXECUTORS-1}`, and
+//! evenly over the offers of each round. The framework finishes with one JSON object (see
+//! [`scheduler::BenchScheduler::report`]); a task that ends other than `finished` fails it, since its time
+//! would not measure a task run.
+
+mod scheduler;
 
 use std::hint::black_box;
 
-use wasmos_guest::{DeclineAll, Executor, Task};
+use wasmos_guest::{Executor, Task};
 
 /// Sum of the primes below `limit`, each tested by trial division by odd numbers up to its root:
 /// a tight loop of divisions and branches.
@@ -86,4 +100,4 @@ impl Executor for Bench {
     }
 }
 
-wasmos_guest::export!(scheduler = DeclineAll, executor = Bench);
+wasmos_guest::export!(scheduler = scheduler::BenchScheduler, executor = Bench);

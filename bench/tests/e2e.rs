@@ -1,0 +1,132 @@
+//! `wasmos-bench e2e` end to end with the binaries of this build: a master and two agents as
+//! real processes, a small timed run, and a small logreg. Checks that the machinery works and
+//! that the JSON it prints is complete and consistent; no timing thresholds (numbers belong in
+//! benchmark runs, not in tests).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The `wasmos` binary of this build, next to `wasmos-bench`. Built (a no-op when it is up to
+/// date) so that a run of this package's tests alone does not time a stale binary.
+fn wasmos_binary() -> PathBuf {
+    let bench = Path::new(env!("CARGO_BIN_EXE_wasmos-bench"));
+    let dir = bench.parent().expect("the bench binary has a directory");
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(p) => p.to_string(),
+    };
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "wasmos", "--profile", &profile])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p wasmos failed");
+    let wasmos = dir.join(format!("wasmos{}", std::env::consts::EXE_SUFFIX));
+    assert!(wasmos.is_file(), "{} is missing", wasmos.display());
+    wasmos
+}
+
+fn components() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples-wasm/target/wasm32-wasip2/release");
+    for name in ["benchguest", "logreg"] {
+        let p = dir.join(format!("{name}.wasm"));
+        assert!(
+            p.is_file(),
+            "{} is missing: run scripts/build-examples.sh (scripts/test.sh does) before the tests",
+            p.display()
+        );
+    }
+    dir
+}
+
+fn number(report: &Value, key: &str) -> f64 {
+    report[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {report}"))
+}
+
+#[test]
+fn e2e_runs_a_cluster_of_processes_and_reports_every_key() {
+    let wasmos = wasmos_binary();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
+        .args(["e2e", "--tasks", "200", "--agents", "2", "--json"])
+        .args(["--slots", "100", "--warmup", "20"])
+        .args(["--logreg-args", "2 2000 3 1000", "--timeout", "300"])
+        .arg("--wasmos")
+        .arg(&wasmos)
+        .arg("--components")
+        .arg(components())
+        .output()
+        .expect("wasmos-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wasmos-bench e2e failed: {stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"));
+
+    assert_eq!(report["tasks"], 200, "{report}");
+    assert_eq!(report["agents"], 2, "{report}");
+    let per_s = number(&report, "tasks_per_s");
+    assert!(per_s > 0.0, "{report}");
+    let (p50, p99) = (
+        number(&report, "latency_ms_p50"),
+        number(&report, "latency_ms_p99"),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{report}");
+    assert!(p99 <= number(&report, "latency_ms_max"), "{report}");
+    // Every task's latency lies within the run, and the rate is the count over the run.
+    let elapsed = number(&report, "elapsed_ms");
+    assert!(number(&report, "latency_ms_max") <= elapsed, "{report}");
+    let expected = 200.0 / (elapsed / 1000.0);
+    assert!(
+        (per_s - expected).abs() <= expected * 0.01 + 1.0,
+        "tasks_per_s {per_s} is not 200 tasks over {elapsed} ms: {report}"
+    );
+    // The scheduler launched in batches: fewer launch calls than tasks, at least one.
+    let calls = number(&report, "launch_calls");
+    assert!((1.0..=200.0).contains(&calls), "{report}");
+
+    let iters = report["logreg_iter_ms"]
+        .as_array()
+        .unwrap_or_else(|| panic!("logreg_iter_ms is not a list: {report}"));
+    assert_eq!(iters.len(), 3, "{report}");
+    let first = number(&report, "logreg_first_iter_ms");
+    let later = number(&report, "logreg_later_iter_ms");
+    assert!(first > 0.0 && later > 0.0, "{report}");
+    assert_eq!(iters[0].as_f64(), Some(first), "{report}");
+    let mut rest: Vec<f64> = iters[1..].iter().filter_map(Value::as_f64).collect();
+    rest.sort_by(f64::total_cmp);
+    assert_eq!(
+        later,
+        (rest[0] + rest[1]) / 2.0,
+        "the median of the later ones: {report}"
+    );
+    assert!(
+        report["logreg_result"]
+            .as_str()
+            .is_some_and(|r| r.contains("accuracy")),
+        "{report}"
+    );
+}
+
+#[test]
+fn e2e_refuses_bad_arguments_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
+        .args(["e2e", "--tasks", "0", "--json"])
+        .output()
+        .expect("wasmos-bench runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tasks"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
+        .args(["e2e", "--json", "--wasmos", "/nonexistent/wasmos"])
+        .output()
+        .expect("wasmos-bench runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/wasmos"), "{stderr}");
+}
