@@ -4,47 +4,12 @@
 //! are refused with exit status 2 and a reason; `dev` without `--run` says where to submit,
 //! serves `submit`, and stops cleanly on SIGTERM.
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
 mod common;
 
-use common::{WAIT, example, start_master, wasmos};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::{MasterAndAgent, WAIT, assert_pi, example, first_line, output, wasmos};
 use tokio::process::Command;
-
-async fn output(args: &[&str]) -> Output {
-    tokio::time::timeout(WAIT, wasmos().args(args).output())
-        .await
-        .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
-        .expect("wasmos runs")
-}
-
-/// The estimate in `pi ~= 3.14159x (...)`.
-fn estimate(stdout: &str) -> f64 {
-    let rest = stdout
-        .split("pi ~= ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no estimate in {stdout:?}"));
-    rest.split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no number in {stdout:?}"))
-}
-
-fn assert_pi(out: &Output) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    let pi = estimate(&stdout);
-    assert!(
-        (pi - std::f64::consts::PI).abs() < 0.05,
-        "{pi} is not close to pi"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_runs_pi_to_its_estimate() {
@@ -67,23 +32,17 @@ async fn dev_fails_a_looping_scheduler_for_fuel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_runs_pi_on_a_master_and_agent_and_refuses_a_core_module() {
-    let (mut master, addr) = start_master().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut agent = wasmos()
-        .args(["agent", "--master", &addr, "--work-dir"])
-        .arg(dir.path().join("work"))
-        .args(["--resources", "cpus:2;mem:2048"])
-        .spawn()
-        .expect("wasmos agent starts");
+    let cluster = MasterAndAgent::start().await;
+    let addr = cluster.addr.as_str();
 
     // No wait for the agent: the framework gets offers once it registers.
     let pi = example("pi");
-    let out = output(&["submit", &pi, "--master", &addr, "--", "8", "20000"]).await;
+    let out = output(&["submit", &pi, "--master", addr, "--", "8", "20000"]).await;
     assert_pi(&out);
 
-    let core = dir.path().join("core.wasm");
+    let core = cluster.dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
-    let out = output(&["submit", core.to_str().unwrap(), "--master", &addr]).await;
+    let out = output(&["submit", core.to_str().unwrap(), "--master", addr]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(
@@ -91,8 +50,7 @@ async fn submit_runs_pi_on_a_master_and_agent_and_refuses_a_core_module() {
         "{stderr}"
     );
 
-    agent.kill().await.expect("kill the agent");
-    master.kill().await.expect("kill the master");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,13 +80,7 @@ async fn dev_without_run_serves_and_says_where_to_submit() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("wasmos dev starts");
-    let stdout = dev.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("wasmos dev says where the master is in time")
-        .expect("stdout readable")
-        .expect("a line on stdout");
+    let line = first_line(&mut dev, "wasmos dev says where the master is").await;
     let addr = line
         .split("master at ")
         .nth(1)

@@ -5,14 +5,16 @@
 //! killed, and runs to a summary in `wasmos dev` (`--until-replaced`, `--for`). The `service`
 //! tests need root and cgroups, and say so and return where they are unavailable.
 
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 mod common;
 
 use common::{
-    WAIT, cgroups_unavailable, example, framework_pids, operator, spawn_agent, start_master_with,
-    task_pids, wait_for_state, wait_until, wasmos,
+    Operator, WAIT, cgroups_unavailable, cluster_state, example, framework_pids, operator, output,
+    spawn_agent, start_master, start_master_with, succeeded, task_pids, wait_for_agents,
+    wait_for_state, wait_until, wasmos,
 };
 use tokio::process::{Child, Command};
 use wasmos_api::proto as pb;
@@ -25,14 +27,6 @@ macro_rules! require_cgroups {
             return;
         }
     };
-}
-
-/// Runs `wasmos ARGS` to its end (bounded by `WAIT`).
-async fn output(args: &[&str]) -> Output {
-    tokio::time::timeout(WAIT, wasmos().args(args).output())
-        .await
-        .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
-        .expect("wasmos runs")
 }
 
 /// Starts `wasmos submit COMPONENT --master ADDR -- ARGS`, collecting its output in the
@@ -60,16 +54,31 @@ async fn finished(submit: tokio::task::JoinHandle<std::io::Result<Output>>) -> O
         .expect("wasmos submit runs")
 }
 
-/// The framework's result on stdout, after checking that it succeeded.
-fn result_of(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    stdout
+/// Starts `n` agents of 1 CPU and 1 GiB for the master at `addr`, working in `dir/agent-I`
+/// under the host names `NAME-agent-I`, and waits until the master counts them all.
+async fn start_agents(
+    op: &mut Operator,
+    addr: &str,
+    dir: &Path,
+    name: &str,
+    n: usize,
+) -> Vec<Child> {
+    let agents = (0..n)
+        .map(|i| {
+            spawn_agent(
+                addr,
+                &dir.join(format!("agent-{i}")),
+                &[
+                    "--hostname",
+                    &format!("{name}-agent-{i}"),
+                    "--resources",
+                    "cpus:1;mem:1024",
+                ],
+            )
+        })
+        .collect();
+    wait_for_agents(op, n).await;
+    agents
 }
 
 /// The text after `key` up to the next `;` or line end.
@@ -129,7 +138,7 @@ async fn dev_runs_logreg_to_an_accurate_model_with_iteration_times() {
         "dev", "--agents", "2", "--run", &logreg, "--", "4", "5000", "6", "300",
     ])
     .await;
-    let result = result_of(&out);
+    let result = succeeded(&out);
     let (_, acc) = accuracy(&result);
     assert!(acc >= 0.9, "accuracy {acc}: {result}");
     assert!(
@@ -159,7 +168,7 @@ async fn logreg_survives_a_killed_agent_process_with_the_same_model() {
     // What the model is when nothing goes wrong: the model does not depend on scheduling.
     let mut dev_args = vec!["dev", "--agents", "2", "--run", &logreg, "--"];
     dev_args.extend(args);
-    let baseline = result_of(&output(&dev_args).await);
+    let baseline = succeeded(&output(&dev_args).await);
     let (expected, _) = accuracy(&baseline);
 
     let dir = tempfile::tempdir().unwrap();
@@ -170,21 +179,8 @@ async fn logreg_survives_a_killed_agent_process_with_the_same_model() {
     let (mut master, addr) =
         start_master_with(&[], std::fs::File::create(&master_log).unwrap().into()).await;
     // Each agent takes two tasks (0.5 CPU each) at a time.
-    let mut agents: Vec<Child> = (0..3)
-        .map(|i| {
-            spawn_agent(
-                &addr,
-                &dir.path().join(format!("agent-{i}")),
-                &format!("logreg-agent-{i}"),
-                "cpus:1;mem:1024",
-            )
-        })
-        .collect();
     let mut op = operator(&addr).await;
-    wait_for_state(&mut op, "3 agents", |s| {
-        (s.agents.iter().filter(|a| a.reachable).count() == 3).then_some(())
-    })
-    .await;
+    let mut agents = start_agents(&mut op, &addr, dir.path(), "logreg", 3).await;
 
     let submit = start_submit(&logreg, &addr, &args);
     // Once a task of the second iteration or later is seen on an agent, that agent holds the
@@ -216,7 +212,7 @@ async fn logreg_survives_a_killed_agent_process_with_the_same_model() {
 
     let out = finished(submit).await;
     let log = std::fs::read_to_string(&master_log).unwrap_or_default();
-    let result = result_of(&out);
+    let result = succeeded(&out);
     eprintln!("result: {result}\nmaster log:\n{log}");
     let (got, acc) = accuracy(&result);
     assert!(acc >= 0.9, "accuracy {acc}: {result}");
@@ -235,11 +231,7 @@ async fn logreg_survives_a_killed_agent_process_with_the_same_model() {
          {result}\nmaster log:\n{log}"
     );
     // The master no longer counts the dead agent.
-    let state = op
-        .get_state(pb::GetStateRequest {})
-        .await
-        .expect("GetState answers")
-        .into_inner();
+    let state = cluster_state(&mut op).await;
     let victim_host = format!("logreg-agent-{victim}");
     assert!(
         !state
@@ -289,22 +281,9 @@ async fn service_brings_back_instances_whose_process_is_killed() {
     require_cgroups!();
     let service = example("service");
     let dir = tempfile::tempdir().unwrap();
-    let (mut master, addr) = start_master_with(&[], Stdio::inherit()).await;
-    let agents: Vec<Child> = (0..2)
-        .map(|i| {
-            spawn_agent(
-                &addr,
-                &dir.path().join(format!("agent-{i}")),
-                &format!("service-agent-{i}"),
-                "cpus:1;mem:1024",
-            )
-        })
-        .collect();
+    let (mut master, addr) = start_master().await;
     let mut op = operator(&addr).await;
-    wait_for_state(&mut op, "2 agents", |s| {
-        (s.agents.iter().filter(|a| a.reachable).count() == 2).then_some(())
-    })
-    .await;
+    let agents = start_agents(&mut op, &addr, dir.path(), "service", 2).await;
 
     // Two instances; the framework finishes once two were replaced and both run again.
     let submit = start_submit(
@@ -353,7 +332,7 @@ async fn service_brings_back_instances_whose_process_is_killed() {
     let other = task_pids(&fw, "service-1-1");
     assert_eq!(other.len(), 1, "one process in service-1-1's cgroup");
     sigkill(other[0]).await;
-    let result = result_of(&finished(submit).await);
+    let result = succeeded(&finished(submit).await);
     assert!(
         result.contains("stopping after 2 replacements (--until-replaced 2)")
             && result.contains("2 of 2 instances running")
@@ -403,7 +382,7 @@ async fn dev_runs_service_until_its_crashing_instances_were_replaced() {
         "sleep 0.2; exit 3",
     ])
     .await;
-    let result = result_of(&out);
+    let result = succeeded(&out);
     assert!(
         result.contains("stopping after 3 replacements (--until-replaced 3)")
             && result.contains("2 of 2 instances running")
@@ -430,7 +409,7 @@ async fn dev_runs_service_for_a_while_then_stops_its_instances() {
         "sleep", "1000",
     ])
     .await;
-    let result = result_of(&out);
+    let result = succeeded(&out);
     assert!(started.elapsed() >= Duration::from_secs(1), "{result}");
     assert!(
         result.contains("stopping after 1.0 s (--for)")

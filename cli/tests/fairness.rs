@@ -7,15 +7,14 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
-use tonic::transport::Channel;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 
 mod common;
 
-use common::{WAIT, example, wasmos};
+use common::{
+    WAIT, cluster_state, example, operator, output, spawn_agent, start_master_with,
+    wait_for_agents, wasmos,
+};
 
 /// Each agent's declared resources: 4 CPUs and 4 GiB.
 const AGENT_RESOURCES: &str = "cpus:4;mem:4096";
@@ -26,37 +25,6 @@ const GREEDY: &str = "greedy:200:128:400";
 /// How many times the shares are sampled once the cluster is saturated, and how far apart.
 const SAMPLES: usize = 16;
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
-
-/// Starts `wasmos master` on a free port with `extra` flags; returns it and its address.
-async fn start_master_with(extra: &[&str]) -> (Child, String) {
-    let mut master = wasmos()
-        .args(["master", "--listen", "127.0.0.1:0"])
-        .args(["--allocation-interval", "0.05"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wasmos master starts");
-    let stdout = master.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("the master says where it listens in time")
-        .expect("stdout readable")
-        .expect("a line on stdout");
-    let addr = line
-        .strip_prefix("wasmos master listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
-        .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (master, addr)
-}
-
-async fn get_state(op: &mut OperatorServiceClient<Channel>) -> pb::ClusterState {
-    op.get_state(pb::GetStateRequest {})
-        .await
-        .expect("GetState")
-        .into_inner()
-}
 
 fn role<'a>(state: &'a pb::ClusterState, name: &str) -> Option<&'a pb::RoleSummary> {
     state.roles.iter().find(|r| r.role == name)
@@ -95,38 +63,25 @@ fn cpu_in_use(state: &pb::ClusterState) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_weighted_one_and_three_share_a_saturated_cluster_about_one_to_three() {
-    let (mut master, addr) =
-        start_master_with(&["--weight", "light=1", "--weight", "heavy=3"]).await;
+    let (mut master, addr) = start_master_with(
+        &["--weight", "light=1", "--weight", "heavy=3"],
+        Stdio::inherit(),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let mut agents = Vec::new();
     for i in 0..2 {
-        agents.push(
-            wasmos()
-                .args(["agent", "--master", &addr, "--work-dir"])
-                .arg(dir.path().join(format!("agent-{i}")))
-                .args(["--resources", AGENT_RESOURCES])
-                .spawn()
-                .expect("wasmos agent starts"),
-        );
+        agents.push(spawn_agent(
+            &addr,
+            &dir.path().join(format!("agent-{i}")),
+            &["--resources", AGENT_RESOURCES],
+        ));
     }
-    let mut op = OperatorServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect to the master");
+    let mut op = operator(&addr).await;
 
     // Both agents registered before the frameworks start, so that neither framework gets a
     // head start on a half-sized cluster.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let state = get_state(&mut op).await;
-        if state.agents.iter().filter(|a| a.reachable).count() == 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agents did not register in time: {state:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_agents(&mut op, 2).await;
 
     let hostile = example("hostile");
     let mut frameworks = Vec::new();
@@ -143,7 +98,7 @@ async fn roles_weighted_one_and_three_share_a_saturated_cluster_about_one_to_thr
     }
 
     // The weights from the command line are the allocator's.
-    let state = get_state(&mut op).await;
+    let state = cluster_state(&mut op).await;
     assert_eq!(role(&state, "light").map(|r| r.weight), Some(1.0));
     assert_eq!(role(&state, "heavy").map(|r| r.weight), Some(3.0));
 
@@ -152,7 +107,7 @@ async fn roles_weighted_one_and_three_share_a_saturated_cluster_about_one_to_thr
     // first offers made towards the weighted one, by waiting until the heavy role holds more.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let state = get_state(&mut op).await;
+        let state = cluster_state(&mut op).await;
         let (light, heavy) = (
             dominant_share(&state, "light"),
             dominant_share(&state, "heavy"),
@@ -176,7 +131,7 @@ async fn roles_weighted_one_and_three_share_a_saturated_cluster_about_one_to_thr
     let mut samples = Vec::new();
     for _ in 0..SAMPLES {
         tokio::time::sleep(SAMPLE_EVERY).await;
-        let state = get_state(&mut op).await;
+        let state = cluster_state(&mut op).await;
         let (light, heavy) = (
             dominant_share(&state, "light"),
             dominant_share(&state, "heavy"),
@@ -220,16 +175,7 @@ async fn bad_weights_are_refused_before_anything_starts() {
         ("dev", "heavy=many", "not a number"),
         ("dev", "heavy=inf", "above zero"),
     ] {
-        let out = tokio::time::timeout(
-            WAIT,
-            wasmos()
-                .args([command, "--weight", weight])
-                .stdout(Stdio::null())
-                .output(),
-        )
-        .await
-        .expect("wasmos exits in time")
-        .expect("wasmos runs");
+        let out = output(&[command, "--weight", weight]).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),

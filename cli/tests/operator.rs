@@ -15,21 +15,17 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 
 mod common;
 
-use common::{WAIT, example, start_master, wasmos};
+use common::{WAIT, example, operator, output, spawn_agent, start_master, wasmos};
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
 
 /// Runs `wasmos ARGS --master ADDR` to its end.
 async fn run(addr: &str, args: &[&str]) -> Output {
-    tokio::time::timeout(WAIT, wasmos().args(args).args(["--master", addr]).output())
-        .await
-        .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit in time"))
-        .expect("wasmos runs")
+    output(&[args, &["--master", addr]].concat()).await
 }
 
 /// Runs a command that must succeed; returns its stdout.
@@ -92,13 +88,18 @@ where
 
 /// Starts `wasmos agent` with 4 CPUs and 4 GiB, host name `ops-host`, attribute `rack:r1`.
 fn start_agent(addr: &str, dir: &Path) -> Child {
-    wasmos()
-        .args(["agent", "--master", addr, "--work-dir"])
-        .arg(dir.join("agent"))
-        .args(["--resources", "cpus:4;mem:4096;disk:1000"])
-        .args(["--attributes", "rack:r1", "--hostname", "ops-host"])
-        .spawn()
-        .expect("wasmos agent starts")
+    spawn_agent(
+        addr,
+        &dir.join("agent"),
+        &[
+            "--resources",
+            "cpus:4;mem:4096;disk:1000",
+            "--attributes",
+            "rack:r1",
+            "--hostname",
+            "ops-host",
+        ],
+    )
 }
 
 /// Waits until the master lists one reachable agent; returns its id.
@@ -226,9 +227,7 @@ impl Scheduler {
 /// Uploads the `hostile` example (whose executor has `sleep:MS` tasks); returns its digest.
 async fn upload_hostile(addr: &str) -> String {
     let bytes = std::fs::read(example("hostile")).unwrap();
-    let mut op = OperatorServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let mut op = operator(addr).await;
     op.upload_component(tokio_stream::iter(vec![pb::UploadComponentChunk {
         expected_sha256: String::new(),
         data: bytes,
@@ -488,6 +487,30 @@ fn pids(file: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Waits until the RUNNING tasks of framework `fw` are `ids` (sorted); `what` names the wait.
+async fn until_running(addr: &str, fw: &str, what: &str, ids: &[&str]) {
+    until(what, || async {
+        let tasks = json(addr, &["tasks", "--framework", fw]).await;
+        let mut running: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t["state"] == "RUNNING")
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        running.sort();
+        (running == ids).then_some(())
+    })
+    .await
+}
+
+/// Waits until `file` lists `n` pids and returns them; `what` names the wait.
+async fn until_pids(file: &Path, what: &str, n: usize) -> Vec<u32> {
+    until(what, || async {
+        let p = pids(file);
+        (p.len() == n).then_some(p)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
     let (mut master, addr) = start_master().await;
@@ -517,25 +540,14 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
         f.first().map(|f| f["id"].as_str().unwrap().to_string())
     })
     .await;
-    let running = |tasks: &[Value]| -> Vec<String> {
-        let mut ids: Vec<String> = tasks
-            .iter()
-            .filter(|t| t["state"] == "RUNNING")
-            .map(|t| t["id"].as_str().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids
-    };
-    until("both instances run", || async {
-        let tasks = json(&addr, &["tasks", "--framework", &fw]).await;
-        (running(&tasks) == ["service-0-1", "service-1-1"]).then_some(())
-    })
+    until_running(
+        &addr,
+        &fw,
+        "both instances run",
+        &["service-0-1", "service-1-1"],
+    )
     .await;
-    let first = until("both instances recorded their pids", || async {
-        let p = pids(&pid_file);
-        (p.len() == 2).then_some(p)
-    })
-    .await;
+    let first = until_pids(&pid_file, "both instances recorded their pids", 2).await;
     assert!(first.iter().all(|p| alive(*p)), "{first:?}");
 
     let frameworks = json(&addr, &["frameworks"]).await;
@@ -553,16 +565,14 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
     // Kill one instance: its process dies and the service launches a replacement.
     let out = ok(&addr, &["kill", "service-0-1", "--framework", &fw]).await;
     assert!(out.starts_with("service-0-1 "), "{out}");
-    until("the replacement runs", || async {
-        let tasks = json(&addr, &["tasks", "--framework", &fw]).await;
-        (running(&tasks) == ["service-0-2", "service-1-1"]).then_some(())
-    })
+    until_running(
+        &addr,
+        &fw,
+        "the replacement runs",
+        &["service-0-2", "service-1-1"],
+    )
     .await;
-    let after = until("the replacement recorded its pid", || async {
-        let p = pids(&pid_file);
-        (p.len() == 3).then_some(p)
-    })
-    .await;
+    let after = until_pids(&pid_file, "the replacement recorded its pid", 3).await;
     let dead: Vec<u32> = first.iter().copied().filter(|p| !alive(*p)).collect();
     assert_eq!(dead.len(), 1, "exactly one of {first:?} was killed");
     assert!(alive(after[2]), "the replacement {} runs", after[2]);
@@ -580,9 +590,7 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
         all.iter().all(|p| !alive(*p)).then_some(())
     })
     .await;
-    let mut op = OperatorServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let mut op = operator(&addr).await;
     until("the hosted scheduler stops", || {
         let mut op = op.clone();
         async move {

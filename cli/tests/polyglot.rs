@@ -3,32 +3,11 @@
 //! master and agent) reach its exact prime count, bad arguments fail the framework with its own
 //! message, and `wasmos task run` runs its executor half alone.
 
-use std::path::PathBuf;
 use std::process::Output;
 
 mod common;
 
-use common::{WAIT, start_master, wasmos};
-
-/// A component built by `examples-wasm-c/build.sh`, as a path string for command lines.
-fn c_example(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples-wasm-c/target")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/build-examples.sh (scripts/test.sh does) before the tests",
-        p.display()
-    );
-    p.to_str().expect("a UTF-8 path").to_string()
-}
-
-async fn output(args: &[&str]) -> Output {
-    tokio::time::timeout(WAIT, wasmos().args(args).output())
-        .await
-        .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
-        .expect("wasmos runs")
-}
+use common::{MasterAndAgent, c_example, output, succeeded};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -36,12 +15,8 @@ fn text(bytes: &[u8]) -> String {
 
 /// Checks that the framework finished with `result` on stdout.
 fn assert_result(out: &Output, result: &str) {
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
+    let stdout = succeeded(out);
+    let stderr = text(&out.stderr);
     assert!(
         stdout.contains(result),
         "expected {result:?}\nstdout: {stdout}\nstderr: {stderr}"
@@ -61,23 +36,16 @@ async fn dev_runs_the_c_framework_to_its_exact_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_runs_the_c_framework_on_a_master_and_agent() {
-    let (mut master, addr) = start_master().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut agent = wasmos()
-        .args(["agent", "--master", &addr, "--work-dir"])
-        .arg(dir.path().join("work"))
-        .args(["--resources", "cpus:2;mem:2048"])
-        .spawn()
-        .expect("wasmos agent starts");
+    let cluster = MasterAndAgent::start().await;
+    let addr = cluster.addr.as_str();
 
     // 30 tasks of 0.1 CPU do not fit in one offer of 2 CPUs: they run in several rounds, tasks
     // of one executor id one after another in the same instance.
     let primes = c_example("primes");
-    let out = output(&["submit", &primes, "--master", &addr, "--", "1000000", "30"]).await;
+    let out = output(&["submit", &primes, "--master", addr, "--", "1000000", "30"]).await;
     assert_result(&out, "primes below 1000000: 78498 (30 tasks)");
 
-    agent.kill().await.expect("kill the agent");
-    master.kill().await.expect("kill the master");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

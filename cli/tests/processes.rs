@@ -2,52 +2,36 @@
 //! the master (seen through `OperatorService.GetState`), with the resources and attributes
 //! given on its command line; bad flags fail fast with a message that names the flag.
 
-use std::time::Duration;
-
 mod common;
 
-use common::{WAIT, start_master, wasmos};
-use wasmos_api::proto as pb;
-use wasmos_api::proto::operator_service_client::OperatorServiceClient;
+use common::{operator, output, spawn_agent, start_master, wait_for_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_process_registers_with_a_master_process() {
     let (mut master, addr) = start_master().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = wasmos()
-        .args(["agent", "--master", &addr, "--work-dir"])
-        .arg(dir.path().join("work"))
-        .args([
+    let mut agent = spawn_agent(
+        &addr,
+        &dir.path().join("work"),
+        &[
             "--resources",
             "cpus:3;mem:2048",
             "--attributes",
             "rack:r1,zone:z",
-        ])
-        .spawn()
-        .expect("wasmos agent starts");
+        ],
+    );
 
-    let mut op = OperatorServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("the operator API answers");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let registered: pb::AgentSummary = loop {
-        let state = op
-            .get_state(pb::GetStateRequest {})
-            .await
-            .expect("GetState answers")
-            .into_inner();
-        if let Some(a) = state.agents.into_iter().find(|a| a.reachable) {
-            break a;
+    let mut op = operator(&addr).await;
+    let registered = wait_for_state(&mut op, "the agent to register", |state| {
+        if let Some(a) = state.agents.iter().find(|a| a.reachable) {
+            return Some(a.clone());
         }
         if let Ok(Some(status)) = agent.try_wait() {
             panic!("the agent exited before registering: {status}");
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        None
+    })
+    .await;
     let info = registered.info.expect("agent info");
     let resources = info.resources.expect("agent resources");
     assert_eq!((resources.millicpus, resources.mem_mb), (3000, 2048));
@@ -64,10 +48,7 @@ async fn an_agent_process_registers_with_a_master_process() {
 }
 
 async fn fails_with(args: &[&str], needle: &str) {
-    let out = tokio::time::timeout(WAIT, wasmos().args(args).output())
-        .await
-        .expect("a bad invocation exits in time")
-        .expect("wasmos runs");
+    let out = output(args).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} succeeded");
     assert!(

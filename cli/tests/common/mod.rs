@@ -1,22 +1,40 @@
 //! Shared helpers for the tests that run the real `wasmos` binary: locating the example
-//! components, starting commands, and starting a `wasmos master` process.
+//! components, running `wasmos` commands to their end, starting `wasmos master` and `wasmos
+//! agent` processes, and watching the master through its `OperatorService`.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::ffi::OsStr;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 
 /// Bound on any one wait for a `wasmos` process (generous for a busy 2-core machine).
 pub const WAIT: Duration = Duration::from_secs(120);
 
-/// A component built by `scripts/build-examples.sh`, as a path string for command lines.
+/// A component built by `scripts/build-examples.sh` from `examples-wasm/` (a Rust guest), as a
+/// path string for command lines.
 pub fn example(name: &str) -> String {
+    built("../examples-wasm/target/wasm32-wasip2/release", name)
+}
+
+/// A component built by `scripts/build-examples.sh` from `examples-wasm-c/` (a C guest), as a
+/// path string for command lines.
+pub fn c_example(name: &str) -> String {
+    built("../examples-wasm-c/target", name)
+}
+
+/// `NAME.wasm` in `dir` (relative to this crate), which must exist.
+fn built(dir: &str, name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples-wasm/target/wasm32-wasip2/release")
+        .join(dir)
         .join(format!("{name}.wasm"));
     assert!(
         p.is_file(),
@@ -33,32 +51,71 @@ pub fn wasmos() -> Command {
     c
 }
 
-/// Starts `wasmos master` on a free loopback port; returns the process and its address.
-pub async fn start_master() -> (Child, String) {
-    let mut master = wasmos()
-        .args(["master", "--listen", "127.0.0.1:0"])
-        .args(["--allocation-interval", "0.05"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wasmos master starts");
-    let stdout = master.stdout.take().expect("piped stdout");
+/// Runs `wasmos ARGS` to its end, capturing stdout and stderr; panics when it has not exited
+/// within `WAIT`.
+pub async fn output<S: AsRef<OsStr> + Debug>(args: &[S]) -> Output {
+    tokio::time::timeout(WAIT, wasmos().args(args).output())
+        .await
+        .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
+        .expect("wasmos runs")
+}
+
+/// The stdout of a `wasmos` run, after checking that it exited 0 (else panics, showing both
+/// streams).
+pub fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// The estimate in `pi`'s result `pi ~= 3.14159x (...)`.
+pub fn pi_estimate(stdout: &str) -> f64 {
+    let rest = stdout
+        .split("pi ~= ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no estimate in {stdout:?}"));
+    rest.split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {stdout:?}"))
+}
+
+/// Checks that a run of the `pi` example succeeded with an estimate within 0.05 of pi.
+pub fn assert_pi(out: &Output) {
+    let pi = pi_estimate(&succeeded(out));
+    assert!(
+        (pi - std::f64::consts::PI).abs() < 0.05,
+        "{pi} is not close to pi"
+    );
+}
+
+/// Reads the first line `child` prints on its (piped) stdout, panicking when none comes
+/// within `WAIT` (`what` says what the line was awaited for); the rest of its stdout is
+/// drained in the background, so the child never blocks on a full pipe.
+pub async fn first_line(child: &mut Child, what: &str) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(WAIT, lines.next_line())
         .await
-        .expect("the master says where it listens in time")
+        .unwrap_or_else(|_| panic!("no line on stdout within {WAIT:?}: {what}"))
         .expect("stdout readable")
         .expect("a line on stdout");
-    let addr = line
-        .strip_prefix("wasmos master listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
-        .to_string();
-    // Keep draining stdout so the master never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (master, addr)
+    line
+}
+
+/// Starts `wasmos master` on a free loopback port; returns the process and its address.
+pub async fn start_master() -> (Child, String) {
+    start_master_with(&[], Stdio::inherit()).await
 }
 
 /// Starts `wasmos master` on a free loopback port with `extra` flags (e.g. shorter agent
-/// timeouts), its stderr sent to `stderr`; returns the process and its address.
+/// timeouts, `--weight`), its stderr sent to `stderr`; returns the process and its address.
 pub async fn start_master_with(extra: &[&str], stderr: Stdio) -> (Child, String) {
     let mut master = wasmos()
         .args(["master", "--listen", "127.0.0.1:0"])
@@ -68,66 +125,94 @@ pub async fn start_master_with(extra: &[&str], stderr: Stdio) -> (Child, String)
         .stderr(stderr)
         .spawn()
         .expect("wasmos master starts");
-    let stdout = master.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("the master says where it listens in time")
-        .expect("stdout readable")
-        .expect("a line on stdout");
+    let line = first_line(&mut master, "the master says where it listens").await;
     let addr = line
         .strip_prefix("wasmos master listening on ")
         .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
         .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (master, addr)
 }
 
-/// Starts `wasmos agent` for the master at `addr`, working in `work_dir`, offering
-/// `resources` (e.g. `"cpus:1;mem:1024"`) under the host name `hostname` (so a test can tell
-/// its agents apart in `GetState`).
-pub fn spawn_agent(
-    addr: &str,
-    work_dir: &std::path::Path,
-    hostname: &str,
-    resources: &str,
-) -> Child {
+/// Starts `wasmos agent` for the master at `addr`, working in `work_dir`, with `flags` after
+/// those (e.g. `["--resources", "cpus:1;mem:1024", "--hostname", "a1"]`: a host name lets a
+/// test tell its agents apart in `GetState`).
+pub fn spawn_agent(addr: &str, work_dir: &Path, flags: &[&str]) -> Child {
     wasmos()
         .args(["agent", "--master", addr, "--work-dir"])
         .arg(work_dir)
-        .args(["--hostname", hostname, "--resources", resources])
+        .args(flags)
         .spawn()
         .expect("wasmos agent starts")
 }
 
+/// A `wasmos master` with one `wasmos agent` of 2 CPUs and 2 GiB, the cluster most tests of
+/// one framework at a time run on.
+pub struct MasterAndAgent {
+    /// The master process.
+    pub master: Child,
+    /// The agent process.
+    pub agent: Child,
+    /// The master's address.
+    pub addr: String,
+    /// A temporary directory, removed when dropped; the agent works in `dir/work`.
+    pub dir: tempfile::TempDir,
+}
+
+impl MasterAndAgent {
+    /// Starts the master, then the agent (without waiting for it to register: a framework
+    /// gets offers once it does).
+    pub async fn start() -> Self {
+        let (master, addr) = start_master().await;
+        let dir = tempfile::tempdir().unwrap();
+        let agent = spawn_agent(
+            &addr,
+            &dir.path().join("work"),
+            &["--resources", "cpus:2;mem:2048"],
+        );
+        MasterAndAgent {
+            master,
+            agent,
+            addr,
+            dir,
+        }
+    }
+
+    /// Kills the agent, then the master.
+    pub async fn stop(mut self) {
+        self.agent.kill().await.expect("kill the agent");
+        self.master.kill().await.expect("kill the master");
+    }
+}
+
+/// A client of a master's `OperatorService`.
+pub type Operator = OperatorServiceClient<Channel>;
+
 /// A client of the master's `OperatorService` at `addr`.
-pub async fn operator(
-    addr: &str,
-) -> wasmos_api::proto::operator_service_client::OperatorServiceClient<tonic::transport::Channel> {
-    wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(format!(
-        "http://{addr}"
-    ))
-    .await
-    .expect("the operator API answers")
-    .max_decoding_message_size(16 << 20)
+pub async fn operator(addr: &str) -> Operator {
+    OperatorServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("the operator API answers")
+        .max_decoding_message_size(16 << 20)
+}
+
+/// The master's `GetState` answer.
+pub async fn cluster_state(op: &mut Operator) -> pb::ClusterState {
+    op.get_state(pb::GetStateRequest {})
+        .await
+        .expect("GetState answers")
+        .into_inner()
 }
 
 /// Polls the master's `GetState` every 20 ms until `check` returns `Some`, and returns that;
 /// panics, naming `what` and showing the last state, when `WAIT` passes first.
 pub async fn wait_for_state<T>(
-    op: &mut wasmos_api::proto::operator_service_client::OperatorServiceClient<
-        tonic::transport::Channel,
-    >,
+    op: &mut Operator,
     what: &str,
-    mut check: impl FnMut(&wasmos_api::proto::ClusterState) -> Option<T>,
+    mut check: impl FnMut(&pb::ClusterState) -> Option<T>,
 ) -> T {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let state = op
-            .get_state(wasmos_api::proto::GetStateRequest {})
-            .await
-            .expect("GetState answers")
-            .into_inner();
+        let state = cluster_state(op).await;
         if let Some(found) = check(&state) {
             return found;
         }
@@ -137,6 +222,14 @@ pub async fn wait_for_state<T>(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until the master counts `n` reachable agents.
+pub async fn wait_for_agents(op: &mut Operator, n: usize) {
+    wait_for_state(op, &format!("{n} reachable agents"), |s| {
+        (s.agents.iter().filter(|a| a.reachable).count() == n).then_some(())
+    })
+    .await
 }
 
 /// Polls `cond` every 20 ms until it holds; false when `WAIT` passes first.

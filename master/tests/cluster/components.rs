@@ -7,20 +7,6 @@ use crate::harness::*;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_client::AgentServiceClient;
 
-/// A component built by `scripts/build-examples.sh`.
-fn example_bytes(name: &str) -> Vec<u8> {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples-wasm/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&p).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}): run scripts/build-examples.sh (scripts/test.sh does) before \
-             the tests",
-            p.display()
-        )
-    })
-}
-
 fn leb128(mut n: usize, out: &mut Vec<u8>) {
     loop {
         let byte = (n & 0x7f) as u8;

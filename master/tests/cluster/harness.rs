@@ -397,6 +397,22 @@ pub async fn operator(addr: SocketAddr) -> OperatorServiceClient<tonic::transpor
     OperatorServiceClient::connect(url(addr)).await.unwrap()
 }
 
+/// The bytes of an example component built by `scripts/build-examples.sh` into
+/// `examples-wasm/target/wasm32-wasip2/release/NAME.wasm`; panics, saying how to build it,
+/// when it is missing.
+pub fn example_bytes(name: &str) -> Vec<u8> {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples-wasm/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): run scripts/build-examples.sh (scripts/test.sh does) before \
+             the tests",
+            p.display()
+        )
+    })
+}
+
 /// Polls the cluster state until `f` holds (bounded by [`WAIT`]).
 pub async fn wait_state(
     addr: SocketAddr,

@@ -4,7 +4,6 @@
 //! its estimate; a scheduler that loops in `init` is failed for running out of fuel while `pi`
 //! on the same master still completes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,20 +21,6 @@ use crate::harness::*;
 
 /// How long a whole hosted framework may take.
 const JOB_WAIT: Duration = Duration::from_secs(120);
-
-/// A component built by `scripts/build-examples.sh` (as wasm-executor's tests find them).
-fn example_bytes(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples-wasm/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&p).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}): run scripts/build-examples.sh (scripts/test.sh does) before \
-             the tests",
-            p.display()
-        )
-    })
-}
 
 fn runtime() -> WasmRuntime {
     WasmRuntime::new(RuntimeConfig {
