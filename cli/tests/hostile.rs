@@ -2,33 +2,16 @@
 //! that spins inside `resource-offers`, one that allocates without bound there, one that
 //! launches onto an offer id it invented and one that launches more than its offer holds are
 //! each failed with a reason naming what they did, seen by `wasmos submit` (exit 1), while `pi`
-//! submitted beside them on the same master completes with its estimate. A component of
-//! another world is refused at upload (exit 2), saying what it lacks.
-
-use std::process::Output;
+//! submitted beside them on the same master completes with its estimate. A scheduler failed
+//! while its native task runs has that task killed. A component of another world is refused at
+//! upload (exit 2), saying what it lacks.
 
 mod common;
 
-use common::{WAIT, example, start_master, wasmos};
-
-async fn output(args: Vec<String>) -> Output {
-    tokio::time::timeout(WAIT, wasmos().args(&args).output())
-        .await
-        .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
-        .expect("wasmos runs")
-}
-
-/// The estimate in `pi ~= 3.14159x (...)`.
-fn estimate(stdout: &str) -> f64 {
-    let rest = stdout
-        .split("pi ~= ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no estimate in {stdout:?}"));
-    rest.split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no number in {stdout:?}"))
-}
+use common::{
+    MasterAndAgent, assert_pi, cgroups_unavailable, example, framework_pids, output, start_master,
+    wait_until,
+};
 
 /// One hostile scheduler: its `init` argument, extra `wasmos submit` flags, and the texts its
 /// failure must contain.
@@ -75,14 +58,8 @@ const CASES: [Case; 4] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_schedulers_fail_with_clear_reasons_while_pi_completes() {
-    let (mut master, addr) = start_master().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut agent = wasmos()
-        .args(["agent", "--master", &addr, "--work-dir"])
-        .arg(dir.path().join("work"))
-        .args(["--resources", "cpus:2;mem:2048"])
-        .spawn()
-        .expect("wasmos agent starts");
+    let cluster = MasterAndAgent::start().await;
+    let addr = cluster.addr.as_str();
 
     let hostile = example("hostile");
     let pi = example("pi");
@@ -90,20 +67,20 @@ async fn hostile_schedulers_fail_with_clear_reasons_while_pi_completes() {
     // agent's offers) with pi while they misbehave.
     let mut runs = Vec::new();
     for case in &CASES {
-        let mut args: Vec<String> = ["submit", &hostile, "--master", &addr, "--name"]
+        let mut args: Vec<String> = ["submit", &hostile, "--master", addr, "--name"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         args.push(format!("hostile-{}", case.mode));
         args.extend(case.flags.iter().map(|s| s.to_string()));
         args.extend(["--".to_string(), case.mode.to_string()]);
-        runs.push(tokio::spawn(output(args)));
+        runs.push(tokio::spawn(async move { output(&args).await }));
     }
-    let pi_args = ["submit", &pi, "--master", &addr, "--", "8", "20000"]
+    let pi_args: Vec<String> = ["submit", &pi, "--master", addr, "--", "8", "20000"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let pi_run = tokio::spawn(output(pi_args));
+    let pi_run = tokio::spawn(async move { output(&pi_args).await });
 
     for (case, run) in CASES.iter().zip(runs) {
         let out = run.await.expect("the submit task");
@@ -128,35 +105,16 @@ async fn hostile_schedulers_fail_with_clear_reasons_while_pi_completes() {
         }
     }
 
-    let out = pi_run.await.expect("the pi submit task");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "pi exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    let estimate = estimate(&stdout);
-    assert!(
-        (estimate - std::f64::consts::PI).abs() < 0.05,
-        "{estimate} is not close to pi"
-    );
+    assert_pi(&pi_run.await.expect("the pi submit task"));
 
-    agent.kill().await.expect("kill the agent");
-    master.kill().await.expect("kill the master");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_of_another_world_is_refused_at_upload() {
     let (mut master, addr) = start_master().await;
     let wrong = example("wrongworld");
-    let out = output(
-        ["submit", &wrong, "--master", &addr]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    )
-    .await;
+    let out = output(&["submit", &wrong, "--master", &addr]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(
@@ -167,4 +125,47 @@ async fn a_component_of_another_world_is_refused_at_upload() {
         "{stderr}"
     );
     master.kill().await.expect("kill the master");
+}
+
+/// A scheduler that fails while one of its tasks runs has that task killed: `running-loop`
+/// launches a native `sleep 600`, then spins in the `status-update` that says it runs. The
+/// master fails it for fuel, and the task's processes must be gone soon after, not left
+/// running for ten minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_failed_while_its_task_runs_has_the_task_killed() {
+    if let Some(why) = cgroups_unavailable() {
+        eprintln!("SKIPPED: native tasks need cgroups here: {why}");
+        return;
+    }
+    let cluster = MasterAndAgent::start().await;
+    let hostile = example("hostile");
+    let out = output(&[
+        "submit",
+        &hostile,
+        "--master",
+        &cluster.addr,
+        "--fuel",
+        "100000000",
+        "--",
+        "running-loop",
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("scheduler status-update failed") && stderr.contains("ran out of fuel"),
+        "the scheduler should fail in the status-update that reported its task running: {stderr}"
+    );
+    let framework = stderr
+        .split(" as framework ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no framework id in {stderr:?}"))
+        .to_string();
+    assert!(
+        wait_until(|| framework_pids(&framework).is_empty()).await,
+        "framework {framework}'s task still has processes: {:?}",
+        framework_pids(&framework)
+    );
+    cluster.stop().await;
 }

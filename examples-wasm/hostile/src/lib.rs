@@ -34,6 +34,7 @@
 //! | `foreign-offer` | launches a task with an offer id it was never given (an invented one) |
 //! | `overcommit` | launches one task needing 1 CPU and 1 GiB more than the offer holds |
 //! | `greedy:CPU_MILLIS:MEM_MIB:TASK_MS` | fills every offer with sleeping tasks of that size, forever |
+//! | `running-loop` | launches a native `sleep 600` task, then spins once it is `running` (the master must fail the scheduler and kill the task) |
 //!
 //! `foreign-offer` and `overcommit` end the framework with `driver::finish(Err(..))` carrying
 //! the master's reason, `hostile launch refused: REASON`, whether the launch call itself fails
@@ -190,6 +191,8 @@ enum Mode {
     Overcommit { launched: bool },
     /// Fills every offer with short tasks, forever.
     Greedy(Greedy),
+    /// Launches a long native task, then spins once it runs.
+    RunningLoop { launched: bool },
 }
 
 /// `greedy:CPU_MILLIS:MEM_MIB:TASK_MS`.
@@ -322,6 +325,7 @@ impl Scheduler for HostileScheduler {
                 "foreign-offer" => mode = Some(Mode::ForeignOffer { launched: false }),
                 "overcommit" => mode = Some(Mode::Overcommit { launched: false }),
                 "greedy" => mode = Some(Mode::Greedy(Greedy::parse(rest)?)),
+                "running-loop" => mode = Some(Mode::RunningLoop { launched: false }),
                 _ => {}
             }
         }
@@ -370,6 +374,19 @@ impl Scheduler for HostileScheduler {
                 *launched = launch_or_finish(std::slice::from_ref(&offer.id), task);
             }
             Mode::Greedy(g) => g.resource_offers(offers),
+            Mode::RunningLoop { launched } => {
+                let Some(offer) = offers.first().filter(|_| !*launched) else {
+                    return;
+                };
+                let task = TaskInfo::command(
+                    "running-loop-1",
+                    &offer.agent_id,
+                    Resources::cpu_mem(100, 32),
+                    vec!["sleep".into(), "600".into()],
+                    Vec::new(),
+                );
+                *launched = launch_or_finish(std::slice::from_ref(&offer.id), task);
+            }
         }
     }
 
@@ -391,6 +408,11 @@ impl Scheduler for HostileScheduler {
                 }
             }
             Mode::Greedy(g) => g.status_update(&status),
+            Mode::RunningLoop { .. } if status.state == TaskState::Running => spin(),
+            Mode::RunningLoop { .. } if status.state.is_terminal() => driver::finish(Err(format!(
+                "running-loop task {} ended before the scheduler spun: {} {}",
+                status.task_id, status.state, status.message
+            ))),
             _ => {}
         }
     }
