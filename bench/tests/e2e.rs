@@ -8,23 +8,19 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The `wasmos` binary of this build, next to `wasmos-bench`. Built (a no-op when it is up to
-/// date) so that a run of this package's tests alone does not time a stale binary.
+/// The `wasmos` binary of this build, next to `wasmos-bench`. `cargo nextest run --workspace`
+/// (what `scripts/test.sh` runs) builds it; a run of this package alone needs
+/// `cargo build -p wasmos` first. Not built from here: a `cargo build -p wasmos` inside the test
+/// resolves features for that one package and rebuilds much of the dependency tree.
 fn wasmos_binary() -> PathBuf {
     let bench = Path::new(env!("CARGO_BIN_EXE_wasmos-bench"));
     let dir = bench.parent().expect("the bench binary has a directory");
-    let profile = match dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(p) => p.to_string(),
-    };
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "wasmos", "--profile", &profile])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build -p wasmos failed");
     let wasmos = dir.join(format!("wasmos{}", std::env::consts::EXE_SUFFIX));
-    assert!(wasmos.is_file(), "{} is missing", wasmos.display());
+    assert!(
+        wasmos.is_file(),
+        "{} is missing: build it with `cargo build -p wasmos` (a workspace test run does)",
+        wasmos.display()
+    );
     wasmos
 }
 

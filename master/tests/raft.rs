@@ -1,15 +1,17 @@
 //! The master's Raft layer end to end: several masters in one process, each with its own data
 //! dir, talking gRPC over loopback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use wasmos_api::AgentId;
 use wasmos_master::raft::{
-    Applied, ProposeError, RaftConfig, RaftNode, StartError, StoreError, store::STORE_FILE,
+    Applied, ProposeError, Proposer, RaftConfig, RaftNode, StartError, StoreError,
+    store::STORE_FILE,
 };
 use wasmos_master::registry::{Command, Registry, RegistryError};
 
@@ -421,14 +423,39 @@ async fn concurrent_proposals_commit_and_unreplicable_ones_are_refused() {
     const N: usize = 200;
     let before = node.durable_log_commits();
     let started = Instant::now();
+    // Every master's proposer: on a busy machine leadership may move mid-test, and a proposal
+    // refused by a former leader is retried on the one it names (`SetWeight` is idempotent).
+    let proposers: Arc<HashMap<u64, Proposer>> =
+        Arc::new(c.nodes.iter().map(|(id, n)| (*id, n.proposer())).collect());
     let mut set = tokio::task::JoinSet::new();
     for i in 0..N {
-        let p = node.proposer();
-        set.spawn(async move { p.propose(weight(&format!("c{i}"), 1.0)).await });
+        let proposers = proposers.clone();
+        set.spawn(async move {
+            let deadline = Instant::now() + DEADLINE;
+            let mut target = leader;
+            loop {
+                match proposers[&target]
+                    .propose(weight(&format!("c{i}"), 1.0))
+                    .await
+                {
+                    Ok(applied) => return applied,
+                    Err(ProposeError::NotLeader { leader_id, .. }) if Instant::now() < deadline => {
+                        match leader_id {
+                            Some(id) => target = id,
+                            None => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                    Err(ProposeError::Unavailable(_)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("proposal c{i} failed: {e}"),
+                }
+            }
+        });
     }
     let mut indexes = Vec::new();
     while let Some(r) = set.join_next().await {
-        let applied = r.unwrap().expect("proposal on a stable leader");
+        let applied = r.unwrap();
         assert_eq!(applied.result, Ok(()));
         indexes.push(applied.index);
     }
