@@ -9,6 +9,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +40,18 @@ struct StandIn {
     seen: Arc<Mutex<Seen>>,
     /// Cancelled to take this master down: its open sessions end with an error.
     down: CancellationToken,
+}
+
+impl StandIn {
+    /// How many sessions an agent opened here (each starts with a registration).
+    fn registrations(&self) -> usize {
+        self.seen.lock().unwrap().registrations.len()
+    }
+
+    /// How many heartbeats arrived here.
+    fn heartbeats(&self) -> usize {
+        self.seen.lock().unwrap().heartbeats
+    }
 }
 
 fn master_message(m: pb::master_message::Message) -> Result<pb::MasterMessage, Status> {
@@ -201,6 +214,31 @@ async fn serve<S: AgentService>(
     bound
 }
 
+/// Serves `service` on a free loopback port until `stop`; returns the bound address.
+async fn serve_any<S: AgentService>(service: S, stop: &CancellationToken) -> SocketAddr {
+    serve("127.0.0.1:0".parse().unwrap(), service, stop.clone()).await
+}
+
+/// Asserts that `master` receives at least two heartbeats within 30 s.
+async fn assert_heartbeats(master: &StandIn) {
+    assert!(wait_until(Duration::from_secs(30), || master.heartbeats() >= 2).await);
+}
+
+/// Whether an update of `task` in `state` has reached the master that recorded `seen`.
+fn reached(seen: &Mutex<Seen>, task: &str, state: TaskState) -> bool {
+    task_updates(seen, task).iter().any(|(s, _)| *s == state)
+}
+
+/// Whether the part of a test that runs a native task cannot run here (no root or cgroups);
+/// says so when it cannot.
+fn task_part_skipped() -> bool {
+    let Some(why) = cgroups_unavailable() else {
+        return false;
+    };
+    eprintln!("SKIPPED (task part): needs root and cgroups: {why}");
+    true
+}
+
 fn task_updates(seen: &Mutex<Seen>, task: &str) -> Vec<(TaskState, String)> {
     seen.lock()
         .unwrap()
@@ -229,56 +267,66 @@ fn run_tasks(seen: &Mutex<Seen>, task: pb::TaskInfo) {
         .unwrap();
 }
 
+/// An agent session running in the background.
+type AgentRun = tokio::task::JoinHandle<Result<(), wasmos_agent::session::RunError>>;
+
+/// Runs an agent session with the test settings, working in `dir/work`, in the background;
+/// cancel the token to stop it.
+fn spawn_agent(dir: &Path, session: SessionConfig) -> (AgentRun, CancellationToken) {
+    let config = RunConfig {
+        agent: config(dir.join("work")),
+        session,
+    };
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(run_until(
+        config,
+        Arc::new(MemoryFetcher::new()),
+        stop.clone(),
+    ));
+    (agent, stop)
+}
+
+/// Stops the agent, then the masters, and gives the agent up to 10 s to end.
+async fn stop_all(agent: AgentRun, stop_agent: CancellationToken, stop_masters: CancellationToken) {
+    stop_agent.cancel();
+    stop_masters.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+}
+
+/// A session offering 2 cpus, 1024 MB of memory and 1000 MB of disk to `masters`,
+/// reconnecting after `initial` and backing off up to `max`.
+fn session_config(masters: Vec<String>, initial: Duration, max: Duration) -> SessionConfig {
+    let mut session = SessionConfig::new(masters);
+    session.resources = Some(Resources::new(2.0, 1024, 1000));
+    session.reconnect_initial = initial;
+    session.reconnect_max = max;
+    session
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_registers_runs_tasks_and_catches_a_returning_master_up() {
     let dir = tempfile::tempdir().unwrap();
     let first = StandIn::default();
     let stop_first = CancellationToken::new();
-    let addr = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        first.clone(),
-        stop_first.clone(),
-    )
-    .await;
+    let addr = serve_any(first.clone(), &stop_first).await;
 
-    let mut session = SessionConfig::new(vec![addr.to_string()]);
-    session.resources = Some(Resources::new(2.0, 1024, 1000));
-    session.reconnect_initial = Duration::from_millis(50);
-    session.reconnect_max = Duration::from_millis(200);
-    let config = RunConfig {
-        agent: config(dir.path().join("work")),
-        session,
-    };
-    let (agent, stop_agent) = spawn_agent(config);
-
-    assert!(
-        wait_until(Duration::from_secs(30), || first
-            .seen
-            .lock()
-            .unwrap()
-            .registrations
-            .len()
-            == 1)
-        .await
+    let session = session_config(
+        vec![addr.to_string()],
+        Duration::from_millis(50),
+        Duration::from_millis(200),
     );
+    let (agent, stop_agent) = spawn_agent(dir.path(), session);
+
+    assert!(wait_until(Duration::from_secs(30), || first.registrations() == 1).await);
     {
         let seen = first.seen.lock().unwrap();
         let info = seen.registrations[0].info.clone().unwrap();
         assert_eq!(info.id, "", "a new agent registers without an id");
         assert_eq!(info.resources.unwrap().millicpus, 2000);
     }
-    assert!(
-        wait_until(Duration::from_secs(30), || first
-            .seen
-            .lock()
-            .unwrap()
-            .heartbeats
-            >= 2)
-        .await
-    );
+    assert_heartbeats(&first).await;
 
-    if let Some(why) = cgroups_unavailable() {
-        eprintln!("SKIPPED (task part): needs root and cgroups: {why}");
+    if task_part_skipped() {
         stop_agent.cancel();
         stop_first.cancel();
         return;
@@ -307,11 +355,11 @@ async fn the_agent_registers_runs_tasks_and_catches_a_returning_master_up() {
     let stop_second = CancellationToken::new();
     serve(addr, second.clone(), stop_second.clone()).await;
     assert!(
-        wait_until(Duration::from_secs(60), || {
-            task_updates(&second.seen, "t1")
-                .iter()
-                .any(|(s, _)| *s == TaskState::Finished)
-        })
+        wait_until(Duration::from_secs(60), || reached(
+            &second.seen,
+            "t1",
+            TaskState::Finished
+        ))
         .await,
         "the FINISHED update never reached the returning master"
     );
@@ -334,33 +382,7 @@ async fn the_agent_registers_runs_tasks_and_catches_a_returning_master_up() {
             .all(|(s, uuid)| *s == TaskState::Finished && !uuid.is_empty())
     );
 
-    stop_agent.cancel();
-    stop_second.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
-}
-
-/// Runs an agent session in the background; cancel the token to stop it.
-fn spawn_agent(
-    config: RunConfig,
-) -> (
-    tokio::task::JoinHandle<Result<(), wasmos_agent::session::RunError>>,
-    CancellationToken,
-) {
-    let stop = CancellationToken::new();
-    let agent = tokio::spawn(run_until(
-        config,
-        Arc::new(MemoryFetcher::new()),
-        stop.clone(),
-    ));
-    (agent, stop)
-}
-
-fn session_config(masters: Vec<String>, initial: Duration, max: Duration) -> SessionConfig {
-    let mut session = SessionConfig::new(masters);
-    session.resources = Some(Resources::new(2.0, 1024, 1000));
-    session.reconnect_initial = initial;
-    session.reconnect_max = max;
-    session
+    stop_all(agent, stop_agent, stop_second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,82 +390,46 @@ async fn the_agent_follows_a_leader_hint_to_a_master_it_was_not_given() {
     let dir = tempfile::tempdir().unwrap();
     let stop_masters = CancellationToken::new();
     let leader = StandIn::default();
-    let leader_addr = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        leader.clone(),
-        stop_masters.clone(),
-    )
-    .await;
+    let leader_addr = serve_any(leader.clone(), &stop_masters).await;
     let follower = Follower::default();
     follower.hint(leader_addr);
-    let follower_addr = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        follower.clone(),
-        stop_masters.clone(),
-    )
-    .await;
+    let follower_addr = serve_any(follower.clone(), &stop_masters).await;
 
     // Only the follower is given, with a backoff long enough that registering within it
     // shows the hint was followed at once.
-    let config = RunConfig {
-        agent: config(dir.path().join("work")),
-        session: session_config(
-            vec![follower_addr.to_string()],
-            Duration::from_secs(20),
-            Duration::from_secs(20),
-        ),
-    };
-    let (agent, stop_agent) = spawn_agent(config);
+    let session = session_config(
+        vec![follower_addr.to_string()],
+        Duration::from_secs(20),
+        Duration::from_secs(20),
+    );
+    let (agent, stop_agent) = spawn_agent(dir.path(), session);
 
     assert!(
-        wait_until(Duration::from_secs(15), || leader
-            .seen
-            .lock()
-            .unwrap()
-            .registrations
-            .len()
-            == 1)
-        .await,
+        wait_until(Duration::from_secs(15), || leader.registrations() == 1).await,
         "the agent never registered with the hinted leader"
     );
     assert_eq!(follower.sessions.load(Ordering::SeqCst), 1);
-    assert!(
-        wait_until(Duration::from_secs(30), || leader
-            .seen
-            .lock()
-            .unwrap()
-            .heartbeats
-            >= 2)
-        .await
-    );
+    assert_heartbeats(&leader).await;
 
-    if let Some(why) = cgroups_unavailable() {
-        eprintln!("SKIPPED (task part): needs root and cgroups: {why}");
-    } else {
+    if !task_part_skipped() {
         let task = command_task("t-hint", "exit 0", Resources::new(0.1, 32, 0));
         run_tasks(&leader.seen, pb::TaskInfo::from(&task));
         assert!(
-            wait_until(Duration::from_secs(30), || {
-                task_updates(&leader.seen, "t-hint")
-                    .iter()
-                    .any(|(s, _)| *s == TaskState::Finished)
-            })
+            wait_until(Duration::from_secs(30), || reached(
+                &leader.seen,
+                "t-hint",
+                TaskState::Finished
+            ))
             .await,
             "the task launched by the hinted leader never finished there"
         );
-        assert!(
-            task_updates(&leader.seen, "t-hint")
-                .iter()
-                .any(|(s, _)| *s == TaskState::Running)
-        );
+        assert!(reached(&leader.seen, "t-hint", TaskState::Running));
     }
     // Still one session with each: the agent stayed with the leader.
-    assert_eq!(leader.seen.lock().unwrap().registrations.len(), 1);
+    assert_eq!(leader.registrations(), 1);
     assert_eq!(follower.sessions.load(Ordering::SeqCst), 1);
 
-    stop_agent.cancel();
-    stop_masters.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+    stop_all(agent, stop_agent, stop_masters).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,30 +438,17 @@ async fn two_masters_hinting_at_each_other_do_not_make_the_agent_spin() {
     let stop_masters = CancellationToken::new();
     let a = Follower::default();
     let b = Follower::default();
-    let a_addr = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        a.clone(),
-        stop_masters.clone(),
-    )
-    .await;
-    let b_addr = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        b.clone(),
-        stop_masters.clone(),
-    )
-    .await;
+    let a_addr = serve_any(a.clone(), &stop_masters).await;
+    let b_addr = serve_any(b.clone(), &stop_masters).await;
     a.hint(b_addr);
     b.hint(a_addr);
 
-    let config = RunConfig {
-        agent: config(dir.path().join("work")),
-        session: session_config(
-            vec![a_addr.to_string()],
-            Duration::from_millis(200),
-            Duration::from_millis(400),
-        ),
-    };
-    let (agent, stop_agent) = spawn_agent(config);
+    let session = session_config(
+        vec![a_addr.to_string()],
+        Duration::from_millis(200),
+        Duration::from_millis(400),
+    );
+    let (agent, stop_agent) = spawn_agent(dir.path(), session);
     let attempts = || a.sessions.load(Ordering::SeqCst) + b.sessions.load(Ordering::SeqCst);
 
     // The hint is followed: both masters see the agent.
@@ -503,7 +476,5 @@ async fn two_masters_hinting_at_each_other_do_not_make_the_agent_spin() {
         "the agent stopped trying"
     );
 
-    stop_agent.cancel();
-    stop_masters.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+    stop_all(agent, stop_agent, stop_masters).await;
 }

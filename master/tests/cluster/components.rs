@@ -36,20 +36,9 @@ fn padded_component(size: usize, seed: u8) -> Vec<u8> {
 }
 
 async fn upload(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
-    let chunks: Vec<_> = bytes
-        .chunks(300_000)
-        .map(|c| pb::UploadComponentChunk {
-            expected_sha256: String::new(),
-            data: c.to_vec(),
-        })
-        .collect();
-    operator(addr)
-        .await
-        .upload_component(tokio_stream::iter(chunks))
+    upload_component(addr, bytes, 300_000)
         .await
         .expect("upload accepted")
-        .into_inner()
-        .sha256
 }
 
 #[tokio::test]
@@ -64,19 +53,7 @@ async fn run_tasks_carry_the_role_and_digest_and_agents_fetch_the_bytes() {
     let mut info = framework_info("", "analytics/batch", 60.0);
     info.component_sha256 = digest.clone();
     let mut sched = Scheduler::subscribe(addr, info.clone()).await.unwrap();
-    let offers = sched.offers().await;
-    sched
-        .accept(
-            vec![offers[0].id.clone()],
-            vec![wasm_task("t1", &agent.id, 1.0, 128)],
-        )
-        .await;
-    let run = agent
-        .wait_for(|m| match m {
-            ToAgent::RunTasks(r) => Some(r.clone()),
-            _ => None,
-        })
-        .await;
+    let run = launch_one(&mut sched, &mut agent, "t1", 1.0, 128).await;
     assert_eq!(run.role, "analytics/batch");
     assert_eq!(run.component_sha256, digest);
 
@@ -104,7 +81,7 @@ async fn run_tasks_carry_the_role_and_digest_and_agents_fetch_the_bytes() {
     let other = upload(addr, &padded_component(10, 9)).await;
     info.id = sched.id.clone();
     info.component_sha256 = other.clone();
-    let e = Scheduler::subscribe(addr, info).await.err().unwrap();
+    let e = refused_subscription(addr, info).await;
     assert!(
         e.message().contains("cannot change it") && e.message().contains(&other),
         "{e}"
@@ -114,13 +91,8 @@ async fn run_tasks_carry_the_role_and_digest_and_agents_fetch_the_bytes() {
 #[tokio::test]
 async fn a_component_of_another_world_is_refused_at_upload() {
     let (addr, _master) = start_master(fast_config()).await;
-    let chunks = vec![pb::UploadComponentChunk {
-        expected_sha256: String::new(),
-        data: example_bytes("wrongworld"),
-    }];
-    let e = operator(addr)
-        .await
-        .upload_component(tokio_stream::iter(chunks))
+    let bytes = example_bytes("wrongworld");
+    let e = upload_component(addr, &bytes, bytes.len())
         .await
         .expect_err("wrongworld is refused");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -132,7 +104,7 @@ async fn a_component_of_another_world_is_refused_at_upload() {
         "{e}"
     );
     // Nothing was stored under its digest.
-    let digest = wasmos_master::blobs::Digest::of(&example_bytes("wrongworld"));
+    let digest = wasmos_master::blobs::Digest::of(&bytes);
     let mut client = AgentServiceClient::connect(url(addr)).await.unwrap();
     let e = client
         .fetch_component(pb::FetchComponentRequest {
@@ -168,7 +140,7 @@ async fn unknown_and_malformed_digests_are_refused() {
 
     let mut info = framework_info("", "web", 0.0);
     info.component_sha256 = "cd".repeat(32);
-    let e = Scheduler::subscribe(addr, info).await.err().unwrap();
+    let e = refused_subscription(addr, info).await;
     assert!(
         e.message().contains("not in the master's blob store"),
         "{e}"

@@ -6,20 +6,22 @@ use std::time::Duration;
 use crate::harness::*;
 use wasmos_api::proto as pb;
 
+/// A master with one agent of 2 cpus and 1 GiB and a framework of role `web` with the
+/// failover timeout `failover_seconds`, which has launched task `t1` (1 cpu, 128 MB) there.
+async fn web_framework_running_t1(failover_seconds: f64) -> Cluster {
+    let (addr, master, mut agent, mut sched) = start_cluster(
+        fast_config(),
+        res(2.0, 1024),
+        framework_info("", "web", failover_seconds),
+    )
+    .await;
+    launch_one(&mut sched, &mut agent, "t1", 1.0, 128).await;
+    (addr, master, agent, sched)
+}
+
 #[tokio::test]
 async fn failover_within_timeout_keeps_tasks_and_resends_updates() {
-    let (addr, _master) = start_master(fast_config()).await;
-    let mut agent = SimAgent::register(addr, "", res(2.0, 1024), vec![]).await;
-    let mut sched = Scheduler::subscribe(addr, framework_info("", "web", 3600.0))
-        .await
-        .unwrap();
-    let offer = sched.offers().await.remove(0);
-    sched
-        .accept(vec![offer.id], vec![wasm_task("t1", &agent.id, 1.0, 128)])
-        .await;
-    agent
-        .wait_for(|m| matches!(m, ToAgent::RunTasks(_)).then_some(()))
-        .await;
+    let (addr, _master, mut agent, mut sched) = web_framework_running_t1(3600.0).await;
     let uuid = agent
         .update(&sched.id, "t1", pb::TaskState::Running, None)
         .await;
@@ -58,38 +60,16 @@ async fn failover_within_timeout_keeps_tasks_and_resends_updates() {
 
 #[tokio::test]
 async fn failover_timeout_tears_the_framework_down() {
-    let (addr, _master) = start_master(fast_config()).await;
-    let mut agent = SimAgent::register(addr, "", res(2.0, 1024), vec![]).await;
-    let mut sched = Scheduler::subscribe(addr, framework_info("", "web", 0.2))
-        .await
-        .unwrap();
-    let offer = sched.offers().await.remove(0);
-    sched
-        .accept(vec![offer.id], vec![wasm_task("t1", &agent.id, 1.0, 128)])
-        .await;
-    agent
-        .wait_for(|m| matches!(m, ToAgent::RunTasks(_)).then_some(()))
-        .await;
+    let (addr, _master, mut agent, sched) = web_framework_running_t1(0.2).await;
     let id = sched.id.clone();
     drop(sched);
 
-    let shutdown = agent
-        .wait_for(|m| {
-            if let ToAgent::ShutdownFramework(s) = m {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let shutdown = agent.shutdown_framework().await;
     assert_eq!(shutdown.framework_id, id);
     let state = wait_state(addr, |s| s.frameworks.is_empty()).await;
     assert!(state.tasks.is_empty());
     assert_eq!(state.agents[0].available, Some(res(2.0, 1024)));
-    let err = Scheduler::subscribe(addr, framework_info(&id, "web", 1.0))
-        .await
-        .err()
-        .unwrap();
+    let err = refused_subscription(addr, framework_info(&id, "web", 1.0)).await;
     assert!(err.message().contains("torn down"), "{err}");
 
     // A late update from the agent for the removed framework is acknowledged and dropped.

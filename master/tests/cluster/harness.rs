@@ -171,6 +171,15 @@ impl Scheduler {
         .await
     }
 
+    /// Waits for an error event and returns it.
+    pub async fn error(&mut self) -> pb::scheduler_event::Error {
+        self.wait_for(|e| match e {
+            Event::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Waits for an update of `task` and returns its status.
     pub async fn update_of(&mut self, task: &str) -> pb::TaskStatus {
         self.wait_for(|e| match e {
@@ -331,6 +340,24 @@ impl SimAgent {
         }
     }
 
+    /// Waits for a `RunTasks` command and returns it.
+    pub async fn run_tasks(&mut self) -> pb::master_message::RunTasks {
+        self.wait_for(|m| match m {
+            ToAgent::RunTasks(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for a `ShutdownFramework` command and returns it.
+    pub async fn shutdown_framework(&mut self) -> pb::master_message::ShutdownFramework {
+        self.wait_for(|m| match m {
+            ToAgent::ShutdownFramework(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Sends a status update with a fresh uuid and returns the uuid.
     pub async fn update(
         &mut self,
@@ -391,6 +418,68 @@ impl Drop for SimAgent {
     fn drop(&mut self) {
         self.stop_heartbeats();
     }
+}
+
+/// A master's address, the master, one simulated agent and one subscribed scheduler.
+pub type Cluster = (SocketAddr, Master, SimAgent, Scheduler);
+
+/// Starts a master with `config`, registers one simulated agent with `resources` (the master
+/// assigns its id), then subscribes a scheduler with `info`, in that order.
+pub async fn start_cluster(
+    config: MasterConfig,
+    resources: pb::Resources,
+    info: pb::FrameworkInfo,
+) -> Cluster {
+    let (addr, master) = start_master(config).await;
+    let agent = SimAgent::register(addr, "", resources, vec![]).await;
+    let sched = Scheduler::subscribe(addr, info).await.unwrap();
+    (addr, master, agent, sched)
+}
+
+/// Accepts the next offer with one Wasm task `task` of `cpus` and `mem` MB on `agent`, and
+/// returns the `RunTasks` the agent then receives.
+pub async fn launch_one(
+    sched: &mut Scheduler,
+    agent: &mut SimAgent,
+    task: &str,
+    cpus: f64,
+    mem: u64,
+) -> pb::master_message::RunTasks {
+    let offer = sched.offers().await.remove(0);
+    sched
+        .accept(vec![offer.id], vec![wasm_task(task, &agent.id, cpus, mem)])
+        .await;
+    agent.run_tasks().await
+}
+
+/// Subscribes with `info` where the master must refuse; returns the refusal.
+pub async fn refused_subscription(addr: SocketAddr, info: pb::FrameworkInfo) -> tonic::Status {
+    Scheduler::subscribe(addr, info)
+        .await
+        .err()
+        .expect("the subscription is refused")
+}
+
+/// Uploads `bytes` through the operator API in chunks of `chunk_size` bytes; returns the
+/// digest the master answers with, or its refusal.
+pub async fn upload_component(
+    addr: SocketAddr,
+    bytes: &[u8],
+    chunk_size: usize,
+) -> Result<String, tonic::Status> {
+    let chunks: Vec<_> = bytes
+        .chunks(chunk_size)
+        .map(|c| pb::UploadComponentChunk {
+            expected_sha256: String::new(),
+            data: c.to_vec(),
+        })
+        .collect();
+    Ok(operator(addr)
+        .await
+        .upload_component(tokio_stream::iter(chunks))
+        .await?
+        .into_inner()
+        .sha256)
 }
 
 pub async fn operator(addr: SocketAddr) -> OperatorServiceClient<tonic::transport::Channel> {

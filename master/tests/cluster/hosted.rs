@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wasmos_api::proto as pb;
+use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 use wasmos_api::{ExecutorId, FrameworkId, TaskId};
 use wasmos_master::blobs::Digest;
 use wasmos_master::registry::FrameworkOutcome;
@@ -162,21 +163,26 @@ fn assert_pi(outcome: &FrameworkOutcome) {
     );
 }
 
+/// Starts `pi` (stored under `digest`) on `host` for 8 tasks of 20000 samples, with the
+/// default scheduler limits.
+async fn start_pi(host: &FrameworkHost, master: &Master, digest: &str) -> HostedFramework {
+    host.start(
+        master,
+        hosted_info("pi", digest),
+        vec!["8".into(), "20000".into()],
+        FrameworkHost::default_limits(),
+    )
+    .await
+    .expect("pi starts")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosted_pi_runs_to_its_result() {
     let (addr, master) = start_master(fast_config()).await;
     spawn_running_agent(addr, master.clone()).await;
     let digest = store(&master, example_bytes("pi"));
     let host = FrameworkHost::with_runtime(runtime());
-    let hosted = host
-        .start(
-            &master,
-            hosted_info("pi", &digest),
-            vec!["8".into(), "20000".into()],
-            FrameworkHost::default_limits(),
-        )
-        .await
-        .expect("pi starts");
+    let hosted = start_pi(&host, &master, &digest).await;
     let id = hosted.framework_id.clone();
     let out = outcome(&master, hosted).await;
     assert_pi(&out);
@@ -206,15 +212,7 @@ async fn a_looping_scheduler_is_failed_for_fuel_while_pi_completes() {
         )
         .await
         .expect("the hostile framework is registered");
-    let good = host
-        .start(
-            &master,
-            hosted_info("pi", &pi),
-            vec!["8".into(), "20000".into()],
-            FrameworkHost::default_limits(),
-        )
-        .await
-        .expect("pi starts");
+    let good = start_pi(&host, &master, &pi).await;
 
     let bad_id = bad.framework_id.clone();
     let (bad, good) = tokio::join!(outcome(&master, bad), outcome(&master, good));
@@ -230,65 +228,55 @@ async fn a_looping_scheduler_is_failed_for_fuel_while_pi_completes() {
     assert_pi(&good);
 }
 
-async fn upload(addr: std::net::SocketAddr, bytes: Vec<u8>) -> String {
-    let chunks: Vec<_> = bytes
-        .chunks(1 << 20)
-        .map(|c| pb::UploadComponentChunk {
-            expected_sha256: String::new(),
-            data: c.to_vec(),
+/// Submits a hosted framework through the operator API; returns its framework id, or the
+/// refusal.
+async fn submit(
+    op: &mut OperatorServiceClient<tonic::transport::Channel>,
+    info: pb::FrameworkInfo,
+    args: Vec<String>,
+    limits: Option<pb::SchedulerLimits>,
+) -> Result<String, tonic::Status> {
+    Ok(op
+        .submit_framework(pb::SubmitFrameworkRequest {
+            info: Some(info),
+            args,
+            limits,
         })
-        .collect();
-    operator(addr)
-        .await
-        .upload_component(tokio_stream::iter(chunks))
-        .await
-        .expect("upload accepted")
+        .await?
         .into_inner()
-        .sha256
+        .framework_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_submit_hosted_frameworks_and_read_their_results() {
     let (addr, master) = start_master(fast_config()).await;
     spawn_running_agent(addr, master.clone()).await;
-    let digest = upload(addr, example_bytes("pi")).await;
+    let digest = upload_component(addr, &example_bytes("pi"), 1 << 20)
+        .await
+        .expect("upload accepted");
     let mut op = operator(addr).await;
 
     let mut with_id = hosted_info("pi", &digest);
     with_id.id = "mine".into();
-    let e = op
-        .submit_framework(pb::SubmitFrameworkRequest {
-            info: Some(with_id),
-            args: vec![],
-            limits: None,
-        })
-        .await
-        .unwrap_err();
+    let e = submit(&mut op, with_id, vec![], None).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
-    let e = op
-        .submit_framework(pb::SubmitFrameworkRequest {
-            info: Some(hosted_info("pi", &"ab".repeat(32))),
-            args: vec![],
-            limits: None,
-        })
+    let e = submit(&mut op, hosted_info("pi", &"ab".repeat(32)), vec![], None)
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
 
-    let id = op
-        .submit_framework(pb::SubmitFrameworkRequest {
-            info: Some(hosted_info("pi", &digest)),
-            args: vec!["8".into(), "20000".into()],
-            limits: Some(pb::SchedulerLimits {
-                fuel: 2_000_000_000,
-                memory_mb: 0,
-                callback_timeout_seconds: 0.0,
-            }),
-        })
-        .await
-        .expect("submitted")
-        .into_inner()
-        .framework_id;
+    let id = submit(
+        &mut op,
+        hosted_info("pi", &digest),
+        vec!["8".into(), "20000".into()],
+        Some(pb::SchedulerLimits {
+            fuel: 2_000_000_000,
+            memory_mb: 0,
+            callback_timeout_seconds: 0.0,
+        }),
+    )
+    .await
+    .expect("submitted");
     let deadline = tokio::time::Instant::now() + JOB_WAIT;
     let result = loop {
         let r = op
@@ -355,12 +343,7 @@ async fn hosted_state_puts_land_in_the_registry_and_updates_are_acknowledged() {
     };
 
     // The launch reaches the agent as a command task, after init's state-put was committed.
-    let run = agent
-        .wait_for(|m| match m {
-            ToAgent::RunTasks(r) => Some(r.clone()),
-            _ => None,
-        })
-        .await;
+    let run = agent.run_tasks().await;
     assert_eq!(run.framework_id, fw.to_string());
     let task = &run.tasks[0];
     let Some(pb::task_info::Kind::Command(c)) = &task.kind else {

@@ -6,11 +6,12 @@ use wasmos_api::proto as pb;
 
 #[tokio::test]
 async fn declined_agent_is_not_reoffered_until_revive() {
-    let (addr, _master) = start_master(fast_config()).await;
-    let a = SimAgent::register(addr, "", res(2.0, 1024), vec![]).await;
-    let mut sched = Scheduler::subscribe(addr, framework_info("", "batch", 60.0))
-        .await
-        .unwrap();
+    let (addr, _master, a, mut sched) = start_cluster(
+        fast_config(),
+        res(2.0, 1024),
+        framework_info("", "batch", 60.0),
+    )
+    .await;
     let offers = sched.offers().await;
     assert_eq!(offers[0].agent_id, a.id);
     sched.decline(vec![offers[0].id.clone()], 3600.0).await;
@@ -138,11 +139,8 @@ async fn operator_sets_weights_and_quotas_and_refuses_bad_ones() {
 async fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
     let mut config = fast_config();
     config.offer_timeout = Some(std::time::Duration::from_millis(100));
-    let (addr, _master) = start_master(config).await;
-    let agent = SimAgent::register(addr, "", res(1.0, 512), vec![]).await;
-    let mut sched = Scheduler::subscribe(addr, framework_info("", "a", 60.0))
-        .await
-        .unwrap();
+    let (_addr, _master, agent, mut sched) =
+        start_cluster(config, res(1.0, 512), framework_info("", "a", 60.0)).await;
     let first = sched.offers().await.remove(0);
     // Say nothing: the offer is rescinded and the resources are offered again.
     let rescinded = sched
@@ -173,18 +171,9 @@ async fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
 async fn unacknowledged_updates_are_resent_and_teardown_ends_the_framework() {
     let mut config = fast_config();
     config.update_resend_interval = std::time::Duration::from_millis(100);
-    let (addr, _master) = start_master(config).await;
-    let mut agent = SimAgent::register(addr, "", res(1.0, 512), vec![]).await;
-    let mut sched = Scheduler::subscribe(addr, framework_info("", "a", 3600.0))
-        .await
-        .unwrap();
-    let offer = sched.offers().await.remove(0);
-    sched
-        .accept(vec![offer.id], vec![wasm_task("t1", &agent.id, 0.5, 64)])
-        .await;
-    agent
-        .wait_for(|m| matches!(m, ToAgent::RunTasks(_)).then_some(()))
-        .await;
+    let (addr, _master, mut agent, mut sched) =
+        start_cluster(config, res(1.0, 512), framework_info("", "a", 3600.0)).await;
+    launch_one(&mut sched, &mut agent, "t1", 0.5, 64).await;
     let uuid = agent
         .update(&sched.id, "t1", pb::TaskState::Running, None)
         .await;
@@ -200,25 +189,9 @@ async fn unacknowledged_updates_are_resent_and_teardown_ends_the_framework() {
     sched
         .call(Call::Teardown(pb::scheduler_call::Teardown {}))
         .await;
-    let e = sched
-        .wait_for(|e| {
-            if let Event::Error(e) = e {
-                Some(e.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let e = sched.error().await;
     assert!(e.fatal && e.message.contains("tore itself down"), "{e:?}");
-    let shutdown = agent
-        .wait_for(|m| {
-            if let ToAgent::ShutdownFramework(s) = m {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let shutdown = agent.shutdown_framework().await;
     assert_eq!(shutdown.framework_id, sched.id);
     let state = wait_state(addr, |s| s.frameworks.is_empty()).await;
     assert_eq!(state.agents[0].available, Some(res(1.0, 512)));

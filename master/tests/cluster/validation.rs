@@ -22,11 +22,8 @@ async fn refused(sched: &mut Scheduler, task: &str, needle: &str) {
 async fn invalid_launches_are_refused_with_reasons() {
     let mut config = fast_config();
     config.command_task_roles = Some(BTreeSet::from(["ops".to_string()]));
-    let (addr, _master) = start_master(config).await;
-    let mut agent = SimAgent::register(addr, "", res(2.0, 1024), vec![]).await;
-    let mut sched = Scheduler::subscribe(addr, framework_info("", "web", 60.0))
-        .await
-        .unwrap();
+    let (_addr, _master, mut agent, mut sched) =
+        start_cluster(config, res(2.0, 1024), framework_info("", "web", 60.0)).await;
     let a = agent.id.clone();
 
     // Unknown offer id.
@@ -96,41 +93,17 @@ async fn invalid_launches_are_refused_with_reasons() {
 
     // Junk calls: an empty call, a second subscribe, bad ids. The stream stays usable.
     sched.send_raw(pb::SchedulerCall { call: None }).await;
-    let e = sched
-        .wait_for(|e| {
-            if let Event::Error(e) = e {
-                Some(e.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let e = sched.error().await;
     assert!(!e.fatal && e.message.contains("empty call"), "{e:?}");
     sched
         .call(Call::Subscribe(pb::scheduler_call::Subscribe {
             framework_info: None,
         }))
         .await;
-    let e = sched
-        .wait_for(|e| {
-            if let Event::Error(e) = e {
-                Some(e.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let e = sched.error().await;
     assert!(e.message.contains("already subscribed"), "{e:?}");
     sched.accept(vec!["../../etc".into()], vec![]).await;
-    let e = sched
-        .wait_for(|e| {
-            if let Event::Error(e) = e {
-                Some(e.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let e = sched.error().await;
     assert!(e.message.contains("accept.offer_ids"), "{e:?}");
     sched
         .call(Call::Kill(pb::scheduler_call::Kill {
@@ -138,30 +111,14 @@ async fn invalid_launches_are_refused_with_reasons() {
             agent_id: String::new(),
         }))
         .await;
-    let e = sched
-        .wait_for(|e| {
-            if let Event::Error(e) = e {
-                Some(e.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let e = sched.error().await;
     assert!(e.message.contains("kill.task_id"), "{e:?}");
 
     // A valid launch still works, and it is the first thing the agent is asked to run.
     sched
         .accept(vec![o7.id.clone()], vec![wasm_task("good", &a, 0.5, 64)])
         .await;
-    let run = agent
-        .wait_for(|m| {
-            if let ToAgent::RunTasks(r) = m {
-                Some(r.clone())
-            } else {
-                None
-            }
-        })
-        .await;
+    let run = agent.run_tasks().await;
     let ids: Vec<&str> = run.tasks.iter().map(|t| t.task_id.as_str()).collect();
     assert_eq!(ids, ["good"]);
 }
@@ -169,27 +126,15 @@ async fn invalid_launches_are_refused_with_reasons() {
 #[tokio::test]
 async fn bad_subscriptions_are_refused() {
     let (addr, _master) = start_master(fast_config()).await;
-    let err = Scheduler::subscribe(addr, framework_info("", "../root", 1.0))
-        .await
-        .err()
-        .unwrap();
+    let err = refused_subscription(addr, framework_info("", "../root", 1.0)).await;
     assert!(err.message().contains("role"), "{err}");
-    let err = Scheduler::subscribe(addr, framework_info("", "web", f64::NAN))
-        .await
-        .err()
-        .unwrap();
+    let err = refused_subscription(addr, framework_info("", "web", f64::NAN)).await;
     assert!(err.message().contains("failover_timeout_seconds"), "{err}");
-    let err = Scheduler::subscribe(addr, framework_info("fw-unknown", "web", 1.0))
-        .await
-        .err()
-        .unwrap();
+    let err = refused_subscription(addr, framework_info("fw-unknown", "web", 1.0)).await;
     assert!(err.message().contains("not registered"), "{err}");
     let ok = Scheduler::subscribe(addr, framework_info("", "web", 1.0))
         .await
         .unwrap();
-    let err = Scheduler::subscribe(addr, framework_info(&ok.id, "other", 1.0))
-        .await
-        .err()
-        .unwrap();
+    let err = refused_subscription(addr, framework_info(&ok.id, "other", 1.0)).await;
     assert!(err.message().contains("cannot change"), "{err}");
 }
