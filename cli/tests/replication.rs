@@ -118,7 +118,16 @@ async fn a_master_restarted_from_its_data_dir_keeps_its_registry() {
     let mut flags = data_dir_flags(dir.path());
     flags.extend(["--weight".to_string(), "analytics=3".to_string()]);
     let (mut master, addr) = start("127.0.0.1:0", &flags).await;
+    let mut op = operator(&addr).await;
+    // `--weight` is committed once the master leads.
     wait_serving(&addr).await;
+    common::wait_for_state(&mut op, "the --weight flag applied", |s| {
+        s.roles
+            .iter()
+            .any(|r| r.role == "analytics" && r.weight == 3.0)
+            .then_some(())
+    })
+    .await;
     let (framework_id, _calls) = subscribe(&addr, "kept").await;
     let component = std::fs::read(common::example("pi")).unwrap();
     let sha256 = upload(&addr, component.clone()).await;

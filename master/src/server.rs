@@ -63,6 +63,19 @@ struct Replication {
     agent_reregister_wait: Duration,
 }
 
+/// How often a leader confirms that a majority still follows it.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(250);
+/// How long a majority may take to confirm a leader before it stops serving.
+const QUORUM_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Whether a majority of masters confirms, within [`QUORUM_TIMEOUT`], that this one leads.
+async fn quorum_confirms(node: &RaftNode) -> bool {
+    matches!(
+        tokio::time::timeout(QUORUM_TIMEOUT, node.raft().ensure_linearizable()).await,
+        Ok(Ok(_))
+    )
+}
+
 /// The longest a handler waits for its registry change to commit.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -244,12 +257,24 @@ impl Master {
             };
             let serving = r.serving.load(Ordering::Acquire);
             if ready && !serving {
-                self.take_over(&r);
+                if quorum_confirms(&r.node).await {
+                    self.take_over(&r);
+                }
             } else if !leads && serving {
                 self.step_down(&r);
+            } else if serving && !quorum_confirms(&r.node).await {
+                // Cut off from a majority: openraft keeps the title until it hears of a
+                // newer term, but nothing here can commit any more.
+                warn!("a majority of masters does not answer; this master stops serving");
+                self.step_down(&r);
             }
-            if metrics.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(LEADERSHIP_CHECK) => {}
             }
         }
     }
