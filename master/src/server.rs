@@ -156,15 +156,15 @@ impl Master {
     }
 
     /// The status a master that does not serve answers with: not-leader with the leader's
-    /// address when another master leads, `UNAVAILABLE` while this one takes over.
+    /// address when another master leads, without one while none serves yet (an election, or
+    /// this master taking over).
     fn not_leader(&self) -> Status {
         let Some(r) = &self.raft else {
             return Status::unavailable("the master is not serving");
         };
         match r.node.leader() {
-            Some((id, _)) if id == r.node.id() => {
-                Status::unavailable("this master is taking over as the leader; retry shortly")
-            }
+            // Elected but still taking over: no master serves yet.
+            Some((id, _)) if id == r.node.id() => wasmos_api::leader::not_leader_status(None),
             Some((_, addr)) => wasmos_api::leader::not_leader_status(Some(&addr)),
             None => wasmos_api::leader::not_leader_status(None),
         }
