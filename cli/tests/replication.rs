@@ -441,3 +441,191 @@ async fn a_fourth_master_is_added_and_the_leader_removed_without_losing_the_regi
     assert_eq!(listed.lines().count(), 3, "{listed}");
     assert!(listed.contains(&format!("4\t{fourth}\tvoter")), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_with_a_corrupt_store_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut master, addr) = start("127.0.0.1:0", &data_dir_flags(dir.path())).await;
+    wait_serving(&addr).await;
+    master.start_kill().unwrap();
+    master.wait().await.unwrap();
+    let store = dir.path().join("raft.redb");
+    let len = std::fs::metadata(&store).unwrap().len() as usize;
+    std::fs::write(&store, vec![0x5a; len]).unwrap();
+    let out = tokio::time::timeout(
+        WAIT,
+        wasmos()
+            .args(["master", "--listen", "127.0.0.1:0"])
+            .args(data_dir_flags(dir.path()))
+            .output(),
+    )
+    .await
+    .expect("the master exits in time")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a corrupt store was accepted");
+    assert!(
+        stderr.contains("is corrupt") && stderr.contains("refuses to start"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "it served before refusing"
+    );
+}
+
+/// Polls the masters (but `skip`) until one serves a state that `check` accepts; leader
+/// changes in between are fine.
+async fn wait_state<T>(
+    addrs: &[String],
+    skip: Option<usize>,
+    what: &str,
+    mut check: impl FnMut(&pb::ClusterState) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        for (i, addr) in addrs.iter().enumerate() {
+            if Some(i) == skip {
+                continue;
+            }
+            let Ok(mut op) =
+                wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(
+                    format!("http://{addr}"),
+                )
+                .await
+            else {
+                continue;
+            };
+            if let Ok(s) = op.get_state(pb::GetStateRequest {}).await
+                && let Some(found) = check(s.get_ref())
+            {
+                return found;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `accuracy 0.9590 on ...` → `0.9590`, as printed.
+fn logreg_accuracy(result: &str) -> String {
+    result
+        .split("logreg: accuracy ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no accuracy in {result:?}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
+    let logreg = common::example("logreg");
+    let args = ["4", "5000", "120", "300"];
+    let baseline = wasmos()
+        .args(["dev", "--agents", "2", "--run", &logreg, "--"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(baseline.status.success(), "{baseline:?}");
+    let expected = logreg_accuracy(&String::from_utf8_lossy(&baseline.stdout));
+
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addrs(3);
+    let mut masters = start_group(dir.path(), &addrs).await;
+    find_leader(&addrs, &[]).await;
+    let all = addrs.join(",");
+    let _agents: Vec<Child> = (0..3)
+        .map(|i| {
+            let work = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            common::spawn_agent(&all, &work, &format!("host{i}"), "cpus:2;mem:2048")
+        })
+        .collect();
+    wait_state(&addrs, None, "3 agents", |s| {
+        (s.agents.iter().filter(|a| a.reachable).count() == 3).then_some(())
+    })
+    .await;
+    let submit = |component: String, args: Vec<String>| {
+        tokio::spawn(
+            wasmos()
+                .args(["submit", &component, "--master", &all, "--"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+    };
+    let logreg_run = submit(logreg.clone(), args.iter().map(|a| a.to_string()).collect());
+    let pi_run = submit(common::example("pi"), vec!["40".into(), "3000000".into()]);
+    wait_state(&addrs, None, "both frameworks running tasks", |s| {
+        let running: std::collections::HashSet<&str> = s
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|st| st.state == pb::TaskState::Running as i32)
+            })
+            .map(|t| t.framework_id.as_str())
+            .collect();
+        (running.len() == 2).then_some(())
+    })
+    .await;
+    let leader = find_leader(&addrs, &[]).await;
+    let before = wait_state(&addrs, None, "the state before the kill", |s| {
+        Some(s.clone())
+    })
+    .await;
+    masters[leader].0.start_kill().unwrap();
+    masters[leader].0.wait().await.unwrap();
+
+    // No framework or agent registration is lost: the new leader knows every framework
+    // still running and every agent, which all come back.
+    let running: Vec<String> = before
+        .frameworks
+        .iter()
+        .map(|f| f.info.as_ref().unwrap().id.clone())
+        .collect();
+    let after = wait_state(&addrs, Some(leader), "the 3 agents back", |s| {
+        (s.agents.iter().filter(|a| a.reachable).count() == 3).then(|| s.clone())
+    })
+    .await;
+    assert_eq!(after.agents.len(), 3, "{:#?}", after.agents);
+    for id in &running {
+        let known = after
+            .frameworks
+            .iter()
+            .any(|g| &g.info.as_ref().unwrap().id == id);
+        // One that finished meanwhile is gone from the list but has its outcome.
+        assert!(
+            known || after.frameworks.len() < running.len(),
+            "framework {id} lost"
+        );
+    }
+
+    for (name, run) in [("logreg", logreg_run), ("pi", pi_run)] {
+        let out = tokio::time::timeout(WAIT, run)
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not finish in time"))
+            .unwrap()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{name} failed across the failover: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if name == "logreg" {
+            assert_eq!(logreg_accuracy(&stdout), expected, "{stdout}");
+        } else {
+            assert!(
+                stdout.contains("(120000000 samples in 40 tasks"),
+                "{stdout}"
+            );
+        }
+    }
+}

@@ -65,8 +65,11 @@ struct Replication {
 
 /// How often a leader confirms that a majority still follows it.
 const LEADERSHIP_CHECK: Duration = Duration::from_millis(250);
-/// How long a majority may take to confirm a leader before it stops serving.
+/// How long one confirmation by a majority may take.
 const QUORUM_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a leader goes unconfirmed by a majority before it stops serving (a single slow
+/// round on a busy machine is not a partition).
+const QUORUM_LOST_AFTER: Duration = Duration::from_millis(1500);
 
 /// Whether a majority of masters confirms, within [`QUORUM_TIMEOUT`], that this one leads.
 async fn quorum_confirms(node: &RaftNode) -> bool {
@@ -243,6 +246,8 @@ impl Master {
         let Some(r) = self.raft.clone() else { return };
         let id = r.node.id();
         let mut metrics = r.node.metrics();
+        // Since when a majority has not confirmed this master's leadership (while it serves).
+        let mut unconfirmed_since: Option<Instant> = None;
         loop {
             let (leads, ready) = {
                 let m = metrics.borrow_and_update();
@@ -262,11 +267,18 @@ impl Master {
                 }
             } else if !leads && serving {
                 self.step_down(&r);
-            } else if serving && !quorum_confirms(&r.node).await {
-                // Cut off from a majority: openraft keeps the title until it hears of a
-                // newer term, but nothing here can commit any more.
-                warn!("a majority of masters does not answer; this master stops serving");
-                self.step_down(&r);
+            } else if serving {
+                if quorum_confirms(&r.node).await {
+                    unconfirmed_since = None;
+                } else if unconfirmed_since.get_or_insert_with(Instant::now).elapsed()
+                    >= QUORUM_LOST_AFTER
+                {
+                    // Cut off from a majority: openraft keeps the title until it hears of a
+                    // newer term, but nothing here can commit any more.
+                    warn!("a majority of masters does not answer; this master stops serving");
+                    unconfirmed_since = None;
+                    self.step_down(&r);
+                }
             }
             tokio::select! {
                 changed = metrics.changed() => {
