@@ -248,8 +248,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
     };
     println!("wasmos master listening on {bound}");
-    master
+    let served = master
+        .clone()
         .serve(listener, crate::shutdown_signal())
         .await
-        .with_context(|| format!("the master on {bound} failed"))
+        .with_context(|| format!("the master on {bound} failed"));
+    master.shutdown_replication().await;
+    served
 }

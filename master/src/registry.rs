@@ -3,8 +3,8 @@
 //! Plain data (frameworks, admitted agents, role weights and quotas) and one
 //! [`Registry::apply`] that takes a [`Command`]. Nothing here does I/O or reads a clock: times
 //! come inside commands, so replaying the same commands on any replica gives the same registry.
-//! The Raft issue replicates exactly these commands (they are serde-serializable) and stores the
-//! registry as its state machine.
+//! Raft ([`crate::raft`]) replicates exactly these commands and keeps the registry as its state
+//! machine.
 //!
 //! Tasks, offers and resource usage are *not* here: they are soft state rebuilt from agents
 //! (see [`crate::tasks`] and [`crate::offers`]).

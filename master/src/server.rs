@@ -145,6 +145,16 @@ impl Master {
         master
     }
 
+    /// Stops the Raft member of a replicated master (after [`Master::serve`] returned), so
+    /// that it leaves its store closed and consistent.
+    pub async fn shutdown_replication(&self) {
+        if let Some(r) = &self.raft
+            && let Err(e) = r.node.raft().shutdown().await
+        {
+            warn!(error = %e, "Raft did not stop cleanly");
+        }
+    }
+
     /// The Raft member of a replicated master.
     pub fn raft_node(&self) -> Option<&RaftNode> {
         self.raft.as_ref().map(|r| &r.node)
@@ -915,6 +925,8 @@ impl OperatorService for Master {
         let raw = request.into_inner().framework_id;
         let fw: wasmos_api::FrameworkId = convert::id("framework_id", &raw)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // An outcome is reported only once it is committed: a new leader knows it too.
+        self.committed().await?;
         let core = self.core();
         let registered = core.registry().frameworks.contains_key(&fw);
         let (ended, succeeded, result) = match core.framework_outcome(&fw) {

@@ -1,8 +1,8 @@
 //! `MasterCore`: the master's logic, driven by calls from the gRPC services and by the timer.
 //!
-//! It owns the registry (through one `commit` funnel, so Raft can take over later), the
-//! allocator, the offer and task books, and one outbound queue per connected scheduler and
-//! agent. Every entry point is synchronous and takes the current time, so the whole lifecycle
+//! It owns the registry (changed only through one `commit` funnel, which also queues each
+//! change for Raft when the master is replicated), the allocator, the offer and task books, and
+//! one outbound queue per connected scheduler and agent. Every entry point is synchronous and takes the current time, so the whole lifecycle
 //! (registration, offers, launches, status updates with acknowledgements, timeouts, failover,
 //! reconciliation) runs under one lock without awaiting, and nothing a client sends can leave
 //! the books half-updated: input is parsed and validated first, then applied.
