@@ -288,6 +288,15 @@ fn endpoint(master: &str) -> String {
     }
 }
 
+/// Connects to the operator API of the leader among `master` (`ADDR[,ADDR...]`); returns the
+/// client and the leader's address.
+pub async fn connect_leader(
+    master: &str,
+) -> Result<(OperatorServiceClient<Channel>, String), Failure> {
+    let leader = find_leader(&master_list(master)).await?;
+    Ok((connect(&leader).await?, leader))
+}
+
 /// Connects to the operator API of the master at `master`.
 pub async fn connect(master: &str) -> Result<OperatorServiceClient<Channel>, Failure> {
     let endpoint = Channel::from_shared(endpoint(master))

@@ -410,12 +410,48 @@ async fn a_fourth_master_is_added_and_the_leader_removed_without_losing_the_regi
     let fourth = addrs.pop().unwrap();
     let mut masters = start_group(dir.path(), &addrs).await;
     let leader = find_leader(&addrs, &[]).await;
-    let (framework_id, _calls) = subscribe(&addrs[leader], "member-change").await;
+    let (framework_id, calls) = subscribe(&addrs[leader], "member-change").await;
+    // It takes no offers: they go to the framework that runs.
+    calls
+        .send(pb::SchedulerCall {
+            call: Some(Call::Suppress(pb::scheduler_call::Suppress {})),
+        })
+        .await
+        .unwrap();
     let peers: Vec<String> = addrs
         .iter()
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect();
+    // Work runs through the change: agents and the submitter know all four addresses.
+    let every = format!("{},{fourth}", addrs.join(","));
+    let _agents: Vec<Child> = (0..2)
+        .map(|i| {
+            let work = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            common::spawn_agent(&every, &work, &format!("host{i}"), "cpus:2;mem:2048")
+        })
+        .collect();
+    let pi = tokio::spawn(
+        wasmos()
+            .args(["submit", &common::example("pi"), "--master", &every])
+            .args(["--", "40", "3000000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output(),
+    );
+    let mut op = operator(&addrs[leader]).await;
+    common::wait_for_state(&mut op, "pi under way", |s| {
+        s.tasks
+            .iter()
+            .any(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|st| st.state == pb::TaskState::Running as i32)
+            })
+            .then_some(())
+    })
+    .await;
     // Not named in its peers: it starts empty and waits to be added.
     let new = start_member(dir.path(), 4, &fourth, &peers.join(",")).await;
     let list = members(&addrs.join(","), &["add", "4", &fourth]).await;
@@ -440,6 +476,30 @@ async fn a_fourth_master_is_added_and_the_leader_removed_without_losing_the_regi
     let listed = members(&all[next], &["list"]).await;
     assert_eq!(listed.lines().count(), 3, "{listed}");
     assert!(listed.contains(&format!("4\t{fourth}\tvoter")), "{listed}");
+
+    // The operator commands find the leader among the masters given.
+    let frameworks = wasmos()
+        .args(["frameworks", "--json", "--master", &every])
+        .output()
+        .await
+        .unwrap();
+    assert!(frameworks.status.success(), "{frameworks:?}");
+    assert!(
+        String::from_utf8_lossy(&frameworks.stdout).contains(&framework_id),
+        "{frameworks:?}"
+    );
+
+    let out = tokio::time::timeout(WAIT, pi)
+        .await
+        .expect("pi finishes in time")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("(120000000 samples in 40 tasks"),
+        "pi across the membership change: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
