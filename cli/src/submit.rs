@@ -221,7 +221,12 @@ const LEADER_RETRY: Duration = Duration::from_millis(100);
 /// at all is taken as it is, so that its own errors are reported as they are; when none of
 /// them can be reached at the first try, that is the answer at once.
 pub async fn find_leader(masters: &[String]) -> Result<String, Failure> {
-    let deadline = Instant::now() + LOST_MASTER;
+    find_leader_within(masters, LOST_MASTER).await
+}
+
+/// [`find_leader`], waiting at most `wait` for a leader.
+pub async fn find_leader_within(masters: &[String], wait: Duration) -> Result<String, Failure> {
+    let deadline = Instant::now() + wait;
     let mut last = String::new();
     let mut first_round = true;
     loop {
@@ -264,7 +269,7 @@ pub async fn find_leader(masters: &[String]) -> Result<String, Failure> {
         first_round = false;
         if Instant::now() >= deadline {
             return Err(Failure::Refused(format!(
-                "no leading master among {} in {LOST_MASTER:?}: {last}",
+                "no leading master among {} in {wait:?}: {last}",
                 masters.join(",")
             )));
         }
@@ -288,12 +293,15 @@ fn endpoint(master: &str) -> String {
     }
 }
 
-/// Connects to the operator API of the leader among `master` (`ADDR[,ADDR...]`); returns the
-/// client and the leader's address.
+/// How long an operator command waits for a group of masters to have a leader.
+const OPERATOR_LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// Connects to the operator API of the leader among `master` (`ADDR[,ADDR...]`), waiting up to
+/// 5 s for one; returns the client and the leader's address.
 pub async fn connect_leader(
     master: &str,
 ) -> Result<(OperatorServiceClient<Channel>, String), Failure> {
-    let leader = find_leader(&master_list(master)).await?;
+    let leader = find_leader_within(&master_list(master), OPERATOR_LEADER_WAIT).await?;
     Ok((connect(&leader).await?, leader))
 }
 

@@ -258,6 +258,8 @@ impl Master {
         let mut metrics = r.node.metrics();
         // Since when a majority has not confirmed this master's leadership (while it serves).
         let mut unconfirmed_since: Option<Instant> = None;
+        // Set when it stopped serving for that reason, until it is no longer leader.
+        let mut quorum_lost = false;
         loop {
             let (leads, ready) = {
                 let m = metrics.borrow_and_update();
@@ -271,8 +273,15 @@ impl Master {
                 (leads, ready)
             };
             let serving = r.serving.load(Ordering::Acquire);
+            if !leads {
+                quorum_lost = false;
+            }
             if ready && !serving {
-                if quorum_confirms(&r.node).await {
+                // A majority has this term's first entry: no need to ask it again, unless
+                // this master stopped serving for want of a majority while openraft kept it
+                // leader.
+                if !quorum_lost || quorum_confirms(&r.node).await {
+                    quorum_lost = false;
                     self.take_over(&r);
                 }
             } else if !leads && serving {
@@ -287,6 +296,7 @@ impl Master {
                     // newer term, but nothing here can commit any more.
                     warn!("a majority of masters does not answer; this master stops serving");
                     unconfirmed_since = None;
+                    quorum_lost = true;
                     self.step_down(&r);
                 }
             }
