@@ -10,8 +10,8 @@
 //!   first kill with `--writers` concurrent `SetWeights` callers (each call is acknowledged
 //!   only once a majority of masters has it on disk).
 //!
-//! After each kill the killed master is started again from its data dir (it rejoins as a
-//! follower) so that every round starts from three masters. The `wasmos` binary is found as
+//! After each kill the killed master is started again from its data dir, and the next round
+//! starts once it follows the leader, so that every kill hits a steady group of three. The `wasmos` binary is found as
 //! for `e2e`.
 
 use std::path::PathBuf;
@@ -311,6 +311,28 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
         }
         first_launch.push(killed.elapsed());
         group.start_master(old).await?;
+        // The next round starts from a steady group: the restarted master follows the leader.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let leader = group.leader(Some(old)).await?;
+            let follows = match connect(&group.addrs[old]).await {
+                Ok(mut op) => match op.get_state(pb::GetStateRequest {}).await {
+                    Err(s) => {
+                        wasmos_api::leader::leader_hint(&s).as_deref()
+                            == Some(group.addrs[leader].as_str())
+                    }
+                    Ok(_) => false,
+                },
+                Err(_) => false,
+            };
+            if follows {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("master {} did not rejoin in time", old + 1);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     for a in &mut agents {
         let _ = a.start_kill();
