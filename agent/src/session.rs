@@ -1,7 +1,8 @@
 //! The agent's session with the master over `AgentService.Session`: register (reporting every
 //! task it runs), heartbeat, send status updates from the durable queue and take
 //! acknowledgements back, and carry out the master's commands (run, kill, framework
-//! teardown). Reconnects with backoff, trying each given master address in turn.
+//! teardown). When a session ends it tries the given master addresses in turn, at once (after
+//! a failover one of them leads), and backs off only after a whole round of them failed.
 //!
 //! A master that is not the leader refuses the session with a leader hint
 //! ([`wasmos_api::leader`]); the agent then connects to the hinted address at once, even one it
@@ -34,6 +35,9 @@ use wasmos_wasm_executor::ComponentDigest;
 /// How many leader hints the agent follows in a row, without backing off, before it falls back
 /// to rotating through its configured masters with backoff.
 pub const MAX_LEADER_HINT_HOPS: u32 = 3;
+
+/// The pause before asking the masters again while they elect a leader.
+const ELECTION_RETRY: Duration = Duration::from_millis(100);
 
 /// How the agent finds and talks to the master.
 #[derive(Clone, Debug)]
@@ -131,7 +135,13 @@ pub async fn run_until(
     // The leader hint to follow next, and how many hints were followed in a row.
     let mut hinted: Option<String> = None;
     let mut hops = 0u32;
+    // Masters that failed in a row since the last pause: the others are tried at once (one
+    // of them may have taken over), and only a full round of failures backs off.
+    let mut failed_in_row = 0usize;
+    // Whether a master in this round said an election is under way.
+    let mut electing = false;
     while !stop.is_cancelled() {
+        let followed_hint = hinted.is_some();
         let master = match hinted.take() {
             Some(h) => h,
             None => {
@@ -148,8 +158,11 @@ pub async fn run_until(
         };
         transport.set(None);
         if registered {
-            // A session that registered ends a run of hints, however it ended.
+            // A session that registered ends a run of hints and of failures, however it
+            // ended: the next master is tried at once, with a fresh backoff.
             hops = 0;
+            failed_in_row = 0;
+            backoff = config.session.reconnect_initial;
         }
         match result {
             Ok(true) => backoff = config.session.reconnect_initial,
@@ -168,18 +181,42 @@ pub async fn run_until(
                         "too many leader hints in a row; backing off before trying again");
                 }
             }
+            Err(SessionError::Electing(message)) => {
+                let _e = span.enter();
+                tracing::info!(%message, "no leader yet");
+                electing = true;
+            }
             Err(e) => {
                 let _e = span.enter();
                 tracing::warn!(error = %e, "master session ended");
+                // A leader that others still name but that does not answer has most likely
+                // just died: they are about to elect another.
+                electing |= followed_hint && !registered;
             }
         }
+        if registered {
+            continue;
+        }
+        failed_in_row += 1;
+        if failed_in_row < config.session.masters.len() {
+            continue;
+        }
+        failed_in_row = 0;
         // A pause ends a run of hints: the next one may be followed again.
         hops = 0;
+        // During an election the masters are up: ask again soon, without backing off.
+        let pause = if std::mem::take(&mut electing) {
+            ELECTION_RETRY.min(backoff)
+        } else {
+            backoff
+        };
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(pause) => {}
             () = stop.cancelled() => break,
         }
-        backoff = (backoff * 2).min(config.session.reconnect_max);
+        if pause == backoff {
+            backoff = (backoff * 2).min(config.session.reconnect_max);
+        }
     }
     agent.stop();
     Ok(())
@@ -238,6 +275,10 @@ enum SessionError {
     /// The master is not the leader and named the one that is.
     #[error("not the leader (the leader is {leader}): {message}")]
     NotLeader { leader: String, message: String },
+    /// The master is not the leader and knows none, or is taking over: an election is under
+    /// way.
+    #[error("no leader yet: {0}")]
+    Electing(String),
     #[error(transparent)]
     Agent(#[from] AgentError),
 }
@@ -251,6 +292,9 @@ impl From<tonic::Status> for SessionError {
                 leader,
                 message: status.message().to_string(),
             },
+            None if wasmos_api::leader::is_not_leader(&status) => {
+                SessionError::Electing(status.message().to_string())
+            }
             None => SessionError::Stream(status.to_string()),
         }
     }
@@ -501,6 +545,8 @@ mod tests {
             matches!(e, SessionError::NotLeader { ref leader, .. } if leader == "10.0.0.2:5050")
         );
         let e = SessionError::from(wasmos_api::leader::not_leader_status(None));
+        assert!(matches!(e, SessionError::Electing(_)));
+        let e = SessionError::from(tonic::Status::failed_precondition("bad resources"));
         assert!(matches!(e, SessionError::Stream(_)));
         let e = SessionError::from(tonic::Status::unavailable("down"));
         assert!(matches!(e, SessionError::Stream(_)));

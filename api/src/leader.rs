@@ -18,6 +18,10 @@ use tonic::{Code, Status};
 /// The gRPC metadata key that carries the leader's address.
 pub const LEADER_METADATA_KEY: &str = "wasmos-leader";
 
+/// The gRPC metadata key present (value `1`) on every not-leader answer, hint or not, so that
+/// callers can tell "no leader right now" (an election: retry soon) from other refusals.
+pub const NOT_LEADER_METADATA_KEY: &str = "wasmos-not-leader";
+
 /// The longest address accepted in a hint (a DNS name is at most 253 bytes, plus scheme and
 /// port).
 const MAX_ADDRESS_LEN: usize = 300;
@@ -32,6 +36,9 @@ pub fn not_leader_status(leader: Option<&str>) -> Status {
         None => "this master is not the leader, and the leader is unknown".to_string(),
     };
     let mut status = Status::failed_precondition(message);
+    status
+        .metadata_mut()
+        .insert(NOT_LEADER_METADATA_KEY, MetadataValue::from_static("1"));
     if let Some(value) = leader.and_then(|l| MetadataValue::try_from(l).ok()) {
         status.metadata_mut().insert(LEADER_METADATA_KEY, value);
     }
@@ -48,6 +55,13 @@ pub fn leader_hint(status: &Status) -> Option<String> {
     }
     let value = status.metadata().get(LEADER_METADATA_KEY)?.to_str().ok()?;
     is_valid_address(value).then(|| value.to_string())
+}
+
+/// Whether `status` is a not-leader answer (with or without a hint): `FAILED_PRECONDITION`
+/// carrying [`NOT_LEADER_METADATA_KEY`].
+pub fn is_not_leader(status: &Status) -> bool {
+    status.code() == Code::FailedPrecondition
+        && status.metadata().get(NOT_LEADER_METADATA_KEY).is_some()
 }
 
 /// Whether `address` is `host:port` or `http(s)://host:port`, where host is a DNS name, an

@@ -86,7 +86,7 @@ pub struct Args {
     keep_dir: bool,
 }
 
-fn default_components() -> PathBuf {
+pub(crate) fn default_components() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples-wasm/target/wasm32-wasip2/release")
 }
 
@@ -247,7 +247,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
-async fn connect(addr: &str) -> anyhow::Result<OperatorServiceClient<Channel>> {
+pub(crate) async fn connect(addr: &str) -> anyhow::Result<OperatorServiceClient<Channel>> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
@@ -281,7 +281,10 @@ async fn wait_for_agents(
 }
 
 /// Uploads a component; returns its digest.
-async fn upload(op: &mut OperatorServiceClient<Channel>, path: &Path) -> anyhow::Result<String> {
+pub(crate) async fn upload(
+    op: &mut OperatorServiceClient<Channel>,
+    path: &Path,
+) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read {} (build it with scripts/build-examples.sh)",

@@ -5,6 +5,7 @@
 
 mod allocator;
 mod e2e;
+mod failover;
 mod instantiate;
 mod launch;
 mod stats;
@@ -29,6 +30,9 @@ enum Scenario {
     /// A real cluster of processes (master + agents on loopback): tasks/s and latency of a
     /// hosted framework's tasks, and logreg's first and later iteration times.
     E2e(e2e::Args),
+    /// Three masters and agents as processes; the leader is killed repeatedly: time until a
+    /// new leader commits and until a task launches again, and registry commits/s.
+    Failover(failover::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Allocator(args) => allocator::run(args)?,
         Scenario::Launch(args) => launch::run(args)?,
         Scenario::E2e(args) => e2e::run(args)?,
+        Scenario::Failover(args) => failover::run(args)?,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -3,6 +3,7 @@
 mod agent;
 mod dev;
 mod master;
+mod members;
 mod ops;
 mod submit;
 mod task_run;
@@ -39,10 +40,24 @@ enum Command {
     Kill(ops::KillArgs),
     /// Tear a framework down: its tasks are killed, its scheduler stopped, and it is removed.
     Teardown(ops::TeardownArgs),
+    /// Operate a replicated group of masters.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// Work with single tasks, without a cluster.
     Task {
         #[command(subcommand)]
         command: TaskCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// List, add or remove the masters of the group.
+    Members {
+        #[command(subcommand)]
+        command: members::MembersCommand,
     },
 }
 
@@ -82,6 +97,9 @@ fn main() -> ExitCode {
             Command::Tasks(args) => ops::tasks(args).await,
             Command::Kill(args) => ops::kill(args).await,
             Command::Teardown(args) => ops::teardown(args).await,
+            Command::Operator {
+                command: OperatorCommand::Members { command },
+            } => members::run(command).await,
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,

@@ -8,12 +8,20 @@
 //! `--weight ROLE=WEIGHT` (repeatable) sets role weights for the allocator before the master
 //! serves, as `OperatorService.SetWeights` does later: a role's fair share of the cluster is
 //! proportional to its weight (default 1).
+//!
+//! Replication: with `--data-dir DIR` the registry is a Raft state machine stored in DIR and
+//! survives restarts; `--id N --peers ID=ADDR,...` (this master included, ADDR being each
+//! master's `--listen` address) forms a group of masters, of which only the leader serves and
+//! the others point callers at it. Without `--data-dir` the registry lives in memory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use wasmos_master::raft::{RaftConfig, RaftNode};
 use wasmos_master::{Master, MasterConfig};
 
 use crate::duration_secs;
@@ -48,6 +56,41 @@ pub struct Args {
     /// A role's weight in the allocator's fair sharing (default 1); repeat for more roles.
     #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = parse_weight)]
     weights: Vec<(String, f64)>,
+    /// This master's id in its Raft group (with --peers; default 1).
+    #[arg(long, value_name = "N")]
+    id: Option<u64>,
+    /// The masters of a new group, this one included: ID=ADDR,... where ADDR is each
+    /// master's --listen address. Needs --data-dir. A master not listed starts empty and waits
+    /// to be added (`wasmos operator members add`).
+    #[arg(long, value_name = "ID=ADDR,...", value_delimiter = ',', value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// Where the replicated registry (Raft log, vote, snapshots) is stored; the master keeps
+    /// its registry across restarts, and refuses to start if the store is corrupt.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// How long a new leader waits for agents to re-register before treating those still
+    /// missing as unreachable, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = duration_secs, default_value = "2")]
+    agent_reregister_wait: Duration,
+}
+
+/// Parses `ID=ADDR` (`2=10.0.0.2:5050`): an id above zero and a `host:port` address.
+pub fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ID=ADDR (for example 2=10.0.0.2:5050)"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("the id in {s:?} is not a number; write ID=ADDR"))?;
+    if id == 0 {
+        return Err(format!("master ids start at 1 ({s:?})"));
+    }
+    let addr = addr.trim();
+    if !wasmos_api::leader::is_valid_address(addr) {
+        return Err(format!("{addr:?} in {s:?} is not a host:port address"));
+    }
+    Ok((id, addr.to_string()))
 }
 
 /// Parses `ROLE=WEIGHT` (`analytics=3`, `web=0.5`): a non-empty role and a finite weight above
@@ -156,11 +199,60 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let bound = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let master = Master::new(config);
-    apply_weights(&master, &args.weights)?;
+    let master = match &args.data_dir {
+        None => {
+            anyhow::ensure!(
+                args.peers.is_empty() && args.id.is_none(),
+                "--id and --peers need --data-dir (a replicated master keeps its registry on disk)"
+            );
+            let master = Master::new(config);
+            apply_weights(&master, &args.weights)?;
+            master
+        }
+        Some(dir) => {
+            let id = args.id.unwrap_or(1);
+            anyhow::ensure!(id > 0, "--id must be at least 1");
+            let mut peers: BTreeMap<u64, String> = BTreeMap::new();
+            for (pid, addr) in &args.peers {
+                anyhow::ensure!(
+                    peers.insert(*pid, addr.clone()).is_none(),
+                    "--peers names master {pid} twice"
+                );
+            }
+            if peers.is_empty() {
+                // A group of one.
+                peers.insert(id, bound.to_string());
+            }
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+            let node = RaftNode::open(id, peers, dir.clone(), RaftConfig::default())
+                .await
+                .with_context(|| {
+                    format!("cannot start master {id} on the data dir {}", dir.display())
+                })?;
+            let master = Master::replicated(config, node, args.agent_reregister_wait);
+            if !args.weights.is_empty() {
+                let m = master.clone();
+                let weights = args.weights.clone();
+                tokio::spawn(async move {
+                    // Applied once this master leads (weights are part of the registry).
+                    while !m.is_serving() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    if let Err(e) = apply_weights(&m, &weights) {
+                        eprintln!("wasmos master: {e:#}");
+                    }
+                });
+            }
+            master
+        }
+    };
     println!("wasmos master listening on {bound}");
-    master
+    let served = master
+        .clone()
         .serve(listener, crate::shutdown_signal())
         .await
-        .with_context(|| format!("the master on {bound} failed"))
+        .with_context(|| format!("the master on {bound} failed"));
+    master.shutdown_replication().await;
+    served
 }

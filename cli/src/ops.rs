@@ -27,8 +27,9 @@ const MAX_MESSAGE_CHARS: usize = 60;
 /// Which master to ask.
 #[derive(clap::Args)]
 pub struct MasterArg {
-    /// The master (`host:port` or `http://host:port`).
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_MASTER)]
+    /// The master (`host:port` or `http://host:port`), or several masters of one group,
+    /// comma-separated: the leader among them is asked.
+    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
     master: String,
 }
 
@@ -178,8 +179,8 @@ async fn state(
 }
 
 async fn fetch_state(master: &str) -> Result<pb::ClusterState, OpError> {
-    let mut op = crate::submit::connect(master).await?;
-    state(&mut op, master).await
+    let (mut op, leader) = crate::submit::connect_leader(master).await?;
+    state(&mut op, &leader).await
 }
 
 /// Cores as a short decimal: 1500 millicpus → `1.5`.
@@ -546,8 +547,8 @@ pub async fn kill(args: KillArgs) -> ExitCode {
 }
 
 async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
-    let master = &args.master.master;
-    let mut op = crate::submit::connect(master).await?;
+    let (mut op, leader) = crate::submit::connect_leader(&args.master.master).await?;
+    let master = &leader;
     let sent = op
         .kill_task(pb::KillTaskRequest {
             task_id: args.task_id.clone(),
@@ -609,8 +610,8 @@ pub async fn teardown(args: TeardownArgs) -> ExitCode {
 }
 
 async fn teardown_inner(args: TeardownArgs) -> Result<(), OpError> {
-    let master = &args.master.master;
-    let mut op = crate::submit::connect(master).await?;
+    let (mut op, leader) = crate::submit::connect_leader(&args.master.master).await?;
+    let master = &leader;
     let done = op
         .teardown_framework(pb::TeardownFrameworkRequest {
             framework_id: args.framework_id.clone(),

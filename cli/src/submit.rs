@@ -46,8 +46,9 @@ pub struct Args {
     /// The role the framework's resources are allocated to.
     #[arg(long, default_value = "default")]
     role: String,
-    /// The master (`host:port` or `http://host:port`).
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_MASTER)]
+    /// The master (`host:port` or `http://host:port`), or several masters of one group,
+    /// comma-separated: the leader is found among them, and followed when it changes.
+    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
     master: String,
     #[command(flatten)]
     limits: LimitArgs,
@@ -102,6 +103,13 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The reason, without the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Refused(m) | Failure::Failed(m) => m,
+        }
+    }
+
     /// Prints the reason on stderr, prefixed with `who`, and returns the exit status.
     pub fn report(&self, who: &str) -> ExitCode {
         match self {
@@ -156,6 +164,8 @@ pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<
         Some(n) => n.clone(),
         None => default_name(path),
     };
+    let masters = master_list(master);
+    let master = &find_leader(&masters).await?;
     let mut op = connect(master).await?;
     let digest = upload(&mut op, master, path, bytes).await?;
     let info = pb::FrameworkInfo {
@@ -183,7 +193,88 @@ pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<
         .into_inner()
         .framework_id;
     eprintln!("wasmos: submitted {name} as framework {framework_id} to {master}");
-    follow(&mut op, master, &framework_id).await
+    follow(&mut op, master, &masters, &framework_id).await
+}
+
+/// The addresses in a `--master` value (`ADDR[,ADDR...]`).
+pub fn master_list(master: &str) -> Vec<String> {
+    let list: Vec<String> = master
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(String::from)
+        .collect();
+    if list.is_empty() {
+        vec![master.to_string()]
+    } else {
+        list
+    }
+}
+
+/// Most leader hints followed in a row before trying the next master given.
+const MAX_HINTS: usize = 3;
+/// Pause between rounds over the given masters when none leads.
+const LEADER_RETRY: Duration = Duration::from_millis(100);
+
+/// Finds the master that leads among `masters` (following the not-leader hints they answer
+/// with), waiting up to [`LOST_MASTER`] for one to take over. A single master that answers
+/// at all is taken as it is, so that its own errors are reported as they are; when none of
+/// them can be reached at the first try, that is the answer at once.
+pub async fn find_leader(masters: &[String]) -> Result<String, Failure> {
+    find_leader_within(masters, LOST_MASTER).await
+}
+
+/// [`find_leader`], waiting at most `wait` for a leader.
+pub async fn find_leader_within(masters: &[String], wait: Duration) -> Result<String, Failure> {
+    let deadline = Instant::now() + wait;
+    let mut last = String::new();
+    let mut first_round = true;
+    loop {
+        let mut answered = false;
+        for start in masters {
+            let mut candidate = start.clone();
+            for _ in 0..=MAX_HINTS {
+                let mut op = match connect(&candidate).await {
+                    Ok(op) => op,
+                    Err(f) => {
+                        last = f.message().to_string();
+                        break;
+                    }
+                };
+                answered = true;
+                match op
+                    .get_framework_result(pb::GetFrameworkResultRequest {
+                        framework_id: "leader-probe".into(),
+                    })
+                    .await
+                {
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                        last = status_text(&s);
+                        match wasmos_api::leader::leader_hint(&s) {
+                            Some(leader) => candidate = leader,
+                            None => break,
+                        }
+                    }
+                    Err(s) if s.code() == tonic::Code::Unavailable => {
+                        last = status_text(&s);
+                        break;
+                    }
+                    _ => return Ok(candidate),
+                }
+            }
+        }
+        if first_round && !answered {
+            return Err(Failure::Refused(last));
+        }
+        first_round = false;
+        if Instant::now() >= deadline {
+            return Err(Failure::Refused(format!(
+                "no leading master among {} in {wait:?}: {last}",
+                masters.join(",")
+            )));
+        }
+        tokio::time::sleep(LEADER_RETRY).await;
+    }
 }
 
 /// `pi.wasm` → `pi`.
@@ -200,6 +291,18 @@ fn endpoint(master: &str) -> String {
     } else {
         format!("http://{master}")
     }
+}
+
+/// How long an operator command waits for a group of masters to have a leader.
+const OPERATOR_LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// Connects to the operator API of the leader among `master` (`ADDR[,ADDR...]`), waiting up to
+/// 5 s for one; returns the client and the leader's address.
+pub async fn connect_leader(
+    master: &str,
+) -> Result<(OperatorServiceClient<Channel>, String), Failure> {
+    let leader = find_leader_within(&master_list(master), OPERATOR_LEADER_WAIT).await?;
+    Ok((connect(&leader).await?, leader))
 }
 
 /// Connects to the operator API of the master at `master`.
@@ -340,8 +443,12 @@ fn terminal(s: pb::TaskState) -> bool {
 async fn follow(
     op: &mut OperatorServiceClient<Channel>,
     master: &str,
+    masters: &[String],
     framework_id: &str,
 ) -> Result<String, Failure> {
+    let mut master = master.to_string();
+    let mut op = op.clone();
+    let op = &mut op;
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();
     let mut progress = Progress::default();
@@ -372,6 +479,35 @@ async fn follow(
                     "the master at {master} does not know framework {framework_id} any more \
                      (did the master restart?)"
                 )));
+            }
+            Err(s)
+                if s.code() == tonic::Code::FailedPrecondition
+                    || s.code() == tonic::Code::Unavailable =>
+            {
+                // The leader changed (or is changing): find the new one.
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                let mut candidates = Vec::new();
+                candidates.extend(wasmos_api::leader::leader_hint(&s));
+                candidates.extend(masters.iter().cloned());
+                if let Ok(leader) = find_leader(&candidates).await
+                    && let Ok(client) = connect(&leader).await
+                {
+                    if leader != master {
+                        eprintln!("wasmos: following framework {framework_id} on {leader}");
+                    }
+                    *op = client;
+                    master = leader;
+                    continue;
+                }
+                if since.elapsed() > LOST_MASTER {
+                    clear(tty);
+                    return Err(Failure::Refused(format!(
+                        "lost the master at {master} while following framework {framework_id}:                          {}; the framework may still be running there",
+                        status_text(&s)
+                    )));
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
             }
             Err(s) => {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);

@@ -2,8 +2,9 @@
 //! size, that agents fetch by digest.
 //!
 //! Plain data: [`BlobStore::insert`] takes bytes whose digest the caller computed with
-//! [`Digest::of`] (outside any lock: hashing a large component takes milliseconds). Kept in
-//! memory for now; the Raft issue replicates the blobs with the registry.
+//! [`Digest::of`] (outside any lock: hashing a large component takes milliseconds). Components
+//! are replicated with the registry (`Command::PutComponent`); this store is the leader's
+//! index of them, sharing their bytes.
 //!
 //! Only components of the `wasmos:framework@0.1.0` world are stored: [`BlobStore::check`] reads
 //! the component's top-level import and export sections with `wasmparser` (skipping the bytes of
@@ -143,6 +144,16 @@ impl BlobStore {
         self.used_bytes += size;
         self.blobs.insert(digest, Arc::new(bytes));
         Ok(())
+    }
+
+    /// Holds `bytes` under `digest` without checks: for components already in the registry
+    /// (checked when they were uploaded), when a master rebuilds its store from it.
+    pub fn insert_shared(&mut self, digest: Digest, bytes: Arc<Vec<u8>>) {
+        if self.blobs.contains_key(&digest) {
+            return;
+        }
+        self.used_bytes += bytes.len() as u64;
+        self.blobs.insert(digest, bytes);
     }
 
     /// The component with this digest.

@@ -37,7 +37,8 @@ use wasmos_wasm_executor::{
 use crate::blobs::{BlobError, Digest};
 use crate::core::ConnId;
 use crate::registry::{
-    FrameworkOutcome, MAX_STATE_BYTES, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES, state_bytes,
+    FrameworkOutcome, HostedSpec, MAX_STATE_BYTES, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES,
+    state_bytes,
 };
 use crate::server::Master;
 
@@ -141,11 +142,36 @@ impl FrameworkHost {
         }
     }
 
+    /// The registry's record of how a scheduler is hosted.
+    pub fn spec_of(args: &[String], limits: &TaskLimits) -> HostedSpec {
+        HostedSpec {
+            args: args.to_vec(),
+            fuel: limits.fuel,
+            memory_bytes: limits.memory_bytes as u64,
+            callback_timeout_ms: limits.timeout.as_millis().min(u64::MAX as u128) as u64,
+        }
+    }
+
+    /// The limits a registry record of a hosted scheduler gives.
+    pub fn limits_of(spec: &HostedSpec) -> TaskLimits {
+        TaskLimits {
+            fuel: spec.fuel,
+            memory_bytes: spec.memory_bytes as usize,
+            timeout: Duration::from_millis(spec.callback_timeout_ms),
+            ..Self::default_limits()
+        }
+    }
+
     /// Starts a hosted framework: loads the component named by `info.component_sha256` from
     /// the master's blob store, instantiates its scheduler half under `limits`, subscribes it
-    /// to the master (registering the framework as `info` describes), calls `init(args)` and
-    /// drives it until the framework ends. Returns once the framework is registered; a failing
-    /// `init` then fails the framework like any later callback.
+    /// to the master (registering the framework as `info` describes, and recording `args` and
+    /// `limits` in the registry), calls `init(args)` and drives it until the framework ends.
+    /// Returns once the framework is registered; a failing `init` then fails the framework
+    /// like any later callback.
+    ///
+    /// With `info.id` set it restarts a registered framework (a new leader): the scheduler
+    /// starts from `init(args)` and its stored state, and is sent the status of every task
+    /// the master knows for it (more arrive as agents re-register).
     pub async fn start(
         &self,
         master: &Master,
@@ -164,6 +190,7 @@ impl FrameworkHost {
         let driver = HostDriver {
             pending: pending.clone(),
         };
+        let spec = Self::spec_of(&args, &limits);
         let instance =
             SchedulerInstance::new(&self.runtime, &component, Box::new(driver), limits).await?;
 
@@ -173,9 +200,22 @@ impl FrameworkHost {
             let now = master.now();
             let mut core = master.core();
             let conn = core.new_conn();
+            let restart = !info.id.is_empty();
             let fw = core
                 .subscribe(conn, tx, Some(info), now)
                 .map_err(HostError::Subscribe)?;
+            if restart {
+                core.scheduler_call(
+                    &fw,
+                    conn,
+                    Some(Call::Reconcile(pb::scheduler_call::Reconcile {
+                        tasks: Vec::new(),
+                    })),
+                    now,
+                );
+            } else {
+                core.set_hosted(&fw, spec).map_err(HostError::Subscribe)?;
+            }
             // A framework id that was given may already hold state (a restarted host).
             let state = core
                 .registry()

@@ -3,14 +3,15 @@
 //! Plain data (frameworks, admitted agents, role weights and quotas) and one
 //! [`Registry::apply`] that takes a [`Command`]. Nothing here does I/O or reads a clock: times
 //! come inside commands, so replaying the same commands on any replica gives the same registry.
-//! The Raft issue replicates exactly these commands (they are serde-serializable) and stores the
-//! registry as its state machine.
+//! Raft ([`crate::raft`]) replicates exactly these commands and keeps the registry as its state
+//! machine.
 //!
 //! Tasks, offers and resource usage are *not* here: they are soft state rebuilt from agents
 //! (see [`crate::tasks`] and [`crate::offers`]).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wasmos_api::{AgentId, FrameworkId, Resources};
@@ -72,6 +73,20 @@ pub fn state_bytes(state: &BTreeMap<String, Vec<u8>>) -> usize {
     state.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
+/// How the master runs a framework's scheduler that it hosts (`SubmitFramework`): what a new
+/// leader needs to start it again from its component.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedSpec {
+    /// The arguments of the scheduler's `init`.
+    pub args: Vec<String>,
+    /// Fuel per callback (`None`: unmetered).
+    pub fuel: Option<u64>,
+    /// Memory cap of the scheduler instance, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock deadline of one callback, in milliseconds.
+    pub callback_timeout_ms: u64,
+}
+
 /// Whether an admitted agent is reachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,9 +113,56 @@ pub struct AgentRecord {
     pub state: AgentState,
 }
 
-/// Every change the registry can undergo. Replicated as is.
+/// The bytes of a stored component, shared (not copied) between the registry, its copies and
+/// the blob store. Serialized as a byte string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobBytes(pub Arc<Vec<u8>>);
+
+impl From<Vec<u8>> for BlobBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        BlobBytes(Arc::new(bytes))
+    }
+}
+
+impl Serialize for BlobBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BlobBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(Visitor).map(BlobBytes::from)
+    }
+}
+
+/// Every change the registry can undergo. Replicated as is (externally tagged: the Raft
+/// encoding is not self-describing).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "op")]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// A new framework subscribed.
     AddFramework(FrameworkRecord),
@@ -138,6 +200,11 @@ pub enum Command {
     SetWeight { role: String, weight: f64 },
     /// Sets (`Some`) or removes (`None`) a role's quota.
     SetQuota { role: String, quota: Option<Quota> },
+    /// Stores a framework component under its sha256 (64 lowercase hex digits), which must be
+    /// the digest of `bytes`. Storing one that is already there changes nothing.
+    PutComponent { sha256: String, bytes: BlobBytes },
+    /// The master hosts this framework's scheduler, started as `spec` says.
+    SetHosted { id: FrameworkId, spec: HostedSpec },
 }
 
 /// Why a command was refused. The registry is unchanged when `apply` returns one. Serializable
@@ -161,6 +228,8 @@ pub enum RegistryError {
     },
     #[error("weight {weight} for role {role:?} must be a finite number above zero")]
     InvalidWeight { role: String, weight: f64 },
+    #[error("component digest {sha256:?} is not the sha256 of its bytes")]
+    ComponentDigest { sha256: String },
     #[error("quota for role {role:?}: guarantee {guarantee} exceeds limit {limit}")]
     GuaranteeAboveLimit {
         role: String,
@@ -214,6 +283,14 @@ pub struct Registry {
     /// How frameworks that ended through `finish` (or were failed by their host) ended.
     #[serde(default)]
     pub outcomes: BTreeMap<FrameworkId, FrameworkOutcome>,
+    /// Framework components by sha256 (lowercase hex), which agents fetch and the framework
+    /// host runs; they stay after their framework ends.
+    #[serde(default)]
+    pub components: BTreeMap<String, BlobBytes>,
+    /// Frameworks whose scheduler the master hosts, and how to start it; dropped with the
+    /// framework.
+    #[serde(default)]
+    pub hosted: BTreeMap<FrameworkId, HostedSpec>,
 }
 
 impl Registry {
@@ -247,6 +324,7 @@ impl Registry {
                     return Err(RegistryError::UnknownFramework(id));
                 }
                 self.framework_state.remove(&id);
+                self.hosted.remove(&id);
                 self.removed_frameworks.insert(id);
             }
             Command::PutFrameworkState { id, key, value } => {
@@ -323,6 +401,19 @@ impl Registry {
                         self.quotas.insert(role, q);
                     }
                 }
+            }
+            Command::PutComponent { sha256, bytes } => {
+                if self.components.contains_key(&sha256) {
+                    return Ok(());
+                }
+                if crate::blobs::Digest::of(&bytes.0).to_string() != sha256 {
+                    return Err(RegistryError::ComponentDigest { sha256 });
+                }
+                self.components.insert(sha256, bytes);
+            }
+            Command::SetHosted { id, spec } => {
+                self.framework_mut(&id)?;
+                self.hosted.insert(id, spec);
             }
         }
         Ok(())

@@ -1,8 +1,8 @@
 //! `MasterCore`: the master's logic, driven by calls from the gRPC services and by the timer.
 //!
-//! It owns the registry (through one `commit` funnel, so Raft can take over later), the
-//! allocator, the offer and task books, and one outbound queue per connected scheduler and
-//! agent. Every entry point is synchronous and takes the current time, so the whole lifecycle
+//! It owns the registry (changed only through one `commit` funnel, which also queues each
+//! change for Raft when the master is replicated), the allocator, the offer and task books, and
+//! one outbound queue per connected scheduler and agent. Every entry point is synchronous and takes the current time, so the whole lifecycle
 //! (registration, offers, launches, status updates with acknowledgements, timeouts, failover,
 //! reconciliation) runs under one lock without awaiting, and nothing a client sends can leave
 //! the books half-updated: input is parsed and validated first, then applied.
@@ -10,8 +10,9 @@
 //! Outbound queues are bounded; when one is full the event is dropped (updates are resent
 //! until acknowledged, offers time out), so a client that stops reading cannot exhaust memory.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info, info_span, warn};
@@ -35,8 +36,20 @@ use crate::tasks::{TaskBook, TaskRecord};
 pub type SchedulerTx = mpsc::Sender<Result<pb::SchedulerEvent, tonic::Status>>;
 /// Outbound queue of one agent connection.
 pub type AgentTx = mpsc::Sender<Result<pb::MasterMessage, tonic::Status>>;
-/// Identifies one stream, so that a stale stream cannot act for a newer one.
+/// Identifies one stream, so that a stale stream cannot act for a newer one. Unique within
+/// the process (across the cores a master builds as it gains and loses the leadership).
 pub type ConnId = u64;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Registry commands the core applied and that still have to be replicated, in order.
+struct Outbox {
+    /// The sequence number of the last command pushed (0: none yet).
+    last_seq: u64,
+    entries: VecDeque<(u64, Command)>,
+    /// Woken when an entry is pushed.
+    notify: Arc<Notify>,
+}
 
 use pb::master_message::Message as ToAgent;
 use pb::scheduler_call::Call;
@@ -124,14 +137,18 @@ pub struct MasterCore {
     agents: HashMap<AgentId, AgentConn>,
     /// When each unacknowledged update was last sent.
     unacked: HashMap<(FrameworkId, TaskId), Millis>,
-    next_conn: u64,
     next_id: u64,
     last_scheduler_heartbeat_ms: Millis,
     /// When `tick` last looked for updates to resend.
     last_resend_scan_ms: Millis,
     wake: Arc<Notify>,
-    /// Framework components by digest (replicated with the registry in the Raft issue).
+    /// Framework components by digest (an index of the registry's components).
     blobs: BlobStore,
+    /// Set when the registry is replicated: every command applied goes here too.
+    outbox: Option<Outbox>,
+    /// Admitted agents that have not re-registered with this master yet, and when the wait
+    /// for them ends (a master that took over from another leader).
+    awaiting_agents: HashMap<AgentId, Millis>,
 }
 
 impl MasterCore {
@@ -150,12 +167,107 @@ impl MasterCore {
             schedulers: HashMap::new(),
             agents: HashMap::new(),
             unacked: HashMap::new(),
-            next_conn: 0,
             next_id: 0,
             last_scheduler_heartbeat_ms: 0,
             last_resend_scan_ms: 0,
             blobs,
             wake,
+            outbox: None,
+            awaiting_agents: HashMap::new(),
+        }
+    }
+
+    /// A master that takes over `registry` (the replicated one, as a new leader sees it).
+    /// Components are indexed from it; frameworks are known to the allocator but inactive
+    /// until their schedulers subscribe again, and those that were connected start their
+    /// failover timeout now; admitted agents that do not re-register within
+    /// `agent_reregister_wait` of `now` are marked unreachable (their tasks with them).
+    pub fn from_registry(
+        config: MasterConfig,
+        epoch: &str,
+        wake: Arc<Notify>,
+        registry: Registry,
+        now: Millis,
+        agent_reregister_wait: std::time::Duration,
+    ) -> Self {
+        let mut core = Self::new(config, epoch, wake);
+        for (sha256, bytes) in &registry.components {
+            match Digest::parse(sha256) {
+                Ok(d) => core.blobs.insert_shared(d, bytes.0.clone()),
+                Err(e) => {
+                    warn!(component = %sha256, error = %e, "a component in the registry has a bad digest")
+                }
+            }
+        }
+        let deadline = now.saturating_add(Self::ms(agent_reregister_wait));
+        for (id, a) in &registry.agents {
+            if a.state == AgentState::Active {
+                core.awaiting_agents.insert(id.clone(), deadline);
+            }
+        }
+        for (id, f) in &registry.frameworks {
+            if let Err(e) = core.allocator.add_framework(id.clone(), &f.role, false) {
+                warn!(framework_id = %id, error = %e, "allocator refused a registered framework");
+            }
+        }
+        core.registry = registry;
+        core
+    }
+
+    /// Replicates the registry from now on: every command applied is also queued, in order,
+    /// for [`MasterCore::take_outbox`], and `notify` is woken.
+    pub fn replicate_through(&mut self, notify: Arc<Notify>) {
+        self.outbox = Some(Outbox {
+            last_seq: 0,
+            entries: VecDeque::new(),
+            notify,
+        });
+    }
+
+    /// Marks the frameworks that were connected to a previous leader as disconnected from
+    /// `now` (their failover timeout starts), except those whose scheduler the master hosts
+    /// (it starts them again itself). Call once on a core built with
+    /// [`MasterCore::from_registry`], after [`MasterCore::replicate_through`].
+    pub fn start_failover_timeouts(&mut self, now: Millis) {
+        let connected: Vec<FrameworkId> = self
+            .registry
+            .frameworks
+            .values()
+            .filter(|f| {
+                f.state == FrameworkState::Connected && !self.registry.hosted.contains_key(&f.id)
+            })
+            .map(|f| f.id.clone())
+            .collect();
+        for id in connected {
+            let _ = self.commit(Command::SetFrameworkState {
+                id,
+                state: FrameworkState::Disconnected { since_ms: now },
+            });
+        }
+    }
+
+    /// The commands applied since the last call, with their sequence numbers, in order.
+    pub fn take_outbox(&mut self) -> Vec<(u64, Command)> {
+        self.outbox
+            .as_mut()
+            .map(|o| o.entries.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// The sequence number of the last command applied (0 when none, or not replicated):
+    /// a change is durable once the replicator has committed up to it.
+    pub fn outbox_seq(&self) -> u64 {
+        self.outbox.as_ref().map_or(0, |o| o.last_seq)
+    }
+
+    /// Closes every scheduler and agent stream with `status` (a master that lost the
+    /// leadership) and forgets the connections.
+    pub fn close_all(&mut self, status: tonic::Status) {
+        for (_, c) in self.schedulers.drain() {
+            let _ = c.tx.try_send(Err(status.clone()));
+        }
+        for (_, c) in self.agents.drain() {
+            let _ = c.tx.try_send(Err(status.clone()));
         }
     }
 
@@ -173,6 +285,11 @@ impl MasterCore {
     /// [`Digest::of`].
     pub fn put_component(&mut self, digest: Digest, bytes: Vec<u8>) -> Result<(), BlobError> {
         self.blobs.insert(digest, bytes)?;
+        let shared = self.blobs.get(&digest)?;
+        let _ = self.commit(Command::PutComponent {
+            sha256: digest.to_string(),
+            bytes: crate::registry::BlobBytes(shared),
+        });
         info!(component = %digest, store_bytes = self.blobs.used_bytes(), "component stored");
         Ok(())
     }
@@ -184,8 +301,7 @@ impl MasterCore {
 
     /// A fresh connection id.
     pub fn new_conn(&mut self) -> ConnId {
-        self.next_conn += 1;
-        self.next_conn
+        NEXT_CONN.fetch_add(1, Ordering::Relaxed)
     }
 
     fn mint(&mut self, kind: &str) -> String {
@@ -193,11 +309,21 @@ impl MasterCore {
         format!("{kind}-{}-{}", self.epoch, self.next_id)
     }
 
-    /// The one place the registry changes (replicated through Raft in a later issue).
+    /// The one place the registry changes. Applied here at once; when the registry is
+    /// replicated the command also joins the outbox, and callers acknowledge the change only
+    /// once the replicator has committed it (see `crate::server`).
     fn commit(&mut self, command: Command) -> Result<(), RegistryError> {
+        let copy = self.outbox.is_some().then(|| command.clone());
         let result = self.registry.apply(command);
-        if let Err(e) = &result {
-            warn!(error = %e, "registry refused a command");
+        match &result {
+            Err(e) => warn!(error = %e, "registry refused a command"),
+            Ok(()) => {
+                if let (Some(o), Some(c)) = (self.outbox.as_mut(), copy) {
+                    o.last_seq += 1;
+                    o.entries.push_back((o.last_seq, c));
+                    o.notify.notify_one();
+                }
+            }
         }
         result
     }
@@ -527,6 +653,32 @@ impl MasterCore {
             outcome,
         });
         self.remove_framework(fw, now, &why);
+    }
+
+    /// Fails a framework whose scheduler could not be started again (a new leader): records
+    /// `why` as its outcome and tears it down.
+    pub fn fail_framework(&mut self, fw: &FrameworkId, why: String, now: Millis) {
+        if !self.registry.frameworks.contains_key(fw) {
+            return;
+        }
+        let _ = self.commit(Command::RecordOutcome {
+            id: fw.clone(),
+            outcome: FrameworkOutcome::Failed(why.clone()),
+        });
+        self.remove_framework(fw, now, &why);
+    }
+
+    /// Records how the master hosts `fw`'s scheduler, so that a new leader can start it again.
+    pub fn set_hosted(
+        &mut self,
+        fw: &FrameworkId,
+        spec: crate::registry::HostedSpec,
+    ) -> Result<(), String> {
+        self.commit(Command::SetHosted {
+            id: fw.clone(),
+            spec,
+        })
+        .map_err(|e| e.to_string())
     }
 
     /// How a framework ended, once it has (see [`MasterCore::finish_framework`]).
@@ -1062,6 +1214,7 @@ impl MasterCore {
             )));
         }
         self.detach_agent_resources(&id, now);
+        self.awaiting_agents.remove(&id);
         self.commit(Command::AdmitAgent(AgentRecord {
             id: id.clone(),
             hostname: info.hostname,
@@ -1468,6 +1621,23 @@ impl MasterCore {
             .collect();
         for agent in silent {
             self.mark_unreachable(&agent, now, "it missed its heartbeats");
+        }
+
+        if !self.awaiting_agents.is_empty() {
+            let late: Vec<AgentId> = self
+                .awaiting_agents
+                .iter()
+                .filter(|(_, deadline)| now >= **deadline)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for agent in late {
+                self.awaiting_agents.remove(&agent);
+                info!(agent_id = %agent, "agent did not re-register with the new leader in time");
+                let _ = self.commit(Command::MarkAgentUnreachable {
+                    id: agent,
+                    since_ms: now,
+                });
+            }
         }
 
         let removal_after = Self::ms(self.config.agent_removal_timeout);

@@ -15,6 +15,7 @@
 //! (on every master, in log order) only once a majority has it on disk, and the proposer gets
 //! the registry's own answer (`Ok` or the [`RegistryError`] that refused it).
 
+pub mod codec;
 pub mod network;
 pub mod node;
 pub mod service;

@@ -124,7 +124,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: DeserializeOwned,
     {
-        let payload = serde_json::to_vec(request)
+        let payload = super::codec::to_vec(request)
             .map_err(|e| CallError::Network(format!("cannot encode {kind}: {e}")))?;
         let mut client = self.client()?;
         let request = RaftRequest { payload, data };
@@ -159,7 +159,7 @@ impl PeerClient {
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        serde_json::from_slice(&reply.payload).map_err(|e| {
+        super::codec::from_slice(&reply.payload).map_err(|e| {
             CallError::Network(format!(
                 "undecodable {kind} answer from master {}: {e}",
                 self.target

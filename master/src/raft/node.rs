@@ -441,9 +441,9 @@ impl Proposer {
     /// registry's answer. Only the leader accepts proposals.
     pub async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
         // What cannot be decoded back would poison every replica's log: refuse it here.
-        let json =
-            serde_json::to_vec(&command).map_err(|e| ProposeError::Invalid(e.to_string()))?;
-        match serde_json::from_slice::<Command>(&json) {
+        let encoded =
+            super::codec::to_vec(&command).map_err(|e| ProposeError::Invalid(e.to_string()))?;
+        match super::codec::from_slice::<Command>(&encoded) {
             Ok(back) if back == command => {}
             Ok(_) => {
                 return Err(ProposeError::Invalid(

@@ -29,12 +29,12 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, payload: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(payload)
+    super::codec::from_slice(payload)
         .map_err(|e| Status::invalid_argument(format!("undecodable {what} request: {e}")))
 }
 
 fn reply<T: Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
-    let payload = serde_json::to_vec(result)
+    let payload = super::codec::to_vec(result)
         .map_err(|e| Status::internal(format!("cannot encode the Raft answer: {e}")))?;
     Ok(Response::new(RaftReply { payload }))
 }

@@ -138,13 +138,13 @@ fn unseal(record: &[u8]) -> Result<&[u8], String> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // The types stored here (openraft's log ids, votes, entries of registry commands) have
-    // string map keys only, so serializing them cannot fail.
-    seal(&serde_json::to_vec(value).expect("Raft records serialize to JSON"))
+    // The types stored here (openraft's log ids, votes, entries of registry commands) are
+    // plain data that postcard always serializes.
+    seal(&super::codec::to_vec(value).expect("Raft records serialize"))
 }
 
 fn decode<T: DeserializeOwned>(record: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(unseal(record)?).map_err(|e| format!("undecodable record: {e}"))
+    super::codec::from_slice(unseal(record)?).map_err(|e| format!("undecodable record: {e}"))
 }
 
 /// The metadata of a stored snapshot and the serialized registry it holds.
@@ -155,7 +155,7 @@ struct SnapshotHeader {
 
 fn encode_snapshot(meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Vec<u8> {
     let header =
-        serde_json::to_vec(&SnapshotHeader { meta: meta.clone() }).expect("snapshot metadata");
+        super::codec::to_vec(&SnapshotHeader { meta: meta.clone() }).expect("snapshot metadata");
     let mut payload = Vec::with_capacity(8 + header.len() + data.len());
     payload.extend_from_slice(&(header.len() as u64).to_le_bytes());
     payload.extend_from_slice(&header);
@@ -180,8 +180,8 @@ fn decode_snapshot(record: &[u8]) -> Result<StoredSnapshot, String> {
         return Err("snapshot header is longer than the record".into());
     }
     let (header, data) = rest.split_at(len);
-    let header: SnapshotHeader =
-        serde_json::from_slice(header).map_err(|e| format!("undecodable snapshot header: {e}"))?;
+    let header: SnapshotHeader = super::codec::from_slice(header)
+        .map_err(|e| format!("undecodable snapshot header: {e}"))?;
     Ok(StoredSnapshot {
         meta: header.meta,
         data: data.to_vec(),
@@ -189,7 +189,7 @@ fn decode_snapshot(record: &[u8]) -> Result<StoredSnapshot, String> {
 }
 
 fn decode_registry(data: &[u8]) -> Result<Registry, String> {
-    serde_json::from_slice(data)
+    super::codec::from_slice(data)
         .map_err(|e| format!("the snapshot's registry does not decode: {e}"))
 }
 
@@ -829,7 +829,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
         let (data, last_applied, last_membership) = {
             let s = self.state.read().expect("registry lock");
-            let data = serde_json::to_vec(&s.registry).map_err(|e| {
+            let data = super::codec::to_vec(&s.registry).map_err(|e| {
                 StorageError::from(StorageIOError::read_state_machine(AnyError::new(&e)))
             })?;
             (data, s.last_applied, s.last_membership.clone())
@@ -1059,7 +1059,7 @@ mod tests {
             let (tx, rx) = tokio::sync::oneshot::channel();
             opened
                 .log
-                .send(Op::Meta(KEY_VOTE, encode(&Vote::new(i, 1))))
+                .send(Op::Meta(KEY_VOTE, encode(&Vote::<NodeId>::new(i, 1))))
                 .unwrap();
             opened.log.send(Op::Sync(tx)).unwrap();
             waiting.push(rx);

@@ -1,0 +1,718 @@
+//! The replicated master as real `wasmos master` processes: the registry survives a restart
+//! from the data dir, a group of three masters elects one leader that serves while the others
+//! point callers at it, and work carries on after the leader is killed.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
+
+mod common;
+
+use common::{WAIT, operator, wasmos};
+use pb::scheduler_call::Call;
+use pb::scheduler_event::Event;
+
+/// Starts `wasmos master` on `listen` with `extra` flags; returns the process and the
+/// address it listens on.
+async fn start(listen: &str, extra: &[String]) -> (Child, String) {
+    let mut master = wasmos()
+        .args([
+            "master",
+            "--listen",
+            listen,
+            "--allocation-interval",
+            "0.05",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wasmos master starts");
+    let stdout = master.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the master says where it listens in time")
+        .expect("stdout readable")
+        .expect("a line on stdout");
+    let addr = line
+        .strip_prefix("wasmos master listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (master, addr)
+}
+
+fn data_dir_flags(dir: &Path) -> Vec<String> {
+    vec!["--data-dir".into(), dir.to_str().unwrap().into()]
+}
+
+/// Polls `GetState` at `addr` until it answers (the master leads and serves).
+async fn wait_serving(addr: &str) -> pb::ClusterState {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut op = operator(addr).await;
+        match op.get_state(pb::GetStateRequest {}).await {
+            Ok(s) => return s.into_inner(),
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the master at {addr} did not serve in time: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Subscribes an external framework and returns its id and the open call channel.
+async fn subscribe(addr: &str, name: &str) -> (String, mpsc::Sender<pb::SchedulerCall>) {
+    let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("the scheduler API answers");
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::SchedulerCall {
+        call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
+            framework_info: Some(pb::FrameworkInfo {
+                name: name.into(),
+                role: "analytics".into(),
+                failover_timeout_seconds: 3600.0,
+                ..Default::default()
+            }),
+        })),
+    })
+    .await
+    .unwrap();
+    let mut events = client
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let first = events.message().await.unwrap().expect("an event");
+    let Some(Event::Subscribed(s)) = first.event else {
+        panic!("expected Subscribed, got {first:?}");
+    };
+    (s.framework_id, tx)
+}
+
+async fn upload(addr: &str, bytes: Vec<u8>) -> String {
+    let mut op = operator(addr).await;
+    let chunk = pb::UploadComponentChunk {
+        expected_sha256: String::new(),
+        data: bytes,
+    };
+    op.upload_component(tokio_stream::iter(vec![chunk]))
+        .await
+        .expect("upload")
+        .into_inner()
+        .sha256
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_restarted_from_its_data_dir_keeps_its_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = data_dir_flags(dir.path());
+    flags.extend(["--weight".to_string(), "analytics=3".to_string()]);
+    let (mut master, addr) = start("127.0.0.1:0", &flags).await;
+    let mut op = operator(&addr).await;
+    // `--weight` is committed once the master leads.
+    wait_serving(&addr).await;
+    common::wait_for_state(&mut op, "the --weight flag applied", |s| {
+        s.roles
+            .iter()
+            .any(|r| r.role == "analytics" && r.weight == 3.0)
+            .then_some(())
+    })
+    .await;
+    let (framework_id, _calls) = subscribe(&addr, "kept").await;
+    let component = std::fs::read(common::example("pi")).unwrap();
+    let sha256 = upload(&addr, component.clone()).await;
+    let mut op = operator(&addr).await;
+    op.set_weights(pb::SetWeightsRequest {
+        weights: vec![pb::RoleWeight {
+            role: "web".into(),
+            weight: 0.5,
+        }],
+    })
+    .await
+    .expect("weights set");
+
+    // Acknowledged changes are on disk: a killed master loses none of them.
+    master.start_kill().unwrap();
+    master.wait().await.unwrap();
+    let (_again, addr) = start("127.0.0.1:0", &data_dir_flags(dir.path())).await;
+    let state = wait_serving(&addr).await;
+    let fw = state
+        .frameworks
+        .iter()
+        .find(|f| f.info.as_ref().is_some_and(|i| i.id == framework_id))
+        .unwrap_or_else(|| panic!("framework {framework_id} is gone: {state:#?}"));
+    assert_eq!(fw.info.as_ref().unwrap().name, "kept");
+    assert!(
+        !fw.connected,
+        "its scheduler is not connected to the new master"
+    );
+    let weight = |role: &str| {
+        state
+            .roles
+            .iter()
+            .find(|r| r.role == role)
+            .map(|r| r.weight)
+    };
+    assert_eq!(weight("analytics"), Some(3.0), "{:#?}", state.roles);
+    assert_eq!(weight("web"), Some(0.5), "{:#?}", state.roles);
+    // The component is back too: agents can fetch it.
+    let mut agent_api = wasmos_api::proto::agent_service_client::AgentServiceClient::connect(
+        format!("http://{addr}"),
+    )
+    .await
+    .unwrap()
+    .max_decoding_message_size(64 << 20);
+    let mut chunks = agent_api
+        .fetch_component(pb::FetchComponentRequest {
+            sha256: sha256.clone(),
+        })
+        .await
+        .expect("the component is still stored")
+        .into_inner();
+    let mut fetched = Vec::new();
+    while let Some(c) = chunks.message().await.unwrap() {
+        fetched.extend(c.data);
+    }
+    assert!(fetched == component, "the fetched component differs");
+}
+
+/// Free loopback addresses for `n` masters.
+fn free_addrs(n: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+/// Starts masters 1..=n as one group, each with its own data dir under `dir`.
+async fn start_group(dir: &Path, addrs: &[String]) -> Vec<(Child, String)> {
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    let mut out = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        out.push(start_member(dir, i as u64 + 1, addr, &peers.join(",")).await);
+    }
+    out
+}
+
+async fn start_member(dir: &Path, id: u64, addr: &str, peers: &str) -> (Child, String) {
+    let mut flags = data_dir_flags(&dir.join(format!("m{id}")));
+    flags.extend([
+        "--id".to_string(),
+        id.to_string(),
+        "--peers".to_string(),
+        peers.to_string(),
+    ]);
+    start(addr, &flags).await
+}
+
+/// Polls every address until exactly one serves; returns its index. The others must answer
+/// with the not-leader status naming it.
+async fn find_leader(addrs: &[String], skip: &[usize]) -> usize {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut serving = Vec::new();
+        let mut hints = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
+            let Ok(mut op) =
+                wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(
+                    format!("http://{addr}"),
+                )
+                .await
+            else {
+                continue;
+            };
+            match op.get_state(pb::GetStateRequest {}).await {
+                Ok(_) => serving.push(i),
+                Err(status) => hints.push(wasmos_api::leader::leader_hint(&status)),
+            }
+        }
+        if serving.len() == 1 {
+            let leader = &addrs[serving[0]];
+            if hints.iter().all(|h| h.as_deref() == Some(leader.as_str())) {
+                return serving[0];
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no single leader in time: serving {serving:?}, hints {hints:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_elect_one_leader_and_a_new_one_when_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addrs(3);
+    let mut masters = start_group(dir.path(), &addrs).await;
+    let leader = find_leader(&addrs, &[]).await;
+    let (framework_id, _calls) = subscribe(&addrs[leader], "survivor").await;
+    let mut op = operator(&addrs[leader]).await;
+    op.set_weights(pb::SetWeightsRequest {
+        weights: vec![pb::RoleWeight {
+            role: "analytics".into(),
+            weight: 4.0,
+        }],
+    })
+    .await
+    .expect("weights set");
+
+    masters[leader].0.start_kill().unwrap();
+    masters[leader].0.wait().await.unwrap();
+    let next = find_leader(&addrs, &[leader]).await;
+    assert_ne!(next, leader);
+    let state = wait_serving(&addrs[next]).await;
+    assert!(
+        state
+            .frameworks
+            .iter()
+            .any(|f| f.info.as_ref().is_some_and(|i| i.id == framework_id)),
+        "the new leader lost framework {framework_id}: {state:#?}"
+    );
+    assert_eq!(
+        state
+            .roles
+            .iter()
+            .find(|r| r.role == "analytics")
+            .map(|r| r.weight),
+        Some(4.0)
+    );
+
+    // The killed master comes back as a follower and points at the leader.
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    masters[leader] = start_member(
+        dir.path(),
+        leader as u64 + 1,
+        &addrs[leader],
+        &peers.join(","),
+    )
+    .await;
+    assert_eq!(find_leader(&addrs, &[]).await, next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pi_submitted_to_three_masters_finishes_when_the_leader_is_killed_midway() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addrs(3);
+    let mut masters = start_group(dir.path(), &addrs).await;
+    let leader = find_leader(&addrs, &[]).await;
+    let all = addrs.join(",");
+    let _agents: Vec<Child> = (0..2)
+        .map(|i| {
+            let work = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            common::spawn_agent(
+                &all,
+                &work,
+                &[
+                    "--hostname",
+                    &format!("host{i}"),
+                    "--resources",
+                    "cpus:2;mem:2048",
+                ],
+            )
+        })
+        .collect();
+    // 60 tasks of 3 * 10^6 samples each: long enough to be cut in the middle.
+    let (tasks, samples) = (60u64, 3_000_000u64);
+    let submit = wasmos()
+        .args(["submit", &common::example("pi"), "--master", &all, "--"])
+        .args([tasks.to_string(), samples.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
+    let submit = tokio::spawn(submit);
+
+    // Kill the leader once some tasks have finished and others still run.
+    let mut op = operator(&addrs[leader]).await;
+    common::wait_for_state(&mut op, "pi under way", |s| {
+        let running = s
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|s| s.state == pb::TaskState::Running as i32)
+            })
+            .count();
+        (running > 0 && s.frameworks.iter().any(|f| f.hosted)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    masters[leader].0.start_kill().unwrap();
+    masters[leader].0.wait().await.unwrap();
+    let next = find_leader(&addrs, &[leader]).await;
+    assert_ne!(next, leader);
+
+    let out = tokio::time::timeout(WAIT, submit)
+        .await
+        .expect("wasmos submit ends in time")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pi failed across the failover: {stdout}\n{stderr}"
+    );
+    // Every index counted exactly once: the sample total is exact.
+    assert!(
+        stdout.contains(&format!("({} samples in {tasks} tasks", tasks * samples)),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.starts_with("pi ~= 3.14"), "{stdout}");
+    assert!(
+        stderr.contains("following framework"),
+        "submit did not follow the new leader: {stderr}"
+    );
+}
+
+/// Runs `wasmos operator members ARGS --master MASTERS`; returns stdout, panicking on failure.
+async fn members(masters: &str, args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        WAIT,
+        wasmos()
+            .args(["operator", "members"])
+            .args(args)
+            .args(["--master", masters])
+            .output(),
+    )
+    .await
+    .expect("wasmos operator members ends in time")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "members {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_master_is_added_and_the_leader_removed_without_losing_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut addrs = free_addrs(4);
+    let fourth = addrs.pop().unwrap();
+    let mut masters = start_group(dir.path(), &addrs).await;
+    let leader = find_leader(&addrs, &[]).await;
+    let (framework_id, calls) = subscribe(&addrs[leader], "member-change").await;
+    // It takes no offers: they go to the framework that runs.
+    calls
+        .send(pb::SchedulerCall {
+            call: Some(Call::Suppress(pb::scheduler_call::Suppress {})),
+        })
+        .await
+        .unwrap();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    // Work runs through the change: agents and the submitter know all four addresses.
+    let every = format!("{},{fourth}", addrs.join(","));
+    let _agents: Vec<Child> = (0..2)
+        .map(|i| {
+            let work = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            common::spawn_agent(
+                &every,
+                &work,
+                &[
+                    "--hostname",
+                    &format!("host{i}"),
+                    "--resources",
+                    "cpus:2;mem:2048",
+                ],
+            )
+        })
+        .collect();
+    let pi = tokio::spawn(
+        wasmos()
+            .args(["submit", &common::example("pi"), "--master", &every])
+            .args(["--", "40", "3000000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output(),
+    );
+    let mut op = operator(&addrs[leader]).await;
+    common::wait_for_state(&mut op, "pi under way", |s| {
+        s.tasks
+            .iter()
+            .any(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|st| st.state == pb::TaskState::Running as i32)
+            })
+            .then_some(())
+    })
+    .await;
+    // Not named in its peers: it starts empty and waits to be added.
+    let new = start_member(dir.path(), 4, &fourth, &peers.join(",")).await;
+    let list = members(&addrs.join(","), &["add", "4", &fourth]).await;
+    assert!(list.contains(&format!("4\t{fourth}\tvoter")), "{list}");
+
+    let gone = leader as u64 + 1;
+    let list = members(&addrs.join(","), &["remove", &gone.to_string()]).await;
+    assert!(!list.contains(&addrs[leader]), "{list}");
+    masters[leader].0.start_kill().unwrap();
+    masters.push(new);
+    let mut all = addrs.clone();
+    all.push(fourth.clone());
+    let next = find_leader(&all, &[leader]).await;
+    let state = wait_serving(&all[next]).await;
+    assert!(
+        state
+            .frameworks
+            .iter()
+            .any(|f| f.info.as_ref().is_some_and(|i| i.id == framework_id)),
+        "framework {framework_id} lost across the membership change: {state:#?}"
+    );
+    let listed = members(&all[next], &["list"]).await;
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.contains(&format!("4\t{fourth}\tvoter")), "{listed}");
+
+    // The operator commands find the leader among the masters given.
+    let frameworks = wasmos()
+        .args(["frameworks", "--json", "--master", &every])
+        .output()
+        .await
+        .unwrap();
+    assert!(frameworks.status.success(), "{frameworks:?}");
+    assert!(
+        String::from_utf8_lossy(&frameworks.stdout).contains(&framework_id),
+        "{frameworks:?}"
+    );
+
+    let out = tokio::time::timeout(WAIT, pi)
+        .await
+        .expect("pi finishes in time")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("(120000000 samples in 40 tasks"),
+        "pi across the membership change: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_with_a_corrupt_store_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut master, addr) = start("127.0.0.1:0", &data_dir_flags(dir.path())).await;
+    wait_serving(&addr).await;
+    master.start_kill().unwrap();
+    master.wait().await.unwrap();
+    let store = dir.path().join("raft.redb");
+    let len = std::fs::metadata(&store).unwrap().len() as usize;
+    std::fs::write(&store, vec![0x5a; len]).unwrap();
+    let out = tokio::time::timeout(
+        WAIT,
+        wasmos()
+            .args(["master", "--listen", "127.0.0.1:0"])
+            .args(data_dir_flags(dir.path()))
+            .output(),
+    )
+    .await
+    .expect("the master exits in time")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a corrupt store was accepted");
+    assert!(
+        stderr.contains("is corrupt") && stderr.contains("refuses to start"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "it served before refusing"
+    );
+}
+
+/// Polls the masters (but `skip`) until one serves a state that `check` accepts; leader
+/// changes in between are fine.
+async fn wait_state<T>(
+    addrs: &[String],
+    skip: Option<usize>,
+    what: &str,
+    mut check: impl FnMut(&pb::ClusterState) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        for (i, addr) in addrs.iter().enumerate() {
+            if Some(i) == skip {
+                continue;
+            }
+            let Ok(mut op) =
+                wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(
+                    format!("http://{addr}"),
+                )
+                .await
+            else {
+                continue;
+            };
+            if let Ok(s) = op.get_state(pb::GetStateRequest {}).await
+                && let Some(found) = check(s.get_ref())
+            {
+                return found;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `accuracy 0.9590 on ...` → `0.9590`, as printed.
+fn logreg_accuracy(result: &str) -> String {
+    result
+        .split("logreg: accuracy ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no accuracy in {result:?}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
+    let logreg = common::example("logreg");
+    let args = ["4", "5000", "120", "300"];
+    let baseline = wasmos()
+        .args(["dev", "--agents", "2", "--run", &logreg, "--"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(baseline.status.success(), "{baseline:?}");
+    let expected = logreg_accuracy(&String::from_utf8_lossy(&baseline.stdout));
+
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addrs(3);
+    let mut masters = start_group(dir.path(), &addrs).await;
+    find_leader(&addrs, &[]).await;
+    let all = addrs.join(",");
+    let _agents: Vec<Child> = (0..3)
+        .map(|i| {
+            let work = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            common::spawn_agent(
+                &all,
+                &work,
+                &[
+                    "--hostname",
+                    &format!("host{i}"),
+                    "--resources",
+                    "cpus:2;mem:2048",
+                ],
+            )
+        })
+        .collect();
+    wait_state(&addrs, None, "3 agents", |s| {
+        (s.agents.iter().filter(|a| a.reachable).count() == 3).then_some(())
+    })
+    .await;
+    let submit = |component: String, args: Vec<String>| {
+        tokio::spawn(
+            wasmos()
+                .args(["submit", &component, "--master", &all, "--"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+    };
+    let logreg_run = submit(logreg.clone(), args.iter().map(|a| a.to_string()).collect());
+    let pi_run = submit(common::example("pi"), vec!["40".into(), "3000000".into()]);
+    wait_state(&addrs, None, "both frameworks running tasks", |s| {
+        let running: std::collections::HashSet<&str> = s
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|st| st.state == pb::TaskState::Running as i32)
+            })
+            .map(|t| t.framework_id.as_str())
+            .collect();
+        (running.len() == 2).then_some(())
+    })
+    .await;
+    let leader = find_leader(&addrs, &[]).await;
+    let before = wait_state(&addrs, None, "the state before the kill", |s| {
+        Some(s.clone())
+    })
+    .await;
+    masters[leader].0.start_kill().unwrap();
+    masters[leader].0.wait().await.unwrap();
+
+    // No framework or agent registration is lost: the new leader knows every framework
+    // still running and every agent, which all come back.
+    let running: Vec<String> = before
+        .frameworks
+        .iter()
+        .map(|f| f.info.as_ref().unwrap().id.clone())
+        .collect();
+    let after = wait_state(&addrs, Some(leader), "the 3 agents back", |s| {
+        (s.agents.iter().filter(|a| a.reachable).count() == 3).then(|| s.clone())
+    })
+    .await;
+    assert_eq!(after.agents.len(), 3, "{:#?}", after.agents);
+    for id in &running {
+        let known = after
+            .frameworks
+            .iter()
+            .any(|g| &g.info.as_ref().unwrap().id == id);
+        // One that finished meanwhile is gone from the list but has its outcome.
+        assert!(
+            known || after.frameworks.len() < running.len(),
+            "framework {id} lost"
+        );
+    }
+
+    for (name, run) in [("logreg", logreg_run), ("pi", pi_run)] {
+        let out = tokio::time::timeout(WAIT, run)
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not finish in time"))
+            .unwrap()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{name} failed across the failover: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if name == "logreg" {
+            assert_eq!(logreg_accuracy(&stdout), expected, "{stdout}");
+        } else {
+            assert!(
+                stdout.contains("(120000000 samples in 40 tasks"),
+                "{stdout}"
+            );
+        }
+    }
+}
