@@ -1,6 +1,7 @@
 //! The replicated master as real `wasmos master` processes: the registry survives a restart
 //! from the data dir, a group of three masters elects one leader that serves while the others
-//! point callers at it, and work carries on after the leader is killed.
+//! point callers at it, work carries on after the leader is killed, and a group restarted
+//! whole keeps its registry.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -166,6 +167,14 @@ async fn a_master_restarted_from_its_data_dir_keeps_its_registry() {
     assert_eq!(weight("analytics"), Some(3.0), "{:#?}", state.roles);
     assert_eq!(weight("web"), Some(0.5), "{:#?}", state.roles);
     // The component is back too: agents can fetch it.
+    assert!(
+        fetch(&addr, &sha256).await == component,
+        "the fetched component differs"
+    );
+}
+
+/// Fetches component `sha256` from the master at `addr` as an agent does.
+async fn fetch(addr: &str, sha256: &str) -> Vec<u8> {
     let mut agent_api = wasmos_api::proto::agent_service_client::AgentServiceClient::connect(
         format!("http://{addr}"),
     )
@@ -174,7 +183,7 @@ async fn a_master_restarted_from_its_data_dir_keeps_its_registry() {
     .max_decoding_message_size(64 << 20);
     let mut chunks = agent_api
         .fetch_component(pb::FetchComponentRequest {
-            sha256: sha256.clone(),
+            sha256: sha256.to_string(),
         })
         .await
         .expect("the component is still stored")
@@ -183,7 +192,7 @@ async fn a_master_restarted_from_its_data_dir_keeps_its_registry() {
     while let Some(c) = chunks.message().await.unwrap() {
         fetched.extend(c.data);
     }
-    assert!(fetched == component, "the fetched component differs");
+    fetched
 }
 
 /// Free loopback addresses for `n` masters.
@@ -312,6 +321,59 @@ async fn three_masters_elect_one_leader_and_a_new_one_when_it_is_killed() {
     )
     .await;
     assert_eq!(find_leader(&addrs, &[]).await, next);
+}
+
+/// Every master of the group SIGKILLed at once, then restarted from its data dir: the group
+/// elects a leader again and the registry (framework, weight, component) is all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_all_three_masters_keeps_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addrs(3);
+    let mut masters = start_group(dir.path(), &addrs).await;
+    let leader = find_leader(&addrs, &[]).await;
+    let (framework_id, _calls) = subscribe(&addrs[leader], "whole-group").await;
+    let component = std::fs::read(common::example("pi")).unwrap();
+    let sha256 = upload(&addrs[leader], component.clone()).await;
+    let mut op = operator(&addrs[leader]).await;
+    op.set_weights(pb::SetWeightsRequest {
+        weights: vec![pb::RoleWeight {
+            role: "analytics".into(),
+            weight: 2.5,
+        }],
+    })
+    .await
+    .expect("weights set");
+
+    for (master, _) in &mut masters {
+        master.start_kill().unwrap();
+    }
+    for (master, _) in &mut masters {
+        master.wait().await.unwrap();
+    }
+    let _restarted = start_group(dir.path(), &addrs).await;
+    let leader = find_leader(&addrs, &[]).await;
+    let state = wait_serving(&addrs[leader]).await;
+    assert!(
+        state
+            .frameworks
+            .iter()
+            .any(|f| f.info.as_ref().is_some_and(|i| i.id == framework_id)),
+        "framework {framework_id} is gone after restarting every master: {state:#?}"
+    );
+    assert_eq!(
+        state
+            .roles
+            .iter()
+            .find(|r| r.role == "analytics")
+            .map(|r| r.weight),
+        Some(2.5),
+        "{:#?}",
+        state.roles
+    );
+    assert!(
+        fetch(&addrs[leader], &sha256).await == component,
+        "the component differs after restarting every master"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
