@@ -241,6 +241,7 @@ impl FrameworkHost {
             timer_tx: None,
             acks: Vec::new(),
             done: false,
+            puts_uncommitted: false,
         };
         let task = tokio::spawn(driving.run(args, rx).instrument(span));
         Ok(HostedFramework { framework_id, task })
@@ -566,6 +567,10 @@ struct Driving {
     acks: Vec<pb::scheduler_call::Acknowledge>,
     /// True once the framework was finished or failed.
     done: bool,
+    /// True while `state-put`s applied after the last callback may not be committed through
+    /// Raft yet: the scheduler gets no further callback until they are, so a scheduler never
+    /// acts on state that a leader change could still lose.
+    puts_uncommitted: bool,
 }
 
 impl Driving {
@@ -579,6 +584,13 @@ impl Driving {
         let r = self.instance.init(args).await;
         self.after_callback(r);
         while !self.done {
+            if std::mem::take(&mut self.puts_uncommitted)
+                && let Err(e) = self.master.committed().await
+            {
+                // Leadership lost (this driver is about to be stopped; the new leader restarts
+                // the scheduler from what committed) or no majority in time: carry on.
+                warn!(error = %e, "state-put not known to be committed");
+            }
             tokio::select! {
                 event = events.recv() => match event {
                     Some(Ok(e)) => {
@@ -758,6 +770,7 @@ impl Driving {
                 return;
             }
         }
+        self.puts_uncommitted |= !puts.is_empty();
         for (key, value) in puts {
             if let Err(e) = core.put_framework_state(&self.framework_id, key, value) {
                 warn!(error = %e, "state-put refused by the registry");
