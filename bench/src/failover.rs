@@ -2,8 +2,11 @@
 //! agents on loopback; the leader is killed (SIGKILL) `--kills` times and the bench times how
 //! long the cluster takes to work again.
 //!
-//! - `failover_ms`: from the kill until a registry change (a `SetWeights`) commits on the new
-//!   leader: election, takeover (core rebuilt from the replicated registry) and a commit.
+//! - `first_commit_ms`: from the kill until a registry change (a `SetWeights`) commits on the
+//!   new leader: election, takeover (core rebuilt from the replicated registry) and a commit.
+//! - `failover_ms`: from the kill until the new leader's first offer reaches a scheduler that
+//!   subscribes to it as soon as it commits: adds the agents' re-registration with the new
+//!   leader and an allocation cycle.
 //! - `first_launch_ms`: from the kill until a framework submitted to the new leader has a
 //!   task launched on an agent: adds the agents' re-registration with the new leader.
 //! - `commits_per_s`: registry commits per second through the leader, measured before the
@@ -222,6 +225,7 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
     let pi = upload(&mut op, &components.join("pi.wasm")).await?;
     let commits_per_s = commit_rate(&group.addrs[leader], args.commits, args.writers).await?;
 
+    let mut first_commit = Vec::new();
     let mut failover = Vec::new();
     let mut first_launch = Vec::new();
     for round in 0..args.kills {
@@ -267,8 +271,11 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
                 tokio::time::sleep(POLL).await;
             }
         }
-        failover.push(killed.elapsed());
+        first_commit.push(killed.elapsed());
         let new = new.expect("found");
+        // Failover: the new leader's first offer reaches a freshly subscribed scheduler.
+        first_offer(&group.addrs[new], round).await?;
+        failover.push(killed.elapsed());
         // First launch: a framework submitted now gets a task onto an agent.
         let mut op = connect(&group.addrs[new]).await?;
         let framework_id = op
@@ -345,6 +352,8 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
         "scenario": "failover",
         "kills": args.kills,
         "agents": args.agents,
+        "first_commit_ms_p50": ms(percentile(&mut first_commit, 50.0)),
+        "first_commit_ms_p99": ms(percentile(&mut first_commit, 99.0)),
         "failover_ms_p50": ms(percentile(&mut failover, 50.0)),
         "failover_ms_p99": ms(percentile(&mut failover, 99.0)),
         "first_launch_ms_p50": ms(percentile(&mut first_launch, 50.0)),
@@ -352,6 +361,50 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
         "commits_per_s": commits_per_s.round(),
         "commit_writers": args.writers,
     }))
+}
+
+/// Subscribes an external scheduler (role `bench`, no failover timeout) to the master at `addr`
+/// and waits for its first offer; the stream is then dropped, which removes the framework.
+async fn first_offer(addr: &str, round: u32) -> anyhow::Result<()> {
+    use pb::scheduler_call::Call;
+    use pb::scheduler_event::Event;
+    let mut client =
+        pb::scheduler_service_client::SchedulerServiceClient::connect(format!("http://{addr}"))
+            .await
+            .context("connecting a scheduler to the new leader")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::SchedulerCall {
+        call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
+            framework_info: Some(pb::FrameworkInfo {
+                name: format!("failover-offers-{round}"),
+                role: "bench".into(),
+                ..Default::default()
+            }),
+        })),
+    })
+    .await
+    .context("queueing the subscription")?;
+    let mut events = client
+        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .context("subscribing to the new leader")?
+        .into_inner();
+    let wait = async {
+        while let Some(e) = events.message().await? {
+            if let Some(Event::Offers(o)) = e.event
+                && !o.offers.is_empty()
+            {
+                return Ok::<_, tonic::Status>(true);
+            }
+        }
+        Ok(false)
+    };
+    match tokio::time::timeout(WAIT, wait).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => bail!("the new leader closed the scheduler stream before an offer"),
+        Ok(Err(e)) => bail!("the new leader's scheduler stream failed: {e}"),
+        Err(_) => bail!("no offer from the new leader within {WAIT:?}"),
+    }
 }
 
 /// Runs the scenario; see the module docs.
