@@ -220,9 +220,21 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
                 .context("cannot start an agent")?,
         );
     }
-    let leader = group.leader(None).await?;
-    let mut op = connect(&group.addrs[leader]).await?;
-    let pi = upload(&mut op, &components.join("pi.wasm")).await?;
+    // The group may still change leader right after it forms (a master that started late can
+    // call an election): the upload follows the leadership until it lands.
+    let deadline = Instant::now() + WAIT;
+    let (leader, pi) = loop {
+        let leader = group.leader(None).await?;
+        let mut op = connect(&group.addrs[leader]).await?;
+        match upload(&mut op, &components.join("pi.wasm")).await {
+            Ok(pi) => break (leader, pi),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("wasmos-bench failover: upload retried: {e:#}");
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let commits_per_s = commit_rate(&group.addrs[leader], args.commits, args.writers).await?;
 
     let mut first_commit = Vec::new();
