@@ -14,7 +14,8 @@
 //!   only once a majority of masters has it on disk).
 //!
 //! After each kill the killed master is started again from its data dir, and the next round
-//! starts once it follows the leader, so that every kill hits a steady group of three. The `wasmos` binary is found as
+//! starts once it follows the leader and has had a second to catch up its log, so that every
+//! kill hits a steady group of three. The `wasmos` binary is found as
 //! for `e2e`.
 
 use std::path::PathBuf;
@@ -60,6 +61,8 @@ pub struct Args {
 
 /// Bound on any one wait.
 const WAIT: Duration = Duration::from_secs(60);
+/// How long a restarted master gets to catch up the log once it follows the leader.
+const SETTLE: Duration = Duration::from_millis(1000);
 /// How often the bench polls while it times something.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -345,6 +348,12 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
                 Err(_) => false,
             };
             if follows {
+                // Knowing the leader is not having its log: killed before it catches up, the
+                // restarted master times out on a stale log and its refused candidacy delays the
+                // real election by a whole election timeout (openraft 0.9 has no pre-vote).
+                // Give it a few heartbeat rounds to catch up, so that every kill hits a group
+                // whose followers are all current.
+                tokio::time::sleep(SETTLE).await;
                 break;
             }
             if Instant::now() > deadline {
