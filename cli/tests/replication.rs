@@ -195,6 +195,27 @@ async fn fetch(addr: &str, sha256: &str) -> Vec<u8> {
     fetched
 }
 
+/// Starts `n` agents of 2 CPUs and 2 GiB (hosts `host0`, `host1`, ...) given every master's
+/// address in `masters`, each with its own work dir under `dir`.
+fn spawn_agents(dir: &Path, masters: &str, n: usize) -> Vec<Child> {
+    (0..n)
+        .map(|i| {
+            let work = dir.join(format!("agent{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            common::spawn_agent(
+                masters,
+                &work,
+                &[
+                    "--hostname",
+                    &format!("host{i}"),
+                    "--resources",
+                    "cpus:2;mem:2048",
+                ],
+            )
+        })
+        .collect()
+}
+
 /// Free loopback addresses for `n` masters.
 fn free_addrs(n: usize) -> Vec<String> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
@@ -383,22 +404,7 @@ async fn pi_submitted_to_three_masters_finishes_when_the_leader_is_killed_midway
     let mut masters = start_group(dir.path(), &addrs).await;
     let leader = find_leader(&addrs, &[]).await;
     let all = addrs.join(",");
-    let _agents: Vec<Child> = (0..2)
-        .map(|i| {
-            let work = dir.path().join(format!("agent{i}"));
-            std::fs::create_dir_all(&work).unwrap();
-            common::spawn_agent(
-                &all,
-                &work,
-                &[
-                    "--hostname",
-                    &format!("host{i}"),
-                    "--resources",
-                    "cpus:2;mem:2048",
-                ],
-            )
-        })
-        .collect();
+    let _agents = spawn_agents(dir.path(), &all, 2);
     // 60 tasks of 3 * 10^6 samples each: long enough to be cut in the middle.
     let (tasks, samples) = (60u64, 3_000_000u64);
     let submit = wasmos()
@@ -496,22 +502,7 @@ async fn a_fourth_master_is_added_and_the_leader_removed_without_losing_the_regi
         .collect();
     // Work runs through the change: agents and the submitter know all four addresses.
     let every = format!("{},{fourth}", addrs.join(","));
-    let _agents: Vec<Child> = (0..2)
-        .map(|i| {
-            let work = dir.path().join(format!("agent{i}"));
-            std::fs::create_dir_all(&work).unwrap();
-            common::spawn_agent(
-                &every,
-                &work,
-                &[
-                    "--hostname",
-                    &format!("host{i}"),
-                    "--resources",
-                    "cpus:2;mem:2048",
-                ],
-            )
-        })
-        .collect();
+    let _agents = spawn_agents(dir.path(), &every, 2);
     let pi = tokio::spawn(
         wasmos()
             .args(["submit", &common::example("pi"), "--master", &every])
@@ -678,22 +669,7 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
     let mut masters = start_group(dir.path(), &addrs).await;
     find_leader(&addrs, &[]).await;
     let all = addrs.join(",");
-    let _agents: Vec<Child> = (0..3)
-        .map(|i| {
-            let work = dir.path().join(format!("agent{i}"));
-            std::fs::create_dir_all(&work).unwrap();
-            common::spawn_agent(
-                &all,
-                &work,
-                &[
-                    "--hostname",
-                    &format!("host{i}"),
-                    "--resources",
-                    "cpus:2;mem:2048",
-                ],
-            )
-        })
-        .collect();
+    let _agents = spawn_agents(dir.path(), &all, 3);
     wait_state(&addrs, None, "3 agents", |s| {
         (s.agents.iter().filter(|a| a.reachable).count() == 3).then_some(())
     })
