@@ -252,6 +252,20 @@ async fn start_member(dir: &Path, id: u64, addr: &str, peers: &str) -> (Child, S
     start(addr, &flags).await
 }
 
+/// The master at `addr`'s answer to `GetState`; `None` when it cannot be reached at all.
+async fn state_at(addr: &str) -> Option<Result<pb::ClusterState, tonic::Status>> {
+    let mut op = wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(
+        format!("http://{addr}"),
+    )
+    .await
+    .ok()?;
+    Some(
+        op.get_state(pb::GetStateRequest {})
+            .await
+            .map(|r| r.into_inner()),
+    )
+}
+
 /// Polls every address until exactly one serves; returns its index. The others must answer
 /// with the not-leader status naming it.
 async fn find_leader(addrs: &[String], skip: &[usize]) -> usize {
@@ -263,15 +277,10 @@ async fn find_leader(addrs: &[String], skip: &[usize]) -> usize {
             if skip.contains(&i) {
                 continue;
             }
-            let Ok(mut op) =
-                wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(
-                    format!("http://{addr}"),
-                )
-                .await
-            else {
+            let Some(state) = state_at(addr).await else {
                 continue;
             };
-            match op.get_state(pb::GetStateRequest {}).await {
+            match state {
                 Ok(_) => serving.push(i),
                 Err(status) => hints.push(wasmos_api::leader::leader_hint(&status)),
             }
@@ -619,16 +628,8 @@ async fn wait_state<T>(
             if Some(i) == skip {
                 continue;
             }
-            let Ok(mut op) =
-                wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(
-                    format!("http://{addr}"),
-                )
-                .await
-            else {
-                continue;
-            };
-            if let Ok(s) = op.get_state(pb::GetStateRequest {}).await
-                && let Some(found) = check(s.get_ref())
+            if let Some(Ok(s)) = state_at(addr).await
+                && let Some(found) = check(&s)
             {
                 return found;
             }
