@@ -9,6 +9,7 @@ pub mod convert;
 pub mod ids;
 pub mod launch;
 pub mod leader;
+pub mod limits;
 pub mod proto;
 pub mod resources;
 pub mod task;

@@ -16,6 +16,7 @@ pub mod offers;
 pub mod raft;
 pub mod registry;
 pub mod server;
+pub mod sync;
 pub mod tasks;
 
 pub use config::MasterConfig;
