@@ -31,13 +31,18 @@ pub type Millis = u64;
 /// into an offer. Until the framework answers, the resources count as used by it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allocation {
+    /// The framework that gets the resources.
     pub framework: FrameworkId,
+    /// The agent they are on.
     pub agent: AgentId,
+    /// How much of the agent's free resources it gets (all of them, unless its role's quota
+    /// limit cut the allocation down).
     pub resources: Resources,
 }
 
 /// A role's quota. The guarantee is allocated before any role gets its fair share; the limit
-/// is never exceeded (offers are cut down to fit under it).
+/// is never exceeded (offers are cut down to fit under it). The default (a role whose quota
+/// was never set) is no guarantee and no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {
     /// Resources the role gets before fair sharing starts, as long as it has frameworks that
@@ -86,34 +91,58 @@ impl AllocatorConfig {
 /// half-changed state.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AllocatorError {
+    /// The event names an agent that was never added, or was removed.
     #[error("agent {0} is not known to the allocator")]
     UnknownAgent(AgentId),
+    /// [`Allocator::add_agent`] for an agent that is already there.
     #[error("agent {0} is already known to the allocator; remove it first")]
     DuplicateAgent(AgentId),
+    /// The event names a framework that was never added, or was removed.
     #[error("framework {0} is not known to the allocator")]
     UnknownFramework(FrameworkId),
+    /// [`Allocator::add_framework`] for a framework that is already there.
     #[error("framework {0} is already known to the allocator; remove it first")]
     DuplicateFramework(FrameworkId),
+    /// [`Allocator::set_weight`] with a weight that is zero, negative, infinite or NaN.
     #[error("role weight {weight} for role {role:?} must be a finite number above zero")]
-    InvalidWeight { role: String, weight: f64 },
+    InvalidWeight {
+        /// The role whose weight was to be set.
+        role: String,
+        /// The weight refused.
+        weight: f64,
+    },
+    /// [`Allocator::set_quota`] with a guarantee that does not fit in the limit.
     #[error("quota for role {role:?}: guarantee {guarantee} exceeds limit {limit}")]
     GuaranteeAboveLimit {
+        /// The role whose quota was to be set.
         role: String,
+        /// The guarantee asked for.
         guarantee: Resources,
+        /// The limit it exceeds.
         limit: Resources,
     },
+    /// Adding or resizing an agent would overflow the cluster's total resources.
     #[error("cannot add agent {agent} with {resources}: the cluster total {source}")]
     ClusterTotal {
+        /// The agent added or resized.
         agent: AgentId,
+        /// Its new total.
         resources: Resources,
+        /// The overflow.
         #[source]
         source: ResourcesError,
     },
+    /// Counting resources in or out of a framework's allocation failed: more recovered than
+    /// it holds there, or a sum overflowed.
     #[error("cannot {action} resources for framework {framework} on agent {agent}: {source}")]
     Resources {
+        /// What was being done: `"allocate"` or `"recover"`.
         action: &'static str,
+        /// The framework whose allocation was to change.
         framework: FrameworkId,
+        /// The agent the resources are on.
         agent: AgentId,
+        /// Which resource fell short or overflowed.
         #[source]
         source: ResourcesError,
     },

@@ -1,0 +1,189 @@
+//! One allocation cycle: which free agents are looked at, and who gets each of them.
+//!
+//! Stage 1 serves roles whose quota guarantee is unmet, stage 2 every role by weighted share
+//! (the policy is argued in the parent module's docs). Within a role the lowest-share framework
+//! gets the first candidate agent its filters let through, found through a per-framework cursor
+//! so a cycle steps over each filtered agent at most once. Frameworks and roles that can take
+//! nothing more are set aside for the rest of the cycle and put back at its end.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::super::sorter::Sorter;
+use super::super::{Allocation, Millis};
+use super::{DrfAllocator, min_each};
+
+/// Per-cycle scratch state.
+struct Cycle {
+    candidates: BTreeSet<u32>,
+    excluded_frameworks: Vec<u32>,
+    excluded_roles: Vec<u32>,
+    out: Vec<Allocation>,
+}
+
+enum Step {
+    Allocated,
+    RoleDone,
+}
+
+impl DrfAllocator {
+    /// The next agent framework `f` may get in this cycle, advancing its cursor.
+    fn next_agent_for(&mut self, f: u32, cycle: &Cycle, now: Millis) -> Option<u32> {
+        let fi = f as usize;
+        if self.cursors.len() <= fi {
+            self.cursors.resize(fi + 1, (0, 0));
+        }
+        if self.cursors[fi].0 != self.cycle_no {
+            self.cursors[fi] = (self.cycle_no, 0);
+        }
+        let start = self.cursors[fi].1;
+        // A filter holds while what would be offered (free resources, capped by the role's
+        // headroom, as in `step_role`) is within what was declined.
+        let headroom = self.headroom(self.fw(f).role);
+        let filters = &self.fw(f).filters;
+        let agents = &self.agents;
+        let found = cycle.candidates.range(start..).copied().find(|a| {
+            filters.get(a).is_none_or(|&(until, declined)| {
+                until <= now
+                    || agents[*a as usize].as_ref().is_none_or(|slot| {
+                        !min_each(&slot.available(), &headroom).fits_in(&declined)
+                    })
+            })
+        });
+        self.cursors[fi].1 = found.map_or(u32::MAX, |a| a.saturating_add(1));
+        found
+    }
+
+    /// Gives the lowest-share framework of role `r` one agent, or says the role is done.
+    fn step_role(&mut self, r: u32, cycle: &mut Cycle, now: Millis) -> Step {
+        loop {
+            let Some(f) = self.roles[r as usize].sorter.first() else {
+                return Step::RoleDone;
+            };
+            let Some(a) = self.next_agent_for(f, cycle, now) else {
+                // Nothing left for this framework in this cycle: set it aside.
+                let fw = self.fw_mut(f);
+                if let Some(key) = fw.key.take() {
+                    self.roles[r as usize].sorter.remove(key, f);
+                }
+                cycle.excluded_frameworks.push(f);
+                continue;
+            };
+            let offer = min_each(&self.ag(a).available(), &self.headroom(r));
+            if !self.config.allocatable(&offer) {
+                if self.config.allocatable(&self.ag(a).available()) {
+                    // The agent has enough; the role's limit does not.
+                    return Step::RoleDone;
+                }
+                cycle.candidates.remove(&a);
+                continue;
+            }
+            if self.add_alloc(f, a, offer).is_err() {
+                // Only possible on u64 overflow of a sum; never offer what cannot be counted.
+                cycle.candidates.remove(&a);
+                continue;
+            }
+            if !self.config.allocatable(&self.ag(a).available()) {
+                cycle.candidates.remove(&a);
+                self.free.remove(&a);
+            }
+            self.rekey(f);
+            cycle.out.push(Allocation {
+                framework: self.fw(f).id.clone(),
+                agent: self.ag(a).id.clone(),
+                resources: offer,
+            });
+            return Step::Allocated;
+        }
+    }
+
+    pub(super) fn run_cycle(&mut self, now: Millis) -> Vec<Allocation> {
+        self.cycle_no += 1;
+        self.expire_filters(now);
+        if self.shares_dirty {
+            self.rebuild_sorters();
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let candidates = if std::mem::take(&mut self.all_dirty) {
+            self.free.clone()
+        } else {
+            let mut d = dirty;
+            d.retain(|a| self.free.contains(a));
+            d
+        };
+        if candidates.is_empty() || self.role_sorter.is_empty() {
+            return Vec::new();
+        }
+        let mut cycle = Cycle {
+            candidates,
+            excluded_frameworks: Vec::new(),
+            excluded_roles: Vec::new(),
+            out: Vec::new(),
+        };
+
+        // Stage 1: quota guarantees, lowest weighted share first.
+        let mut unmet = Sorter::default();
+        let mut unmet_keys = HashMap::new();
+        for &r in &self.quota_roles {
+            if self.guarantee_unmet(r) && !self.roles[r as usize].sorter.is_empty() {
+                let k = self.role_share(r);
+                unmet.insert(k, r);
+                unmet_keys.insert(r, k);
+            }
+        }
+        while let Some(r) = unmet.first() {
+            if cycle.candidates.is_empty() {
+                break;
+            }
+            let key = unmet_keys[&r];
+            unmet.remove(key, r);
+            if let Step::Allocated = self.step_role(r, &mut cycle, now)
+                && self.guarantee_unmet(r)
+            {
+                let k = self.role_share(r);
+                unmet.insert(k, r);
+                unmet_keys.insert(r, k);
+            }
+        }
+
+        // Stage 2: fair share over every role.
+        while let Some(r) = self.role_sorter.first() {
+            if cycle.candidates.is_empty() {
+                break;
+            }
+            if let Step::RoleDone = self.step_role(r, &mut cycle, now) {
+                if let Some(key) = self.roles[r as usize].key.take() {
+                    self.role_sorter.remove(key, r);
+                }
+                cycle.excluded_roles.push(r);
+            }
+        }
+
+        // Put back what was set aside for this cycle only.
+        for f in std::mem::take(&mut cycle.excluded_frameworks) {
+            self.sync_membership(f);
+        }
+        for r in std::mem::take(&mut cycle.excluded_roles) {
+            self.sync_role_membership(r);
+        }
+        cycle.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{agent, cluster, fwk, res};
+    use crate::allocator::Allocator;
+
+    #[test]
+    fn each_agent_goes_to_the_lowest_share() {
+        let mut al = cluster(4, &["a", "a"]);
+        let out = al.allocate(0);
+        assert_eq!(out.len(), 4);
+        assert_eq!(al.framework_allocation(&fwk(0)), Some(res(8.0, 8192)));
+        assert_eq!(al.framework_allocation(&fwk(1)), Some(res(8.0, 8192)));
+        assert!(
+            al.allocate(1).is_empty(),
+            "nothing changed, nothing to offer"
+        );
+    }
+}
