@@ -29,12 +29,16 @@ pub enum FrameworkState {
     Connected,
     /// Its scheduler went away at `since_ms`; its tasks keep running until
     /// `since_ms + failover_timeout_ms`, after which it is torn down.
-    Disconnected { since_ms: Millis },
+    Disconnected {
+        /// When the master noticed (master clock, milliseconds).
+        since_ms: Millis,
+    },
 }
 
 /// A framework the master knows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrameworkRecord {
+    /// Its id, given by the master at its first subscription; never reused.
     pub id: FrameworkId,
     /// Human-readable name.
     pub name: String,
@@ -44,10 +48,10 @@ pub struct FrameworkRecord {
     pub principal: String,
     /// How long its tasks survive a disconnected scheduler, in milliseconds.
     pub failover_timeout_ms: Millis,
+    /// Whether its scheduler is connected.
     pub state: FrameworkState,
     /// The sha256 of its component in the blob store (64 lowercase hex digits), which agents
     /// fetch to run its Wasm tasks; `None` for a framework of command tasks only.
-    #[serde(default)]
     pub component_sha256: Option<String>,
 }
 
@@ -95,12 +99,16 @@ pub enum AgentState {
     Active,
     /// Missed its heartbeats since `since_ms`; its tasks were reported unreachable. It may
     /// re-register.
-    Unreachable { since_ms: Millis },
+    Unreachable {
+        /// When it was marked unreachable (master clock, milliseconds).
+        since_ms: Millis,
+    },
 }
 
 /// An agent admitted to the cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentRecord {
+    /// Its id, which the agent keeps across restarts.
     pub id: AgentId,
     /// Host name, for display and for frameworks' locality decisions.
     pub hostname: String,
@@ -110,13 +118,17 @@ pub struct AgentRecord {
     pub resources: Resources,
     /// Free-form attributes (`rack=r1`).
     pub attributes: BTreeMap<String, String>,
+    /// Whether it is reachable.
     pub state: AgentState,
 }
 
 /// The bytes of a stored component, shared (not copied) between the registry, its copies and
 /// the blob store. Serialized as a byte string.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlobBytes(pub Arc<Vec<u8>>);
+pub struct BlobBytes(
+    /// The bytes, shared.
+    pub Arc<Vec<u8>>,
+);
 
 impl From<Vec<u8>> for BlobBytes {
     fn from(bytes: Vec<u8>) -> Self {
@@ -168,72 +180,137 @@ pub enum Command {
     AddFramework(FrameworkRecord),
     /// A framework re-subscribed with (possibly) new info; its role may not change.
     UpdateFramework {
+        /// The framework.
         id: FrameworkId,
+        /// Its new name.
         name: String,
+        /// Its new failover timeout, in milliseconds.
         failover_timeout_ms: Millis,
     },
     /// A framework connected or disconnected.
     SetFrameworkState {
+        /// The framework.
         id: FrameworkId,
+        /// Connected, or disconnected since when.
         state: FrameworkState,
     },
     /// A framework is gone for good (teardown or failover timeout); its id may not come back.
-    RemoveFramework { id: FrameworkId },
+    RemoveFramework {
+        /// The framework.
+        id: FrameworkId,
+    },
     /// A framework stored `value` under `key` (`driver.state-put`); size-capped.
     PutFrameworkState {
+        /// The framework.
         id: FrameworkId,
+        /// At most [`MAX_STATE_KEY_BYTES`] bytes.
         key: String,
+        /// At most [`MAX_STATE_VALUE_BYTES`] bytes; the framework's keys and values together
+        /// stay within [`MAX_STATE_BYTES`].
         value: Vec<u8>,
     },
     /// A framework ended with this outcome; recorded before it is removed.
     RecordOutcome {
+        /// The framework.
         id: FrameworkId,
+        /// How it ended.
         outcome: FrameworkOutcome,
     },
     /// An agent registered or re-registered; replaces what was known about it.
     AdmitAgent(AgentRecord),
     /// An agent missed its heartbeats.
-    MarkAgentUnreachable { id: AgentId, since_ms: Millis },
+    MarkAgentUnreachable {
+        /// The agent.
+        id: AgentId,
+        /// When it was found unreachable (master clock, milliseconds).
+        since_ms: Millis,
+    },
     /// An agent is gone for good.
-    RemoveAgent { id: AgentId },
+    RemoveAgent {
+        /// The agent.
+        id: AgentId,
+    },
     /// Sets a role's weight (1.0 is the default).
-    SetWeight { role: String, weight: f64 },
+    SetWeight {
+        /// A valid role name ([`validate_role`]).
+        role: String,
+        /// A finite number above zero.
+        weight: f64,
+    },
     /// Sets (`Some`) or removes (`None`) a role's quota.
-    SetQuota { role: String, quota: Option<Quota> },
+    SetQuota {
+        /// A valid role name ([`validate_role`]).
+        role: String,
+        /// The quota; its guarantee must fit in its limit. `None` goes back to the default:
+        /// no guarantee, no limit.
+        quota: Option<Quota>,
+    },
     /// Stores a framework component under its sha256 (64 lowercase hex digits), which must be
     /// the digest of `bytes`. Storing one that is already there changes nothing.
-    PutComponent { sha256: String, bytes: BlobBytes },
+    PutComponent {
+        /// The digest, 64 lowercase hex digits.
+        sha256: String,
+        /// The component.
+        bytes: BlobBytes,
+    },
     /// The master hosts this framework's scheduler, started as `spec` says.
-    SetHosted { id: FrameworkId, spec: HostedSpec },
+    SetHosted {
+        /// The framework.
+        id: FrameworkId,
+        /// How to start its scheduler.
+        spec: HostedSpec,
+    },
 }
 
 /// Why a command was refused. The registry is unchanged when `apply` returns one. Serializable
 /// because it is the result Raft hands back for a replicated command.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum RegistryError {
+    /// [`Command::AddFramework`] for an id that is registered.
     #[error("framework {0} is already registered")]
     FrameworkExists(FrameworkId),
+    /// [`Command::AddFramework`] for the id of a removed framework.
     #[error("framework {0} was torn down; subscribe without an id to get a new one")]
     FrameworkTornDown(FrameworkId),
+    /// The command names a framework that is not registered.
     #[error("framework {0} is not registered")]
     UnknownFramework(FrameworkId),
+    /// [`Command::PutFrameworkState`] over one of the size limits; says which, and by how much.
     #[error("framework state: {0}")]
     StateTooLarge(String),
+    /// The command names an agent that is not admitted.
     #[error("agent {0} is not admitted")]
     UnknownAgent(AgentId),
+    /// A role name that [`validate_role`] refuses.
     #[error("role {role:?} is invalid: {why}")]
     InvalidRole {
+        /// The name refused.
         role: String,
+        /// Which rule it breaks.
         why: Cow<'static, str>,
     },
+    /// [`Command::SetWeight`] with a weight that is zero, negative, infinite or NaN.
     #[error("weight {weight} for role {role:?} must be a finite number above zero")]
-    InvalidWeight { role: String, weight: f64 },
+    InvalidWeight {
+        /// The role.
+        role: String,
+        /// The weight refused.
+        weight: f64,
+    },
+    /// [`Command::PutComponent`] whose digest is not that of its bytes.
     #[error("component digest {sha256:?} is not the sha256 of its bytes")]
-    ComponentDigest { sha256: String },
+    ComponentDigest {
+        /// The digest given.
+        sha256: String,
+    },
+    /// [`Command::SetQuota`] with a guarantee that does not fit in the limit.
     #[error("quota for role {role:?}: guarantee {guarantee} exceeds limit {limit}")]
     GuaranteeAboveLimit {
+        /// The role.
         role: String,
+        /// The guarantee asked for.
         guarantee: Resources,
+        /// The limit it exceeds.
         limit: Resources,
     },
 }
@@ -271,25 +348,25 @@ pub fn validate_role(role: &str) -> Result<(), RegistryError> {
 /// The replicated state: plain data.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Registry {
+    /// Registered frameworks, connected or not, by id.
     pub frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
     /// Ids of removed frameworks: they may not subscribe again.
     pub removed_frameworks: BTreeSet<FrameworkId>,
+    /// Admitted agents, reachable or not, by id.
     pub agents: BTreeMap<AgentId, AgentRecord>,
+    /// Role weights that were set; a role absent here has weight 1.0 ([`Registry::weight`]).
     pub weights: BTreeMap<String, f64>,
+    /// Role quotas that were set; a role absent here has no guarantee and no limit.
     pub quotas: BTreeMap<String, Quota>,
     /// Each framework's key-value state (`driver.state-put`); dropped with the framework.
-    #[serde(default)]
     pub framework_state: BTreeMap<FrameworkId, BTreeMap<String, Vec<u8>>>,
     /// How frameworks that ended through `finish` (or were failed by their host) ended.
-    #[serde(default)]
     pub outcomes: BTreeMap<FrameworkId, FrameworkOutcome>,
     /// Framework components by sha256 (lowercase hex), which agents fetch and the framework
     /// host runs; they stay after their framework ends.
-    #[serde(default)]
     pub components: BTreeMap<String, BlobBytes>,
     /// Frameworks whose scheduler the master hosts, and how to start it; dropped with the
     /// framework.
-    #[serde(default)]
     pub hosted: BTreeMap<FrameworkId, HostedSpec>,
 }
 
@@ -512,7 +589,7 @@ mod tests {
     }
 
     #[test]
-    fn commands_round_trip_through_serde_and_replay_identically() {
+    fn commands_round_trip_through_the_raft_codec_and_replay_identically() {
         let cmds = vec![
             Command::AddFramework(fw("f1", "eng/batch")),
             Command::AdmitAgent(AgentRecord {
@@ -536,8 +613,8 @@ mod tests {
                 since_ms: 9,
             },
         ];
-        let json = serde_json::to_string(&cmds).unwrap();
-        let back: Vec<Command> = serde_json::from_str(&json).unwrap();
+        let encoded = crate::raft::codec::to_vec(&cmds).unwrap();
+        let back: Vec<Command> = crate::raft::codec::from_slice(&encoded).unwrap();
         assert_eq!(back, cmds);
         let (mut a, mut b) = (Registry::default(), Registry::default());
         for c in cmds {

@@ -50,7 +50,10 @@ openraft::declare_raft_types!(
 /// What applying one log entry gave: the registry's answer to a [`Command`] (entries that are
 /// not commands, such as membership changes, give `Ok`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CommandResult(pub Result<(), RegistryError>);
+pub struct CommandResult(
+    /// `Ok`, or why the registry refused the command (it is unchanged then).
+    pub Result<(), RegistryError>,
+);
 
 /// The openraft node type of the master.
 pub type Raft = openraft::Raft<TypeConfig>;

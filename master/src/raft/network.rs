@@ -231,7 +231,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        // The chunk travels as raw bytes beside the JSON metadata.
+        // The chunk travels as raw bytes beside the encoded (postcard) metadata, so it is not
+        // encoded a second time.
         let data = std::mem::take(&mut rpc.data);
         self.rpc(RPCTypes::InstallSnapshot, &rpc, data, &option)
             .await

@@ -93,7 +93,9 @@ pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why binding it failed.
         #[source]
         source: std::io::Error,
     },
@@ -120,11 +122,13 @@ pub enum ProposeError {
     /// This master is not the leader; propose to the leader instead (when known).
     #[error("this master is not the leader{}", leader_suffix(.leader_id, .leader_addr))]
     NotLeader {
+        /// The leader's id, when this master knows it.
         leader_id: Option<NodeId>,
+        /// The leader's Raft address, when this master knows it.
         leader_addr: Option<String>,
     },
-    /// The command cannot be replicated as it is (it does not survive serialization, e.g. a
-    /// weight that is not a number).
+    /// The command cannot be replicated as it is: it does not encode, or does not decode back
+    /// equal to itself (a weight that is not a number, which is unequal even to itself).
     #[error("the command cannot be replicated: {0}")]
     Invalid(String),
     /// Raft stopped, or lost the leadership while the command was in flight: whether it was
@@ -147,7 +151,9 @@ pub enum MemberError {
     /// Only the leader changes membership.
     #[error("this master is not the leader{}", leader_suffix(.leader_id, .leader_addr))]
     NotLeader {
+        /// The leader's id, when this master knows it.
         leader_id: Option<NodeId>,
+        /// The leader's Raft address, when this master knows it.
         leader_addr: Option<String>,
     },
     /// openraft refused the change (e.g. another change is in progress, or the node is not

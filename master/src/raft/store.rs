@@ -4,8 +4,9 @@
 //!
 //! Layout: table `raft_log` maps a log index to an entry, table `raft_meta` holds the vote,
 //! the committed and purged log ids, and the snapshot. Every value is a record: a CRC-32 of the
-//! payload, then the payload (serde JSON; a snapshot is its JSON metadata followed by the
-//! serialized registry). [`open_store`] reads every record back and checks that the log has no
+//! payload, then the payload, encoded with [`super::codec`] (postcard); a snapshot's payload
+//! is the length of its encoded metadata (8 bytes, little endian), the metadata, then the
+//! encoded registry. [`open_store`] reads every record back and checks that the log has no
 //! gap, so a master whose disk state is damaged refuses to start ([`StoreError::Corrupt`])
 //! instead of joining with bad data. redb's own page checksums are verified on open too.
 //!
@@ -44,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CommandResult, NodeId, TypeConfig, apply_command};
 use crate::registry::Registry;
+use crate::sync;
 
 /// The file name of the store inside a master's data dir.
 pub const STORE_FILE: &str = "raft.redb";
@@ -63,21 +65,33 @@ pub enum StoreError {
     /// The data dir could not be created or used.
     #[error("cannot use the data dir {path}: {source}")]
     DataDir {
+        /// The data dir.
         path: PathBuf,
+        /// The I/O error: creating the dir, or starting the store's writer thread.
         #[source]
         source: io::Error,
     },
     /// redb could not open the file for a reason other than damage (it is locked by another
     /// process, it cannot be read).
     #[error("cannot open the Raft store {path}: {detail}")]
-    Open { path: PathBuf, detail: String },
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// What redb said.
+        detail: String,
+    },
     /// The file or a record in it is damaged, or the records contradict each other.
     #[error(
         "the Raft store {path} is corrupt: {detail}. This master refuses to start with bad \
          data: restore its data dir from a copy, or move the data dir away and add this master \
          back to the cluster as a new member"
     )]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// Which record is damaged, or which records disagree, and how.
+        detail: String,
+    },
 }
 
 // ----- records -----
@@ -527,9 +541,7 @@ impl LogReader {
         if empty {
             return Vec::new();
         }
-        self.mem
-            .read()
-            .expect("log lock")
+        sync::read(&self.mem)
             .entries
             .range((start, end))
             .map(|(_, e)| e.clone())
@@ -599,7 +611,7 @@ impl LogStore {
     }
 
     fn mem(&self) -> std::sync::RwLockWriteGuard<'_, LogMem> {
-        self.reader.mem.write().expect("log lock")
+        sync::write(&self.reader.mem)
     }
 }
 
@@ -690,7 +702,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> SResult<LogState<TypeConfig>> {
-        let mem = self.reader.mem.read().expect("log lock");
+        let mem = sync::read(&self.reader.mem);
         let last = mem.entries.last_key_value().map(|(_, e)| e.log_id);
         Ok(LogState {
             last_purged_log_id: mem.purged,
@@ -708,7 +720,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> SResult<Option<Vote<NodeId>>> {
-        Ok(self.reader.mem.read().expect("log lock").vote)
+        Ok(sync::read(&self.reader.mem).vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> SResult<()> {
@@ -717,7 +729,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> SResult<Option<LogId<NodeId>>> {
-        Ok(self.reader.mem.read().expect("log lock").committed)
+        Ok(sync::read(&self.reader.mem).committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> SResult<()>
@@ -772,7 +784,7 @@ pub struct RegistryHandle {
 impl RegistryHandle {
     /// Runs `f` on the registry (under a read lock: keep `f` short).
     pub fn read<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
-        f(&self.state.read().expect("registry lock").registry)
+        f(&sync::read(&self.state).registry)
     }
 
     /// A copy of the registry.
@@ -782,11 +794,7 @@ impl RegistryHandle {
 
     /// The index of the last log entry applied to the registry.
     pub fn last_applied_index(&self) -> Option<u64> {
-        self.state
-            .read()
-            .expect("registry lock")
-            .last_applied
-            .map(|l| l.index)
+        sync::read(&self.state).last_applied.map(|l| l.index)
     }
 }
 
@@ -828,7 +836,7 @@ fn store_snapshot(
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
         let (data, last_applied, last_membership) = {
-            let s = self.state.read().expect("registry lock");
+            let s = sync::read(&self.state);
             let data = super::codec::to_vec(&s.registry).map_err(|e| {
                 StorageError::from(StorageIOError::read_state_machine(AnyError::new(&e)))
             })?;
@@ -863,7 +871,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn applied_state(
         &mut self,
     ) -> SResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
-        let s = self.state.read().expect("registry lock");
+        let s = sync::read(&self.state);
         Ok((s.last_applied, s.last_membership.clone()))
     }
 
@@ -872,7 +880,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut s = self.state.write().expect("registry lock");
+        let mut s = sync::write(&self.state);
         let mut results = Vec::new();
         for entry in entries {
             s.last_applied = Some(entry.log_id);
@@ -916,7 +924,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let db = self.db.clone();
         let last = meta.last_log_id;
         blocking(move || store_snapshot(&db, last, record)).await?;
-        let mut s = self.state.write().expect("registry lock");
+        let mut s = sync::write(&self.state);
         s.last_applied = meta.last_log_id;
         s.last_membership = meta.last_membership.clone();
         s.registry = registry;
