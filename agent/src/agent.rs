@@ -31,14 +31,20 @@ const AGENT_ID_KEY: &str = "agent_id";
 /// The agent could not start or record something.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The agent's database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A directory the agent needs could not be created.
     #[error("cannot create {what} {path}: {source}")]
     Io {
+        /// What the directory is for (`"work directory"`).
         what: &'static str,
+        /// The directory.
         path: std::path::PathBuf,
+        /// What the file system said.
         source: std::io::Error,
     },
+    /// The Wasm runtime could not be set up (its settings, or its compiled-code cache).
     #[error("cannot start the Wasm runtime: {0}")]
     Runtime(String),
 }
@@ -46,6 +52,7 @@ pub enum AgentError {
 /// The framework a launch belongs to, as far as the agent needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameworkContext {
+    /// The framework's id.
     pub framework_id: FrameworkId,
     /// Its role, for native-task ACLs.
     pub role: String,
@@ -56,8 +63,11 @@ pub struct FrameworkContext {
 /// A task the agent runs, as reported on (re-)registration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunningTask {
+    /// The framework it belongs to.
     pub framework_id: FrameworkId,
+    /// The task as the master launched it.
     pub task: TaskInfo,
+    /// Its latest state.
     pub state: TaskState,
 }
 

@@ -31,11 +31,16 @@ pub enum CgroupError {
         "cgroups are not usable: {0}; native (command) tasks are refused on this agent \
          (run the agent as root on Linux with the cpu, memory and pids controllers mounted)"
     )]
+    /// cgroups cannot be used on this machine; says why.
     Unavailable(String),
+    /// An operation on one cgroup's files failed.
     #[error("cgroup {path}: {op}: {source}")]
     Io {
+        /// The cgroup file or directory.
         path: PathBuf,
+        /// What was being done to it.
         op: &'static str,
+        /// What the kernel said.
         source: io::Error,
     },
 }
@@ -48,7 +53,9 @@ fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> CgroupErro
 /// Which cgroup hierarchy is in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CgroupVersion {
+    /// cgroup v1: one hierarchy per controller (`cpu`, `memory`, `pids`).
     V1,
+    /// cgroup v2: the unified hierarchy.
     V2,
 }
 
@@ -85,6 +92,7 @@ pub struct CgroupHierarchy {
 /// One task's cgroup. Plain paths, so it can be checkpointed and reopened after a restart.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCgroup {
+    /// The cgroup hierarchy it lives in.
     pub version: CgroupVersion,
     /// v1: the `cpu`, `memory` and `pids` directories; v2: the one directory.
     pub dirs: Vec<PathBuf>,

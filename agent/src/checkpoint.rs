@@ -11,12 +11,17 @@ use crate::store::{Op, StoreError};
 /// One running task, as checkpointed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
+    /// The framework the task belongs to.
     pub framework_id: FrameworkId,
+    /// The framework's role, for native-task ACLs.
     pub role: String,
     /// The framework's component (hex sha256), for Wasm tasks.
     pub component: Option<String>,
+    /// The task as the master launched it.
     pub task: TaskInfo,
+    /// Its latest state.
     pub state: TaskState,
+    /// How to find its container again.
     pub container: ContainerCheckpoint,
 }
 

@@ -23,13 +23,16 @@ use crate::cgroups::TaskCgroup;
 /// How a task ended: the terminal state and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskExit {
+    /// The terminal state.
     pub state: TaskState,
+    /// Why, for the status update.
     pub message: String,
     /// For a finished Wasm task, what its executor returned.
     pub data: Option<Vec<u8>>,
 }
 
 impl TaskExit {
+    /// An exit in `state` for the reason `message`, with no executor data.
     pub fn new(state: TaskState, message: impl Into<String>) -> Self {
         TaskExit {
             state,
@@ -44,11 +47,13 @@ pub type ExitFuture = Pin<Box<dyn Future<Output = TaskExit> + Send>>;
 
 /// Everything a containerizer needs to start one task.
 pub struct LaunchContext<'a> {
+    /// The framework the task belongs to.
     pub framework_id: &'a FrameworkId,
     /// The framework's role, for native-task ACLs.
     pub role: &'a str,
     /// The framework's component, for Wasm tasks.
     pub component: Option<ComponentDigest>,
+    /// The task as the master launched it.
     pub task: &'a TaskInfo,
     /// The task's sandbox directory (exists).
     pub sandbox: &'a std::path::Path,
@@ -73,9 +78,11 @@ pub struct Launched {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerCheckpoint {
+    /// A native task: its supervisor and cgroup outlive the agent and are found again.
     Native(NativeCheckpoint),
     /// Wasm tasks die with the agent process; recorded so their loss is reported.
     Wasm {
+        /// The executor instance that ran the task.
         executor_id: String,
     },
 }
@@ -83,10 +90,13 @@ pub enum ContainerCheckpoint {
 /// A native task's supervisor process and cgroup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NativeCheckpoint {
+    /// The pid of the task's supervisor process.
     pub supervisor_pid: i32,
     /// The supervisor's start time, to tell it from a process that reused its pid.
     pub supervisor_start: u64,
+    /// The task's cgroup.
     pub cgroup: TaskCgroup,
+    /// Where the supervisor records the task's exit (outside the sandbox).
     pub exit_file: PathBuf,
     /// The memory limit, for the OOM message.
     pub memory_limit_mb: u64,

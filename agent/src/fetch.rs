@@ -33,6 +33,7 @@ pub struct MemoryFetcher {
 }
 
 impl MemoryFetcher {
+    /// An empty fetcher.
     pub fn new() -> Self {
         Self::default()
     }
@@ -68,22 +69,31 @@ impl ComponentFetcher for MemoryFetcher {
 /// Why a component could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentStoreError {
+    /// The fetcher could not get the component.
     #[error("cannot fetch component {digest}: {source}")]
     Fetch {
+        /// The component asked for.
         digest: ComponentDigest,
+        /// Why the fetch failed.
         source: FetchError,
     },
+    /// The bytes fetched are not the component asked for; they are not kept.
     #[error(
         "component refused: the bytes fetched for {expected} hash to {actual}; the blob is \
          corrupt or the wrong one (re-submit the framework's component)"
     )]
     DigestMismatch {
+        /// The digest asked for.
         expected: ComponentDigest,
+        /// The digest of the bytes fetched.
         actual: ComponentDigest,
     },
+    /// The component's bytes are right but the Wasm runtime cannot load them.
     #[error("cannot load component {digest}: {source}")]
     Load {
+        /// The component.
         digest: ComponentDigest,
+        /// Why it does not load.
         source: wasmos_wasm_executor::ComponentError,
     },
 }

@@ -29,29 +29,54 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Why a native task could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
+    /// The program is not on the task's `PATH`.
     #[error("command {program:?} not found on PATH {path:?}")]
-    NotFound { program: String, path: String },
+    NotFound {
+        /// The program asked for (`argv[0]`).
+        program: String,
+        /// The `PATH` searched.
+        path: String,
+    },
+    /// An argument or environment entry cannot be passed to `execve`.
     #[error("argument or environment entry contains a NUL byte")]
     Nul,
+    /// A file the task needs (its output files, stdin, its cgroup's `cgroup.procs`) could not
+    /// be opened.
     #[error("cannot prepare {what} {path}: {source}")]
     Prepare {
+        /// What the file is for (`"stdout file"`, `"stdin"`, `"cgroup.procs"`).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What the file system said.
         source: io::Error,
     },
+    /// The supervisor process could not be forked.
     #[error("cannot fork the task supervisor: {0}")]
     Fork(io::Error),
+    /// The task process could not be moved into its cgroup.
     #[error("the command could not join its cgroup: {0}")]
     JoinCgroup(io::Error),
+    /// The task process could not change into its sandbox directory.
     #[error("the command could not enter its sandbox: {0}")]
     Chdir(io::Error),
+    /// `execve` of the program failed.
     #[error("cannot execute {program:?}: {source}")]
-    Exec { program: String, source: io::Error },
+    Exec {
+        /// The program, as resolved on `PATH`.
+        program: String,
+        /// What `execve` said.
+        source: io::Error,
+    },
 }
 
 /// What to start.
 pub struct CommandSpec<'a> {
+    /// The program and its arguments; `argv[0]` is looked up on the task's `PATH` (or
+    /// [`DEFAULT_PATH`]) unless it contains a '/'.
     pub argv: &'a [String],
+    /// The task's environment: it gets exactly these, plus `PATH` ([`DEFAULT_PATH`]) when
+    /// they have none and `WASMOS_SANDBOX` (its sandbox directory).
     pub env: &'a [(String, String)],
     /// The task's working directory; stdout and stderr are written here.
     pub sandbox: &'a Path,
@@ -59,13 +84,16 @@ pub struct CommandSpec<'a> {
     pub exit_file: &'a Path,
     /// Cap on each of stdout and stderr, in bytes.
     pub max_output_bytes: u64,
+    /// The cgroup the command runs in (created beforehand).
     pub cgroup: &'a TaskCgroup,
 }
 
 /// How a task process ended, as its supervisor recorded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitRecord {
+    /// It exited with this status code.
     Code(i32),
+    /// It was killed by this signal.
     Signal(i32),
 }
 

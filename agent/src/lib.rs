@@ -12,6 +12,8 @@
 //!   master.
 //! - [`session`] is the gRPC client loop to the master ([`run`]).
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod cgroups;
 pub mod checkpoint;

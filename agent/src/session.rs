@@ -55,6 +55,7 @@ pub struct SessionConfig {
     pub attributes: BTreeMap<String, String>,
     /// First wait before reconnecting; doubles up to `reconnect_max`.
     pub reconnect_initial: Duration,
+    /// Longest wait between reconnection attempts.
     pub reconnect_max: Duration,
 }
 
@@ -76,15 +77,19 @@ impl SessionConfig {
 /// Everything `wasmos agent` configures.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
+    /// The agent itself: work dir, runtimes, limits, retries, garbage collection.
     pub agent: AgentConfig,
+    /// How it finds and talks to the master.
     pub session: SessionConfig,
 }
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The agent could not start.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// [`SessionConfig::masters`] is empty.
     #[error("no master address given; pass --master HOST:PORT[,HOST:PORT...]")]
     NoMasters,
 }

@@ -28,8 +28,11 @@ const MAX_BATCH: usize = 1024;
 /// uuid set).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedUpdate {
+    /// Its place in the queue: increasing, never reused.
     pub seq: u64,
+    /// The framework the task belongs to.
     pub framework_id: FrameworkId,
+    /// The status, with its uuid set.
     pub status: TaskStatus,
 }
 

@@ -24,13 +24,21 @@ const MAX_BATCHES_PER_COMMIT: usize = 4096;
 /// The agent's database could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The database file could not be opened or created.
     #[error(
         "cannot open the agent database {path}: {why} (is another agent using this work \
          directory?)"
     )]
-    Open { path: String, why: String },
+    Open {
+        /// The database file.
+        path: String,
+        /// What redb said.
+        why: String,
+    },
+    /// A read or write of the open database failed.
     #[error("agent database: {0}")]
     Db(String),
+    /// The writer thread is gone (the agent is shutting down), so nothing more is stored.
     #[error("the agent database writer has stopped")]
     Closed,
 }
@@ -42,10 +50,15 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
 /// One change to the durable state.
 #[derive(Debug, Clone)]
 pub enum Op {
+    /// Stores an agent record (key, value), replacing the old one.
     PutMeta(String, Vec<u8>),
+    /// Stores a task checkpoint (key, record), replacing the old one.
     PutTask(String, Vec<u8>),
+    /// Removes a task checkpoint.
     RemoveTask(String),
+    /// Stores a status update under its sequence number.
     PutUpdate(u64, Vec<u8>),
+    /// Removes an acknowledged status update.
     RemoveUpdate(u64),
 }
 
@@ -57,7 +70,9 @@ struct Batch {
 /// Everything the store held when it was opened.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// The agent's own records (its id, the status queue's counters), by key.
     pub meta: Vec<(String, Vec<u8>)>,
+    /// The task checkpoints, by key (see [`crate::checkpoint::key`]).
     pub tasks: Vec<(String, Vec<u8>)>,
     /// In sequence order.
     pub updates: Vec<(u64, Vec<u8>)>,

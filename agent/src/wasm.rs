@@ -27,8 +27,11 @@ pub const AGENT_RESTARTED: &str =
 /// Bytes an executor sent to its framework's scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameworkMessage {
+    /// The framework whose scheduler gets the message.
     pub framework_id: FrameworkId,
+    /// The executor that sent it.
     pub executor_id: ExecutorId,
+    /// The bytes, as the executor sent them.
     pub data: Vec<u8>,
 }
 
