@@ -203,7 +203,7 @@ impl FrameworkHost {
             let restart = !info.id.is_empty();
             let fw = core
                 .subscribe(conn, tx, Some(info), now)
-                .map_err(HostError::Subscribe)?;
+                .map_err(|e| HostError::Subscribe(e.to_string()))?;
             if restart {
                 core.scheduler_call(
                     &fw,
@@ -214,7 +214,8 @@ impl FrameworkHost {
                     now,
                 );
             } else {
-                core.set_hosted(&fw, spec).map_err(HostError::Subscribe)?;
+                core.set_hosted(&fw, spec)
+                    .map_err(|e| HostError::Subscribe(e.to_string()))?;
             }
             // A framework id that was given may already hold state (a restarted host).
             let state = core

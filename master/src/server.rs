@@ -31,7 +31,7 @@ use wasmos_api::{FrameworkId, TaskId};
 use crate::allocator::{Millis, Quota};
 use crate::blobs::{BlobError, Digest};
 use crate::config::MasterConfig;
-use crate::core::{MasterCore, OperatorError};
+use crate::core::MasterCore;
 use crate::framework_host::{FrameworkHost, HostError};
 use crate::raft::{ProposeError, RaftNode};
 use crate::registry::FrameworkOutcome;
@@ -610,14 +610,6 @@ fn member_status(e: crate::raft::MemberError) -> Status {
     }
 }
 
-fn operator_status(e: OperatorError) -> Status {
-    match e {
-        OperatorError::NotFound(m) => Status::not_found(m),
-        OperatorError::Conflict(m) => Status::failed_precondition(m),
-        OperatorError::Unavailable(m) => Status::unavailable(m),
-    }
-}
-
 /// How long a new stream may take to send its first message (subscribe or register).
 const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -652,7 +644,7 @@ impl SchedulerService for Master {
                 Ok(fw) => (fw, conn),
                 Err(message) => {
                     info!(%message, "subscription refused");
-                    return Err(Status::failed_precondition(message));
+                    return Err(Status::failed_precondition(message.to_string()));
                 }
             }
         };
@@ -733,7 +725,7 @@ impl AgentService for Master {
                 Ok(a) => (a, conn),
                 Err(message) => {
                     warn!(%message, "agent registration refused");
-                    return Err(Status::failed_precondition(message));
+                    return Err(Status::failed_precondition(message.to_string()));
                 }
             }
         };
@@ -796,7 +788,7 @@ impl OperatorService for Master {
         let kill = self
             .core()
             .operator_kill_task(framework.as_ref(), &task, now)
-            .map_err(operator_status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::KillTaskResponse {
             framework_id: kill.framework.to_string(),
             agent_id: kill.agent.to_string(),
@@ -820,7 +812,7 @@ impl OperatorService for Master {
         let done = self
             .core()
             .operator_teardown(&fw, now)
-            .map_err(operator_status)?;
+            .map_err(Status::from)?;
         self.committed().await?;
         info!(framework_id = %fw, tasks = done.tasks_killed, hosted, "framework torn down by an operator");
         Ok(Response::new(pb::TeardownFrameworkResponse {
@@ -841,9 +833,7 @@ impl OperatorService for Master {
             .into_iter()
             .map(|w| (w.role, w.weight))
             .collect();
-        self.core()
-            .set_weights(weights)
-            .map_err(Status::invalid_argument)?;
+        self.core().set_weights(weights).map_err(Status::from)?;
         self.committed().await?;
         Ok(Response::new(pb::SetWeightsResponse {}))
     }
@@ -1022,9 +1012,7 @@ impl OperatorService for Master {
             guarantee: convert::resources(r.guarantee),
             limit: r.limit.map(Into::into),
         });
-        self.core()
-            .set_quota(r.role, quota)
-            .map_err(Status::invalid_argument)?;
+        self.core().set_quota(r.role, quota).map_err(Status::from)?;
         self.committed().await?;
         Ok(Response::new(pb::SetQuotaResponse {}))
     }

@@ -1,0 +1,368 @@
+//! A scheduler's `Accept` call: offers turned into staged tasks on one agent.
+//!
+//! The call is handled in two steps. [`MasterCore::check_accept`] takes `&self`, so it cannot
+//! change anything: it reads the whole call against the books and returns an [`AcceptPlan`],
+//! either the launch to make or the refusal with every problem found (all of them, not the
+//! first). Only then does [`MasterCore::launch`] or [`MasterCore::refuse_launch`] apply it.
+//! A refused accept still uses up the offers of this framework that it named: their
+//! resources go back to the pool, unfiltered, and each task named gets an `ERROR` update.
+//! Declines and the other calls live in `schedulers`.
+
+use std::collections::{BTreeSet, HashSet};
+
+use tracing::{info, info_span, warn};
+use wasmos_api::convert::{self, ConvertError};
+use wasmos_api::proto as pb;
+use wasmos_api::{
+    AgentId, FrameworkId, OfferId, Resources, TaskId, TaskInfo, TaskKind, TaskState, TaskStatus,
+};
+
+use super::outbound::reason;
+use super::{MasterCore, ToAgent};
+use crate::allocator::Millis;
+use crate::offers::OfferRecord;
+use crate::tasks::TaskRecord;
+
+/// What an `Accept` call comes to once every part of it has been checked.
+enum AcceptPlan {
+    /// Every offer and task checked out: take the offers, stage the tasks.
+    Launch(Launch),
+    /// At least one problem: nothing launches.
+    Refuse(Refusal),
+    /// No problem and no offer. An accept names at least one offer or is refused, and every
+    /// offer it names is taken or is a problem, so no call comes to this; it is kept as a case
+    /// (nothing done) rather than assumed away.
+    Empty,
+}
+
+/// A checked launch: everything in it fits.
+struct Launch {
+    /// The one agent all the offers are of.
+    agent: AgentId,
+    /// The offers to take (all this framework's, all of `agent`).
+    offers: Vec<OfferId>,
+    /// What the offers hold beyond what the tasks need; it returns to the pool, refused to
+    /// this framework for `refuse_ms`.
+    remainder: Resources,
+    /// The call's filter (0: none).
+    refuse_ms: Millis,
+    /// The tasks to stage, in the order given. None: the accept is a decline.
+    tasks: Vec<TaskInfo>,
+}
+
+/// A refused accept, with what it still changes.
+struct Refusal {
+    /// `launch refused: ` and every problem found, `; `-separated.
+    why: String,
+    /// The offers of this framework the call named; they are used up, their resources
+    /// returned without a filter.
+    offers: Vec<OfferId>,
+    /// The agent of the first of `offers`, reported in the tasks' `ERROR` updates.
+    agent: Option<AgentId>,
+    /// Every task id the call named that could be read; each gets an `ERROR` update. When
+    /// there is none, the scheduler gets an `Error` event instead.
+    task_ids: BTreeSet<TaskId>,
+}
+
+impl MasterCore {
+    /// Handles an `Accept` call: checks it whole, then applies the launch or the refusal.
+    pub(super) fn accept(
+        &mut self,
+        fw: &FrameworkId,
+        accept: pb::scheduler_call::Accept,
+        now: Millis,
+    ) {
+        match self.check_accept(fw, accept) {
+            AcceptPlan::Launch(launch) => self.launch(fw, launch, now),
+            AcceptPlan::Refuse(refusal) => self.refuse_launch(fw, refusal, now),
+            AcceptPlan::Empty => {}
+        }
+    }
+
+    /// Reads an `Accept` call against the books without changing them. The problems come in
+    /// this order: the offers', whether they are of one agent, each task's, then whether the
+    /// tasks fit in the offers.
+    fn check_accept(&self, fw: &FrameworkId, accept: pb::scheduler_call::Accept) -> AcceptPlan {
+        let refuse_ms = convert::filters(accept.filters).refuse_ms();
+        let mut problems: Vec<String> = Vec::new();
+        let offers = self.check_offers(fw, &accept.offer_ids, &mut problems);
+        let agent = offers.first().map(|o| o.agent.clone());
+        if offers.iter().any(|o| Some(&o.agent) != agent.as_ref()) {
+            problems
+                .push("the offers are of more than one agent; accept one agent's at a time".into());
+        }
+        let offered = offers
+            .iter()
+            .try_fold(Resources::ZERO, |acc, o| acc.checked_add(&o.resources))
+            .unwrap_or(Resources::ZERO);
+        let offers: Vec<OfferId> = offers.into_iter().map(|o| o.id.clone()).collect();
+
+        let (tasks, unparsed_ids) =
+            self.check_tasks(fw, accept.launches, agent.as_ref(), &mut problems);
+        let needed = tasks
+            .iter()
+            .try_fold(Resources::ZERO, |acc, t| acc.checked_add(&t.resources));
+        let remainder = match &needed {
+            Ok(n) => offered
+                .checked_sub(n)
+                .map_err(|e| format!("the tasks need {n} but the offers hold {offered} ({e})")),
+            Err(e) => Err(format!(
+                "the tasks' resources add up beyond what can be counted: {e}"
+            )),
+        };
+        let remainder = match remainder {
+            Ok(r) => r,
+            Err(p) => {
+                if problems.is_empty() || !offers.is_empty() {
+                    problems.push(p);
+                }
+                Resources::ZERO
+            }
+        };
+
+        if !problems.is_empty() {
+            return AcceptPlan::Refuse(Refusal {
+                why: format!("launch refused: {}", problems.join("; ")),
+                offers,
+                agent,
+                task_ids: tasks
+                    .iter()
+                    .map(|t| t.task_id.clone())
+                    .chain(unparsed_ids)
+                    .collect(),
+            });
+        }
+        let Some(agent) = agent else {
+            return AcceptPlan::Empty;
+        };
+        AcceptPlan::Launch(Launch {
+            agent,
+            offers,
+            remainder,
+            refuse_ms,
+            tasks,
+        })
+    }
+
+    /// The offers named that this framework holds, each once, in the order named; a problem
+    /// for every other id.
+    fn check_offers(
+        &self,
+        fw: &FrameworkId,
+        offer_ids: &[String],
+        problems: &mut Vec<String>,
+    ) -> Vec<&OfferRecord> {
+        let mut offers: Vec<&OfferRecord> = Vec::new();
+        let mut seen = HashSet::new();
+        if offer_ids.is_empty() {
+            problems.push("accept lists no offer ids".into());
+        }
+        for raw in offer_ids {
+            let id: OfferId = match convert::id("accept.offer_ids", raw) {
+                Ok(id) => id,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            };
+            if !seen.insert(id.clone()) {
+                problems.push(format!("offer {id} is listed twice"));
+                continue;
+            }
+            match self.offers.get(&id) {
+                Some(o) if &o.framework == fw => offers.push(o),
+                Some(_) => problems.push(format!("offer {id} was not made to this framework")),
+                None => problems.push(format!(
+                    "offer {id} is unknown or no longer valid (used, declined or rescinded)"
+                )),
+            }
+        }
+        offers
+    }
+
+    /// Parses the tasks to launch and checks each: a fresh id, the offers' agent, a role
+    /// allowed to run command tasks. Returns the tasks that parsed and the ids of those that
+    /// did not (where the id itself is valid), with a problem for each fault.
+    fn check_tasks(
+        &self,
+        fw: &FrameworkId,
+        launches: Vec<pb::TaskInfo>,
+        agent: Option<&AgentId>,
+        problems: &mut Vec<String>,
+    ) -> (Vec<TaskInfo>, Vec<TaskId>) {
+        let role = self
+            .registry
+            .frameworks
+            .get(fw)
+            .map(|r| r.role.clone())
+            .unwrap_or_default();
+        let mut tasks: Vec<TaskInfo> = Vec::new();
+        let mut unparsed_ids: Vec<TaskId> = Vec::new();
+        let mut ids = HashSet::new();
+        for t in launches {
+            let raw_id = t.task_id.clone();
+            match TaskInfo::try_from(t) {
+                Ok(task) => {
+                    if !ids.insert(task.task_id.clone()) {
+                        problems.push(format!(
+                            "task id {} is used twice in this launch",
+                            task.task_id
+                        ));
+                    } else if let Some(old) = self.tasks.get(fw, &task.task_id) {
+                        problems.push(format!(
+                            "task id {} is already used by a task that is {}",
+                            task.task_id, old.state
+                        ));
+                    }
+                    if let Some(a) = agent
+                        && &task.agent_id != a
+                    {
+                        problems.push(format!(
+                            "task {} names agent {} but the offers are of agent {a}",
+                            task.task_id, task.agent_id
+                        ));
+                    }
+                    if matches!(task.kind, TaskKind::Command { .. })
+                        && let Some(allowed) = &self.config.command_task_roles
+                        && !allowed.contains(&role)
+                    {
+                        problems.push(format!(
+                            "task {}: role {role:?} may not run native command tasks",
+                            task.task_id
+                        ));
+                    }
+                    tasks.push(task);
+                }
+                Err(e) => {
+                    problems.push(match &e {
+                        ConvertError::Spec(_) => e.to_string(),
+                        _ => format!("task {raw_id:?}: {e}"),
+                    });
+                    unparsed_ids.extend(TaskId::new(raw_id).ok());
+                }
+            }
+        }
+        (tasks, unparsed_ids)
+    }
+
+    /// Applies a refusal: the offers named are used up and their resources returned, each task
+    /// named gets an `ERROR` update (or the scheduler an `Error` event when none could be read).
+    fn refuse_launch(&mut self, fw: &FrameworkId, refusal: Refusal, now: Millis) {
+        let Refusal {
+            why,
+            offers,
+            agent,
+            task_ids,
+        } = refusal;
+        let offers: Vec<OfferRecord> = offers
+            .iter()
+            .filter_map(|id| self.offers.remove(id))
+            .collect();
+        info!(framework_id = %fw, %why, "invalid launch");
+        for o in &offers {
+            if let Err(e) = self.allocator.recover(fw, &o.agent, o.resources, 0, now) {
+                warn!(framework_id = %fw, agent_id = %o.agent, error = %e, "recovering an offer");
+            }
+        }
+        for task_id in &task_ids {
+            let status = TaskStatus {
+                task_id: task_id.clone(),
+                agent_id: agent.clone(),
+                state: TaskState::Error,
+                message: why.clone(),
+                data: None,
+                uuid: None,
+            };
+            self.send_update(fw, &status, reason::INVALID_LAUNCH, now);
+        }
+        if task_ids.is_empty() {
+            self.scheduler_error(fw, why, false);
+        }
+        self.want_allocation();
+    }
+
+    /// Applies a checked launch: takes the offers, returns the remainder, stages the tasks and
+    /// sends them to the agent in one message. Tasks for an agent that went away meanwhile are
+    /// `LOST` at once.
+    fn launch(&mut self, fw: &FrameworkId, launch: Launch, now: Millis) {
+        let Launch {
+            agent,
+            offers,
+            remainder,
+            refuse_ms,
+            tasks,
+        } = launch;
+        for id in &offers {
+            self.offers.remove(id);
+        }
+        if !remainder.is_zero()
+            && let Err(e) = self
+                .allocator
+                .recover(fw, &agent, remainder, refuse_ms, now)
+        {
+            warn!(framework_id = %fw, agent_id = %agent, error = %e, "recovering the unused remainder");
+        }
+        if tasks.is_empty() {
+            return; // An accept without launches is a decline.
+        }
+        if !self.agents.contains_key(&agent) {
+            // The agent went away between offer and accept (its offers would have been
+            // rescinded, so this is a race); the tasks are lost.
+            for t in tasks {
+                let _ = self.allocator.recover(fw, &agent, t.resources, 0, now);
+                let status = TaskStatus {
+                    task_id: t.task_id,
+                    agent_id: Some(agent.clone()),
+                    state: TaskState::Lost,
+                    message: format!("agent {agent} disconnected before the launch reached it"),
+                    data: None,
+                    uuid: None,
+                };
+                self.send_update(fw, &status, reason::AGENT_UNREACHABLE, now);
+            }
+            return;
+        }
+        let (role, component_sha256) = self
+            .registry
+            .frameworks
+            .get(fw)
+            .map(|f| {
+                (
+                    f.role.clone(),
+                    f.component_sha256.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        for t in &tasks {
+            let _span =
+                info_span!("launch", framework_id = %fw, agent_id = %agent, task_id = %t.task_id)
+                    .entered();
+            let inserted = self.tasks.insert(TaskRecord {
+                framework: fw.clone(),
+                id: t.task_id.clone(),
+                name: t.name.clone(),
+                agent: agent.clone(),
+                resources: t.resources,
+                state: TaskState::Staging,
+                message: String::new(),
+                data: None,
+                updated_ms: now,
+                pending_ack: None,
+            });
+            if let Err(e) = inserted {
+                warn!(error = %e, "task book refused a validated task");
+            } else {
+                info!("task staged");
+            }
+        }
+        self.send_agent(
+            &agent,
+            ToAgent::RunTasks(pb::master_message::RunTasks {
+                framework_id: fw.to_string(),
+                tasks: tasks.iter().map(pb::TaskInfo::from).collect(),
+                role,
+                component_sha256,
+            }),
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The read-only view: [`MasterCore::cluster_state`], the cluster as this master sees it
+//! (frameworks, agents, tasks, roles), as `OperatorService.GetState` returns it. Nothing here
+//! changes the core.
+
+use std::collections::{BTreeSet, HashMap};
+
+use wasmos_api::proto as pb;
+use wasmos_api::{AgentId, FrameworkId, Resources, convert};
+
+use super::MasterCore;
+use crate::registry::AgentState;
+
+/// Number and resources of the non-terminal tasks, by agent or framework.
+type LiveTotals<'a, K> = HashMap<&'a K, (u32, Resources)>;
+
+impl MasterCore {
+    /// Count and resources of the non-terminal tasks, per agent and per framework.
+    fn live_task_totals(&self) -> (LiveTotals<'_, AgentId>, LiveTotals<'_, FrameworkId>) {
+        let mut by_agent: HashMap<&AgentId, (u32, Resources)> = HashMap::new();
+        let mut by_framework: HashMap<&FrameworkId, (u32, Resources)> = HashMap::new();
+        for r in self.tasks.all().filter(|r| !r.state.is_terminal()) {
+            for entry in [
+                by_agent.entry(&r.agent).or_default(),
+                by_framework.entry(&r.framework).or_default(),
+            ] {
+                entry.0 += 1;
+                entry.1 = entry.1.checked_add(&r.resources).unwrap_or(entry.1);
+            }
+        }
+        (by_agent, by_framework)
+    }
+
+    /// The cluster as this master sees it.
+    pub fn cluster_state(&self) -> pb::ClusterState {
+        let (live_by_agent, live_by_framework) = self.live_task_totals();
+        let frameworks = self
+            .registry
+            .frameworks
+            .values()
+            .map(|f| pb::FrameworkSummary {
+                info: Some(pb::FrameworkInfo {
+                    id: f.id.to_string(),
+                    name: f.name.clone(),
+                    role: f.role.clone(),
+                    principal: f.principal.clone(),
+                    failover_timeout_seconds: f.failover_timeout_ms as f64 / 1000.0,
+                    component_sha256: f.component_sha256.clone().unwrap_or_default(),
+                }),
+                connected: self.schedulers.contains_key(&f.id),
+                allocated: self.allocator.framework_allocation(&f.id).map(Into::into),
+                offers: self.offers.of_framework(&f.id).len() as u32,
+                active_tasks: live_by_framework.get(&f.id).map_or(0, |l| l.0),
+                used: Some(
+                    live_by_framework
+                        .get(&f.id)
+                        .map_or(Resources::ZERO, |l| l.1)
+                        .into(),
+                ),
+                // Known to the server, which runs the framework host.
+                hosted: false,
+            })
+            .collect();
+        let agents = self
+            .registry
+            .agents
+            .values()
+            .map(|a| pb::AgentSummary {
+                info: Some(pb::AgentInfo {
+                    id: a.id.to_string(),
+                    hostname: a.hostname.clone(),
+                    address: a.address.clone(),
+                    resources: Some(a.resources.into()),
+                    attributes: convert::attributes_pb(&a.attributes),
+                }),
+                reachable: matches!(a.state, AgentState::Active),
+                available: Some(
+                    self.allocator
+                        .agent_available(&a.id)
+                        .unwrap_or_default()
+                        .into(),
+                ),
+                active_tasks: live_by_agent.get(&a.id).map_or(0, |l| l.0),
+                used: Some(
+                    live_by_agent
+                        .get(&a.id)
+                        .map_or(Resources::ZERO, |l| l.1)
+                        .into(),
+                ),
+            })
+            .collect();
+        let mut tasks: Vec<pb::TaskSummary> = self
+            .tasks
+            .all()
+            .map(|r| pb::TaskSummary {
+                framework_id: r.framework.to_string(),
+                status: Some(convert::status_to_pb(&Self::status_of(r, None), "")),
+                resources: Some(r.resources.into()),
+                name: r.name.clone(),
+            })
+            .collect();
+        tasks.sort_by(|a, b| {
+            (&a.framework_id, a.status.as_ref().map(|s| &s.task_id))
+                .cmp(&(&b.framework_id, b.status.as_ref().map(|s| &s.task_id)))
+        });
+        let mut role_names: BTreeSet<String> = self
+            .registry
+            .frameworks
+            .values()
+            .map(|f| f.role.clone())
+            .collect();
+        role_names.extend(self.registry.weights.keys().cloned());
+        role_names.extend(self.registry.quotas.keys().cloned());
+        let roles = role_names
+            .into_iter()
+            .map(|role| {
+                let quota = self.registry.quotas.get(&role).copied().unwrap_or_default();
+                pb::RoleSummary {
+                    weight: self.registry.weight(&role),
+                    guarantee: Some(quota.guarantee.into()),
+                    limit: quota.limit.map(Into::into),
+                    allocated: Some(
+                        self.allocator
+                            .role_allocation(&role)
+                            .unwrap_or_default()
+                            .into(),
+                    ),
+                    role,
+                }
+            })
+            .collect();
+        pb::ClusterState {
+            frameworks,
+            agents,
+            tasks,
+            roles,
+            total: Some(self.allocator.cluster_total().into()),
+            outstanding_offers: self.offers.len() as u64,
+            // Known to the server, which runs the framework host.
+            hosted_schedulers: 0,
+        }
+    }
+}
