@@ -45,6 +45,7 @@ pub struct TransportError(pub String);
 /// [`StatusQueue::acknowledge`].
 #[async_trait::async_trait]
 pub trait UpdateTransport: Send + Sync {
+    /// Sends `updates` to the master in one message; an error leaves them queued for a resend.
     async fn send(&self, updates: Vec<QueuedUpdate>) -> Result<(), TransportError>;
 }
 

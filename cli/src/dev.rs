@@ -234,7 +234,6 @@ async fn wait_for_agents(master: &Master, n: usize) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + READY_WAIT;
     loop {
         let reachable = master
-            .core()
             .cluster_state()
             .agents
             .iter()

@@ -4,8 +4,9 @@
 //!
 //! The pure core (`allocator`, `registry`, `offers`, `tasks`, `blobs`) has no I/O and no async and is
 //! tested and benchmarked on its own; `core` drives them from the services' calls and the
-//! timer; `server` puts tonic around it; `framework_host` runs frameworks' Wasm schedulers
-//! inside the master through the same path as gRPC schedulers.
+//! timer; `server` puts tonic, leadership and replication around it; `framework_host` runs
+//! frameworks' Wasm schedulers inside the master through the same path as gRPC schedulers,
+//! seeing the master only through [`HostContext`] (it never depends on `server`).
 
 pub mod allocator;
 pub mod blobs;
@@ -20,5 +21,5 @@ pub mod sync;
 pub mod tasks;
 
 pub use config::MasterConfig;
-pub use framework_host::{FrameworkHost, HostError, HostedFramework};
+pub use framework_host::{FrameworkHost, HostContext, HostError, HostedFramework};
 pub use server::{Master, ServeError};

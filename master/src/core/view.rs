@@ -2,7 +2,7 @@
 //! (frameworks, agents, tasks, roles), as `OperatorService.GetState` returns it. Nothing here
 //! changes the core.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, Resources, convert};
@@ -30,8 +30,9 @@ impl MasterCore {
         (by_agent, by_framework)
     }
 
-    /// The cluster as this master sees it.
-    pub fn cluster_state(&self) -> pb::ClusterState {
+    /// The cluster as this master sees it; `hosted` names the frameworks whose scheduler the
+    /// master hosts (the framework host's running set, which the core does not track).
+    pub fn cluster_state(&self, hosted: &HashSet<FrameworkId>) -> pb::ClusterState {
         let (live_by_agent, live_by_framework) = self.live_task_totals();
         let frameworks = self
             .registry
@@ -56,8 +57,7 @@ impl MasterCore {
                         .map_or(Resources::ZERO, |l| l.1)
                         .into(),
                 ),
-                // Known to the server, which runs the framework host.
-                hosted: false,
+                hosted: hosted.contains(&f.id),
             })
             .collect();
         let agents = self
@@ -135,8 +135,7 @@ impl MasterCore {
             roles,
             total: Some(self.allocator.cluster_total().into()),
             outstanding_offers: self.offers.len() as u64,
-            // Known to the server, which runs the framework host.
-            hosted_schedulers: 0,
+            hosted_schedulers: hosted.len() as u32,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! End-to-end tests of the master over real gRPC in one process: a Rust scheduler client and
-//! simulated agents. One file per behaviour.
+//! simulated agents (and, in `host_context`, the framework host against a bare core). One file
+//! per behaviour.
 
 mod harness;
 
 mod agent_loss;
 mod components;
 mod failover;
+mod host_context;
 mod hosted;
 mod launch;
 mod offers;

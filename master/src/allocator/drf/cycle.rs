@@ -171,7 +171,7 @@ impl DrfAllocator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{agent, cluster, fwk, res};
+    use super::super::testing::{cluster, fwk, res};
     use crate::allocator::Allocator;
 
     #[test]

@@ -48,7 +48,7 @@ impl DrfAllocator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{agent, cluster, fwk, res};
+    use super::super::testing::{cluster, res};
     use crate::allocator::{Allocator, Quota};
     use wasmos_api::Resources;
 

@@ -1,0 +1,244 @@
+//! The `driver` import of a hosted scheduler: what the guest may ask of the master from inside
+//! a callback.
+//!
+//! `driver` calls are synchronous and made while the guest runs, so they never touch the core:
+//! they check what can be checked at once (so a scheduler hears of its mistake in the call
+//! that made it), then queue the work in [`Pending`]. The driving task (`driving.rs`) applies
+//! the queue to the core right after the callback returns. `state-get` answers from the mirror
+//! of the framework's state kept in [`Pending::state`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use wasmos_api::limits::GUEST_LOG_LINE_MAX_CHARS;
+use wasmos_api::proto as pb;
+use wasmos_wasm_executor::DriverHost;
+use wasmos_wasm_executor::bindings::types as wit;
+
+use super::convert::{add, fits, show, task_to_pb};
+use crate::registry::{
+    FrameworkOutcome, MAX_STATE_BYTES, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES, state_bytes,
+};
+use crate::sync::lock;
+
+use pb::scheduler_call::Call;
+
+/// What the scheduler asked for during one callback, applied right after it returns; and what
+/// the driver needs to answer synchronously.
+#[derive(Default)]
+pub(super) struct Pending {
+    /// The framework's id, for the guest's log lines (empty until it is subscribed).
+    pub(super) framework_id: String,
+    /// Scheduler calls, in the order made.
+    pub(super) calls: Vec<Call>,
+    /// `state-put`s, committed after the calls.
+    pub(super) puts: Vec<(String, Vec<u8>)>,
+    /// `set-timer`s: (id, delay in ms).
+    pub(super) timers: Vec<(u64, u64)>,
+    /// Set by `finish`; later driver calls are ignored.
+    pub(super) finish: Option<FrameworkOutcome>,
+    /// The framework's state as the scheduler has written it (the registry's copy plus the
+    /// puts not yet committed).
+    pub(super) state: BTreeMap<String, Vec<u8>>,
+    /// Offers given to the scheduler and not yet used, declined or rescinded.
+    pub(super) offers: HashMap<String, (String, wit::Resources)>,
+}
+
+/// The `DriverHost` behind a hosted scheduler's `driver` import: queues, never blocks.
+pub(super) struct HostDriver {
+    pub(super) pending: Arc<Mutex<Pending>>,
+}
+
+impl DriverHost for HostDriver {
+    fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<wit::TaskInfo>) -> Result<(), String> {
+        let mut p = lock(&self.pending);
+        if p.finish.is_some() {
+            return Err("the framework has finished".into());
+        }
+        if offer_ids.is_empty() {
+            return Err("launch lists no offer ids".into());
+        }
+        // Checked here so that the scheduler hears of its mistake at once; the core checks
+        // everything again when the accept is applied.
+        let mut seen = HashSet::new();
+        let mut agent: Option<&str> = None;
+        let mut offered = wit::Resources {
+            millicpus: 0,
+            mem_mb: 0,
+            disk_mb: 0,
+        };
+        for id in &offer_ids {
+            if !seen.insert(id.as_str()) {
+                return Err(format!("offer {id} is listed twice"));
+            }
+            let Some((a, r)) = p.offers.get(id) else {
+                return Err(format!(
+                    "offer {id} is unknown or no longer valid (used, declined or rescinded)"
+                ));
+            };
+            if agent.is_some_and(|x| x != a) {
+                return Err("the offers are of more than one agent; launch on one agent's".into());
+            }
+            agent = Some(a);
+            offered = add(offered, r);
+        }
+        let mut needed = wit::Resources {
+            millicpus: 0,
+            mem_mb: 0,
+            disk_mb: 0,
+        };
+        for t in &tasks {
+            if Some(t.agent_id.as_str()) != agent {
+                return Err(format!(
+                    "task {} names agent {} but the offers are of agent {}",
+                    t.task_id,
+                    t.agent_id,
+                    agent.unwrap_or("")
+                ));
+            }
+            needed = add(needed, &t.resources);
+        }
+        if !fits(&needed, &offered) {
+            return Err(format!(
+                "the tasks need {} but the offers hold {}",
+                show(&needed),
+                show(&offered)
+            ));
+        }
+        for id in &offer_ids {
+            p.offers.remove(id);
+        }
+        p.calls.push(Call::Accept(pb::scheduler_call::Accept {
+            offer_ids,
+            launches: tasks.into_iter().map(task_to_pb).collect(),
+            filters: Some(pb::Filters {
+                refuse_seconds: Some(0.0),
+            }),
+        }));
+        Ok(())
+    }
+
+    fn decline(&mut self, offer_ids: Vec<String>, filters: wit::Filters) {
+        let mut p = lock(&self.pending);
+        if p.finish.is_some() {
+            return;
+        }
+        for id in &offer_ids {
+            p.offers.remove(id);
+        }
+        p.calls.push(Call::Decline(pb::scheduler_call::Decline {
+            offer_ids,
+            filters: Some(pb::Filters {
+                refuse_seconds: Some(filters.refuse_seconds),
+            }),
+        }));
+    }
+
+    fn kill(&mut self, task_id: String) {
+        self.push(Call::Kill(pb::scheduler_call::Kill {
+            task_id,
+            agent_id: String::new(),
+        }));
+    }
+
+    fn revive(&mut self) {
+        self.push(Call::Revive(pb::scheduler_call::Revive {}));
+    }
+
+    fn suppress(&mut self) {
+        self.push(Call::Suppress(pb::scheduler_call::Suppress {}));
+    }
+
+    fn reconcile(&mut self, task_ids: Vec<String>) {
+        self.push(Call::Reconcile(pb::scheduler_call::Reconcile {
+            tasks: task_ids
+                .into_iter()
+                .map(|task_id| pb::scheduler_call::reconcile::Task {
+                    task_id,
+                    agent_id: String::new(),
+                })
+                .collect(),
+        }));
+    }
+
+    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
+        lock(&self.pending).state.get(&key).cloned()
+    }
+
+    fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        let mut p = lock(&self.pending);
+        if p.finish.is_some() {
+            return Err("the framework has finished".into());
+        }
+        if key.len() > MAX_STATE_KEY_BYTES {
+            return Err(format!(
+                "state key is {} bytes; the limit is {MAX_STATE_KEY_BYTES}",
+                key.len()
+            ));
+        }
+        if value.len() > MAX_STATE_VALUE_BYTES {
+            return Err(format!(
+                "state value is {} bytes; the limit is {MAX_STATE_VALUE_BYTES}",
+                value.len()
+            ));
+        }
+        let old = p.state.get(&key).map_or(0, |v| key.len() + v.len());
+        let total = state_bytes(&p.state) - old + key.len() + value.len();
+        if total > MAX_STATE_BYTES {
+            return Err(format!(
+                "the framework would store {total} bytes of state; the limit is {MAX_STATE_BYTES}"
+            ));
+        }
+        p.state.insert(key.clone(), value.clone());
+        p.puts.push((key, value));
+        Ok(())
+    }
+
+    fn finish(&mut self, outcome: Result<String, String>) {
+        let mut p = lock(&self.pending);
+        if p.finish.is_none() {
+            p.finish = Some(match outcome {
+                Ok(r) => FrameworkOutcome::Succeeded(r),
+                Err(e) => FrameworkOutcome::Failed(e),
+            });
+        }
+    }
+
+    fn log(&mut self, level: wit::LogLevel, message: String) {
+        let framework_id = lock(&self.pending).framework_id.clone();
+        let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
+        match level {
+            wit::LogLevel::Trace => {
+                tracing::trace!(target: "wasmos::scheduler", %framework_id, "{message}")
+            }
+            wit::LogLevel::Debug => {
+                tracing::debug!(target: "wasmos::scheduler", %framework_id, "{message}")
+            }
+            wit::LogLevel::Info => {
+                tracing::info!(target: "wasmos::scheduler", %framework_id, "{message}")
+            }
+            wit::LogLevel::Warn => {
+                tracing::warn!(target: "wasmos::scheduler", %framework_id, "{message}")
+            }
+            wit::LogLevel::Error => {
+                tracing::error!(target: "wasmos::scheduler", %framework_id, "{message}")
+            }
+        }
+    }
+
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) {
+        let mut p = lock(&self.pending);
+        if p.finish.is_none() {
+            p.timers.push((timer_id, delay_ms));
+        }
+    }
+}
+
+impl HostDriver {
+    fn push(&mut self, call: Call) {
+        let mut p = lock(&self.pending);
+        if p.finish.is_none() {
+            p.calls.push(call);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `AgentService`: an agent's session stream (the first message must be `register`; then
+//! heartbeats, status updates and usage go to the core as they arrive) and the streamed fetch
+//! of a framework's component by digest.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+use wasmos_api::proto as pb;
+use wasmos_api::proto::agent_service_server::AgentService;
+
+use super::status::ServiceError;
+use super::{EventStream, FIRST_MESSAGE_TIMEOUT, Master};
+use crate::blobs::Digest;
+
+/// Size of the chunks a component is streamed to agents in.
+const COMPONENT_CHUNK_BYTES: usize = 1 << 20;
+
+#[tonic::async_trait]
+impl AgentService for Master {
+    type SessionStream = EventStream<pb::MasterMessage>;
+    type FetchComponentStream = EventStream<pb::ComponentChunk>;
+
+    async fn fetch_component(
+        &self,
+        request: Request<pb::FetchComponentRequest>,
+    ) -> Result<Response<Self::FetchComponentStream>, Status> {
+        self.leading()?;
+        let digest = Digest::parse(&request.into_inner().sha256).map_err(ServiceError::Blob)?;
+        let blob = self.core().blobs().get(&digest).map_err(|e| {
+            debug!(component = %digest, "fetch of an unknown component");
+            ServiceError::Blob(e)
+        })?;
+        let chunks = (0..blob.len().div_ceil(COMPONENT_CHUNK_BYTES)).map(move |i| {
+            let end = ((i + 1) * COMPONENT_CHUNK_BYTES).min(blob.len());
+            Ok(pb::ComponentChunk {
+                data: blob[i * COMPONENT_CHUNK_BYTES..end].to_vec(),
+            })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        self.leading()?;
+        let mut messages = request.into_inner();
+        let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, messages.message())
+            .await
+            .map_err(|_| ServiceError::FirstMessageTimeout {
+                expected: "register message",
+            })??
+            .ok_or(ServiceError::EndedBeforeFirst {
+                expected: "register",
+            })?;
+        let Some(pb::agent_message::Message::Register(reg)) = first.message else {
+            return Err(ServiceError::WrongFirst {
+                rule: "message must be register",
+            }
+            .into());
+        };
+        let queue = self.core().config().connection_queue;
+        let (tx, rx) = mpsc::channel(queue);
+        let (agent, conn) = {
+            let now = self.now();
+            let mut core = self.core();
+            let conn = core.new_conn();
+            match core.agent_register(conn, tx, reg, now) {
+                Ok(a) => (a, conn),
+                Err(message) => {
+                    warn!(%message, "agent registration refused");
+                    return Err(ServiceError::Core(message).into());
+                }
+            }
+        };
+        self.committed().await?;
+        let master = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match messages.message().await {
+                    Ok(Some(m)) => {
+                        let now = master.now();
+                        if !master.core().agent_message(&agent, conn, m.message, now) {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        debug!(agent_id = %agent, %status, "agent stream error");
+                        break;
+                    }
+                }
+            }
+            let now = master.now();
+            master.core().agent_disconnected(&agent, conn, now);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,260 @@
+//! The gRPC edge: the [`Master`] facade over one [`MasterCore`], and [`Master::serve`], which
+//! puts `SchedulerService`, `AgentService` and `OperatorService` (and, when replicated, the Raft
+//! RPCs) on one listener and runs the background tasks.
+//!
+//! Where things live:
+//! - `leader.rs`: leadership and replication (take over, step down, the replicator, the
+//!   commit wait handlers answer behind);
+//! - `timers.rs`: the allocation and timeout loop;
+//! - `scheduler_service.rs`, `agent_service.rs`, `operator_service.rs`: one file per gRPC
+//!   service;
+//! - `status.rs`: every gRPC status the master answers with, in one table.
+//!
+//! Hosted schedulers run in the [`FrameworkHost`] (`framework_host/`), which sees the master
+//! only through [`HostContext`]; this module implements that for `Master` and never lends the
+//! host anything else.
+//!
+//! Each stream gets a reader task that feeds calls into the core under a short, never-awaited
+//! lock, and a bounded outbound queue that the core fills. `Master::serve` binds nothing
+//! itself: it takes a `TcpListener`, so tests can use port 0.
+
+mod agent_service;
+mod leader;
+mod operator_service;
+mod scheduler_service;
+mod status;
+mod timers;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::Stream;
+use tonic::Status;
+use tracing::warn;
+use wasmos_api::FrameworkId;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::agent_service_server::AgentServiceServer;
+use wasmos_api::proto::operator_service_server::OperatorServiceServer;
+use wasmos_api::proto::scheduler_service_server::SchedulerServiceServer;
+
+use crate::allocator::Millis;
+use crate::config::MasterConfig;
+use crate::core::MasterCore;
+use crate::framework_host::{FrameworkHost, HostContext, HostError};
+use crate::raft::RaftNode;
+use crate::sync::lock;
+use leader::Replication;
+
+/// Errors starting or running the master.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC server could not serve on its listener, or failed while serving.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// How long a new stream may take to send its first message (subscribe or register).
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The outbound half of a server stream.
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The master: shared core, clock, replication, the framework host, and the handle to wake the
+/// allocation loop. Cheap to clone: every clone is the same master.
+#[derive(Clone)]
+pub struct Master {
+    core: Arc<Mutex<MasterCore>>,
+    start: Instant,
+    /// Wall-clock milliseconds at `start`, so that times in the registry mean the same on
+    /// every master.
+    start_ms: Millis,
+    epoch: String,
+    raft: Option<Arc<Replication>>,
+    wake: Arc<Notify>,
+    /// Runs hosted schedulers, and knows which run; created on first use unless given.
+    host: Arc<Mutex<Option<FrameworkHost>>>,
+}
+
+impl Master {
+    /// A master with an empty registry, kept in memory only.
+    pub fn new(config: MasterConfig) -> Self {
+        let wake = Arc::new(Notify::new());
+        let start_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let epoch = format!("{start_ms:x}");
+        let core = MasterCore::new(config, &epoch, wake.clone());
+        Master {
+            core: Arc::new(Mutex::new(core)),
+            start: Instant::now(),
+            start_ms,
+            epoch,
+            raft: None,
+            wake,
+            host: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A master whose registry is replicated through `node`'s Raft group. It serves only while
+    /// it leads: on gaining the leadership it builds its core from the replicated registry
+    /// (waiting up to `agent_reregister_wait` for admitted agents to come back); on losing it,
+    /// it closes every stream with the not-leader status. [`Master::serve`] also serves the
+    /// Raft RPCs.
+    pub fn replicated(
+        config: MasterConfig,
+        node: RaftNode,
+        agent_reregister_wait: Duration,
+    ) -> Self {
+        let mut master = Self::new(config);
+        master.raft = Some(Arc::new(Replication::new(node, agent_reregister_wait)));
+        master
+    }
+
+    /// Stops the Raft member of a replicated master (after [`Master::serve`] returned), so
+    /// that it leaves its store closed and consistent.
+    pub async fn shutdown_replication(&self) {
+        if let Some(r) = &self.raft
+            && let Err(e) = r.node.raft().shutdown().await
+        {
+            warn!(error = %e, "Raft did not stop cleanly");
+        }
+    }
+
+    /// The Raft member of a replicated master.
+    pub fn raft_node(&self) -> Option<&RaftNode> {
+        self.raft.as_ref().map(|r| &r.node)
+    }
+
+    /// Whether this master serves calls: always for a master kept in memory; for a
+    /// replicated one, while it leads.
+    pub fn is_serving(&self) -> bool {
+        self.raft
+            .as_ref()
+            .is_none_or(|r| r.serving.load(Ordering::Acquire))
+    }
+
+    /// Uses `host` (and its Wasm runtime) for hosted frameworks instead of creating one.
+    pub fn with_framework_host(self, host: FrameworkHost) -> Self {
+        *lock(&self.host) = Some(host);
+        self
+    }
+
+    /// The framework host, created with on-demand allocation on first use (scheduler
+    /// instances are long-lived, so the pooling allocator's fast instantiation buys little).
+    pub fn framework_host(&self) -> Result<FrameworkHost, HostError> {
+        let mut host = lock(&self.host);
+        if let Some(h) = host.as_ref() {
+            return Ok(h.clone());
+        }
+        let h = FrameworkHost::new(wasmos_wasm_executor::RuntimeConfig {
+            pooling: None,
+            ..Default::default()
+        })?;
+        *host = Some(h.clone());
+        Ok(h)
+    }
+
+    /// The framework host if one exists yet (none has run a scheduler otherwise).
+    fn started_framework_host(&self) -> Option<FrameworkHost> {
+        lock(&self.host).clone()
+    }
+
+    /// The frameworks whose scheduler this master hosts now (empty before the first is
+    /// started).
+    fn hosted_frameworks(&self) -> HashSet<FrameworkId> {
+        self.started_framework_host()
+            .map(|h| h.running())
+            .unwrap_or_default()
+    }
+
+    /// The cluster as this master sees it, including which frameworks it hosts (what
+    /// `OperatorService.GetState` answers).
+    pub fn cluster_state(&self) -> pb::ClusterState {
+        let hosted = self.hosted_frameworks();
+        self.core().cluster_state(&hosted)
+    }
+
+    /// The time in milliseconds: wall-clock at start, then advanced monotonically, so that
+    /// times recorded in the registry mean the same on every master.
+    pub fn now(&self) -> Millis {
+        self.start_ms + self.start.elapsed().as_millis() as Millis
+    }
+
+    /// Locks the core. A panic while holding the lock would poison it; the core is still
+    /// consistent between calls, so the poison is cleared rather than taking the master down
+    /// (the policy of [`crate::sync`]).
+    pub fn core(&self) -> MutexGuard<'_, MasterCore> {
+        lock(&self.core)
+    }
+
+    /// Serves the three gRPC services on `listener` and runs the timers, until the server
+    /// fails or `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let max = self.core().config().max_message_bytes;
+        let timers = tokio::spawn(self.clone().run_timers());
+        let raft_service = self.raft.as_ref().map(|r| r.node.service());
+        let raft_tasks = self.raft.as_ref().map(|_| {
+            (
+                tokio::spawn(self.clone().watch_leadership()),
+                tokio::spawn(self.clone().replicate()),
+            )
+        });
+        let result = tonic::transport::Server::builder()
+            .add_optional_service(raft_service)
+            .add_service(
+                SchedulerServiceServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                AgentServiceServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                OperatorServiceServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .serve_with_incoming_shutdown(
+                // Small answers (acks, offers) must not wait for Nagle's algorithm: without
+                // TCP_NODELAY each one waited ~40 ms for a delayed ACK on loopback.
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )
+            .await;
+        timers.abort();
+        if let Some((leadership, replicator)) = raft_tasks {
+            leadership.abort();
+            replicator.abort();
+        }
+        result.map_err(ServeError::from)
+    }
+}
+
+/// The framework host reaches the master only through this: the core, the clock, and the
+/// commit wait (the inherent methods of the same names).
+impl HostContext for Master {
+    fn core(&self) -> MutexGuard<'_, MasterCore> {
+        Master::core(self)
+    }
+
+    fn now(&self) -> Millis {
+        Master::now(self)
+    }
+
+    fn committed(&self) -> impl Future<Output = Result<(), Status>> + Send {
+        Master::committed(self)
+    }
+}
