@@ -5,9 +5,10 @@
 //!
 //! Why: a lock is poisoned when a thread panicked while holding it, which is a bug in the master
 //! (nothing under a master lock unwraps what came from a tenant, a file or the network). Every
-//! structure behind these locks is left consistent between the statements that can panic (the
-//! core validates a call before it applies it; the Raft store changes its in-memory state only
-//! after the write it mirrors has succeeded), so the data is still usable. Panicking on poison
+//! structure behind these locks is left consistent between the statements that can panic: the
+//! core checks a call before it applies it; the Raft log's in-memory copy changes only through
+//! map inserts and splits, which do not panic; the state machine counts an entry as applied
+//! only after applying it. So the data is still usable. Panicking on poison
 //! instead would turn one tenant's failed call into a master that fails every later call of
 //! every tenant while still holding leadership, which is the outcome a cluster manager must
 //! avoid. The panic itself is still logged by the task that hit it.

@@ -883,7 +883,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut s = sync::write(&self.state);
         let mut results = Vec::new();
         for entry in entries {
-            s.last_applied = Some(entry.log_id);
             results.push(match entry.payload {
                 EntryPayload::Blank => CommandResult(Ok(())),
                 EntryPayload::Normal(command) => apply_command(&mut s.registry, command),
@@ -892,6 +891,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     CommandResult(Ok(()))
                 }
             });
+            // Only once the entry is applied (see crate::sync: a panic in between must not
+            // leave an entry counted that the registry never saw).
+            s.last_applied = Some(entry.log_id);
         }
         Ok(results)
     }
