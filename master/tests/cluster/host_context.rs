@@ -161,8 +161,18 @@ async fn a_hosted_scheduler_waits_for_its_state_to_commit_and_is_listed_while_it
 
     // init's state-put is applied to the core at once, but not committed: the offer the
     // scheduler has been sent waits, so nothing reaches the agent.
+    let no_launch_yet = |rx: &mut mpsc::Receiver<Result<pb::MasterMessage, tonic::Status>>| {
+        while let Ok(m) = rx.try_recv() {
+            let m = m.expect("no error for the agent");
+            assert!(
+                !matches!(m.message, Some(ToAgent::RunTasks(_))),
+                "a launch went out before the scheduler's state was committed"
+            );
+        }
+    };
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
+        no_launch_yet(&mut agent_rx);
         let offered = {
             let core = ctx.core();
             let stored = core
@@ -186,14 +196,9 @@ async fn a_hosted_scheduler_waits_for_its_state_to_commit_and_is_listed_while_it
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Time for a scheduler that did not wait to answer its offer.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    while let Ok(m) = agent_rx.try_recv() {
-        let m = m.expect("no error for the agent");
-        assert!(
-            !matches!(m.message, Some(ToAgent::RunTasks(_))),
-            "a launch went out before the scheduler's state was committed"
-        );
-    }
+    no_launch_yet(&mut agent_rx);
 
     // Committed: the scheduler takes its offer and launches.
     open_commits.send_replace(true);
