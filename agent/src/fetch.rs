@@ -61,27 +61,27 @@ impl ComponentFetcher for MemoryFetcher {
             .unwrap_or_else(|p| p.into_inner())
             .get(digest)
             .cloned()
-            .ok_or_else(|| FetchError(format!("component {digest} is not available")))
+            .ok_or_else(|| FetchError(format!("component sha256:{digest} is not available")))
     }
 }
 
 /// Why a component could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentStoreError {
-    #[error("cannot fetch component {digest}: {source}")]
+    #[error("cannot fetch component sha256:{digest}: {source}")]
     Fetch {
         digest: ComponentDigest,
         source: FetchError,
     },
     #[error(
-        "component refused: the bytes fetched for {expected} hash to {actual}; the blob is \
-         corrupt or the wrong one (re-submit the framework's component)"
+        "component refused: the bytes fetched for sha256:{expected} hash to sha256:{actual}; \
+         the blob is corrupt or the wrong one (re-submit the framework's component)"
     )]
     DigestMismatch {
         expected: ComponentDigest,
         actual: ComponentDigest,
     },
-    #[error("cannot load component {digest}: {source}")]
+    #[error("cannot load component sha256:{digest}: {source}")]
     Load {
         digest: ComponentDigest,
         source: wasmos_wasm_executor::ComponentError,
@@ -135,7 +135,7 @@ impl ComponentStore {
         let on_disk = tokio::fs::read(&path)
             .await
             .ok()
-            .filter(|b| ComponentDigest::of(b) == digest);
+            .filter(|b| digest.verify(b).is_ok());
         let bytes = match on_disk {
             Some(b) => b,
             None => {
@@ -144,15 +144,18 @@ impl ComponentStore {
                     .fetch(&digest)
                     .await
                     .map_err(|source| ComponentStoreError::Fetch { digest, source })?;
-                let actual = ComponentDigest::of(&bytes);
-                if actual != digest {
-                    return Err(ComponentStoreError::DigestMismatch {
-                        expected: digest,
-                        actual,
-                    });
-                }
+                digest
+                    .verify(&bytes)
+                    .map_err(|m| ComponentStoreError::DigestMismatch {
+                        expected: m.expected,
+                        actual: m.actual,
+                    })?;
                 if let Err(e) = write_atomically(&path, &bytes).await {
-                    tracing::warn!(%digest, error = %e, "cannot keep component bytes on disk");
+                    tracing::warn!(
+                        digest = %format_args!("sha256:{digest}"),
+                        error = %e,
+                        "cannot keep component bytes on disk"
+                    );
                 }
                 bytes
             }

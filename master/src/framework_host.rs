@@ -182,7 +182,7 @@ impl FrameworkHost {
         if info.component_sha256.is_empty() {
             return Err(HostError::NoComponent);
         }
-        let digest = Digest::parse(&info.component_sha256)?;
+        let digest = Digest::parse(&info.component_sha256).map_err(BlobError::from)?;
         let bytes = master.core().blobs().get(&digest)?;
         let component = self.runtime.load_async(bytes.as_ref().clone()).await?;
 

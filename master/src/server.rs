@@ -694,7 +694,8 @@ impl AgentService for Master {
         request: Request<pb::FetchComponentRequest>,
     ) -> Result<Response<Self::FetchComponentStream>, Status> {
         self.leading()?;
-        let digest = Digest::parse(&request.into_inner().sha256).map_err(blob_status)?;
+        let digest =
+            Digest::parse(&request.into_inner().sha256).map_err(|e| blob_status(e.into()))?;
         let blob = self.core().blobs().get(&digest).map_err(|e| {
             debug!(component = %digest, "fetch of an unknown component");
             blob_status(e)
@@ -860,7 +861,8 @@ impl OperatorService for Master {
         let mut first = true;
         while let Some(chunk) = chunks.message().await? {
             if first && !chunk.expected_sha256.is_empty() {
-                expected = Some(Digest::parse(&chunk.expected_sha256).map_err(blob_status)?);
+                expected =
+                    Some(Digest::parse(&chunk.expected_sha256).map_err(|e| blob_status(e.into()))?);
             }
             first = false;
             let size = bytes.len() as u64 + chunk.data.len() as u64;
