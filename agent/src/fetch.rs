@@ -62,7 +62,7 @@ impl ComponentFetcher for MemoryFetcher {
             .unwrap_or_else(|p| p.into_inner())
             .get(digest)
             .cloned()
-            .ok_or_else(|| FetchError(format!("component {digest} is not available")))
+            .ok_or_else(|| FetchError(format!("component sha256:{digest} is not available")))
     }
 }
 
@@ -70,7 +70,7 @@ impl ComponentFetcher for MemoryFetcher {
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentStoreError {
     /// The fetcher could not get the component.
-    #[error("cannot fetch component {digest}: {source}")]
+    #[error("cannot fetch component sha256:{digest}: {source}")]
     Fetch {
         /// The component asked for.
         digest: ComponentDigest,
@@ -79,8 +79,8 @@ pub enum ComponentStoreError {
     },
     /// The bytes fetched are not the component asked for; they are not kept.
     #[error(
-        "component refused: the bytes fetched for {expected} hash to {actual}; the blob is \
-         corrupt or the wrong one (re-submit the framework's component)"
+        "component refused: the bytes fetched for sha256:{expected} hash to sha256:{actual}; \
+         the blob is corrupt or the wrong one (re-submit the framework's component)"
     )]
     DigestMismatch {
         /// The digest asked for.
@@ -89,7 +89,7 @@ pub enum ComponentStoreError {
         actual: ComponentDigest,
     },
     /// The component's bytes are right but the Wasm runtime cannot load them.
-    #[error("cannot load component {digest}: {source}")]
+    #[error("cannot load component sha256:{digest}: {source}")]
     Load {
         /// The component.
         digest: ComponentDigest,
@@ -145,7 +145,7 @@ impl ComponentStore {
         let on_disk = tokio::fs::read(&path)
             .await
             .ok()
-            .filter(|b| ComponentDigest::of(b) == digest);
+            .filter(|b| digest.verify(b).is_ok());
         let bytes = match on_disk {
             Some(b) => b,
             None => {
@@ -154,15 +154,18 @@ impl ComponentStore {
                     .fetch(&digest)
                     .await
                     .map_err(|source| ComponentStoreError::Fetch { digest, source })?;
-                let actual = ComponentDigest::of(&bytes);
-                if actual != digest {
-                    return Err(ComponentStoreError::DigestMismatch {
-                        expected: digest,
-                        actual,
-                    });
-                }
+                digest
+                    .verify(&bytes)
+                    .map_err(|m| ComponentStoreError::DigestMismatch {
+                        expected: m.expected,
+                        actual: m.actual,
+                    })?;
                 if let Err(e) = write_atomically(&path, &bytes).await {
-                    tracing::warn!(%digest, error = %e, "cannot keep component bytes on disk");
+                    tracing::warn!(
+                        digest = %format_args!("sha256:{digest}"),
+                        error = %e,
+                        "cannot keep component bytes on disk"
+                    );
                 }
                 bytes
             }

@@ -434,7 +434,7 @@ fn handle(agent: &Agent, m: pb::master_message::Message) -> Result<(), SessionEr
             let component = if run.component_sha256.is_empty() {
                 None
             } else {
-                let digest = ComponentDigest::from_hex(&run.component_sha256);
+                let digest = ComponentDigest::parse(&run.component_sha256).ok();
                 if digest.is_none() {
                     // Its Wasm tasks then fail with "no framework component", which is true.
                     tracing::warn!(framework_id = %framework_id, digest = %run.component_sha256,

@@ -15,22 +15,40 @@ use crate::{ExecutorId, Resources, TaskState};
 /// Why a wire message could not become a domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConvertError {
+    /// A required field is absent.
     #[error("field {field} is missing")]
-    Missing { field: &'static str },
+    Missing {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// An id field is not a valid id.
     #[error("field {field}: {source}")]
     Id {
+        /// The field's name.
         field: &'static str,
+        /// What is wrong with the id.
         #[source]
         source: IdError,
     },
+    /// A task state field holds a number that is no task state (or `UNSPECIFIED`).
     #[error("field {field}: {value} is not a known task state")]
-    State { field: &'static str, value: i32 },
+    State {
+        /// The field's name.
+        field: &'static str,
+        /// The number it holds.
+        value: i32,
+    },
+    /// A field is longer than its limit.
     #[error("field {field} is {len} bytes long; the limit is {max}")]
     TooLarge {
+        /// The field's name.
         field: &'static str,
+        /// Its length, in bytes.
         len: usize,
+        /// The limit, in bytes.
         max: usize,
     },
+    /// The task spec the message describes is malformed.
     #[error(transparent)]
     Spec(#[from] SpecError),
 }

@@ -15,17 +15,31 @@ pub const MAX_ID_LEN: usize = 128;
 /// Why a string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The id is the empty string.
     #[error("{kind} id is empty")]
-    Empty { kind: &'static str },
+    Empty {
+        /// Which id (`agent`, `framework`, `task`, ...).
+        kind: &'static str,
+    },
+    /// The id is longer than [`MAX_ID_LEN`] bytes.
     #[error("{kind} id is {len} bytes long; the limit is {MAX_ID_LEN}")]
-    TooLong { kind: &'static str, len: usize },
+    TooLong {
+        /// Which id.
+        kind: &'static str,
+        /// Its length, in bytes.
+        len: usize,
+    },
+    /// The id holds a character outside `[A-Za-z0-9._-]`, or is `.` or `..`.
     #[error(
         "{kind} id {id:?} contains {ch:?}; ids may use only letters, digits, '.', '_' and '-' \
          and may not be '.' or '..'"
     )]
     BadChar {
+        /// Which id.
         kind: &'static str,
+        /// The id as given.
         id: String,
+        /// The first character refused.
         ch: char,
     },
 }

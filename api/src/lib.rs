@@ -1,10 +1,13 @@
 //! wasmos's shared domain types: the ids every component speaks of, `Resources` with checked
-//! arithmetic, and the task state machine.
+//! arithmetic, the task state machine, and a framework component's digest and header check.
 //!
 //! This crate does no I/O: the master, the agent and the Wasm executor all depend on it, so it
 //! stays small. Wire formats (`.proto`, generated into [`proto`]) live beside these types, and
 //! [`convert`] turns wire messages into domain types, validating them on the way in.
 
+#![warn(missing_docs)]
+
+pub mod component;
 pub mod convert;
 pub mod ids;
 pub mod launch;
@@ -14,6 +17,7 @@ pub mod proto;
 pub mod resources;
 pub mod task;
 
+pub use component::{ComponentDigest, DigestError, DigestMismatch, WasmHeader};
 pub use ids::{AgentId, ExecutorId, FrameworkId, IdError, OfferId, TaskId};
 pub use launch::{Filters, Offer, SpecError, TaskInfo, TaskKind, TaskStatus};
 pub use resources::{Resources, ResourcesError};

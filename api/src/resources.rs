@@ -23,19 +23,33 @@ pub struct Resources {
 /// Why an operation on [`Resources`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourcesError {
+    /// A sum would overflow `u64`.
     #[error("{resource} would overflow")]
-    Overflow { resource: &'static str },
+    Overflow {
+        /// Which resource (`cpus`, `mem` or `disk`).
+        resource: &'static str,
+    },
+    /// A difference would go below zero.
     #[error("not enough {resource}: need {need}, have {have}")]
     Insufficient {
+        /// Which resource (`cpus`, `mem` or `disk`).
         resource: &'static str,
+        /// How much was to be taken (millicpus or MiB).
         need: u64,
+        /// How much there is (millicpus or MiB).
         have: u64,
     },
+    /// A resources string (`cpus:4;mem:8192;disk:10000`) is malformed.
     #[error(
         "cannot parse resources {input:?}: {why}; expected e.g. \"cpus:4;mem:8192;disk:10000\" \
          (mem and disk in MiB)"
     )]
-    Parse { input: String, why: String },
+    Parse {
+        /// The string as given.
+        input: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl Resources {
@@ -44,6 +58,13 @@ impl Resources {
         millicpus: 0,
         mem_mb: 0,
         disk_mb: 0,
+    };
+
+    /// The most of everything: what a role without a quota limit may take.
+    pub const UNLIMITED: Resources = Resources {
+        millicpus: u64::MAX,
+        mem_mb: u64::MAX,
+        disk_mb: u64::MAX,
     };
 
     /// Builds an amount from whole-core-fraction CPUs (rounded to the nearest thousandth).
@@ -86,6 +107,35 @@ impl Resources {
             mem_mb: sub("mem", self.mem_mb, other.mem_mb)?,
             disk_mb: sub("disk", self.disk_mb, other.disk_mb)?,
         })
+    }
+
+    /// `self + other`, each resource capped at `u64::MAX`: for sums of guest-given amounts that
+    /// are only compared, where an overflow means "more than anything fits".
+    pub fn saturating_add(&self, other: &Resources) -> Resources {
+        Resources {
+            millicpus: self.millicpus.saturating_add(other.millicpus),
+            mem_mb: self.mem_mb.saturating_add(other.mem_mb),
+            disk_mb: self.disk_mb.saturating_add(other.disk_mb),
+        }
+    }
+
+    /// `self - other`, each resource floored at zero: what is left of `self`, where taking more
+    /// than there is leaves none rather than failing.
+    pub fn saturating_sub(&self, other: &Resources) -> Resources {
+        Resources {
+            millicpus: self.millicpus.saturating_sub(other.millicpus),
+            mem_mb: self.mem_mb.saturating_sub(other.mem_mb),
+            disk_mb: self.disk_mb.saturating_sub(other.disk_mb),
+        }
+    }
+
+    /// The smaller of `self` and `other` on each resource (what fits in both).
+    pub fn min_each(&self, other: &Resources) -> Resources {
+        Resources {
+            millicpus: self.millicpus.min(other.millicpus),
+            mem_mb: self.mem_mb.min(other.mem_mb),
+            disk_mb: self.disk_mb.min(other.disk_mb),
+        }
     }
 
     /// True when `self` fits within `available` on every resource.
@@ -234,6 +284,20 @@ mod tests {
     }
 
     #[test]
+    fn saturating_ops_stop_at_the_bounds() {
+        let one = Resources::new(1.0, 1, 1);
+        assert_eq!(Resources::ZERO.saturating_sub(&one), Resources::ZERO);
+        assert_eq!(
+            Resources::UNLIMITED.saturating_add(&one),
+            Resources::UNLIMITED
+        );
+        assert_eq!(
+            Resources::new(2.0, 1, 9).min_each(&Resources::new(1.0, 5, 3)),
+            Resources::new(1.0, 1, 3)
+        );
+    }
+
+    #[test]
     fn dominant_share_is_the_max_share() {
         let total = Resources::new(10.0, 1000, 0);
         assert_eq!(Resources::new(1.0, 500, 7).dominant_share(&total), 0.5);
@@ -259,6 +323,18 @@ mod tests {
         #[test]
         fn sub_succeeds_exactly_when_it_fits(a in arb(), b in arb()) {
             prop_assert_eq!(a.checked_sub(&b).is_ok(), b.fits_in(&a));
+        }
+
+        #[test]
+        fn saturating_ops_agree_with_checked_ones_where_those_succeed(a in arb(), b in arb()) {
+            prop_assert_eq!(a.saturating_add(&b), a.checked_add(&b).unwrap());
+            match a.checked_sub(&b) {
+                Ok(d) => prop_assert_eq!(a.saturating_sub(&b), d),
+                Err(_) => prop_assert!(a.saturating_sub(&b).fits_in(&a)),
+            }
+            let m = a.min_each(&b);
+            prop_assert!(m.fits_in(&a) && m.fits_in(&b));
+            prop_assert_eq!(a.min_each(&Resources::UNLIMITED), a);
         }
     }
 }

@@ -37,7 +37,9 @@ pub enum TaskState {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("task state cannot go from {from} to {to}")]
 pub struct TransitionError {
+    /// The state the task is in.
     pub from: TaskState,
+    /// The state it was asked to go to.
     pub to: TaskState,
 }
 

@@ -22,7 +22,8 @@ use wasmos_api::Resources;
 use wasmos_master::{Master, MasterConfig};
 use wasmos_wasm_executor::{PoolingConfig, RuntimeConfig};
 
-use crate::submit::{self, Failure, Submission};
+use crate::client::Failure;
+use crate::submit::{self, Submission};
 
 /// How long the agents may take to register before `wasmos dev` gives up.
 const READY_WAIT: Duration = Duration::from_secs(30);

@@ -1,6 +1,7 @@
 //! The `wasmos` command. Thin glue: each subcommand parses its flags and calls a library crate.
 
 mod agent;
+mod client;
 mod dev;
 mod master;
 mod members;

@@ -29,7 +29,7 @@ use crate::duration_secs;
 #[derive(clap::Args)]
 pub struct Args {
     /// Address to serve the scheduler, agent and operator gRPC APIs on (port 0 picks one).
-    #[arg(long, value_name = "ADDR", default_value = crate::submit::DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR", default_value = crate::client::DEFAULT_MASTER)]
     listen: SocketAddr,
     /// How often the allocator runs when nothing changes, in seconds.
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use wasmos_api::proto as pb;
 
-use crate::submit::{self, Failure, find_leader, master_list};
+use crate::client::{self, DEFAULT_MASTER, Failure, find_leader, master_list};
 
 #[derive(clap::Subcommand)]
 pub enum MembersCommand {
@@ -21,7 +21,7 @@ pub enum MembersCommand {
 #[derive(clap::Args)]
 pub struct ListArgs {
     /// Any master(s) of the group.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = submit::DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
     master: String,
 }
 
@@ -32,7 +32,7 @@ pub struct AddArgs {
     /// The address it serves on (its --listen), HOST:PORT.
     address: String,
     /// Any master(s) of the group.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = submit::DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
     master: String,
 }
 
@@ -41,7 +41,7 @@ pub struct RemoveArgs {
     /// The id of the master to remove.
     id: u64,
     /// Any master(s) of the group.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = submit::DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
     master: String,
 }
 
@@ -81,7 +81,7 @@ enum Call {
 
 async fn members(master: &str, call: Call) -> Result<pb::ListMembersResponse, Failure> {
     let leader = find_leader(&master_list(master)).await?;
-    let mut op = submit::connect(&leader).await?;
+    let mut op = client::connect(&leader).await?;
     let answer = match call {
         Call::List => op.list_members(pb::ListMembersRequest {}).await,
         Call::Add(id, address) => op.add_member(pb::AddMemberRequest { id, address }).await,

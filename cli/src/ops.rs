@@ -13,11 +13,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::operator_service_client::OperatorServiceClient;
+use wasmos_api::{TaskState, convert};
 
-use crate::submit::{DEFAULT_MASTER, Failure};
+use crate::client::{self, DEFAULT_MASTER, Failure, OperatorClient, status_text_at};
 
 /// How often `wasmos kill` looks at the task while it waits for it to end.
 const KILL_POLL: Duration = Duration::from_millis(100);
@@ -116,21 +115,6 @@ pub struct TeardownArgs {
     master: MasterArg,
 }
 
-/// A gRPC refusal as a sentence, naming the leader when the master is not it.
-fn status_text(master: &str, s: &tonic::Status) -> String {
-    let text = if s.message().is_empty() {
-        format!("{:?}", s.code())
-    } else {
-        s.message().to_string()
-    };
-    match wasmos_api::leader::leader_hint(s) {
-        Some(leader) => {
-            format!("{text} (the master at {master} is not the leader; try --master {leader})")
-        }
-        None => text,
-    }
-}
-
 /// What went wrong, and the exit status it gives.
 enum OpError {
     /// The master refused, or the outcome was not reached (exit 1).
@@ -150,7 +134,7 @@ impl From<Failure> for OpError {
 impl OpError {
     /// A call the master answered with an error (the connection itself was made).
     fn from_status(master: &str, s: &tonic::Status) -> Self {
-        OpError::Refused(status_text(master, s))
+        OpError::Refused(status_text_at(master, s))
     }
 }
 
@@ -168,10 +152,7 @@ fn exit(who: &str, r: Result<(), OpError>) -> ExitCode {
     }
 }
 
-async fn state(
-    op: &mut OperatorServiceClient<Channel>,
-    master: &str,
-) -> Result<pb::ClusterState, OpError> {
+async fn state(op: &mut OperatorClient, master: &str) -> Result<pb::ClusterState, OpError> {
     op.get_state(pb::GetStateRequest {})
         .await
         .map(|r| r.into_inner())
@@ -179,7 +160,7 @@ async fn state(
 }
 
 async fn fetch_state(master: &str) -> Result<pb::ClusterState, OpError> {
-    let (mut op, leader) = crate::submit::connect_leader(master).await?;
+    let (mut op, leader) = client::connect_leader(master).await?;
     state(&mut op, &leader).await
 }
 
@@ -216,15 +197,10 @@ fn state_name(raw: i32) -> String {
         .unwrap_or_else(|_| format!("STATE_{raw}"))
 }
 
+/// Whether the wire state `raw` is terminal; `Unspecified` and values this build does not know
+/// are not (the task is then waited for, and its raw number shown).
 fn is_terminal(raw: i32) -> bool {
-    matches!(
-        pb::TaskState::try_from(raw),
-        Ok(pb::TaskState::Finished
-            | pb::TaskState::Failed
-            | pb::TaskState::Killed
-            | pb::TaskState::Lost
-            | pb::TaskState::Error)
-    )
+    convert::task_state("state", raw).is_ok_and(TaskState::is_terminal)
 }
 
 /// Prints rows under a header, each column as wide as its widest cell, two spaces apart; an
@@ -547,7 +523,7 @@ pub async fn kill(args: KillArgs) -> ExitCode {
 }
 
 async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
-    let (mut op, leader) = crate::submit::connect_leader(&args.master.master).await?;
+    let (mut op, leader) = client::connect_leader(&args.master.master).await?;
     let master = &leader;
     let sent = op
         .kill_task(pb::KillTaskRequest {
@@ -610,7 +586,7 @@ pub async fn teardown(args: TeardownArgs) -> ExitCode {
 }
 
 async fn teardown_inner(args: TeardownArgs) -> Result<(), OpError> {
-    let (mut op, leader) = crate::submit::connect_leader(&args.master.master).await?;
+    let (mut op, leader) = client::connect_leader(&args.master.master).await?;
     let master = &leader;
     let done = op
         .teardown_framework(pb::TeardownFrameworkRequest {

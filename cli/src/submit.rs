@@ -14,14 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::operator_service_client::OperatorServiceClient;
-use wasmos_wasm_executor::ComponentDigest;
+use wasmos_api::{ComponentDigest, TaskState, convert};
 
-/// Where `wasmos submit` looks for a master unless told, and where `wasmos master` listens
-/// unless told.
-pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
+use crate::client::{
+    self, DEFAULT_MASTER, Failure, OperatorClient, connect, find_leader, master_list, status_text,
+};
 
 /// Size of the chunks a component is uploaded in (the API allows up to 1 MiB).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -32,9 +30,7 @@ const STATE_POLL: Duration = Duration::from_millis(500);
 /// How often a plain (non-terminal) progress line may be printed.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 /// How long the master may stay unreachable while a framework is followed.
-const LOST_MASTER: Duration = Duration::from_secs(30);
-/// Largest gRPC message accepted from the master.
-const MAX_MESSAGE: usize = 16 << 20;
+const LOST_MASTER: Duration = client::LEADER_WAIT;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -91,38 +87,6 @@ pub struct Submission {
     pub role: String,
     pub limits: LimitArgs,
     pub args: Vec<String>,
-}
-
-/// Why a submission did not end in a result.
-#[derive(Debug)]
-pub enum Failure {
-    /// Bad input, an unreachable master, or a refusal (exit 2).
-    Refused(String),
-    /// The framework ran and failed, or was removed without a result (exit 1).
-    Failed(String),
-}
-
-impl Failure {
-    /// The reason, without the kind.
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Refused(m) | Failure::Failed(m) => m,
-        }
-    }
-
-    /// Prints the reason on stderr, prefixed with `who`, and returns the exit status.
-    pub fn report(&self, who: &str) -> ExitCode {
-        match self {
-            Failure::Refused(why) => {
-                eprintln!("{who}: {why}");
-                ExitCode::from(2)
-            }
-            Failure::Failed(why) => {
-                eprintln!("{who}: the framework failed: {why}");
-                ExitCode::from(1)
-            }
-        }
-    }
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -196,87 +160,6 @@ pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<
     follow(&mut op, master, &masters, &framework_id).await
 }
 
-/// The addresses in a `--master` value (`ADDR[,ADDR...]`).
-pub fn master_list(master: &str) -> Vec<String> {
-    let list: Vec<String> = master
-        .split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(String::from)
-        .collect();
-    if list.is_empty() {
-        vec![master.to_string()]
-    } else {
-        list
-    }
-}
-
-/// Most leader hints followed in a row before trying the next master given.
-const MAX_HINTS: usize = 3;
-/// Pause between rounds over the given masters when none leads.
-const LEADER_RETRY: Duration = Duration::from_millis(100);
-
-/// Finds the master that leads among `masters` (following the not-leader hints they answer
-/// with), waiting up to [`LOST_MASTER`] for one to take over. A single master that answers
-/// at all is taken as it is, so that its own errors are reported as they are; when none of
-/// them can be reached at the first try, that is the answer at once.
-pub async fn find_leader(masters: &[String]) -> Result<String, Failure> {
-    find_leader_within(masters, LOST_MASTER).await
-}
-
-/// [`find_leader`], waiting at most `wait` for a leader.
-pub async fn find_leader_within(masters: &[String], wait: Duration) -> Result<String, Failure> {
-    let deadline = Instant::now() + wait;
-    let mut last = String::new();
-    let mut first_round = true;
-    loop {
-        let mut answered = false;
-        for start in masters {
-            let mut candidate = start.clone();
-            for _ in 0..=MAX_HINTS {
-                let mut op = match connect(&candidate).await {
-                    Ok(op) => op,
-                    Err(f) => {
-                        last = f.message().to_string();
-                        break;
-                    }
-                };
-                answered = true;
-                match op
-                    .get_framework_result(pb::GetFrameworkResultRequest {
-                        framework_id: "leader-probe".into(),
-                    })
-                    .await
-                {
-                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                        last = status_text(&s);
-                        match wasmos_api::leader::leader_hint(&s) {
-                            Some(leader) => candidate = leader,
-                            None => break,
-                        }
-                    }
-                    Err(s) if s.code() == tonic::Code::Unavailable => {
-                        last = status_text(&s);
-                        break;
-                    }
-                    _ => return Ok(candidate),
-                }
-            }
-        }
-        if first_round && !answered {
-            return Err(Failure::Refused(last));
-        }
-        first_round = false;
-        if Instant::now() >= deadline {
-            return Err(Failure::Refused(format!(
-                "no leading master among {} in {wait:?}: {last}",
-                masters.join(",")
-            )));
-        }
-        tokio::time::sleep(LEADER_RETRY).await;
-    }
-}
-
 /// `pi.wasm` → `pi`.
 fn default_name(path: &Path) -> String {
     path.file_stem()
@@ -285,67 +168,9 @@ fn default_name(path: &Path) -> String {
         .unwrap_or_else(|| "framework".into())
 }
 
-fn endpoint(master: &str) -> String {
-    if master.contains("://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    }
-}
-
-/// How long an operator command waits for a group of masters to have a leader.
-const OPERATOR_LEADER_WAIT: Duration = Duration::from_secs(5);
-
-/// Connects to the operator API of the leader among `master` (`ADDR[,ADDR...]`), waiting up to
-/// 5 s for one; returns the client and the leader's address.
-pub async fn connect_leader(
-    master: &str,
-) -> Result<(OperatorServiceClient<Channel>, String), Failure> {
-    let leader = find_leader_within(&master_list(master), OPERATOR_LEADER_WAIT).await?;
-    Ok((connect(&leader).await?, leader))
-}
-
-/// Connects to the operator API of the master at `master`.
-pub async fn connect(master: &str) -> Result<OperatorServiceClient<Channel>, Failure> {
-    let endpoint = Channel::from_shared(endpoint(master))
-        .map_err(|e| {
-            Failure::Refused(format!(
-                "bad master address {master:?} ({e}); write --master HOST:PORT"
-            ))
-        })?
-        .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await.map_err(|e| {
-        let mut why = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            why = format!("{why}: {s}");
-            source = s.source();
-        }
-        Failure::Refused(format!(
-            "cannot connect to a master at {master} ({why}); is `wasmos master` (or `wasmos dev`) \
-             running there? pass its address with --master"
-        ))
-    })?;
-    Ok(OperatorServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE))
-}
-
-/// A gRPC status as a sentence, naming the leader when the master is not it.
-fn status_text(s: &tonic::Status) -> String {
-    match wasmos_api::leader::leader_hint(s) {
-        Some(leader) => format!(
-            "{} (this master is not the leader; try --master {leader})",
-            s.message()
-        ),
-        None if s.message().is_empty() => format!("{:?}", s.code()),
-        None => s.message().to_string(),
-    }
-}
-
 /// Streams `bytes` to the master's blob store; returns the digest it stored them under.
 async fn upload(
-    op: &mut OperatorServiceClient<Channel>,
+    op: &mut OperatorClient,
     master: &str,
     path: &Path,
     bytes: Vec<u8>,
@@ -406,7 +231,7 @@ impl Progress {
             self.seen.insert(s.task_id.clone(), st);
         }
         for (id, st) in self.seen.iter_mut() {
-            if !live.contains(id) && !terminal(*st) {
+            if !live.contains(id) && !ended(*st) {
                 // Gone from the master's books: it ended and was acknowledged.
                 *st = pb::TaskState::Unspecified;
             }
@@ -429,19 +254,16 @@ impl Progress {
     }
 }
 
-fn terminal(s: pb::TaskState) -> bool {
-    !matches!(
-        s,
-        pb::TaskState::Staging
-            | pb::TaskState::Starting
-            | pb::TaskState::Running
-            | pb::TaskState::Unreachable
-    )
+/// Whether a task seen in `st` has ended: a terminal state, and also `Unspecified`, which
+/// stands for both "gone from the master's books" (set by [`Progress::update`]) and a wire value
+/// this build does not know; either way the task counts as ended, not as live.
+fn ended(st: pb::TaskState) -> bool {
+    convert::task_state("state", st as i32).map_or(true, TaskState::is_terminal)
 }
 
 /// Polls the framework's result until it ends, showing task counts on stderr.
 async fn follow(
-    op: &mut OperatorServiceClient<Channel>,
+    op: &mut OperatorClient,
     master: &str,
     masters: &[String],
     framework_id: &str,
@@ -486,12 +308,7 @@ async fn follow(
             {
                 // The leader changed (or is changing): find the new one.
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
-                let mut candidates = Vec::new();
-                candidates.extend(wasmos_api::leader::leader_hint(&s));
-                candidates.extend(masters.iter().cloned());
-                if let Ok(leader) = find_leader(&candidates).await
-                    && let Ok(client) = connect(&leader).await
-                {
+                if let Ok((client, leader)) = client::find_new_leader(&s, masters).await {
                     if leader != master {
                         eprintln!("wasmos: following framework {framework_id} on {leader}");
                     }

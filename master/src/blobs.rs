@@ -15,46 +15,19 @@
 //! host compiles the component.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
-use sha2::Digest as _;
-
-/// The first eight bytes of every binary Wasm component: the `\0asm` magic, then layer 1,
-/// version 0x0d (the component-model encoding; a core module has layer 0, version 1).
-const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-
-/// A sha256 digest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest([u8; 32]);
-
-impl Digest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Digest(sha2::Sha256::digest(bytes).into())
-    }
-
-    /// Parses 64 hex digits (either case).
-    pub fn parse(hex_digits: &str) -> Result<Self, BlobError> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_digits, &mut out).map_err(|_| BlobError::BadDigest {
-            digest: hex_digits.chars().take(80).collect(),
-        })?;
-        Ok(Digest(out))
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
+/// The component preamble and the digest type live in `wasmos-api`, shared with the agent and
+/// the Wasm runtime; they are re-exported here under the names the master's code uses.
+pub use wasmos_api::component::{
+    COMPONENT_PREAMBLE, ComponentDigest as Digest, DigestError, WasmHeader,
+};
 
 /// Why a blob was refused or not found.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BlobError {
-    #[error("component digest {digest:?} is not a sha256: give 64 hex digits")]
-    BadDigest { digest: String },
+    #[error(transparent)]
+    BadDigest(#[from] DigestError),
     #[error(
         "component is {size} bytes, above the master's limit of {limit} bytes per component; \
          shrink it (strip debug info) or raise the limit"
@@ -263,7 +236,7 @@ fn listing(names: &[String]) -> String {
 /// executor-driver}@0.1.x` and WASI 0.2 interfaces of the packages the host links (cli, clocks,
 /// filesystem, io, random, sockets). Other exports are allowed (the host ignores them).
 pub fn check_framework_world(bytes: &[u8]) -> Result<(), BlobError> {
-    if !bytes.starts_with(&COMPONENT_PREAMBLE) {
+    if WasmHeader::of(bytes) != WasmHeader::Component {
         return Err(BlobError::NotAComponent);
     }
     let malformed = |e: wasmparser::BinaryReaderError| {
@@ -539,7 +512,7 @@ mod tests {
             "{e}"
         );
         assert!(matches!(
-            Digest::parse("xyz"),
+            Digest::parse("xyz").map_err(BlobError::from),
             Err(BlobError::BadDigest { .. })
         ));
     }

@@ -7,48 +7,12 @@
 //! to a temporary file and renamed, so a crash never leaves a half-written entry under a real
 //! name; an entry that fails to load is deleted and rebuilt.
 
-use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use wasmos_api::ComponentDigest;
 use wasmtime::Engine;
 use wasmtime::component::Component;
-
-/// The sha256 of a component's bytes: its identity everywhere in wasmos.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ComponentDigest(pub [u8; 32]);
-
-impl ComponentDigest {
-    /// Hashes `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        ComponentDigest(Sha256::digest(bytes).into())
-    }
-
-    /// Lower-case hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Parses 64 hex digits.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(ComponentDigest(out))
-    }
-}
-
-impl fmt::Display for ComponentDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.to_hex())
-    }
-}
-
-impl fmt::Debug for ComponentDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ComponentDigest({})", self.to_hex())
-    }
-}
 
 /// A directory of compiled components for one engine configuration.
 pub(crate) struct DiskCache {

@@ -56,13 +56,15 @@ impl std::str::FromStr for LimitMode {
 /// engine is created; a store returns its slot when dropped.
 #[derive(Clone, Debug)]
 pub struct PoolingConfig {
-    /// Component instances alive at once (executor instances plus scheduler instances).
+    /// Component instances alive at once (executor instances plus scheduler instances). By
+    /// default 1000.
     pub total_component_instances: u32,
-    /// Linear memories alive at once.
+    /// Linear memories alive at once. By default 2000.
     pub total_memories: u32,
-    /// Tables alive at once.
+    /// Tables alive at once. By default 2000.
     pub total_tables: u32,
-    /// Largest linear memory any guest may have, in bytes; per-task limits are lower.
+    /// Largest linear memory any guest may have, in bytes; per-task limits are lower. By
+    /// default 4 GiB.
     pub max_memory_bytes: usize,
 }
 
@@ -80,20 +82,23 @@ impl Default for PoolingConfig {
 /// Process-wide settings of the Wasm runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// How guests are metered and interrupted.
+    /// How guests are metered and interrupted. By default [`LimitMode::Fuel`].
     pub limit_mode: LimitMode,
     /// `Some` to use the pooling allocator (fast instantiation), `None` for on-demand allocation.
+    /// By default the pooling allocator with [`PoolingConfig::default`].
     pub pooling: Option<PoolingConfig>,
-    /// Where compiled components are cached (`<sha256>-<engine hash>.cwasm`); `None` keeps them
-    /// in memory only.
+    /// Where compiled components are cached (`<sha256>-<engine hash>.cwasm`); `None` (the
+    /// default) keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
-    /// With fuel metering, how much fuel a guest burns between yields to the async runtime.
+    /// With fuel metering, how much fuel a guest burns between yields to the async runtime. By
+    /// default 1,000,000 units.
     pub yield_interval_fuel: u64,
-    /// With epoch metering, how often the engine's epoch ticks.
+    /// With epoch metering, how often the engine's epoch ticks. By default every 1 ms.
     pub epoch_tick: Duration,
-    /// Largest component accepted, in bytes.
+    /// Largest component accepted, in bytes. By default 64 MiB.
     pub max_component_bytes: usize,
-    /// Maximum Wasm stack, in bytes; deeper recursion traps with a stack overflow.
+    /// Maximum Wasm stack, in bytes; deeper recursion traps with a stack overflow. By default
+    /// 1 MiB.
     pub max_wasm_stack: usize,
 }
 
@@ -114,21 +119,23 @@ impl Default for RuntimeConfig {
 /// Limits for one task (and, for memory, for the executor instance it runs in).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskLimits {
-    /// Fuel budget of one task (with [`LimitMode::Fuel`]); `None` for no budget beyond the
-    /// deadline.
+    /// Fuel budget of one task (with [`LimitMode::Fuel`]); `None` (the default) for no budget
+    /// beyond the deadline.
     pub fuel: Option<u64>,
-    /// Cap on the instance's linear memory, in bytes.
+    /// Cap on the instance's linear memory, in bytes. By default 256 MiB.
     pub memory_bytes: usize,
-    /// Wall-clock deadline of one task.
+    /// Wall-clock deadline of one task. By default 60 s.
     pub timeout: Duration,
     /// Cap on each of stdout and stderr of an executor instance, in bytes; output past it is
-    /// dropped and a marker line written.
+    /// dropped and a marker line written. By default 1 MiB.
     pub max_output_bytes: u64,
-    /// Most tables, memories and instances one store may create.
+    /// Most tables one store may create. By default 20.
     pub max_tables: usize,
+    /// Most linear memories one store may create. By default 20.
     pub max_memories: usize,
+    /// Most instances (component and core) one store may create. By default 50.
     pub max_instances: usize,
-    /// Most elements in one table.
+    /// Most elements in one table. By default 100,000.
     pub max_table_elements: usize,
 }
 

@@ -7,26 +7,42 @@ use std::time::Duration;
 /// A component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
+    /// No bytes at all.
     #[error("component is empty (0 bytes)")]
     Empty,
+    /// Larger than [`crate::RuntimeConfig::max_component_bytes`].
     #[error("component is {size} bytes; the limit is {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The component's size, in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// No `\0asm` magic (or fewer than eight bytes).
     #[error("not a WebAssembly binary: it does not start with the bytes \\0asm")]
     NotWasm,
+    /// A core module, not a component.
     #[error(
         "this is a core WebAssembly module, not a component; build the framework for \
          wasm32-wasip2 (or wrap the module with `wasm-tools component new`)"
     )]
     CoreModule,
+    /// The compiler refused it; the compiler's message.
     #[error("invalid component (truncated or corrupt?): {0}")]
     Invalid(String),
+    /// It does not import and export what the `wasmos:framework` world says; the linker's
+    /// message.
     #[error("component does not implement the wasmos:framework@0.1.0 world: {0}")]
     WrongWorld(String),
+    /// Its file could not be read.
     #[error("cannot read component {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The compiled-component cache failed.
     #[error("component cache: {0}")]
     Cache(String),
 }
@@ -37,29 +53,49 @@ pub enum TaskError {
     /// The executor returned an error.
     #[error("executor returned an error: {0}")]
     Guest(String),
+    /// The fuel budget ran out.
     #[error("ran out of fuel (budget {budget} units); raise --fuel or do less work per call")]
-    OutOfFuel { budget: u64 },
+    OutOfFuel {
+        /// The budget, in fuel units.
+        budget: u64,
+    },
+    /// The wall-clock deadline passed.
     #[error("task exceeded its deadline of {0:?}")]
     Deadline(Duration),
+    /// The guest tried to grow its linear memory past its cap.
     #[error(
         "exceeded its memory limit of {limit_mb} MiB (tried to grow linear memory to \
          {wanted_mb} MiB)"
     )]
-    MemoryLimit { limit_mb: u64, wanted_mb: u64 },
+    MemoryLimit {
+        /// The cap, in MiB.
+        limit_mb: u64,
+        /// The size asked for, in MiB (rounded up).
+        wanted_mb: u64,
+    },
+    /// The Wasm stack overflowed.
     #[error("task overflowed its stack (unbounded recursion?)")]
     StackOverflow,
+    /// Any other trap.
     #[error("task trapped: {message}{}", stderr_suffix(.stderr_tail))]
     Trap {
+        /// The trap's message.
         message: String,
+        /// The end of what the guest wrote to stderr; empty when there is none.
         stderr_tail: String,
     },
+    /// Killed on request.
     #[error("task was killed")]
     Killed,
+    /// The instance could not be created (no pooling slot, a failed link).
     #[error("cannot start the executor instance: {0}")]
     Instantiate(String),
+    /// The instance's directory could not be created.
     #[error("cannot prepare the task sandbox {path}: {source}")]
     Sandbox {
+        /// The directory.
         path: PathBuf,
+        /// Why it could not be created.
         source: std::io::Error,
     },
 }

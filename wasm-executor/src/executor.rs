@@ -23,33 +23,29 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wasmos_api::{ExecutorId, FrameworkId, TaskId};
+use wasmos_api::{ComponentDigest, ExecutorId, FrameworkId, TaskId};
 use wasmtime::Store;
 
 use crate::bindings::{ExecutorTask, Framework};
-use crate::cache::ComponentDigest;
 use crate::config::{LimitMode, TaskLimits};
 use crate::error::TaskError;
 use crate::host::{HostState, Role};
+use crate::host_api::ExecutorEvent;
 use crate::output::CappedOutput;
 use crate::runtime::{LoadedComponent, WasmRuntime, root_message};
-
-/// Something an executor reported while running a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecutorEvent {
-    /// `executor-driver.progress`: becomes a RUNNING status update with this message.
-    Progress { task_id: String, message: String },
-    /// `executor-driver.send-framework-message`: bytes for the framework's scheduler.
-    FrameworkMessage { task_id: String, data: Vec<u8> },
-}
 
 /// One task to run.
 #[derive(Debug, Clone)]
 pub struct TaskRequest {
+    /// The task's framework (with `executor_id`, names the instance it runs in).
     pub framework_id: FrameworkId,
+    /// The executor instance it runs in: tasks of one executor id share one instance.
     pub executor_id: ExecutorId,
+    /// The task.
     pub task_id: TaskId,
+    /// The bytes handed to the executor's `launch`.
     pub payload: Vec<u8>,
+    /// The task's limits; by default [`TaskLimits::default`] (from [`TaskRequest::new`]).
     pub limits: TaskLimits,
     /// Where progress and framework messages go; `None` drops them.
     pub events: Option<mpsc::UnboundedSender<ExecutorEvent>>,

@@ -6,13 +6,13 @@
 //! `driver` (or a scheduler calling `executor-driver`) traps with a message naming the mistake.
 
 use tokio::sync::mpsc;
+use wasmos_api::limits::GUEST_LOG_LINE_MAX_CHARS;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::types::{Filters, LogLevel, TaskInfo};
 use crate::bindings::wasmos::framework::{driver, executor_driver, types};
-use crate::executor::ExecutorEvent;
-use crate::scheduler::DriverHost;
+use crate::host_api::{DriverHost, ExecutorEvent};
 
 /// Enforces a store's memory, table and instance caps, and remembers why it refused.
 pub(crate) struct Limiter {
@@ -121,7 +121,7 @@ impl HostState {
 
 pub(crate) fn log_line(level: LogLevel, who: &str, message: &str) {
     // Guests choose the text; cap it so one call cannot flood the host's log.
-    let message: String = message.chars().take(4096).collect();
+    let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
     match level {
         LogLevel::Trace => tracing::trace!(target: "wasmos::guest", %who, "{message}"),
         LogLevel::Debug => tracing::debug!(target: "wasmos::guest", %who, "{message}"),
@@ -143,7 +143,7 @@ impl executor_driver::Host for HostState {
     fn progress(&mut self, message: String) -> wasmtime::Result<()> {
         let (events, task_id) = self.executor_events("progress")?;
         if let Some(tx) = events {
-            let message: String = message.chars().take(4096).collect();
+            let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
             let _ = tx.send(ExecutorEvent::Progress {
                 task_id: task_id.to_string(),
                 message,

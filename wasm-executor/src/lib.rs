@@ -9,19 +9,25 @@
 //! updates (`wasmos-api` and the agent). This crate only turns a component and a payload into a
 //! result or a clear error, without letting a guest hurt the host.
 
+#![warn(missing_docs)]
+
 pub mod bindings;
 mod cache;
 mod config;
 mod error;
 mod executor;
 mod host;
+mod host_api;
 mod output;
 mod runtime;
 mod scheduler;
 
-pub use cache::ComponentDigest;
 pub use config::{LimitMode, PoolingConfig, RuntimeConfig, TaskLimits};
 pub use error::{ComponentError, TaskError};
-pub use executor::{ExecutorEvent, ExecutorPool, TaskOutcome, TaskRequest};
-pub use runtime::{LoadedComponent, WasmRuntime};
-pub use scheduler::{DriverHost, SchedulerError, SchedulerInstance};
+pub use executor::{ExecutorPool, TaskOutcome, TaskRequest};
+pub use host_api::{DriverHost, ExecutorEvent};
+pub use runtime::{EngineError, LoadedComponent, WasmRuntime};
+pub use scheduler::{SchedulerError, SchedulerInstance};
+/// The digest type lives in `wasmos-api` (the master's blob store names components by it too);
+/// re-exported because [`LoadedComponent::digest`] and [`WasmRuntime::get`] speak of it.
+pub use wasmos_api::ComponentDigest;

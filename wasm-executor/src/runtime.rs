@@ -9,12 +9,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use wasmos_api::{ComponentDigest, WasmHeader};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::bindings::FrameworkPre;
-use crate::cache::{ComponentDigest, DiskCache};
+use crate::cache::DiskCache;
 use crate::config::{LimitMode, RuntimeConfig, TaskLimits};
 use crate::error::ComponentError;
 use crate::host::{HostState, Limiter, Role};
@@ -205,7 +206,11 @@ impl WasmRuntime {
             size: bytes.len(),
         });
         self.lock_loaded().insert(digest, loaded.clone());
-        tracing::debug!(%digest, from_disk, "component loaded");
+        tracing::debug!(
+            digest = %format_args!("sha256:{digest}"),
+            from_disk,
+            "component loaded"
+        );
         Ok(loaded)
     }
 
@@ -323,13 +328,10 @@ fn check_header(bytes: &[u8], limit: usize) -> Result<(), ComponentError> {
             limit,
         });
     }
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(ComponentError::NotWasm);
+    match WasmHeader::of(bytes) {
+        WasmHeader::NotWasm => Err(ComponentError::NotWasm),
+        WasmHeader::CoreModule => Err(ComponentError::CoreModule),
+        // Another component version is left to the compiler, whose message names it.
+        WasmHeader::Component | WasmHeader::OtherComponentVersion => Ok(()),
     }
-    // Bytes 4..8 are the version and layer: a core module is version 1, layer 0; a component
-    // has layer 1.
-    if bytes[6..8] == [0, 0] {
-        return Err(ComponentError::CoreModule);
-    }
-    Ok(())
 }

@@ -1,5 +1,5 @@
 //! [`SchedulerInstance`]: a framework's scheduler half, instantiated for the master's framework
-//! host, and the [`DriverHost`] trait through which it acts on the cluster.
+//! host; it acts on the cluster through a [`DriverHost`].
 //!
 //! Each callback runs under the instance's limits: a fuel budget (with fuel metering), the
 //! memory cap, and a per-callback wall-clock deadline. A callback that traps or exceeds a limit
@@ -10,28 +10,13 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use crate::bindings::Framework;
-use crate::bindings::types::{Filters, LogLevel, Offer, TaskInfo, TaskStatus};
+use crate::bindings::types::{Offer, TaskStatus};
 use crate::config::{LimitMode, TaskLimits};
 use crate::error::TaskError;
 use crate::executor::classify;
 use crate::host::{HostState, Role};
+use crate::host_api::DriverHost;
 use crate::runtime::{LoadedComponent, WasmRuntime, root_message};
-
-/// What a hosted scheduler's `driver` calls do; the master implements it. Calls are made from
-/// inside a guest callback, so they must not block: queue the work and return.
-pub trait DriverHost: Send + 'static {
-    fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<TaskInfo>) -> Result<(), String>;
-    fn decline(&mut self, offer_ids: Vec<String>, filters: Filters);
-    fn kill(&mut self, task_id: String);
-    fn revive(&mut self);
-    fn suppress(&mut self);
-    fn reconcile(&mut self, task_ids: Vec<String>);
-    fn state_get(&mut self, key: String) -> Option<Vec<u8>>;
-    fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String>;
-    fn finish(&mut self, outcome: Result<String, String>);
-    fn log(&mut self, level: LogLevel, message: String);
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64);
-}
 
 /// Why a scheduler callback did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +27,9 @@ pub enum SchedulerError {
     /// A callback trapped or exceeded a limit.
     #[error("scheduler {callback} failed: {source}")]
     Callback {
+        /// The WIT name of the callback (`init`, `resource-offers`, ...), or `instantiate`.
         callback: &'static str,
+        /// How it failed.
         source: TaskError,
     },
     /// An earlier callback failed; the instance may not be used again.

@@ -169,7 +169,8 @@ impl FrameworkHost {
         if info.component_sha256.is_empty() {
             return Err(HostError::NoComponent);
         }
-        let digest = Digest::parse(&info.component_sha256)?;
+        let digest =
+            Digest::parse(&info.component_sha256).map_err(crate::blobs::BlobError::from)?;
         let bytes = ctx.core().blobs().get(&digest)?;
         let component = self.runtime.load_async(bytes.as_ref().clone()).await?;
 

@@ -26,7 +26,8 @@ impl AgentService for Master {
         request: Request<pb::FetchComponentRequest>,
     ) -> Result<Response<Self::FetchComponentStream>, Status> {
         self.leading()?;
-        let digest = Digest::parse(&request.into_inner().sha256).map_err(ServiceError::Blob)?;
+        let digest = Digest::parse(&request.into_inner().sha256)
+            .map_err(|e| ServiceError::Blob(e.into()))?;
         let blob = self.core().blobs().get(&digest).map_err(|e| {
             debug!(component = %digest, "fetch of an unknown component");
             ServiceError::Blob(e)

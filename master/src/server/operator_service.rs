@@ -134,7 +134,10 @@ impl OperatorService for Master {
         let mut first = true;
         while let Some(chunk) = chunks.message().await? {
             if first && !chunk.expected_sha256.is_empty() {
-                expected = Some(Digest::parse(&chunk.expected_sha256).map_err(ServiceError::Blob)?);
+                expected = Some(
+                    Digest::parse(&chunk.expected_sha256)
+                        .map_err(|e| ServiceError::Blob(e.into()))?,
+                );
             }
             first = false;
             let size = bytes.len() as u64 + chunk.data.len() as u64;

@@ -83,6 +83,7 @@ async fn spawn_running_agent(addr: std::net::SocketAddr, master: Master) {
                 m = agent.next() => match m {
                     ToAgent::RunTasks(r) => {
                         let bytes = Digest::parse(&r.component_sha256)
+                            .map_err(wasmos_master::blobs::BlobError::from)
                             .and_then(|d| master.core().blobs().get(&d))
                             .expect("the master has the component");
                         let component = pool
