@@ -31,6 +31,7 @@ mod limits;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -103,8 +104,11 @@ pub trait HostContext: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub struct FrameworkHost {
     runtime: WasmRuntime,
-    /// Frameworks whose scheduler this host started and that have not stopped yet.
-    running: Arc<Mutex<HashSet<FrameworkId>>>,
+    /// Frameworks whose scheduler this host started and that have not stopped yet, each with
+    /// the token of the start that listed it (see [`Listed`]).
+    running: Arc<Mutex<HashMap<FrameworkId, u64>>>,
+    /// The next start's token.
+    starts: Arc<AtomicU64>,
 }
 
 /// A hosted framework that was started.
@@ -126,7 +130,8 @@ impl FrameworkHost {
     pub fn with_runtime(runtime: WasmRuntime) -> Self {
         FrameworkHost {
             runtime,
-            running: Arc::new(Mutex::new(HashSet::new())),
+            running: Arc::new(Mutex::new(HashMap::new())),
+            starts: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -134,12 +139,12 @@ impl FrameworkHost {
     /// whose driving task has not ended (nor been forgotten by
     /// [`FrameworkHost::forget_running`]). This is what `GetState` reports as `hosted`.
     pub fn running(&self) -> HashSet<FrameworkId> {
-        lock(&self.running).clone()
+        lock(&self.running).keys().cloned().collect()
     }
 
     /// Whether this host runs `framework`'s scheduler (see [`FrameworkHost::running`]).
     pub fn is_running(&self, framework: &FrameworkId) -> bool {
-        lock(&self.running).contains(framework)
+        lock(&self.running).contains_key(framework)
     }
 
     /// Forgets every running scheduler at once: the master stepped down and closed their
@@ -231,7 +236,8 @@ impl FrameworkHost {
             done: false,
             puts_uncommitted: false,
         };
-        let listed = Listed::new(&self.running, framework_id.clone());
+        let token = self.starts.fetch_add(1, Ordering::Relaxed);
+        let listed = Listed::new(&self.running, framework_id.clone(), token);
         let task = tokio::spawn(
             async move {
                 // Unlisted when the task ends, however it ends (finished, failed, aborted).
@@ -244,24 +250,53 @@ impl FrameworkHost {
     }
 }
 
-/// Keeps a framework in its host's running set while it lives.
+/// Keeps a framework in its host's running set while its driving task lives. The entry
+/// carries the start's token, so a task of an earlier start that ends late (after a
+/// step-down and a quick re-take of leadership restarted the framework) does not unlist the
+/// newer one.
 struct Listed {
-    running: Arc<Mutex<HashSet<FrameworkId>>>,
+    running: Arc<Mutex<HashMap<FrameworkId, u64>>>,
     framework_id: FrameworkId,
+    token: u64,
 }
 
 impl Listed {
-    fn new(running: &Arc<Mutex<HashSet<FrameworkId>>>, framework_id: FrameworkId) -> Self {
-        lock(running).insert(framework_id.clone());
+    fn new(
+        running: &Arc<Mutex<HashMap<FrameworkId, u64>>>,
+        framework_id: FrameworkId,
+        token: u64,
+    ) -> Self {
+        lock(running).insert(framework_id.clone(), token);
         Listed {
             running: running.clone(),
             framework_id,
+            token,
         }
     }
 }
 
 impl Drop for Listed {
     fn drop(&mut self) {
-        lock(&self.running).remove(&self.framework_id);
+        let mut running = lock(&self.running);
+        if running.get(&self.framework_id) == Some(&self.token) {
+            running.remove(&self.framework_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_end_of_an_earlier_start_keeps_the_newer_start_listed() {
+        let running = Arc::new(Mutex::new(HashMap::new()));
+        let fw = FrameworkId::new("fw-1".to_string()).unwrap();
+        let first = Listed::new(&running, fw.clone(), 1);
+        let second = Listed::new(&running, fw.clone(), 2);
+        drop(first);
+        assert!(lock(&running).contains_key(&fw), "the newer start was unlisted");
+        drop(second);
+        assert!(!lock(&running).contains_key(&fw));
     }
 }
