@@ -39,7 +39,8 @@ pub enum BlobError {
     TooLarge {
         /// The component's size (for a streamed upload, the bytes received so far), in bytes.
         size: u64,
-        /// The per-component cap, [`MasterConfig::max_component_bytes`](crate::MasterConfig::max_component_bytes).
+        /// The per-component cap,
+        /// [`MasterConfig::max_component_bytes`](crate::MasterConfig::max_component_bytes).
         limit: u64,
     },
     /// Storing the component would take the store past its total cap. Storing a component
@@ -53,7 +54,8 @@ pub enum BlobError {
         size: u64,
         /// The bytes the store already holds.
         used: u64,
-        /// The store's total cap, [`MasterConfig::max_blob_store_bytes`](crate::MasterConfig::max_blob_store_bytes).
+        /// The store's total cap,
+        /// [`MasterConfig::max_blob_store_bytes`](crate::MasterConfig::max_blob_store_bytes).
         limit: u64,
     },
     /// The bytes do not start with the component preamble (a core Wasm module, or not Wasm
