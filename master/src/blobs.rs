@@ -26,33 +26,67 @@ pub use wasmos_api::component::{
 /// Why a blob was refused or not found.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BlobError {
+    /// A digest given by the caller (an upload's expected digest, a framework's
+    /// `component_sha256`) is not 64 hex digits.
     #[error(transparent)]
     BadDigest(#[from] DigestError),
+    /// The component is larger than the per-component cap; refused before it is hashed or
+    /// parsed, and a streamed upload stops reading as soon as it passes the cap.
     #[error(
         "component is {size} bytes, above the master's limit of {limit} bytes per component; \
          shrink it (strip debug info) or raise the limit"
     )]
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        /// The component's size (for a streamed upload, the bytes received so far), in bytes.
+        size: u64,
+        /// The per-component cap,
+        /// [`MasterConfig::max_component_bytes`](crate::MasterConfig::max_component_bytes).
+        limit: u64,
+    },
+    /// Storing the component would take the store past its total cap. Storing a component
+    /// already held never fails this way.
     #[error(
         "the blob store holds {used} of {limit} bytes and cannot take a component of {size} \
          bytes; raise the master's blob store limit"
     )]
-    StoreFull { size: u64, used: u64, limit: u64 },
+    StoreFull {
+        /// The refused component's size, in bytes.
+        size: u64,
+        /// The bytes the store already holds.
+        used: u64,
+        /// The store's total cap,
+        /// [`MasterConfig::max_blob_store_bytes`](crate::MasterConfig::max_blob_store_bytes).
+        limit: u64,
+    },
+    /// The bytes do not start with the component preamble (a core Wasm module, or not Wasm
+    /// at all).
     #[error(
         "the uploaded bytes are not a Wasm component (no component preamble); build the \
          framework for wasm32-wasip2 or run `wasm-tools component new` on the module"
     )]
     NotAComponent,
+    /// A component, but not of the `wasmos:framework@0.1.0` world: a required export is
+    /// missing, it imports an interface the host does not link, or it is truncated or its
+    /// top-level sections do not parse.
+    /// The text names the offending imports or exports (at most eight).
     #[error(
         "the component is not a wasmos framework (world wasmos:framework@0.1.0): {0}; build it \
          with the wasmos-guest SDK or against wit/framework.wit"
     )]
     NotAFramework(String),
+    /// An upload whose bytes do not hash to the digest its first chunk announced.
     #[error(
         "the uploaded bytes hash to {actual}, not to the expected {expected}; the upload is \
          corrupt or the wrong file"
     )]
-    DigestMismatch { expected: Digest, actual: Digest },
+    DigestMismatch {
+        /// The digest the uploader announced.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// No component with this digest is stored: a framework names a component that was
+    /// never uploaded (or was uploaded to a master whose store was lost).
     #[error(
         "component {0} is not in the master's blob store; upload it first \
          (OperatorService.UploadComponent)"

@@ -10,41 +10,65 @@ use std::time::Duration;
 
 use crate::allocator::AllocatorConfig;
 
-/// How the master behaves. Build with `MasterConfig::default()` and change fields.
+/// How the master behaves. Build with `MasterConfig::default()` and change fields; `wasmos
+/// master` keeps every default its flags do not override.
 #[derive(Clone, Debug)]
 pub struct MasterConfig {
     /// How often the allocator runs when nothing changes. A change (an agent registering,
-    /// resources returned) also triggers a cycle right away.
+    /// resources returned) also triggers a cycle right away; the periodic cycle picks up what
+    /// no event announces, such as expired refuse filters. Each cycle costs one pass over the
+    /// agents and frameworks. Must be above zero. Default 250 ms (`--allocation-interval`).
     pub allocation_interval: Duration,
-    /// How long an offer may go unanswered before it is rescinded; `None` never rescinds.
+    /// How long an offer may go unanswered before it is rescinded and its resources return to
+    /// the allocator; `None` never rescinds, so a silent scheduler keeps its offers until it
+    /// disconnects. Default 60 s (`--offer-timeout`, 0 for `None`).
     pub offer_timeout: Option<Duration>,
-    /// How often agents should heartbeat (told to them at registration).
+    /// How often agents should heartbeat (told to them at registration). Shorter intervals
+    /// detect a lost agent sooner at the cost of one message per agent per interval. Must be
+    /// above zero. Default 15 s, as Mesos (`--agent-heartbeat-interval`).
     pub agent_heartbeat_interval: Duration,
     /// How long without a heartbeat before an agent is marked unreachable and its tasks are
-    /// reported `UNREACHABLE` (Mesos: 5 missed 15 s pings).
+    /// reported `UNREACHABLE`. Must be longer than `agent_heartbeat_interval`. Default 75 s,
+    /// Mesos's 5 missed 15 s pings (`--agent-unreachable-timeout`).
     pub agent_unreachable_timeout: Duration,
     /// How long an unreachable agent may take to re-register before it is removed and its
-    /// tasks are reported `LOST` (Mesos's agent re-register timeout: 10 min).
+    /// tasks are reported `LOST`; an agent that re-registers before then reports its tasks,
+    /// which take the state it reports. Default
+    /// 10 min, Mesos's agent re-register timeout (`--agent-removal-timeout`).
     pub agent_removal_timeout: Duration,
-    /// How often schedulers receive a `heartbeat` event.
+    /// How often schedulers receive a `heartbeat` event, so they can tell a quiet master from
+    /// a lost connection (sent to them at subscription). Must be above zero. Default 15 s
+    /// (`--scheduler-heartbeat-interval`).
     pub scheduler_heartbeat_interval: Duration,
-    /// How long an update waits for the scheduler's acknowledgement before it is sent again.
+    /// How long a status update waits for the scheduler's acknowledgement before it is sent
+    /// again; updates are never dropped, only resent. Default 10 s (no flag).
     pub update_resend_interval: Duration,
-    /// Roles frameworks may subscribe with; `None` allows every valid role.
+    /// Roles frameworks may subscribe with; a subscription with another role is refused with
+    /// `FAILED_PRECONDITION`.
+    /// `None` allows every valid role. Default `None` (no flag).
     pub allowed_roles: Option<BTreeSet<String>>,
-    /// Roles that may launch native command tasks; `None` allows every role.
+    /// Roles whose frameworks may launch native command tasks (processes in cgroups on the
+    /// agent, outside the Wasm sandbox); other roles may launch only Wasm tasks. `None` allows
+    /// every role. Default `None` (no flag).
     pub command_task_roles: Option<BTreeSet<String>>,
-    /// Events queued to one connection before further ones are dropped (updates are resent;
-    /// dropped offers time out). Bounds the memory a slow client can pin.
+    /// Events queued to one connection (scheduler, agent or hosted framework) before further
+    /// ones are dropped (updates are resent; dropped offers time out). Bounds the memory a
+    /// slow client can pin. Default 4096 (no flag).
     pub connection_queue: usize,
-    /// Largest gRPC message accepted, in bytes.
+    /// Largest gRPC message accepted, in bytes; a larger one is refused by tonic before it is
+    /// decoded, which bounds the memory one call can take. Component uploads are streamed in
+    /// chunks, so this does not cap component size. Default 16 MiB (no flag).
     pub max_message_bytes: usize,
-    /// Largest framework component the blob store takes, in bytes.
+    /// Largest framework component the blob store takes, in bytes; a larger upload is refused
+    /// with `RESOURCE_EXHAUSTED` as soon as it passes the cap. Default 64 MiB
+    /// (`--max-component-mb`, which also raises `max_blob_store_bytes` to at least this).
     pub max_component_bytes: u64,
-    /// Most bytes the blob store holds in all (components stay until the Raft issue adds
-    /// garbage collection of unreferenced ones).
+    /// Most bytes the blob store holds in all; an upload that would pass it is refused with
+    /// `RESOURCE_EXHAUSTED` (components stay until the Raft issue adds garbage collection of
+    /// unreferenced ones). Default 1 GiB (no flag).
     pub max_blob_store_bytes: u64,
-    /// Allocator knobs.
+    /// Allocator knobs; see [`AllocatorConfig`]. Default [`AllocatorConfig::default`] (role
+    /// weights are set separately, with `--weight` or `OperatorService.SetWeights`).
     pub allocator: AllocatorConfig,
 }
 

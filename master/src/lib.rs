@@ -8,6 +8,8 @@
 //! frameworks' Wasm schedulers inside the master through the same path as gRPC schedulers,
 //! seeing the master only through [`HostContext`] (it never depends on `server`).
 
+#![warn(missing_docs)]
+
 pub mod allocator;
 pub mod blobs;
 pub mod config;

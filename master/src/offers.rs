@@ -15,10 +15,17 @@ use crate::allocator::Millis;
 /// One outstanding offer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OfferRecord {
+    /// The offer's id, `PREFIX-oN` with the book's per-leader prefix, so an id from an
+    /// earlier leader is never taken for a live offer.
     pub id: OfferId,
+    /// The framework the offer was made to; only it may launch on or decline the offer.
     pub framework: FrameworkId,
+    /// The agent whose resources are offered; one offer never spans agents.
     pub agent: AgentId,
+    /// The offered resources, already counted as allocated to `framework` on `agent`; they
+    /// return to the allocator exactly once, when the offer is removed.
     pub resources: Resources,
+    /// When the offer was made, on the core's clock ([`Millis`]).
     pub created_ms: Millis,
     /// When it is rescinded if unanswered; `None` for never.
     pub expires_ms: Option<Millis>,

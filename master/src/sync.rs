@@ -1,5 +1,6 @@
 //! How the master treats a poisoned lock: one policy for every `Mutex` and `RwLock` in this
-//! crate, applied through [`lock`], [`read`] and [`write`] (no `lock().expect(..)` elsewhere).
+//! crate, applied through [`lock()`], [`read()`] and [`write()`] (no `lock().expect(..)`
+//! elsewhere).
 //!
 //! Policy: a poisoned lock is recovered, logged once at `error`, and its poison cleared.
 //!

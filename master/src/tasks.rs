@@ -15,16 +15,26 @@ use crate::allocator::Millis;
 /// One task.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskRecord {
+    /// The framework that launched the task; with `id`, the task's key in the book.
     pub framework: FrameworkId,
+    /// The task's id, unique within its framework while the task is in the book.
     pub id: TaskId,
+    /// The human-readable name the framework gave at launch, shown by operator commands; not
+    /// unique and never used to find the task.
     pub name: String,
+    /// The agent the task runs on; the book indexes tasks by it so an agent's loss reaches
+    /// all its tasks.
     pub agent: AgentId,
+    /// What the task was launched with; counted as used on `agent` by the allocator until
+    /// the task is terminal.
     pub resources: Resources,
+    /// The latest state, changed only through [`TaskState::transition`].
     pub state: TaskState,
     /// The message of the latest update.
     pub message: String,
     /// The data of the latest update (a finished Wasm task's result).
     pub data: Option<Vec<u8>>,
+    /// When the latest update was recorded, on the core's clock ([`Millis`]).
     pub updated_ms: Millis,
     /// The uuid of the latest update sent to the framework and not yet acknowledged.
     pub pending_ack: Option<String>,
@@ -33,21 +43,34 @@ pub struct TaskRecord {
 /// Why the book refused a change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskBookError {
+    /// [`TaskBook::insert`] of a task id the framework still has in the book (live, or
+    /// terminal with its last update unacknowledged).
     #[error("task {task} of framework {framework} already exists and is {state}")]
     Duplicate {
+        /// The framework that launched both.
         framework: FrameworkId,
+        /// The reused task id.
         task: TaskId,
+        /// The state of the task already in the book.
         state: TaskState,
     },
+    /// An update for a task the book does not hold (never launched, or already removed).
     #[error("task {task} of framework {framework} is not known")]
     Unknown {
+        /// The framework named by the update.
         framework: FrameworkId,
+        /// The task id named by the update.
         task: TaskId,
     },
+    /// An update the task state machine refuses (a terminal task reported running again);
+    /// the record is left as it was.
     #[error("task {task} of framework {framework}: {source}")]
     Transition {
+        /// The task's framework.
         framework: FrameworkId,
+        /// The task.
         task: TaskId,
+        /// The refused transition, with the state it was and the one reported.
         #[source]
         source: TransitionError,
     },

@@ -106,7 +106,7 @@ impl Master {
 
     /// Waits until every registry change made so far is committed through Raft (at once for
     /// a master kept in memory). Fails when the leadership is lost first, or after
-    /// [`COMMIT_TIMEOUT`].
+    /// `COMMIT_TIMEOUT` (10 s).
     pub async fn committed(&self) -> Result<(), Status> {
         let Some(r) = &self.raft else { return Ok(()) };
         let (generation, seq) = {

@@ -15,7 +15,7 @@
 //! resources count as allocated until [`Allocator::recover`](super::Allocator::recover) returns them.
 //!
 //! # Cost
-//! Nothing here scans frameworks × agents. Roles and frameworks sit in [`Sorter`]s keyed by
+//! Nothing here scans frameworks × agents. Roles and frameworks sit in `Sorter`s keyed by
 //! share, so picking the next one is `O(log n)`. Free agents live in an ordered set, and a cycle
 //! looks only at agents that changed since the previous one (resources recovered, agent added,
 //! filter expired), or at all free agents after a change that may affect any of them (a new or
