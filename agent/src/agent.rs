@@ -28,6 +28,9 @@ use crate::wasm::{FrameworkMessage, WasmContainerizer};
 
 const AGENT_ID_KEY: &str = "agent_id";
 
+/// The agent's store file inside its work dir.
+pub const STORE_FILE: &str = "agent.redb";
+
 /// The agent could not start or record something.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -47,6 +50,35 @@ pub enum AgentError {
     /// The Wasm runtime could not be set up (its settings, or its compiled-code cache).
     #[error("cannot start the Wasm runtime: {0}")]
     Runtime(String),
+    /// The store marker could not be read or written.
+    #[error("cannot use the agent's store marker {path}: {source}")]
+    Marker {
+        /// The marker file.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+    /// The work dir's marker says its agent had an id, but `agent.redb` is missing, empty or
+    /// holds no id: starting would register a new agent while the old one's tasks run on.
+    #[error(
+        "the work dir {work_dir} held an agent's state (its marker {marker_path} was {marker}), \
+         but {path} {found}. The agent refuses to start as a new agent, which would leave the \
+         old one's tasks running unaccounted: restore {path} from a backup, or remove it and \
+         {marker_path} to start as a new agent (which first kills the native tasks the old one \
+         left running here)"
+    )]
+    StoreLost {
+        /// The work dir.
+        work_dir: std::path::PathBuf,
+        /// The store file.
+        path: std::path::PathBuf,
+        /// The marker file.
+        marker_path: std::path::PathBuf,
+        /// What the marker says.
+        marker: crate::marker::Marker,
+        /// What is wrong with the store file: "is missing", "is empty (0 bytes)", ...
+        found: String,
+    },
 }
 
 /// The framework a launch belongs to, as far as the agent needs to know it.
@@ -80,6 +112,10 @@ pub struct RecoveryReport {
     pub ended: Vec<(FrameworkId, TaskId)>,
     /// Status updates still waiting for acknowledgement.
     pub pending_updates: usize,
+    /// Native tasks found running in this work dir's cgroups without a task record (left by an
+    /// earlier agent whose store was removed, or by a crash between launch and checkpoint),
+    /// killed before the agent registers.
+    pub killed_unrecorded: Vec<(String, String)>,
 }
 
 struct Live {
@@ -127,14 +163,44 @@ impl Agent {
             path: work.clone(),
             source,
         })?;
-        let (store, loaded) = Store::open(&work.join("agent.redb"))?;
-        let queue = StatusQueue::new(store.clone(), &loaded.meta, &loaded.updates, config.retry)?;
+        let store_path = work.join(STORE_FILE);
+        let marker_path = crate::marker::path(&work);
+        let marker_err = |source| AgentError::Marker {
+            path: marker_path.clone(),
+            source,
+        };
+        let marker = crate::marker::read(&work).map_err(marker_err)?;
+        let lost = |marker: &crate::marker::Marker, found: &str| AgentError::StoreLost {
+            work_dir: work.clone(),
+            path: store_path.clone(),
+            marker_path: marker_path.clone(),
+            marker: marker.clone(),
+            found: found.into(),
+        };
+        if let Some(m) = &marker {
+            // Checked before redb opens the file, which would create a missing or empty one.
+            match std::fs::metadata(&store_path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(lost(m, "is missing"));
+                }
+                Ok(md) if md.len() == 0 => return Err(lost(m, "is empty (0 bytes)")),
+                _ => {}
+            }
+        }
+        let (store, loaded) = Store::open(&store_path)?;
         let agent_id = loaded
             .meta
             .iter()
             .find(|(k, _)| k == AGENT_ID_KEY)
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .and_then(|s| AgentId::new(s).ok());
+        match (&marker, &agent_id) {
+            (Some(m), None) => return Err(lost(m, "holds no agent id")),
+            // A store from before markers.
+            (None, Some(id)) => crate::marker::write(&work, id.as_str()).map_err(marker_err)?,
+            _ => {}
+        }
+        let queue = StatusQueue::new(store.clone(), &loaded.meta, &loaded.updates, config.retry)?;
 
         let native = Arc::new(NativeContainerizer::new(config.native.clone()));
         let mut runtime_config = config.runtime.clone();
@@ -172,7 +238,42 @@ impl Agent {
         tokio::spawn(gc_loop(Arc::downgrade(&agent.inner)));
         let mut report = agent.recover(loaded.tasks).await?;
         report.pending_updates = agent.inner.queue.pending();
+        report.killed_unrecorded = agent.kill_unrecorded(&report).await;
         Ok((agent, report))
+    }
+
+    /// Kills the native tasks that run in this work dir without a record (see
+    /// [`RecoveryReport::killed_unrecorded`]), so that no registration leaves them running
+    /// unaccounted, and marks their sandboxes done.
+    async fn kill_unrecorded(&self, report: &RecoveryReport) -> Vec<(String, String)> {
+        let known: HashSet<(String, String)> = report
+            .adopted
+            .iter()
+            .chain(&report.ended)
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect();
+        let unknown: Vec<_> = self
+            .inner
+            .sandboxes
+            .list()
+            .into_iter()
+            .filter(|k| !known.contains(k))
+            .collect();
+        let killed = self.inner.native.kill_unrecorded(unknown).await;
+        for (f, t) in &killed {
+            if let (Ok(f), Ok(t)) = (FrameworkId::new(f), TaskId::new(t)) {
+                self.inner.sandboxes.mark_done(&f, &t);
+            }
+        }
+        if !killed.is_empty() {
+            tracing::warn!(
+                killed = killed.len(),
+                work_dir = %self.inner.config.work_dir.display(),
+                "killed native tasks that ran in this work dir without a record (an earlier \
+                 agent's, whose store was removed)"
+            );
+        }
+        killed
     }
 
     async fn recover(&self, records: Vec<(String, Vec<u8>)>) -> Result<RecoveryReport, AgentError> {
@@ -265,6 +366,14 @@ impl Agent {
                 id.as_str().as_bytes().to_vec(),
             )])
             .await?;
+        // After the store has the id, so that a marker never names an id the store lacks.
+        if self.agent_id().as_ref() != Some(&id) {
+            let work = &self.inner.config.work_dir;
+            crate::marker::write(work, id.as_str()).map_err(|source| AgentError::Marker {
+                path: crate::marker::path(work),
+                source,
+            })?;
+        }
         *self
             .inner
             .agent_id

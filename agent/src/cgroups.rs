@@ -171,6 +171,19 @@ impl CgroupHierarchy {
         Ok(())
     }
 
+    /// The cgroup `<base>/<group>/<leaf>` if it exists (one a task of an earlier agent left).
+    pub fn existing(&self, group: &str, leaf: &str) -> Option<TaskCgroup> {
+        let cg = TaskCgroup {
+            version: self.version,
+            dirs: self
+                .bases
+                .iter()
+                .map(|b| b.join(group).join(leaf))
+                .collect(),
+        };
+        cg.exists().then_some(cg)
+    }
+
     /// Creates the cgroup `<base>/<group>/<leaf>` with `limits`. An existing one (left by a
     /// crash) is reused after its limits are rewritten.
     pub fn create(

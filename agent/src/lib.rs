@@ -6,7 +6,8 @@
 //!   executor instance under wasmtime) and [`native`] (a command in a cgroup, via [`cgroups`]
 //!   and [`launcher`]).
 //! - [`status_queue`] holds every status update durably until the master acknowledges it;
-//!   [`store`] is the redb file behind it and behind the task [`checkpoint`].
+//!   [`store`] is the redb file behind it and behind the task [`checkpoint`]; [`marker`]
+//!   tells a lost store from a new one.
 //! - [`sandbox`] owns the per-task directories and their garbage collection; [`fetch`] gets a
 //!   framework's component by digest and verifies it; [`master_fetch`] downloads it from the
 //!   master.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod containerizer;
 pub mod fetch;
 pub mod launcher;
+pub mod marker;
 pub mod master_fetch;
 pub mod native;
 pub mod sandbox;

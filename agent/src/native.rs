@@ -98,6 +98,38 @@ impl NativeContainerizer {
     }
 }
 
+impl NativeContainerizer {
+    /// Kills the native tasks of `sandboxes` ((framework, task) pairs in this work dir that no
+    /// task record knows) that still run in their cgroup, removes those cgroups, and returns
+    /// the pairs whose cgroup held processes. Their supervisors, which wait on the task, record
+    /// its exit and end on their own. Nothing without a cgroup is touched (Wasm tasks, ended
+    /// ones), nor anything when cgroups are unavailable (no native task could have run).
+    pub async fn kill_unrecorded(&self, sandboxes: Vec<(String, String)>) -> Vec<(String, String)> {
+        let Ok(hierarchy) = &self.hierarchy else {
+            return Vec::new();
+        };
+        let found: Vec<_> = sandboxes
+            .into_iter()
+            .filter_map(|(fw, task)| hierarchy.existing(&fw, &task).map(|cg| (fw, task, cg)))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut killed = Vec::new();
+            for (fw, task, cg) in found {
+                let ran = !cg.pids().is_empty();
+                // SIGKILL, wait until the cgroup is empty, remove it.
+                cg.remove();
+                tracing::debug!(framework_id = %fw, task_id = %task, ran, "removed an unrecorded task's cgroup");
+                if ran {
+                    killed.push((fw, task));
+                }
+            }
+            killed
+        })
+        .await
+        .unwrap_or_default()
+    }
+}
+
 /// CPU statistics of a running native task's cgroup (for tests and usage reports).
 pub fn cpu_stats(checkpoint: &NativeCheckpoint) -> Result<CpuStats, CgroupError> {
     checkpoint.cgroup.cpu_stats()

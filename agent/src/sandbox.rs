@@ -93,6 +93,17 @@ impl Sandboxes {
         Ok(dir)
     }
 
+    /// (framework, task) of every sandbox under the work dir.
+    pub fn list(&self) -> Vec<(String, String)> {
+        let mut all = Vec::new();
+        for fw in read_names(&self.sandboxes) {
+            for task in read_names(&self.sandboxes.join(&fw)) {
+                all.push((fw.clone(), task));
+            }
+        }
+        all
+    }
+
     /// Records that a task ended now; its sandbox becomes eligible for GC.
     pub fn mark_done(&self, framework_id: &FrameworkId, task_id: &TaskId) {
         let path = self.done_file(framework_id.as_str(), task_id.as_str());

@@ -21,7 +21,11 @@ pub struct Args {
         required = true
     )]
     master: Vec<String>,
-    /// Where the agent keeps its database, sandboxes and components (created if missing).
+    /// Where the agent keeps its database (DIR/agent.redb), sandboxes and components (created
+    /// if missing). Once the agent has an id, DIR/agent.marker records it, and the agent refuses
+    /// to start if agent.redb is then missing, empty or without an id: restore it, or remove it
+    /// and the marker to start as a new agent (which first kills the native tasks the old one
+    /// left running in DIR).
     #[arg(long, value_name = "DIR")]
     work_dir: PathBuf,
     /// Resources offered to the cluster, e.g. "cpus:4;mem:8192;disk:10000" (mem and disk in

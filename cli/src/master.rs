@@ -64,8 +64,11 @@ pub struct Args {
     /// to be added (`wasmos operator members add`).
     #[arg(long, value_name = "ID=ADDR,...", value_delimiter = ',', value_parser = parse_peer)]
     peers: Vec<(u64, String)>,
-    /// Where the replicated registry (Raft log, vote, snapshots) is stored; the master keeps
-    /// its registry across restarts, and refuses to start if the store is corrupt.
+    /// Where the replicated registry (Raft log, vote, snapshots) is stored, in DIR/raft.redb;
+    /// the master keeps its registry across restarts. Once the store holds state, DIR/raft.marker
+    /// records it: the master then refuses to start if raft.redb is corrupt, missing or empty
+    /// (restore it, or remove DIR to start afresh), or if DIR belongs to another --id. A new,
+    /// empty DIR starts a new member.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// How long a new leader waits for agents to re-register before treating those still

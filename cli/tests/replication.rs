@@ -614,6 +614,69 @@ async fn a_master_with_a_corrupt_store_refuses_to_start() {
     );
 }
 
+/// Runs `wasmos master` on `dir` expecting it to refuse; returns its stderr.
+async fn refused_on(dir: &Path) -> String {
+    let out = tokio::time::timeout(
+        WAIT,
+        wasmos()
+            .args(["master", "--listen", "127.0.0.1:0"])
+            .args(data_dir_flags(dir))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the master exits in time")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the master started: {stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "it served before refusing"
+    );
+    stderr
+}
+
+/// A data dir that held a registry never starts as a new, empty group: a master whose
+/// `raft.redb` was truncated to 0 bytes or removed refuses, naming the file and the way out;
+/// a brand-new data dir starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_whose_store_file_was_lost_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut master, addr) = start("127.0.0.1:0", &data_dir_flags(&data)).await;
+    wait_serving(&addr).await;
+    master.start_kill().unwrap();
+    master.wait().await.unwrap();
+    let store = data.join("raft.redb");
+
+    std::fs::File::create(&store).unwrap(); // truncated to 0 bytes
+    let stderr = refused_on(&data).await;
+    eprintln!("{stderr}");
+    for want in [
+        store.to_str().unwrap(),
+        "is empty (0 bytes)",
+        "refuses to start",
+        "restore",
+        "remove the data dir",
+    ] {
+        assert!(stderr.contains(want), "no {want:?} in: {stderr}");
+    }
+
+    std::fs::remove_file(&store).unwrap();
+    let stderr = refused_on(&data).await;
+    assert!(
+        stderr.contains(store.to_str().unwrap()) && stderr.contains("is missing"),
+        "{stderr}"
+    );
+
+    // The way out: a fresh data dir starts a new group.
+    std::fs::remove_dir_all(&data).unwrap();
+    let (mut master, addr) = start("127.0.0.1:0", &data_dir_flags(&data)).await;
+    wait_serving(&addr).await;
+    master.start_kill().unwrap();
+    master.wait().await.unwrap();
+}
+
 /// Polls the masters (but `skip`) until one serves a state that `check` accepts; leader
 /// changes in between are fine.
 async fn wait_state<T>(

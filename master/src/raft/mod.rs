@@ -4,7 +4,9 @@
 //!
 //! - [`store`]: the redb-backed Raft log, vote, committed and purged markers, and the state
 //!   machine that wraps [`Registry`] (snapshots are the serialized registry). Opening a store
-//!   checks every record and refuses a corrupt one with [`StoreError::Corrupt`].
+//!   checks every record and refuses a corrupt one with [`StoreError::Corrupt`], and one that
+//!   [`marker`] says held state but is now missing or empty with [`StoreError::Lost`].
+//! - [`marker`]: the file in the data dir that says it held a Raft store.
 //! - [`network`]: openraft's `RaftNetworkFactory` over lazily connected, reconnecting tonic
 //!   clients with per-call timeouts.
 //! - [`service`]: the tonic server that hands the three Raft RPCs to the local [`openraft::Raft`].
@@ -16,6 +18,7 @@
 //! the registry's own answer (`Ok` or the [`RegistryError`] that refused it).
 
 pub mod codec;
+pub mod marker;
 pub mod network;
 pub mod node;
 pub mod service;

@@ -236,7 +236,7 @@ impl RaftNode {
         config: RaftConfig,
     ) -> Result<RaftNode, StartError> {
         let raft_config = Arc::new(config.openraft()?);
-        let opened = tokio::task::spawn_blocking(move || open_store(&data_dir))
+        let opened = tokio::task::spawn_blocking(move || open_store(&data_dir, id))
             .await
             .map_err(|e| StartError::Raft(e.to_string()))??;
         let durable_commits = opened.log.durable_commits_counter();

@@ -9,6 +9,10 @@
 //! encoded registry. [`open_store`] reads every record back and checks that the log has no
 //! gap, so a master whose disk state is damaged refuses to start ([`StoreError::Corrupt`])
 //! instead of joining with bad data. redb's own page checksums are verified on open too.
+//! Once the store holds a vote or log entry, [`super::marker`] records that in the data dir; a
+//! store file then found missing, empty (0 bytes) or without any state is refused
+//! ([`StoreError::Lost`]) rather than opened as a new, empty member, and a data dir is refused
+//! to a master of another id ([`StoreError::OtherMaster`]).
 //!
 //! Durability and group commit: the log, vote and markers are mirrored in memory, so that an
 //! appended entry is readable at once, and a writer thread persists the changes in order: all
@@ -91,6 +95,44 @@ pub enum StoreError {
         path: PathBuf,
         /// Which record is damaged, or which records disagree, and how.
         detail: String,
+    },
+    /// The data dir's marker says it held a Raft store, but the store file is missing, empty
+    /// or holds no state: starting would make this master a new, empty member and lose the
+    /// registry it had.
+    #[error(
+        "the data dir {dir} held a Raft store (its marker {marker_path} was {marker}), but \
+         {path} {found}. This master refuses to start as a new, empty member, which would lose \
+         the registry: restore {path} from a backup, or remove the data dir to start afresh \
+         (in a group, the master then joins as a new member: `wasmos operator members add`; a \
+         master alone then starts a new, empty group)"
+    )]
+    Lost {
+        /// The data dir.
+        dir: PathBuf,
+        /// The store file.
+        path: PathBuf,
+        /// The marker file.
+        marker_path: PathBuf,
+        /// What the marker says.
+        marker: super::marker::Marker,
+        /// What is wrong with the store file: "is missing", "is empty (0 bytes)", ...
+        found: String,
+    },
+    /// The data dir holds the store of another master.
+    #[error(
+        "the data dir {dir} holds the Raft store of master {owner} (its marker {marker_path} \
+         says so), not of master {id}: start that master with --id {owner}, or give master \
+         {id} a data dir of its own"
+    )]
+    OtherMaster {
+        /// The data dir.
+        dir: PathBuf,
+        /// The marker file.
+        marker_path: PathBuf,
+        /// The master the marker names.
+        owner: NodeId,
+        /// The master that tried to open it.
+        id: NodeId,
     },
 }
 
@@ -251,15 +293,68 @@ struct Loaded {
     log: LogMem,
 }
 
-/// Opens (creating it if needed) the Raft store in `data_dir`, verifies redb's page checksums
-/// and every record, and returns the stores. Refuses a damaged store with
-/// [`StoreError::Corrupt`].
-pub fn open_store(data_dir: &Path) -> Result<OpenedStore, StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+impl Loaded {
+    /// Whether the store holds anything Raft wrote: a vote, a log entry, a marker or a snapshot.
+    fn has_state(&self) -> bool {
+        self.snapshot.is_some()
+            || self.log.vote.is_some()
+            || !self.log.entries.is_empty()
+            || self.log.purged.is_some()
+            || self.log.committed.is_some()
+    }
+}
+
+/// The marker the writer thread still has to write, after the store's first durable vote or
+/// log entry.
+struct MarkerDue {
+    data_dir: PathBuf,
+    node_id: NodeId,
+}
+
+/// Opens (creating it if needed) the Raft store of master `node_id` in `data_dir`, verifies
+/// redb's page checksums and every record, and returns the stores. Refuses a damaged store
+/// with [`StoreError::Corrupt`], a store the data dir's marker says held state but that is
+/// missing, empty or stateless with [`StoreError::Lost`], and another master's data dir with
+/// [`StoreError::OtherMaster`].
+pub fn open_store(data_dir: &Path, node_id: NodeId) -> Result<OpenedStore, StoreError> {
+    let dir_err = |source| StoreError::DataDir {
         path: data_dir.to_path_buf(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(data_dir).map_err(dir_err)?;
     let path = data_dir.join(STORE_FILE);
+    let found_marker = super::marker::read(data_dir).map_err(dir_err)?;
+    let lost = |marker: &super::marker::Marker, found: &str| StoreError::Lost {
+        dir: data_dir.to_path_buf(),
+        path: path.clone(),
+        marker_path: super::marker::path(data_dir),
+        marker: marker.clone(),
+        found: found.to_string(),
+    };
+    if let Some(m) = &found_marker {
+        if let Some(owner) = m.node_id
+            && owner != node_id
+        {
+            return Err(StoreError::OtherMaster {
+                dir: data_dir.to_path_buf(),
+                marker_path: super::marker::path(data_dir),
+                owner,
+                id: node_id,
+            });
+        }
+        // Checked before redb opens the file, which would create a missing or empty one anew.
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(lost(m, "is missing")),
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                });
+            }
+            Ok(md) if md.len() == 0 => return Err(lost(m, "is empty (0 bytes)")),
+            Ok(_) => {}
+        }
+    }
     let corrupt = |detail: String| StoreError::Corrupt {
         path: path.clone(),
         detail,
@@ -301,6 +396,24 @@ pub fn open_store(data_dir: &Path) -> Result<OpenedStore, StoreError> {
         CheckError::Redb(e) => open_err(e),
         CheckError::Corrupt(d) => corrupt(d),
     })?;
+    let has_state = loaded.has_state();
+    if let Some(m) = &found_marker
+        && !has_state
+    {
+        return Err(lost(
+            m,
+            "holds no Raft state (no vote, log entry or snapshot)",
+        ));
+    }
+    // A store that holds state but no marker predates markers, or its master stopped between
+    // the first commit and writing the marker.
+    if found_marker.is_none() && has_state {
+        super::marker::write(data_dir, node_id).map_err(dir_err)?;
+    }
+    let marker_due = (found_marker.is_none() && !has_state).then(|| MarkerDue {
+        data_dir: data_dir.to_path_buf(),
+        node_id,
+    });
 
     let closed = StoreClosed(Arc::new(AtomicBool::new(false)));
     let db = Arc::new(Db {
@@ -314,11 +427,8 @@ pub fn open_store(data_dir: &Path) -> Result<OpenedStore, StoreError> {
         let commits = durable_commits.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer(db, writer_rx, commits))
-            .map_err(|source| StoreError::DataDir {
-                path: data_dir.to_path_buf(),
-                source,
-            })?;
+            .spawn(move || writer(db, writer_rx, commits, marker_due))
+            .map_err(dir_err)?;
     }
     let (last_applied, last_membership) = match &loaded.snapshot {
         Some(s) => (s.meta.last_log_id, s.meta.last_membership.clone()),
@@ -618,7 +728,12 @@ impl LogStore {
 /// Persists the queued changes: everything waiting goes into one transaction and one fsync.
 /// Runs until the log store is dropped and every queued change is written; the file closes
 /// after that.
-fn writer(db: Arc<Db>, rx: std_mpsc::Receiver<Op>, commits: Arc<AtomicU64>) {
+fn writer(
+    db: Arc<Db>,
+    rx: std_mpsc::Receiver<Op>,
+    commits: Arc<AtomicU64>,
+    mut marker_due: Option<MarkerDue>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
@@ -633,6 +748,25 @@ fn writer(db: Arc<Db>, rx: std_mpsc::Receiver<Op>, commits: Arc<AtomicU64>) {
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "writing the Raft log failed");
+        }
+        // Only once a vote or an entry is on disk does the data dir hold state to protect.
+        let holds_state = batch
+            .iter()
+            .any(|op| matches!(op, Op::Append(..) | Op::Meta(KEY_VOTE, _)));
+        if durable
+            && holds_state
+            && result.is_ok()
+            && let Some(due) = &marker_due
+        {
+            match super::marker::write(&due.data_dir, due.node_id) {
+                Ok(()) => marker_due = None,
+                // Retried at the next commit, and written at the next start at the latest.
+                Err(e) => tracing::error!(
+                    error = %e,
+                    data_dir = %due.data_dir.display(),
+                    "cannot write the Raft store marker"
+                ),
+            }
         }
         for op in batch {
             match op {
@@ -961,7 +1095,7 @@ mod tests {
     impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
         async fn build(&self) -> SResult<(tempfile::TempDir, LogStore, StateMachineStore)> {
             let dir = tempfile::tempdir().expect("temp dir");
-            let opened = open_store(dir.path()).expect("open store");
+            let opened = open_store(dir.path(), 1).expect("open store");
             Ok((dir, opened.log, opened.state_machine))
         }
     }
@@ -1015,7 +1149,7 @@ mod tests {
     }
 
     async fn populated(dir: &Path) {
-        let mut opened = open_store(dir).unwrap();
+        let mut opened = open_store(dir, 1).unwrap();
         let membership = Entry {
             log_id: log_id(1, 0),
             payload: EntryPayload::Membership(Membership::new(
@@ -1044,7 +1178,7 @@ mod tests {
             let db = Database::create(dir.join(STORE_FILE)).unwrap();
             damage(&db);
         }
-        open_store(dir).map(|_| ())
+        open_store(dir, 1).map(|_| ())
     }
 
     fn corrupt_detail(r: Result<(), StoreError>) -> String {
@@ -1062,7 +1196,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_changes_share_one_fsync() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = open_store(dir.path()).unwrap();
+        let opened = open_store(dir.path(), 1).unwrap();
         let before = opened.log.durable_commits();
         let mut waiting = Vec::new();
         for i in 0..200u64 {
@@ -1083,7 +1217,7 @@ mod tests {
             "200 durable changes took {commits} fsyncs; queued ones should share"
         );
         close(opened).await;
-        let mut reopened = open_store(dir.path()).unwrap();
+        let mut reopened = open_store(dir.path(), 1).unwrap();
         assert_eq!(
             reopened.log.read_vote().await.unwrap(),
             Some(Vote::new(199, 1))
@@ -1094,7 +1228,7 @@ mod tests {
     async fn reopen_restores_log_vote_and_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         populated(dir.path()).await;
-        let mut opened = open_store(dir.path()).unwrap();
+        let mut opened = open_store(dir.path(), 1).unwrap();
         assert_eq!(opened.log.read_vote().await.unwrap(), Some(Vote::new(1, 1)));
         assert_eq!(
             opened.log.read_committed().await.unwrap(),
@@ -1141,7 +1275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         populated(dir.path()).await;
         {
-            let mut opened = open_store(dir.path()).unwrap();
+            let mut opened = open_store(dir.path(), 1).unwrap();
             append(&mut opened.log, vec![weight(4, 5.0), weight(5, 6.0)]).await;
             close(opened).await;
         }
@@ -1199,7 +1333,85 @@ mod tests {
     fn a_file_that_is_not_a_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(STORE_FILE), vec![0x5a; 64 << 10]).unwrap();
-        let err = open_store(dir.path()).map(|_| ()).unwrap_err();
+        let err = open_store(dir.path(), 1).map(|_| ()).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    }
+
+    fn lost(r: Result<OpenedStore, StoreError>) -> String {
+        match r {
+            Err(e @ StoreError::Lost { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("refuses to start"), "{msg}");
+                assert!(msg.contains("restore"), "{msg}");
+                assert!(msg.contains("remove the data dir"), "{msg}");
+                msg
+            }
+            Err(other) => panic!("expected a lost-store error, got {other:?}"),
+            Ok(_) => panic!("a store the marker says held state opened empty"),
+        }
+    }
+
+    /// A store that holds nothing writes no marker (a fresh dir may start anew any number of
+    /// times); its first vote writes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_marker_is_written_with_the_first_vote() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open_store(dir.path(), 1).unwrap();
+        assert_eq!(super::super::marker::read(dir.path()).unwrap(), None);
+        close(opened).await;
+        let mut opened = open_store(dir.path(), 1).unwrap();
+        assert_eq!(super::super::marker::read(dir.path()).unwrap(), None);
+        opened.log.save_vote(&Vote::new(1, 1)).await.unwrap();
+        let m = super::super::marker::read(dir.path()).unwrap();
+        assert_eq!(m.and_then(|m| m.node_id), Some(1));
+        close(opened).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_file_lost_after_it_held_state_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path()).await;
+        let store = dir.path().join(STORE_FILE);
+
+        std::fs::File::create(&store).unwrap(); // truncated to 0 bytes
+        let msg = lost(open_store(dir.path(), 1));
+        assert!(msg.contains("is empty (0 bytes)"), "{msg}");
+        assert_eq!(
+            std::fs::metadata(&store).unwrap().len(),
+            0,
+            "redb rewrote it"
+        );
+
+        std::fs::remove_file(&store).unwrap();
+        let msg = lost(open_store(dir.path(), 1));
+        assert!(msg.contains("is missing"), "{msg}");
+        assert!(!store.exists(), "the refused open created a store");
+
+        // A valid but empty redb file (e.g. one created anew by hand).
+        drop(Database::create(&store).unwrap());
+        let msg = lost(open_store(dir.path(), 1));
+        assert!(msg.contains("holds no Raft state"), "{msg}");
+
+        // The way out: remove the data dir's contents, and it starts anew.
+        std::fs::remove_file(&store).unwrap();
+        std::fs::remove_file(super::super::marker::path(dir.path())).unwrap();
+        close(open_store(dir.path(), 1).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_without_a_marker_gets_one_and_another_master_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path()).await;
+        std::fs::remove_file(super::super::marker::path(dir.path())).unwrap();
+        close(open_store(dir.path(), 1).unwrap()).await;
+        assert!(super::super::marker::path(dir.path()).exists());
+        match open_store(dir.path(), 2) {
+            Err(e @ StoreError::OtherMaster { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("--id 1"), "{msg}");
+            }
+            Err(other) => panic!("expected another master's store, got {other:?}"),
+            Ok(_) => panic!("master 2 opened master 1's store"),
+        }
     }
 }

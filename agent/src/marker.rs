@@ -1,0 +1,100 @@
+//! The store marker: a small file in the agent's work dir (`<work_dir>/agent.marker`) that says
+//! "this work dir's agent had an id", so that an `agent.redb` found missing, empty or without
+//! an id is refused instead of silently registering as a new agent while the old one's tasks
+//! run on unaccounted.
+//!
+//! Written when the agent first gets an id from the master (and again if the id changes), or at
+//! start for a store that holds an id but predates markers: a temporary file, fsynced, renamed
+//! into place, the dir fsynced after. It holds the id and when it was written as `key=value`
+//! lines under a one-line comment; a marker that does not parse still counts as present.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The marker's file name inside the work dir.
+pub const MARKER_FILE: &str = "agent.marker";
+
+/// What a marker says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// The id the agent had, when the marker names one.
+    pub agent_id: Option<String>,
+    /// When the marker was written, in seconds since the Unix epoch, when it says so.
+    pub written_unix_secs: Option<u64>,
+}
+
+impl std::fmt::Display for Marker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.agent_id {
+            Some(id) => write!(f, "written for agent {id}")?,
+            None => write!(f, "unreadable")?,
+        }
+        if let Some(t) = self.written_unix_secs {
+            write!(f, " at unix time {t}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The marker's path in `work_dir`.
+pub fn path(work_dir: &Path) -> PathBuf {
+    work_dir.join(MARKER_FILE)
+}
+
+/// Reads the marker in `work_dir`: `None` when there is none.
+pub fn read(work_dir: &Path) -> io::Result<Option<Marker>> {
+    let text = match std::fs::read(path(work_dir)) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let field = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    Ok(Some(Marker {
+        agent_id: field("agent_id").filter(|s| !s.is_empty()),
+        written_unix_secs: field("written_unix_secs").and_then(|s| s.parse().ok()),
+    }))
+}
+
+/// Writes the marker for `agent_id` into `work_dir`, durably (temporary file, fsync, rename,
+/// fsync of the dir).
+pub fn write(work_dir: &Path, agent_id: &str) -> io::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let text = format!(
+        "# wasmos: this work dir's agent is {agent_id}, its state in agent.redb. If that file is \
+         lost, the agent refuses to start; restore it, or remove it and this marker to start \
+         as a new agent (which kills the native tasks left running here).\n\
+         agent_id={agent_id}\nwritten_unix_secs={now}\n"
+    );
+    let tmp = work_dir.join(format!("{MARKER_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path(work_dir))?;
+    std::fs::File::open(work_dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_marker_reads_back_and_a_garbled_one_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(dir.path()).unwrap(), None);
+        write(dir.path(), "agent-7").unwrap();
+        let m = read(dir.path()).unwrap().unwrap();
+        assert_eq!(m.agent_id.as_deref(), Some("agent-7"));
+        std::fs::write(path(dir.path()), b"\xff\x00garbage").unwrap();
+        assert_eq!(read(dir.path()).unwrap().unwrap().agent_id, None);
+    }
+}
