@@ -22,6 +22,12 @@ pub const MAX_RESOURCE: u64 = 1 << 40;
 pub const MAX_REFUSE_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 /// Mesos's default refuse filter, in seconds.
 pub const DEFAULT_REFUSE_SECONDS: f64 = 5.0;
+/// Shortest refuse filter a decline gets, in seconds (1 s: four of the master's default 250 ms
+/// allocation intervals). A decline asking for less (zero, negative, NaN) is raised to it, so a
+/// framework that declines everything sees each agent at most once a second instead of every
+/// cycle. Remainders of accepts that launch something keep the filter asked for (0 allowed):
+/// their framework's share grew by what it launched.
+pub const MIN_DECLINE_REFUSE_SECONDS: f64 = 1.0;
 
 /// One agent's resources offered to one framework.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +178,13 @@ impl Filters {
             (s.min(MAX_REFUSE_SECONDS) * 1000.0) as u64
         }
     }
+
+    /// The filter of a decline (or of an accept that launches nothing) in milliseconds: as
+    /// [`refuse_ms`](Self::refuse_ms), but never below [`MIN_DECLINE_REFUSE_SECONDS`].
+    pub fn decline_ms(&self) -> u64 {
+        self.refuse_ms()
+            .max((MIN_DECLINE_REFUSE_SECONDS * 1000.0) as u64)
+    }
 }
 
 #[cfg(test)]
@@ -261,5 +274,19 @@ mod tests {
             31_536_000_000
         );
         assert_eq!(Filters::default().refuse_ms(), 5000);
+    }
+
+    #[test]
+    fn declines_are_raised_to_the_floor() {
+        let decline = |refuse_seconds| Filters { refuse_seconds }.decline_ms();
+        for below in [0.0, -0.0, -1.0, f64::NEG_INFINITY, f64::NAN, 0.001, 0.999] {
+            assert_eq!(decline(below), 1000, "{below}");
+        }
+        assert_eq!(decline(MIN_DECLINE_REFUSE_SECONDS), 1000, "at the floor");
+        assert_eq!(decline(1.5), 1500, "above it");
+        assert_eq!(decline(5.0), 5000);
+        assert_eq!(decline(f64::INFINITY), 31_536_000_000, "cut to a year");
+        assert_eq!(decline(f64::MAX), 31_536_000_000);
+        assert_eq!(Filters::default().decline_ms(), 5000);
     }
 }

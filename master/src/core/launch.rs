@@ -44,7 +44,8 @@ struct Launch {
     /// What the offers hold beyond what the tasks need; it returns to the pool, refused to
     /// this framework for `refuse_ms`.
     remainder: Resources,
-    /// The call's filter (0: none).
+    /// The call's filter (0: none); when no task is launched, at least the decline floor
+    /// (`MIN_DECLINE_REFUSE_SECONDS`), as for a decline.
     refuse_ms: Millis,
     /// The tasks to stage, in the order given. None: the accept is a decline.
     tasks: Vec<TaskInfo>,
@@ -83,7 +84,7 @@ impl MasterCore {
     /// this order: the offers', whether they are of one agent, each task's, then whether the
     /// tasks fit in the offers.
     fn check_accept(&self, fw: &FrameworkId, accept: pb::scheduler_call::Accept) -> AcceptPlan {
-        let refuse_ms = convert::filters(accept.filters).refuse_ms();
+        let filters = convert::filters(accept.filters);
         let mut problems: Vec<String> = Vec::new();
         let offers = self.check_offers(fw, &accept.offer_ids, &mut problems);
         let agent = offers.first().map(|o| o.agent.clone());
@@ -134,6 +135,11 @@ impl MasterCore {
         }
         let Some(agent) = agent else {
             return AcceptPlan::Empty;
+        };
+        let refuse_ms = if tasks.is_empty() {
+            filters.decline_ms()
+        } else {
+            filters.refuse_ms()
         };
         AcceptPlan::Launch(Launch {
             agent,

@@ -309,6 +309,8 @@ impl MasterCore {
 }
 
 #[cfg(test)]
+mod fairness_tests;
+#[cfg(test)]
 mod invariants;
 #[cfg(test)]
 mod proptests;

@@ -60,9 +60,10 @@ impl MasterCore {
     }
 
     /// Declines offers: their resources return to the pool, refused to this framework for the
-    /// call's filter. Offers that are unknown or not this framework's are skipped.
+    /// call's filter, at least `MIN_DECLINE_REFUSE_SECONDS`. Offers that are unknown or not this
+    /// framework's are skipped.
     fn decline(&mut self, fw: &FrameworkId, d: pb::scheduler_call::Decline, now: Millis) {
-        let refuse_ms = convert::filters(d.filters).refuse_ms();
+        let refuse_ms = convert::filters(d.filters).decline_ms();
         for raw in d.offer_ids {
             let Ok(id) = convert::id::<OfferId>("decline.offer_ids", &raw) else {
                 continue;

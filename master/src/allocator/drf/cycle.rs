@@ -86,6 +86,9 @@ impl DrfAllocator {
                 cycle.candidates.remove(&a);
                 self.free.remove(&a);
             }
+            self.allocation_seq += 1;
+            self.fw_mut(f).last_allocated = self.allocation_seq;
+            self.roles[r as usize].last_allocated = self.allocation_seq;
             self.rekey(f);
             cycle.out.push(Allocation {
                 framework: self.fw(f).id.clone(),
@@ -125,7 +128,7 @@ impl DrfAllocator {
         let mut unmet_keys = HashMap::new();
         for &r in &self.quota_roles {
             if self.guarantee_unmet(r) && !self.roles[r as usize].sorter.is_empty() {
-                let k = self.role_share(r);
+                let k = self.role_key(r);
                 unmet.insert(k, r);
                 unmet_keys.insert(r, k);
             }
@@ -139,7 +142,7 @@ impl DrfAllocator {
             if let Step::Allocated = self.step_role(r, &mut cycle, now)
                 && self.guarantee_unmet(r)
             {
-                let k = self.role_share(r);
+                let k = self.role_key(r);
                 unmet.insert(k, r);
                 unmet_keys.insert(r, k);
             }
@@ -171,8 +174,18 @@ impl DrfAllocator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{cluster, fwk, res};
-    use crate::allocator::Allocator;
+    use super::super::DrfAllocator;
+    use super::super::testing::{agent, cluster, fwk, res};
+    use crate::allocator::{Allocation, Allocator, AllocatorConfig};
+
+    /// Every framework declines everything it is offered with no filter at all (the worst a
+    /// hostile framework can do once the master's decline floor is out of the way).
+    fn decline_all(al: &mut DrfAllocator, out: &[Allocation], now: u64) {
+        for a in out {
+            al.recover(&a.framework, &a.agent, a.resources, 0, now)
+                .unwrap();
+        }
+    }
 
     #[test]
     fn each_agent_goes_to_the_lowest_share() {
@@ -185,5 +198,102 @@ mod tests {
             al.allocate(1).is_empty(),
             "nothing changed, nothing to offer"
         );
+    }
+
+    #[test]
+    fn a_framework_declining_everything_does_not_keep_an_agent_from_a_later_one() {
+        // Same role (framework ties) and another role (role ties).
+        for later_role in ["a", "b"] {
+            let mut al = cluster(1, &["a"]);
+            for now in 0..5 {
+                let out = al.allocate(now);
+                assert_eq!(out[0].framework, fwk(0));
+                decline_all(&mut al, &out, now);
+            }
+            al.add_framework(fwk(1), later_role, true).unwrap();
+            let out = al.allocate(5);
+            assert_eq!(
+                out.iter().map(|a| &a.framework).collect::<Vec<_>>(),
+                [&fwk(1)],
+                "the later framework in role {later_role:?} gets the agent in the first cycle"
+            );
+        }
+    }
+
+    #[test]
+    fn equal_shares_take_turns() {
+        for roles in [&["a", "a", "a"], &["a", "b", "c"]] {
+            let mut al = cluster(1, roles);
+            let mut order = Vec::new();
+            for now in 0..6 {
+                let out = al.allocate(now);
+                order.extend(out.iter().map(|a| a.framework.clone()));
+                decline_all(&mut al, &out, now);
+            }
+            let (f0, f1, f2) = (fwk(0), fwk(1), fwk(2));
+            assert_eq!(
+                order,
+                [&f0, &f1, &f2, &f0, &f1, &f2].map(Clone::clone),
+                "roles {roles:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn five_hundred_frameworks_declining_everything_do_not_keep_a_newcomer_waiting() {
+        // 500 frameworks in 5 roles on 20 agents decline everything with no filter. After 50
+        // cycles every one of them has been offered something; then a newcomer subscribes.
+        const CYCLES_ALLOWED: u64 = 3;
+        for newcomer_role in ["r0", "new"] {
+            let mut al = DrfAllocator::new(AllocatorConfig::default());
+            for i in 0..20 {
+                al.add_agent(agent(i), res(4.0, 4096)).unwrap();
+            }
+            for i in 0..500 {
+                al.add_framework(fwk(i), &format!("r{}", i % 5), true)
+                    .unwrap();
+            }
+            let mut now = 0;
+            for _ in 0..50 {
+                now += 1;
+                let out = al.allocate(now);
+                assert_eq!(out.len(), 20);
+                decline_all(&mut al, &out, now);
+            }
+            let newcomer = fwk(500);
+            al.add_framework(newcomer.clone(), newcomer_role, true)
+                .unwrap();
+            let waited = (1..=CYCLES_ALLOWED).find(|_| {
+                now += 1;
+                let out = al.allocate(now);
+                decline_all(&mut al, &out, now);
+                out.iter().any(|a| a.framework == newcomer)
+            });
+            assert_eq!(
+                waited,
+                Some(1),
+                "the newcomer (role {newcomer_role:?}) is offered an agent in its first cycle"
+            );
+        }
+    }
+
+    #[test]
+    fn unanswered_offers_count_against_their_framework() {
+        // f0 holds its offer of agent 0 without answering; agent 1 then goes to f1, whose share
+        // is lower, even though f1 came later.
+        let mut al = cluster(1, &["a"]);
+        let out = al.allocate(0);
+        assert_eq!(out[0].framework, fwk(0));
+        assert_eq!(al.framework_allocation(&fwk(0)), Some(res(4.0, 4096)));
+        assert!(al.framework_share(&fwk(0)).unwrap() > 0.0);
+        al.add_framework(fwk(1), "a", true).unwrap();
+        al.add_agent(agent(1), res(2.0, 2048)).unwrap();
+        let out = al.allocate(1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].framework, fwk(1));
+        // And f0, still sitting on agent 0, is not offered more while f1 holds less.
+        al.add_agent(agent(2), res(8.0, 8192)).unwrap();
+        let out = al.allocate(2);
+        assert_eq!(out[0].framework, fwk(1));
     }
 }

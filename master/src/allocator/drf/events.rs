@@ -93,6 +93,7 @@ impl Allocator for DrfAllocator {
             filters: HashMap::new(),
             active,
             suppressed: false,
+            last_allocated: 0,
             key: None,
         }));
         self.framework_index.insert(framework, f);

@@ -11,8 +11,14 @@
 //! 3. **Limits.** An offer is cut down so that the role's allocation stays within its quota
 //!    limit; a role that cannot take anything more is skipped for the rest of the cycle.
 //!
+//! Equal shares take turns: the role, then the framework, allocated least recently goes first
+//! (never-allocated first, then by slab index). A framework that declines every offer falls
+//! back to share zero each time, but it is then the most recently allocated of the zeros, so
+//! every other framework at zero gets an agent before it gets one again.
+//!
 //! A framework gets at most one allocation per agent per cycle. Offered-but-unanswered
-//! resources count as allocated until [`Allocator::recover`](super::Allocator::recover) returns them.
+//! resources count as allocated until [`Allocator::recover`](super::Allocator::recover) returns them,
+//! so a framework that never answers has the share of everything it was offered.
 //!
 //! # Cost
 //! Nothing here scans frameworks × agents. Roles and frameworks sit in `Sorter`s keyed by
@@ -46,7 +52,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use wasmos_api::{AgentId, FrameworkId, Resources};
 
-use super::sorter::{Share, Sorter};
+use super::sorter::{Key, Sorter};
 use super::{AllocatorConfig, AllocatorError, Millis, Quota};
 
 /// An agent as the allocator sees it: its size and who holds what on it.
@@ -81,8 +87,10 @@ struct FrameworkSlot {
     filters: HashMap<u32, (Millis, Resources)>,
     active: bool,
     suppressed: bool,
+    /// [`DrfAllocator::allocation_seq`] at its last allocation; 0 if it never had one.
+    last_allocated: u64,
     /// The key under which it sits in its role's sorter, when it does.
-    key: Option<Share>,
+    key: Option<Key>,
 }
 
 impl FrameworkSlot {
@@ -101,8 +109,11 @@ struct RoleSlot {
     allocated: Resources,
     /// Frameworks of this role that want offers, by dominant share.
     sorter: Sorter,
+    /// [`DrfAllocator::allocation_seq`] at its last allocation to one of its frameworks; 0 if
+    /// none had one.
+    last_allocated: u64,
     /// The key under which it sits in the role sorter, when it does (iff `sorter` is not empty).
-    key: Option<Share>,
+    key: Option<Key>,
 }
 
 /// Hierarchical DRF allocator. See the module docs for policy and cost.
@@ -132,6 +143,9 @@ pub struct DrfAllocator {
     /// Per framework: (cycle number, next agent index to look at).
     cursors: Vec<(u64, u32)>,
     cycle_no: u64,
+    /// Counts allocations; each one stamps its framework and role, so that equal shares go to
+    /// the least recently allocated (see [`Key`]).
+    allocation_seq: u64,
 }
 
 fn saturating_sub(a: &Resources, b: &Resources) -> Resources {

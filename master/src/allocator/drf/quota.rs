@@ -22,6 +22,7 @@ impl DrfAllocator {
             quota: Quota::default(),
             allocated: Resources::ZERO,
             sorter: Sorter::default(),
+            last_allocated: 0,
             key: None,
         });
         self.role_index.insert(role.to_string(), r);

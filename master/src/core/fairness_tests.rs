@@ -1,0 +1,268 @@
+//! Hostile frameworks against `MasterCore` directly (no network, time passed in): a decline is
+//! refused for at least `MIN_DECLINE_REFUSE_SECONDS` whatever filter it asks for, and frameworks
+//! that decline everything with a zero filter keep neither a later framework nor a newcomer
+//! among 500 of them from an offer for more than a few allocation cycles.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
+
+use super::*;
+
+/// The master's default allocation interval, in milliseconds.
+const CYCLE_MS: Millis = 250;
+
+type SchedRx = mpsc::Receiver<Result<pb::SchedulerEvent, tonic::Status>>;
+type AgentRx = mpsc::Receiver<Result<pb::MasterMessage, tonic::Status>>;
+
+struct Sched {
+    fw: FrameworkId,
+    conn: ConnId,
+    rx: SchedRx,
+}
+
+/// A core, its time, and what its agents were sent (kept so their channels stay open).
+struct World {
+    core: MasterCore,
+    now: Millis,
+    agents: Vec<AgentRx>,
+}
+
+impl World {
+    fn new(agents: usize) -> Self {
+        let mut w = World {
+            core: MasterCore::new(MasterConfig::default(), "t", Arc::new(Notify::new())),
+            now: 0,
+            agents: Vec::new(),
+        };
+        for i in 0..agents {
+            let (tx, rx) = mpsc::channel(1024);
+            let conn = w.core.new_conn();
+            let reg = pb::agent_message::Register {
+                info: Some(pb::AgentInfo {
+                    id: String::new(),
+                    hostname: format!("h{i}"),
+                    address: String::new(),
+                    resources: Some(pb::Resources {
+                        millicpus: 4000,
+                        mem_mb: 4096,
+                        disk_mb: 0,
+                    }),
+                    attributes: vec![],
+                }),
+                tasks: vec![],
+            };
+            w.core.agent_register(conn, tx, reg, 0).unwrap();
+            w.agents.push(rx);
+        }
+        w
+    }
+
+    fn subscribe(&mut self, name: &str, role: &str) -> Sched {
+        let (tx, rx) = mpsc::channel(1024);
+        let conn = self.core.new_conn();
+        let info = pb::FrameworkInfo {
+            id: String::new(),
+            name: name.into(),
+            role: role.into(),
+            principal: String::new(),
+            failover_timeout_seconds: 0.0,
+            component_sha256: String::new(),
+        };
+        let fw = self.core.subscribe(conn, tx, Some(info), self.now).unwrap();
+        Sched { fw, conn, rx }
+    }
+
+    /// The offers `s` received since the last look: (offer id, agent id, resources).
+    fn offers(s: &mut Sched) -> Vec<(String, String, pb::Resources)> {
+        let mut out = Vec::new();
+        while let Ok(Ok(ev)) = s.rx.try_recv() {
+            if let Some(Event::Offers(o)) = ev.event {
+                out.extend(
+                    o.offers
+                        .into_iter()
+                        .map(|x| (x.id, x.agent_id, x.resources.unwrap_or_default())),
+                );
+            }
+        }
+        out
+    }
+
+    fn call(&mut self, s: &Sched, call: Call) {
+        assert!(
+            self.core
+                .scheduler_call(&s.fw, s.conn, Some(call), self.now)
+        );
+    }
+
+    fn decline(&mut self, s: &Sched, offer_ids: Vec<String>, refuse_seconds: f64) {
+        let filters = Some(pb::Filters {
+            refuse_seconds: Some(refuse_seconds),
+        });
+        self.call(
+            s,
+            Call::Decline(pb::scheduler_call::Decline { offer_ids, filters }),
+        );
+    }
+
+    /// Advances the clock to `at` and runs the timers and an allocation cycle there.
+    fn cycle_at(&mut self, at: Millis) {
+        self.now = at;
+        self.core.tick(at);
+        self.core.allocate(at);
+    }
+}
+
+#[test]
+fn a_decline_is_refused_for_at_least_the_floor() {
+    // At the floor, one below it and far below it (zero, negative, NaN, minus infinity).
+    for refuse_seconds in [
+        1.0,
+        0.999,
+        0.5,
+        0.0,
+        -0.0,
+        -1.0,
+        f64::NAN,
+        f64::NEG_INFINITY,
+    ] {
+        let mut w = World::new(1);
+        let mut s = w.subscribe("f", "r");
+        w.cycle_at(0);
+        let offers = World::offers(&mut s);
+        assert_eq!(offers.len(), 1);
+        w.decline(&s, vec![offers[0].0.clone()], refuse_seconds);
+        w.cycle_at(1);
+        w.cycle_at(999);
+        assert!(
+            World::offers(&mut s).is_empty(),
+            "declined with {refuse_seconds}: re-offered within the floor"
+        );
+        w.cycle_at(1000);
+        assert_eq!(
+            World::offers(&mut s).len(),
+            1,
+            "{refuse_seconds}: after 1 s"
+        );
+    }
+}
+
+#[test]
+fn an_accept_that_launches_nothing_is_a_decline_but_a_launch_remainder_keeps_its_filter() {
+    let mut w = World::new(1);
+    let mut s = w.subscribe("f", "r");
+    w.cycle_at(0);
+    let offer = World::offers(&mut s).remove(0);
+    let zero = Some(pb::Filters {
+        refuse_seconds: Some(0.0),
+    });
+    w.call(
+        &s,
+        Call::Accept(pb::scheduler_call::Accept {
+            offer_ids: vec![offer.0],
+            launches: vec![],
+            filters: zero,
+        }),
+    );
+    w.cycle_at(999);
+    assert!(World::offers(&mut s).is_empty(), "empty accept: floored");
+    w.cycle_at(1000);
+    let offer = World::offers(&mut s).remove(0);
+
+    // Launch one small task with filter 0: the rest is offered again in the next cycle.
+    let task = pb::TaskInfo {
+        task_id: "t1".into(),
+        name: "t1".into(),
+        agent_id: offer.1.clone(),
+        resources: Some(pb::Resources {
+            millicpus: 1000,
+            mem_mb: 128,
+            disk_mb: 0,
+        }),
+        kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+            executor_id: "e".into(),
+            payload: vec![],
+        })),
+    };
+    w.call(
+        &s,
+        Call::Accept(pb::scheduler_call::Accept {
+            offer_ids: vec![offer.0],
+            launches: vec![task],
+            filters: zero,
+        }),
+    );
+    w.cycle_at(1001);
+    let again = World::offers(&mut s);
+    assert_eq!(again.len(), 1, "the remainder comes back at once");
+    assert_eq!(again[0].2.millicpus, 3000);
+}
+
+#[test]
+fn a_framework_declining_everything_does_not_starve_a_later_one() {
+    let mut w = World::new(1);
+    let mut hostile = w.subscribe("hostile", "r");
+    let mut t = 0;
+    for _ in 0..20 {
+        w.cycle_at(t);
+        let ids = World::offers(&mut hostile)
+            .into_iter()
+            .map(|o| o.0)
+            .collect();
+        w.decline(&hostile, ids, 0.0);
+        t += CYCLE_MS;
+    }
+    let mut later = w.subscribe("later", "r");
+    let got = (0..3).position(|_| {
+        w.cycle_at(t);
+        t += CYCLE_MS;
+        let ids = World::offers(&mut hostile)
+            .into_iter()
+            .map(|o| o.0)
+            .collect();
+        w.decline(&hostile, ids, 0.0);
+        !World::offers(&mut later).is_empty()
+    });
+    assert_eq!(
+        got,
+        Some(0),
+        "the later framework is offered the agent in its first cycle"
+    );
+}
+
+#[test]
+fn five_hundred_frameworks_declining_everything_do_not_keep_a_newcomer_waiting() {
+    // 500 frameworks in 5 roles on 20 agents decline every offer with a zero filter, all in
+    // the same cycle; after 15 s (60 cycles) a newcomer subscribes.
+    const CYCLES_ALLOWED: usize = 3;
+    let mut w = World::new(20);
+    let mut hostile: Vec<Sched> = (0..500)
+        .map(|i| w.subscribe(&format!("h{i}"), &format!("r{}", i % 5)))
+        .collect();
+    let mut t = 0;
+    let mut decline_all = |w: &mut World, hostile: &mut Vec<Sched>| {
+        for s in hostile.iter_mut() {
+            let ids: Vec<String> = World::offers(s).into_iter().map(|o| o.0).collect();
+            if !ids.is_empty() {
+                w.decline(s, ids, 0.0);
+            }
+        }
+    };
+    for _ in 0..60 {
+        w.cycle_at(t);
+        t += CYCLE_MS;
+        decline_all(&mut w, &mut hostile);
+    }
+    let mut newcomer = w.subscribe("newcomer", "r0");
+    let got = (0..CYCLES_ALLOWED).position(|_| {
+        w.cycle_at(t);
+        t += CYCLE_MS;
+        decline_all(&mut w, &mut hostile);
+        !World::offers(&mut newcomer).is_empty()
+    });
+    assert_eq!(
+        got,
+        Some(0),
+        "the newcomer is offered an agent in its first cycle"
+    );
+}
