@@ -240,7 +240,7 @@ fn five_hundred_frameworks_declining_everything_do_not_keep_a_newcomer_waiting()
         .map(|i| w.subscribe(&format!("h{i}"), &format!("r{}", i % 5)))
         .collect();
     let mut t = 0;
-    let mut decline_all = |w: &mut World, hostile: &mut Vec<Sched>| {
+    let decline_all = |w: &mut World, hostile: &mut Vec<Sched>| {
         for s in hostile.iter_mut() {
             let ids: Vec<String> = World::offers(s).into_iter().map(|o| o.0).collect();
             if !ids.is_empty() {

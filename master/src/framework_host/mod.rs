@@ -295,7 +295,10 @@ mod tests {
         let first = Listed::new(&running, fw.clone(), 1);
         let second = Listed::new(&running, fw.clone(), 2);
         drop(first);
-        assert!(lock(&running).contains_key(&fw), "the newer start was unlisted");
+        assert!(
+            lock(&running).contains_key(&fw),
+            "the newer start was unlisted"
+        );
         drop(second);
         assert!(!lock(&running).contains_key(&fw));
     }

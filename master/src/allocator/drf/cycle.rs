@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::super::sorter::Sorter;
 use super::super::{Allocation, Millis};
-use super::{DrfAllocator, min_each};
+use super::DrfAllocator;
 
 /// Per-cycle scratch state.
 struct Cycle {
@@ -44,9 +44,9 @@ impl DrfAllocator {
         let found = cycle.candidates.range(start..).copied().find(|a| {
             filters.get(a).is_none_or(|&(until, declined)| {
                 until <= now
-                    || agents[*a as usize].as_ref().is_none_or(|slot| {
-                        !min_each(&slot.available(), &headroom).fits_in(&declined)
-                    })
+                    || agents[*a as usize]
+                        .as_ref()
+                        .is_none_or(|slot| !slot.available().min_each(&headroom).fits_in(&declined))
             })
         });
         self.cursors[fi].1 = found.map_or(u32::MAX, |a| a.saturating_add(1));
@@ -68,7 +68,7 @@ impl DrfAllocator {
                 cycle.excluded_frameworks.push(f);
                 continue;
             };
-            let offer = min_each(&self.ag(a).available(), &self.headroom(r));
+            let offer = self.ag(a).available().min_each(&self.headroom(r));
             if !self.config.allocatable(&offer) {
                 if self.config.allocatable(&self.ag(a).available()) {
                     // The agent has enough; the role's limit does not.

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use wasmos_api::{AgentId, FrameworkId, Resources};
 
 use super::super::{Allocation, Allocator, AllocatorError, Millis, Quota};
-use super::{AgentSlot, DrfAllocator, FrameworkSlot, saturating_sub};
+use super::{AgentSlot, DrfAllocator, FrameworkSlot};
 
 impl Allocator for DrfAllocator {
     fn add_agent(&mut self, agent: AgentId, total: Resources) -> Result<(), AllocatorError> {
@@ -42,7 +42,9 @@ impl Allocator for DrfAllocator {
     fn update_agent(&mut self, agent: &AgentId, total: Resources) -> Result<(), AllocatorError> {
         let a = self.agent_idx(agent)?;
         let old = self.ag(a).total;
-        let new_total = saturating_sub(&self.total, &old)
+        let new_total = self
+            .total
+            .saturating_sub(&old)
             .checked_add(&total)
             .map_err(|source| AllocatorError::ClusterTotal {
                 agent: agent.clone(),
@@ -68,7 +70,7 @@ impl Allocator for DrfAllocator {
         self.free.remove(&a);
         self.dirty.remove(&a);
         if let Some(slot) = slot {
-            self.total = saturating_sub(&self.total, &slot.total);
+            self.total = self.total.saturating_sub(&slot.total);
         }
         self.shares_dirty = true;
         Ok(())

@@ -8,7 +8,7 @@
 use wasmos_api::Resources;
 
 use super::super::AllocatorError;
-use super::{DrfAllocator, saturating_sub};
+use super::DrfAllocator;
 
 impl DrfAllocator {
     pub(super) fn refresh_free(&mut self, a: u32) {
@@ -85,7 +85,7 @@ impl DrfAllocator {
         let left = held.checked_sub(&res).map_err(|e| err(self, e))?;
         // `held` is part of each of these sums, so they cannot go short; saturate anyway.
         let agent = self.ag_mut(a);
-        agent.allocated = saturating_sub(&agent.allocated, &res);
+        agent.allocated = agent.allocated.saturating_sub(&res);
         if let Some(p) = pos {
             if left.is_zero() {
                 agent.by_framework.swap_remove(p);
@@ -94,12 +94,12 @@ impl DrfAllocator {
             }
         }
         let fw = self.fw_mut(f);
-        fw.allocated = saturating_sub(&fw.allocated, &res);
+        fw.allocated = fw.allocated.saturating_sub(&res);
         if left.is_zero() {
             fw.agents.remove(&a);
         }
         let role = &mut self.roles[r as usize];
-        role.allocated = saturating_sub(&role.allocated, &res);
+        role.allocated = role.allocated.saturating_sub(&res);
         Ok(())
     }
 }

@@ -68,7 +68,7 @@ struct AgentSlot {
 
 impl AgentSlot {
     fn available(&self) -> Resources {
-        saturating_sub(&self.total, &self.allocated)
+        self.total.saturating_sub(&self.allocated)
     }
 }
 
@@ -146,22 +146,6 @@ pub struct DrfAllocator {
     /// Counts allocations; each one stamps its framework and role, so that equal shares go to
     /// the least recently allocated (see [`Key`]).
     allocation_seq: u64,
-}
-
-fn saturating_sub(a: &Resources, b: &Resources) -> Resources {
-    Resources {
-        millicpus: a.millicpus.saturating_sub(b.millicpus),
-        mem_mb: a.mem_mb.saturating_sub(b.mem_mb),
-        disk_mb: a.disk_mb.saturating_sub(b.disk_mb),
-    }
-}
-
-fn min_each(a: &Resources, b: &Resources) -> Resources {
-    Resources {
-        millicpus: a.millicpus.min(b.millicpus),
-        mem_mb: a.mem_mb.min(b.mem_mb),
-        disk_mb: a.disk_mb.min(b.disk_mb),
-    }
 }
 
 impl DrfAllocator {

@@ -8,7 +8,7 @@ use wasmos_api::Resources;
 
 use super::super::Quota;
 use super::super::sorter::Sorter;
-use super::{DrfAllocator, RoleSlot, saturating_sub};
+use super::{DrfAllocator, RoleSlot};
 
 impl DrfAllocator {
     pub(super) fn role_idx_or_create(&mut self, role: &str) -> u32 {
@@ -32,12 +32,8 @@ impl DrfAllocator {
     pub(super) fn headroom(&self, r: u32) -> Resources {
         let role = &self.roles[r as usize];
         match role.quota.limit {
-            None => Resources {
-                millicpus: u64::MAX,
-                mem_mb: u64::MAX,
-                disk_mb: u64::MAX,
-            },
-            Some(limit) => saturating_sub(&limit, &role.allocated),
+            None => Resources::UNLIMITED,
+            Some(limit) => limit.saturating_sub(&role.allocated),
         }
     }
 
