@@ -3,15 +3,19 @@
 //! The call is handled in two steps. [`MasterCore::check_accept`] takes `&self`, so it cannot
 //! change anything: it reads the whole call against the books and returns an [`AcceptPlan`],
 //! either the launch to make or the refusal with every problem found (all of them, not the
-//! first). Only then does [`MasterCore::launch`] or [`MasterCore::refuse_launch`] apply it.
+//! first; its message names the first few and counts the rest, so it stays within
+//! [`limits::MAX_REFUSAL_MESSAGE_BYTES`] however many tasks the call held). A call with more tasks or
+//! offer ids than [`wasmos_api::limits`] allows is refused whole before any task is read.
+//! Only then does [`MasterCore::launch`] or [`MasterCore::refuse_launch`] apply it.
 //! A refused accept still uses up the offers of this framework that it named: their
 //! resources go back to the pool, unfiltered, and each task named gets an `ERROR` update.
 //! Declines and the other calls live in `schedulers`.
 
 use std::collections::{BTreeSet, HashSet};
 
-use tracing::{info, info_span, warn};
+use tracing::{debug, debug_span, info, warn};
 use wasmos_api::convert::{self, ConvertError};
+use wasmos_api::limits;
 use wasmos_api::proto as pb;
 use wasmos_api::{
     AgentId, FrameworkId, OfferId, Resources, TaskId, TaskInfo, TaskKind, TaskState, TaskStatus,
@@ -52,7 +56,8 @@ struct Launch {
 
 /// A refused accept, with what it still changes.
 struct Refusal {
-    /// `launch refused: ` and every problem found, `; `-separated.
+    /// `launch refused: ` and the first problems found, `; `-separated, then a count of the
+    /// rest: at most [`limits::MAX_REFUSAL_MESSAGE_BYTES`] bytes.
     why: String,
     /// The offers of this framework the call named; they are used up, their resources
     /// returned without a filter.
@@ -83,6 +88,14 @@ impl MasterCore {
     /// this order: the offers', whether they are of one agent, each task's, then whether the
     /// tasks fit in the offers.
     fn check_accept(&self, fw: &FrameworkId, accept: pb::scheduler_call::Accept) -> AcceptPlan {
+        if let Err(e) = limits::check_accept_size(accept.offer_ids.len(), accept.launches.len()) {
+            return AcceptPlan::Refuse(Refusal {
+                why: e.to_string(),
+                offers: self.own_offers(fw, &accept.offer_ids),
+                agent: None,
+                task_ids: BTreeSet::new(),
+            });
+        }
         let refuse_ms = convert::filters(accept.filters).refuse_ms();
         let mut problems: Vec<String> = Vec::new();
         let offers = self.check_offers(fw, &accept.offer_ids, &mut problems);
@@ -122,7 +135,7 @@ impl MasterCore {
 
         if !problems.is_empty() {
             return AcceptPlan::Refuse(Refusal {
-                why: format!("launch refused: {}", problems.join("; ")),
+                why: limits::refusal_message(&problems),
                 offers,
                 agent,
                 task_ids: tasks
@@ -142,6 +155,18 @@ impl MasterCore {
             refuse_ms,
             tasks,
         })
+    }
+
+    /// The offers named that this framework holds, each once; nothing said of the others. For
+    /// a call too large to be read, whose offers must still go back to the pool.
+    fn own_offers(&self, fw: &FrameworkId, offer_ids: &[String]) -> Vec<OfferId> {
+        let mut seen = HashSet::new();
+        offer_ids
+            .iter()
+            .filter_map(|raw| convert::id::<OfferId>("accept.offer_ids", raw).ok())
+            .filter(|id| self.offers.get(id).is_some_and(|o| &o.framework == fw))
+            .filter(|id| seen.insert(id.clone()))
+            .collect()
     }
 
     /// The offers named that this framework holds, each once, in the order named; a problem
@@ -258,7 +283,7 @@ impl MasterCore {
             .iter()
             .filter_map(|id| self.offers.remove(id))
             .collect();
-        info!(framework_id = %fw, %why, "invalid launch");
+        info!(framework_id = %fw, %why, tasks = task_ids.len(), "invalid launch");
         for o in &offers {
             if let Err(e) = self.allocator.recover(fw, &o.agent, o.resources, 0, now) {
                 warn!(framework_id = %fw, agent_id = %o.agent, error = %e, "recovering an offer");
@@ -335,7 +360,7 @@ impl MasterCore {
             .unwrap_or_default();
         for t in &tasks {
             let _span =
-                info_span!("launch", framework_id = %fw, agent_id = %agent, task_id = %t.task_id)
+                debug_span!("launch", framework_id = %fw, agent_id = %agent, task_id = %t.task_id)
                     .entered();
             let inserted = self.tasks.insert(TaskRecord {
                 framework: fw.clone(),
@@ -352,7 +377,7 @@ impl MasterCore {
             if let Err(e) = inserted {
                 warn!(error = %e, "task book refused a validated task");
             } else {
-                info!("task staged");
+                debug!("task staged");
             }
         }
         self.send_agent(

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info_span, warn};
 use wasmos_api::convert;
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, OfferId, TaskId, TaskState, TaskStatus};
@@ -92,7 +92,7 @@ impl MasterCore {
             Some(rec) => {
                 let agent = rec.agent.clone();
                 if !self.agents.contains_key(&agent) {
-                    info!(framework_id = %fw, task_id = %task, agent_id = %agent,
+                    debug!(framework_id = %fw, task_id = %task, agent_id = %agent,
                         "kill not delivered: the agent is unreachable; reconcile once it returns");
                 }
                 self.kill_on_agent(&agent, vec![(fw.clone(), task)]);
