@@ -8,12 +8,77 @@
 /// the rest of the line is dropped before it reaches the host's log.
 pub const GUEST_LOG_LINE_MAX_CHARS: usize = 4096;
 
+/// Most bytes in a Wasm task's payload or a status's `data`. A launch whose payload is larger
+/// is refused at the master with an `ERROR` update naming this limit.
+pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
+
+/// Most bytes of a framework message's `data`, either way between a scheduler and one of its
+/// executors. A larger one is refused where it enters (the scheduler gets a non-fatal `error`
+/// event naming the limit; an executor's `send-message` fails).
+pub const MAX_FRAMEWORK_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Most bytes of a command task's program, arguments and environment together (names and
+/// values), so that one task's spec has a bound whatever its kind.
+pub const MAX_COMMAND_BYTES: usize = 1 << 20;
+
+/// Most bytes of one task's spec on the wire (`TaskInfo`, encoded): the larger of a payload
+/// and a command, plus its ids (each at most [`crate::ids::MAX_ID_LEN`]), its name (at most
+/// 1,024 bytes), its resources and the protobuf framing of up to
+/// [`crate::launch::MAX_COMMAND_ITEMS`] command items, for which 64 KiB is ample.
+pub const MAX_TASK_WIRE_BYTES: usize = MAX_PAYLOAD_BYTES + (64 << 10);
+
+/// Largest gRPC message the master accepts from schedulers and operators by default
+/// (`MasterConfig::max_message_bytes`), in bytes: 16 MiB. Clients that receive updates with
+/// `data` or framework messages must decode at least [`MAX_PAYLOAD_BYTES`] plus framing;
+/// tonic's default of 4 MiB is not enough.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Largest gRPC message either end of an agent's session sends or accepts, in bytes (16 MiB;
+/// tonic's default is 4 MiB). Set explicitly on both ends: the master's `AgentService` and
+/// the agent's client. Whatever the master sends an agent is cut to fit it: a launch is split
+/// into several `RunTasks` of at most [`RUN_TASKS_BUDGET_BYTES`] of tasks each, and the agent
+/// splits its status batches the same way.
+pub const AGENT_SESSION_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Room left in a message for what surrounds its bounded items: the envelope, ids, a role
+/// and a component digest (64 KiB).
+pub const MESSAGE_FRAMING_BYTES: usize = 64 << 10;
+
+/// Most bytes of encoded tasks in one `RunTasks` to an agent; a launch with more is sent as
+/// several `RunTasks`, in order.
+pub const RUN_TASKS_BUDGET_BYTES: usize = AGENT_SESSION_MAX_MESSAGE_BYTES - MESSAGE_FRAMING_BYTES;
+
+/// Most bytes of encoded status updates in one `StatusUpdates` from an agent; a larger batch
+/// is sent as several.
+pub const STATUS_BATCH_BUDGET_BYTES: usize =
+    AGENT_SESSION_MAX_MESSAGE_BYTES - MESSAGE_FRAMING_BYTES;
+
+// What the API accepts fits every hop that carries it, with room for framing.
+// A task of the largest spec fits one `RunTasks` to an agent.
+const _: () = assert!(MAX_TASK_WIRE_BYTES <= RUN_TASKS_BUDGET_BYTES);
+// A command of the largest size, with framing of its items, fits a task's spec.
+const _: () = assert!(
+    MAX_COMMAND_BYTES + crate::launch::MAX_COMMAND_ITEMS * 16 + (8 << 10) <= MAX_TASK_WIRE_BYTES
+);
+// A scheduler's accept of one task of the largest spec fits the master's default limit.
+const _: () = assert!(MAX_TASK_WIRE_BYTES + MESSAGE_FRAMING_BYTES <= MAX_MESSAGE_BYTES);
+// A framework message fits the agent's session, and a scheduler's call carrying it.
+const _: () =
+    assert!(MAX_FRAMEWORK_MESSAGE_BYTES + MESSAGE_FRAMING_BYTES <= AGENT_SESSION_MAX_MESSAGE_BYTES);
+const _: () = assert!(MAX_FRAMEWORK_MESSAGE_BYTES + MESSAGE_FRAMING_BYTES <= MAX_MESSAGE_BYTES);
+// An agent's status update with the largest data fits one `StatusUpdates`.
+const _: () = assert!(MAX_PAYLOAD_BYTES + MESSAGE_FRAMING_BYTES <= STATUS_BATCH_BUDGET_BYTES);
+// The largest `RunTasks` (a budget of tasks plus framing) fits the agent's decode limit.
+const _: () =
+    assert!(RUN_TASKS_BUDGET_BYTES + MESSAGE_FRAMING_BYTES <= AGENT_SESSION_MAX_MESSAGE_BYTES);
+
 /// Most tasks one `Accept` (or a hosted scheduler's `driver.launch`) may launch. A call with
 /// more is refused whole, before any task is read, with an `Error` event (a hosted scheduler:
 /// the call's error) naming this cap and the count; the offers it named return to the pool.
 ///
-/// 1,024 tasks of small specs make a `RunTasks` to the agent of about 150 KB, far below the
-/// agent's 4 MiB decode limit. The cap also stays below the master's default event queue
+/// 1,024 tasks of small specs make a `RunTasks` to the agent of about 150 KB, far below
+/// [`AGENT_SESSION_MAX_MESSAGE_BYTES`]; tasks with large payloads are split over several
+/// `RunTasks` (see [`RUN_TASKS_BUDGET_BYTES`]). The cap also stays below the master's default event queue
 /// per scheduler (4,096), so the `ERROR` updates of one refused launch fit in an idle queue.
 pub const MAX_TASKS_PER_LAUNCH: usize = 1024;
 

@@ -37,7 +37,9 @@ pub struct MasterConfig {
     /// Events queued to one connection before further ones are dropped (updates are resent;
     /// dropped offers time out). Bounds the memory a slow client can pin.
     pub connection_queue: usize,
-    /// Largest gRPC message accepted, in bytes.
+    /// Largest gRPC message accepted from (and sent to) schedulers and operators, in bytes. By
+    /// default [`wasmos_api::limits::MAX_MESSAGE_BYTES`] (16 MiB). Agents' sessions do not use
+    /// it: both ends of those use [`wasmos_api::limits::AGENT_SESSION_MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
     /// Largest framework component the blob store takes, in bytes.
     pub max_component_bytes: u64,
@@ -61,7 +63,7 @@ impl Default for MasterConfig {
             allowed_roles: None,
             command_task_roles: None,
             connection_queue: 4096,
-            max_message_bytes: 16 << 20,
+            max_message_bytes: wasmos_api::limits::MAX_MESSAGE_BYTES,
             max_component_bytes: 64 << 20,
             max_blob_store_bytes: 1 << 30,
             allocator: AllocatorConfig::default(),

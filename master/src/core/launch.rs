@@ -380,14 +380,112 @@ impl MasterCore {
                 debug!("task staged");
             }
         }
-        self.send_agent(
-            &agent,
-            ToAgent::RunTasks(pb::master_message::RunTasks {
-                framework_id: fw.to_string(),
-                tasks: tasks.iter().map(pb::TaskInfo::from).collect(),
-                role,
-                component_sha256,
+        let tasks: Vec<pb::TaskInfo> = tasks.iter().map(pb::TaskInfo::from).collect();
+        for tasks in run_tasks_batches(tasks) {
+            self.send_agent(
+                &agent,
+                ToAgent::RunTasks(pb::master_message::RunTasks {
+                    framework_id: fw.to_string(),
+                    tasks,
+                    role: role.clone(),
+                    component_sha256: component_sha256.clone(),
+                }),
+            );
+        }
+    }
+}
+
+/// `tasks` cut, in order, into batches of at most [`limits::RUN_TASKS_BUDGET_BYTES`] encoded
+/// bytes each, so that every `RunTasks` fits the agent's session. A validated task is at most
+/// [`limits::MAX_TASK_WIRE_BYTES`], which the budget holds, so no batch is over it.
+fn run_tasks_batches(tasks: Vec<pb::TaskInfo>) -> Vec<Vec<pb::TaskInfo>> {
+    use prost::Message as _;
+    let mut batches: Vec<Vec<pb::TaskInfo>> = Vec::new();
+    let mut bytes = 0;
+    for t in tasks {
+        // As a repeated field: tag, length and the task.
+        let len = t.encoded_len();
+        let len = len + prost::length_delimiter_len(len) + 1;
+        match batches.last_mut() {
+            Some(b) if bytes + len <= limits::RUN_TASKS_BUDGET_BYTES => {
+                bytes += len;
+                b.push(t);
+            }
+            _ => {
+                bytes = len;
+                batches.push(vec![t]);
+            }
+        }
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use wasmos_api::limits::{
+        AGENT_SESSION_MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, RUN_TASKS_BUDGET_BYTES,
+    };
+
+    use super::*;
+
+    fn task(i: usize, payload: usize) -> pb::TaskInfo {
+        pb::TaskInfo {
+            task_id: format!("t{i}"),
+            name: "n".repeat(1024),
+            agent_id: "a".repeat(128),
+            resources: Some(pb::Resources {
+                millicpus: 1,
+                mem_mb: 1,
+                disk_mb: 1,
             }),
+            kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+                executor_id: "e".repeat(128),
+                payload: vec![7; payload],
+            })),
+        }
+    }
+
+    #[test]
+    fn a_launch_of_large_payloads_is_split_into_run_tasks_that_fit_the_agent() {
+        let tasks: Vec<_> = (0..10).map(|i| task(i, MAX_PAYLOAD_BYTES)).collect();
+        let batches = run_tasks_batches(tasks);
+        assert!(batches.len() >= 3, "{} batches", batches.len());
+        let order: Vec<String> = batches
+            .iter()
+            .flatten()
+            .map(|t| t.task_id.clone())
+            .collect();
+        let want: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        assert_eq!(order, want, "every task, in order");
+        for b in batches {
+            let m = pb::MasterMessage {
+                message: Some(ToAgent::RunTasks(pb::master_message::RunTasks {
+                    framework_id: "f".repeat(128),
+                    tasks: b,
+                    role: "r".repeat(128),
+                    component_sha256: "0".repeat(64),
+                })),
+            };
+            assert!(
+                m.encoded_len() <= AGENT_SESSION_MAX_MESSAGE_BYTES,
+                "{}",
+                m.encoded_len()
+            );
+        }
+    }
+
+    #[test]
+    fn small_launches_go_in_one_run_tasks() {
+        let tasks: Vec<_> = (0..limits::MAX_TASKS_PER_LAUNCH)
+            .map(|i| task(i, 64))
+            .collect();
+        assert_eq!(run_tasks_batches(tasks).len(), 1);
+        let one = task(0, RUN_TASKS_BUDGET_BYTES);
+        assert_eq!(
+            run_tasks_batches(vec![one]).len(),
+            1,
+            "never an empty batch"
         );
     }
 }

@@ -13,3 +13,4 @@ mod large_launches;
 mod launch;
 mod offers;
 mod validation;
+mod wire_limits;
