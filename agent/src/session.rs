@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use wasmos_api::convert::{self, status_to_pb};
 use wasmos_api::leader::leader_hint;
+use wasmos_api::limits::{AGENT_SESSION_MAX_MESSAGE_BYTES, STATUS_BATCH_BUDGET_BYTES};
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_client::AgentServiceClient;
 use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskInfo};
@@ -255,12 +256,39 @@ impl UpdateTransport for SessionTransport {
                 status: Some(status_to_pb(&u.status, "agent")),
             })
             .collect();
-        tx.send(message(pb::agent_message::Message::StatusUpdates(
-            pb::agent_message::StatusUpdates { updates },
-        )))
-        .await
-        .map_err(|_| TransportError("the master session closed".into()))
+        for updates in status_batches(updates) {
+            tx.send(message(pb::agent_message::Message::StatusUpdates(
+                pb::agent_message::StatusUpdates { updates },
+            )))
+            .await
+            .map_err(|_| TransportError("the master session closed".into()))?;
+        }
+        Ok(())
     }
+}
+
+/// `updates` cut, in order, into batches of at most [`STATUS_BATCH_BUDGET_BYTES`] encoded
+/// bytes each, so that every `StatusUpdates` fits the master's limit for an agent's session
+/// (one update is always sent, alone if it must be).
+fn status_batches(updates: Vec<pb::AgentStatusUpdate>) -> Vec<Vec<pb::AgentStatusUpdate>> {
+    use prost::Message as _;
+    let mut batches: Vec<Vec<pb::AgentStatusUpdate>> = Vec::new();
+    let mut bytes = 0;
+    for u in updates {
+        let len = u.encoded_len();
+        let len = len + prost::length_delimiter_len(len) + 1;
+        match batches.last_mut() {
+            Some(b) if bytes + len <= STATUS_BATCH_BUDGET_BYTES => {
+                bytes += len;
+                b.push(u);
+            }
+            _ => {
+                bytes = len;
+                batches.push(vec![u]);
+            }
+        }
+    }
+    batches
 }
 
 fn message(m: pb::agent_message::Message) -> pb::AgentMessage {
@@ -327,7 +355,11 @@ async fn session(
         .connect()
         .await
         .map_err(|e| SessionError::Connect(e.to_string()))?;
-    let mut client = AgentServiceClient::new(channel);
+    // Explicit, and the same as the master's end: tonic's default of 4 MiB is smaller than a
+    // launch the master may send (a 4 MiB payload and its framing).
+    let mut client = AgentServiceClient::new(channel)
+        .max_decoding_message_size(AGENT_SESSION_MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(AGENT_SESSION_MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
     let register = pb::agent_message::Register {
         info: Some(pb::AgentInfo {
@@ -542,6 +574,39 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_status_batches_are_split_to_fit_the_session() {
+        use prost::Message as _;
+        use wasmos_api::limits::MAX_PAYLOAD_BYTES;
+        let update = |i: usize| pb::AgentStatusUpdate {
+            framework_id: "f".repeat(128),
+            status: Some(pb::TaskStatus {
+                task_id: format!("t{i}"),
+                agent_id: "a".repeat(128),
+                state: pb::TaskState::Finished as i32,
+                message: String::new(),
+                data: Some(vec![1; MAX_PAYLOAD_BYTES]),
+                uuid: "u".repeat(64),
+                reason: "agent".into(),
+            }),
+        };
+        let batches = status_batches((0..9).map(update).collect());
+        assert!(batches.len() >= 3, "{} batches", batches.len());
+        let order: Vec<String> = batches
+            .iter()
+            .flatten()
+            .map(|u| u.status.as_ref().unwrap().task_id.clone())
+            .collect();
+        assert_eq!(order, (0..9).map(|i| format!("t{i}")).collect::<Vec<_>>());
+        for updates in batches {
+            let m = message(pb::agent_message::Message::StatusUpdates(
+                pb::agent_message::StatusUpdates { updates },
+            ));
+            assert!(m.encoded_len() <= AGENT_SESSION_MAX_MESSAGE_BYTES);
+        }
+        assert_eq!(status_batches(vec![update(0), update(1)]).len(), 1);
+    }
 
     #[test]
     fn a_not_leader_status_becomes_a_hint() {

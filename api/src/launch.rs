@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AgentId, ExecutorId, FrameworkId, OfferId, Resources, TaskId, TaskState};
 
-/// Most bytes accepted in a Wasm task's payload or a status's data.
-pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
+use crate::limits::MAX_COMMAND_BYTES;
+pub use crate::limits::MAX_PAYLOAD_BYTES;
 /// Most arguments plus environment entries of a command task.
 pub const MAX_COMMAND_ITEMS: usize = 1024;
 /// Largest amount of any one resource accepted in a task or an agent (about 10^12: a billion
@@ -130,6 +130,18 @@ impl TaskInfo {
             TaskKind::Command { argv, env } if argv.len() + env.len() > MAX_COMMAND_ITEMS => bad(
                 format!("its command has more than {MAX_COMMAND_ITEMS} arguments and variables"),
             ),
+            TaskKind::Command { argv, env } => {
+                let bytes = argv.iter().map(String::len).sum::<usize>()
+                    + env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                if bytes > MAX_COMMAND_BYTES {
+                    bad(format!(
+                        "its command's arguments and environment are {bytes} bytes; the limit \
+                         is {MAX_COMMAND_BYTES}"
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -226,6 +238,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("argv is empty"), "{e}");
+    }
+
+    #[test]
+    fn specs_at_one_past_and_far_past_the_size_limits() {
+        let wasm = |n| TaskKind::Wasm {
+            executor_id: ExecutorId::new("e").unwrap(),
+            payload: vec![0; n],
+        };
+        let r = Resources::new(0.1, 0, 0);
+        assert!(task(wasm(MAX_PAYLOAD_BYTES), r).validate().is_ok());
+        for n in [MAX_PAYLOAD_BYTES + 1, 4 * MAX_PAYLOAD_BYTES] {
+            let e = task(wasm(n), r).validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("payload is {n} bytes")), "{e}");
+        }
+        // argv[0] "x", then one argument that brings the command to `n` bytes.
+        let cmd = |n: usize| TaskKind::Command {
+            argv: vec!["x".into(), "a".repeat(n - 1)],
+            env: vec![],
+        };
+        assert!(task(cmd(MAX_COMMAND_BYTES), r).validate().is_ok());
+        for n in [MAX_COMMAND_BYTES + 1, 16 * MAX_COMMAND_BYTES] {
+            let e = task(cmd(n), r).validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("are {n} bytes")), "{e}");
+        }
+        let env = TaskKind::Command {
+            argv: vec!["x".into()],
+            env: vec![("K".into(), "v".repeat(MAX_COMMAND_BYTES))],
+        };
+        assert!(task(env, r).validate().is_err(), "the environment counts");
     }
 
     #[test]

@@ -7,3 +7,231 @@
 /// The longest guest log line kept, in characters (a scheduler's or an executor's `log` call):
 /// the rest of the line is dropped before it reaches the host's log.
 pub const GUEST_LOG_LINE_MAX_CHARS: usize = 4096;
+
+/// Most bytes in a Wasm task's payload or a status's `data`. A launch whose payload is larger
+/// is refused at the master with an `ERROR` update naming this limit.
+pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
+
+/// Most bytes of a framework message's `data`, either way between a scheduler and one of its
+/// executors. A larger one is refused where it enters (the scheduler gets a non-fatal `error`
+/// event naming the limit; an executor's `send-message` fails).
+pub const MAX_FRAMEWORK_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Most bytes of a command task's program, arguments and environment together (names and
+/// values), so that one task's spec has a bound whatever its kind.
+pub const MAX_COMMAND_BYTES: usize = 1 << 20;
+
+/// Most bytes of one task's spec on the wire (`TaskInfo`, encoded): the larger of a payload
+/// and a command, plus its ids (each at most [`crate::ids::MAX_ID_LEN`]), its name (at most
+/// 1,024 bytes), its resources and the protobuf framing of up to
+/// [`crate::launch::MAX_COMMAND_ITEMS`] command items, for which 64 KiB is ample.
+pub const MAX_TASK_WIRE_BYTES: usize = MAX_PAYLOAD_BYTES + (64 << 10);
+
+/// Largest gRPC message the master accepts from schedulers and operators by default
+/// (`MasterConfig::max_message_bytes`), in bytes: 16 MiB. Clients that receive updates with
+/// `data` or framework messages must decode at least [`MAX_PAYLOAD_BYTES`] plus framing;
+/// tonic's default of 4 MiB is not enough.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Largest gRPC message either end of an agent's session sends or accepts, in bytes (16 MiB;
+/// tonic's default is 4 MiB). Set explicitly on both ends: the master's `AgentService` and
+/// the agent's client. Whatever the master sends an agent is cut to fit it: a launch is split
+/// into several `RunTasks` of at most [`RUN_TASKS_BUDGET_BYTES`] of tasks each, and the agent
+/// splits its status batches the same way.
+pub const AGENT_SESSION_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Room left in a message for what surrounds its bounded items: the envelope, ids, a role
+/// and a component digest (64 KiB).
+pub const MESSAGE_FRAMING_BYTES: usize = 64 << 10;
+
+/// Most bytes of encoded tasks in one `RunTasks` to an agent; a launch with more is sent as
+/// several `RunTasks`, in order.
+pub const RUN_TASKS_BUDGET_BYTES: usize = AGENT_SESSION_MAX_MESSAGE_BYTES - MESSAGE_FRAMING_BYTES;
+
+/// Most bytes of encoded status updates in one `StatusUpdates` from an agent; a larger batch
+/// is sent as several.
+pub const STATUS_BATCH_BUDGET_BYTES: usize =
+    AGENT_SESSION_MAX_MESSAGE_BYTES - MESSAGE_FRAMING_BYTES;
+
+// What the API accepts fits every hop that carries it, with room for framing.
+// A task of the largest spec fits one `RunTasks` to an agent.
+const _: () = assert!(MAX_TASK_WIRE_BYTES <= RUN_TASKS_BUDGET_BYTES);
+// A command of the largest size, with framing of its items, fits a task's spec.
+const _: () = assert!(
+    MAX_COMMAND_BYTES + crate::launch::MAX_COMMAND_ITEMS * 16 + (8 << 10) <= MAX_TASK_WIRE_BYTES
+);
+// A scheduler's accept of one task of the largest spec fits the master's default limit.
+const _: () = assert!(MAX_TASK_WIRE_BYTES + MESSAGE_FRAMING_BYTES <= MAX_MESSAGE_BYTES);
+// A framework message fits the agent's session, and a scheduler's call carrying it.
+const _: () =
+    assert!(MAX_FRAMEWORK_MESSAGE_BYTES + MESSAGE_FRAMING_BYTES <= AGENT_SESSION_MAX_MESSAGE_BYTES);
+const _: () = assert!(MAX_FRAMEWORK_MESSAGE_BYTES + MESSAGE_FRAMING_BYTES <= MAX_MESSAGE_BYTES);
+// An agent's status update with the largest data fits one `StatusUpdates`.
+const _: () = assert!(MAX_PAYLOAD_BYTES + MESSAGE_FRAMING_BYTES <= STATUS_BATCH_BUDGET_BYTES);
+// The largest `RunTasks` (a budget of tasks plus framing) fits the agent's decode limit.
+const _: () =
+    assert!(RUN_TASKS_BUDGET_BYTES + MESSAGE_FRAMING_BYTES <= AGENT_SESSION_MAX_MESSAGE_BYTES);
+
+/// Most tasks one `Accept` (or a hosted scheduler's `driver.launch`) may launch. A call with
+/// more is refused whole, before any task is read, with an `Error` event (a hosted scheduler:
+/// the call's error) naming this cap and the count; the offers it named return to the pool.
+///
+/// 1,024 tasks of small specs make a `RunTasks` to the agent of about 150 KB, far below
+/// [`AGENT_SESSION_MAX_MESSAGE_BYTES`]; tasks with large payloads are split over several
+/// `RunTasks` (see [`RUN_TASKS_BUDGET_BYTES`]). The cap also stays below the master's default event queue
+/// per scheduler (4,096), so the `ERROR` updates of one refused launch fit in an idle queue.
+pub const MAX_TASKS_PER_LAUNCH: usize = 1024;
+
+/// Most offer ids one `Accept` (or `driver.launch`) may name; a call with more is refused
+/// whole, like one with more than [`MAX_TASKS_PER_LAUNCH`] tasks. All offers of one accept are
+/// of one agent, and an agent has at most one outstanding offer per framework, so a real
+/// accept names one or a few.
+pub const MAX_OFFERS_PER_ACCEPT: usize = 256;
+
+/// Problems a refused launch's message names; the rest are only counted
+/// (`... and 9,995 more problems`).
+pub const REFUSAL_PROBLEMS_LISTED: usize = 5;
+
+/// Most bytes of a refused launch's message. The message is copied into every named task's
+/// `ERROR` update, so it must not grow with the number of tasks: it names the first
+/// [`REFUSAL_PROBLEMS_LISTED`] problems, each cut to fit, and counts the rest.
+pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 2048;
+
+/// Why an `Accept` is too large to be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptTooLarge {
+    /// More tasks than [`MAX_TASKS_PER_LAUNCH`].
+    #[error(
+        "launch refused: it has {count} tasks; at most {MAX_TASKS_PER_LAUNCH} may be launched \
+         in one call, so split it over several offers or calls"
+    )]
+    Tasks {
+        /// The number of tasks in the call.
+        count: usize,
+    },
+    /// More offer ids than [`MAX_OFFERS_PER_ACCEPT`].
+    #[error(
+        "launch refused: it names {count} offer ids; at most {MAX_OFFERS_PER_ACCEPT} may be \
+         named in one call (all of one agent)"
+    )]
+    Offers {
+        /// The number of offer ids in the call.
+        count: usize,
+    },
+}
+
+/// Checks the two counts of an `Accept` (or `driver.launch`) against their caps.
+pub fn check_accept_size(offer_ids: usize, tasks: usize) -> Result<(), AcceptTooLarge> {
+    if tasks > MAX_TASKS_PER_LAUNCH {
+        return Err(AcceptTooLarge::Tasks { count: tasks });
+    }
+    if offer_ids > MAX_OFFERS_PER_ACCEPT {
+        return Err(AcceptTooLarge::Offers { count: offer_ids });
+    }
+    Ok(())
+}
+
+/// The message of a refused launch: `launch refused: ` and the first
+/// [`REFUSAL_PROBLEMS_LISTED`] problems, `; `-separated, then a count of the rest; at most
+/// [`MAX_REFUSAL_MESSAGE_BYTES`] bytes however many problems there are or however long they
+/// are (a long problem is cut, ending in `…`).
+pub fn refusal_message(problems: &[String]) -> String {
+    const PREFIX: &str = "launch refused: ";
+    // Room for the count of the rest ("; ... and 18446744073709551615 more problems").
+    const TAIL_ROOM: usize = 64;
+    let per_problem =
+        (MAX_REFUSAL_MESSAGE_BYTES - PREFIX.len() - TAIL_ROOM) / REFUSAL_PROBLEMS_LISTED - 2;
+    let mut out = String::from(PREFIX);
+    for (i, p) in problems.iter().take(REFUSAL_PROBLEMS_LISTED).enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&cut(p, per_problem));
+    }
+    let rest = problems.len().saturating_sub(REFUSAL_PROBLEMS_LISTED);
+    if rest > 0 {
+        out.push_str(&format!(
+            "; ... and {rest} more problem{}",
+            if rest == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, ending in `…` when cut.
+fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_lists_a_few_problems_and_counts_the_rest() {
+        let problems: Vec<String> = (0..10_000).map(|i| format!("task t{i}: bad")).collect();
+        let m = refusal_message(&problems);
+        assert!(m.len() <= MAX_REFUSAL_MESSAGE_BYTES, "{}", m.len());
+        assert!(
+            m.starts_with("launch refused: task t0: bad; task t1: bad"),
+            "{m}"
+        );
+        assert!(m.contains("task t4: bad") && !m.contains("task t5:"), "{m}");
+        assert!(m.ends_with("... and 9995 more problems"), "{m}");
+    }
+
+    #[test]
+    fn a_refusal_at_the_listed_bound_counts_nothing() {
+        let at: Vec<String> = (0..REFUSAL_PROBLEMS_LISTED)
+            .map(|i| format!("p{i}"))
+            .collect();
+        assert!(!refusal_message(&at).contains("more problem"));
+        let past: Vec<String> = (0..=REFUSAL_PROBLEMS_LISTED)
+            .map(|i| format!("p{i}"))
+            .collect();
+        assert!(refusal_message(&past).ends_with("... and 1 more problem"));
+    }
+
+    #[test]
+    fn long_problems_are_cut_to_the_bound() {
+        let problems = vec!["é".repeat(100_000); 7];
+        let m = refusal_message(&problems);
+        assert!(m.len() <= MAX_REFUSAL_MESSAGE_BYTES, "{}", m.len());
+        assert!(
+            m.contains('…') && m.ends_with("... and 2 more problems"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn accept_sizes_at_one_past_and_far_past_the_caps() {
+        assert_eq!(
+            check_accept_size(MAX_OFFERS_PER_ACCEPT, MAX_TASKS_PER_LAUNCH),
+            Ok(())
+        );
+        assert_eq!(
+            check_accept_size(1, MAX_TASKS_PER_LAUNCH + 1),
+            Err(AcceptTooLarge::Tasks {
+                count: MAX_TASKS_PER_LAUNCH + 1
+            })
+        );
+        assert_eq!(
+            check_accept_size(MAX_OFFERS_PER_ACCEPT + 1, 1),
+            Err(AcceptTooLarge::Offers {
+                count: MAX_OFFERS_PER_ACCEPT + 1
+            })
+        );
+        let far = check_accept_size(1, 100_000).unwrap_err().to_string();
+        assert!(
+            far.contains("100000 tasks") && far.contains("1024"),
+            "{far}"
+        );
+    }
+}

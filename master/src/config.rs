@@ -55,9 +55,12 @@ pub struct MasterConfig {
     /// ones are dropped (updates are resent; dropped offers time out). Bounds the memory a
     /// slow client can pin. Default 4096 (no flag).
     pub connection_queue: usize,
-    /// Largest gRPC message accepted, in bytes; a larger one is refused by tonic before it is
-    /// decoded, which bounds the memory one call can take. Component uploads are streamed in
-    /// chunks, so this does not cap component size. Default 16 MiB (no flag).
+    /// Largest gRPC message accepted from (and sent to) schedulers and operators, in bytes; a
+    /// larger one is refused by tonic before it is decoded, which bounds the memory one call
+    /// can take. Component uploads are streamed in chunks, so this does not cap component size.
+    /// By default [`wasmos_api::limits::MAX_MESSAGE_BYTES`] (16 MiB; no flag). Agents'
+    /// sessions do not use it: both ends of those use
+    /// [`wasmos_api::limits::AGENT_SESSION_MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
     /// Largest framework component the blob store takes, in bytes; a larger upload is refused
     /// with `RESOURCE_EXHAUSTED` as soon as it passes the cap. Default 64 MiB
@@ -85,7 +88,7 @@ impl Default for MasterConfig {
             allowed_roles: None,
             command_task_roles: None,
             connection_queue: 4096,
-            max_message_bytes: 16 << 20,
+            max_message_bytes: wasmos_api::limits::MAX_MESSAGE_BYTES,
             max_component_bytes: 64 << 20,
             max_blob_store_bytes: 1 << 30,
             allocator: AllocatorConfig::default(),

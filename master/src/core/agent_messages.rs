@@ -49,7 +49,7 @@ impl MasterCore {
             Some(FromAgent::ExecutorMessage(m)) => {
                 if let Ok(fw) =
                     convert::id::<FrameworkId>("executor_message.framework_id", &m.framework_id)
-                    && m.data.len() <= wasmos_api::launch::MAX_PAYLOAD_BYTES
+                    && m.data.len() <= wasmos_api::limits::MAX_FRAMEWORK_MESSAGE_BYTES
                 {
                     self.send_scheduler(
                         &fw,

@@ -3,15 +3,19 @@
 //! The call is handled in two steps. [`MasterCore::check_accept`] takes `&self`, so it cannot
 //! change anything: it reads the whole call against the books and returns an [`AcceptPlan`],
 //! either the launch to make or the refusal with every problem found (all of them, not the
-//! first). Only then does [`MasterCore::launch`] or [`MasterCore::refuse_launch`] apply it.
+//! first; its message names the first few and counts the rest, so it stays within
+//! [`limits::MAX_REFUSAL_MESSAGE_BYTES`] however many tasks the call held). A call with more tasks or
+//! offer ids than [`wasmos_api::limits`] allows is refused whole before any task is read.
+//! Only then does [`MasterCore::launch`] or [`MasterCore::refuse_launch`] apply it.
 //! A refused accept still uses up the offers of this framework that it named: their
 //! resources go back to the pool, unfiltered, and each task named gets an `ERROR` update.
 //! Declines and the other calls live in `schedulers`.
 
 use std::collections::{BTreeSet, HashSet};
 
-use tracing::{info, info_span, warn};
+use tracing::{debug, debug_span, info, warn};
 use wasmos_api::convert::{self, ConvertError};
+use wasmos_api::limits;
 use wasmos_api::proto as pb;
 use wasmos_api::{
     AgentId, FrameworkId, OfferId, Resources, TaskId, TaskInfo, TaskKind, TaskState, TaskStatus,
@@ -53,7 +57,8 @@ struct Launch {
 
 /// A refused accept, with what it still changes.
 struct Refusal {
-    /// `launch refused: ` and every problem found, `; `-separated.
+    /// `launch refused: ` and the first problems found, `; `-separated, then a count of the
+    /// rest: at most [`limits::MAX_REFUSAL_MESSAGE_BYTES`] bytes.
     why: String,
     /// The offers of this framework the call named; they are used up, their resources
     /// returned without a filter.
@@ -84,6 +89,14 @@ impl MasterCore {
     /// this order: the offers', whether they are of one agent, each task's, then whether the
     /// tasks fit in the offers.
     fn check_accept(&self, fw: &FrameworkId, accept: pb::scheduler_call::Accept) -> AcceptPlan {
+        if let Err(e) = limits::check_accept_size(accept.offer_ids.len(), accept.launches.len()) {
+            return AcceptPlan::Refuse(Refusal {
+                why: e.to_string(),
+                offers: self.own_offers(fw, &accept.offer_ids),
+                agent: None,
+                task_ids: BTreeSet::new(),
+            });
+        }
         let filters = convert::filters(accept.filters);
         let mut problems: Vec<String> = Vec::new();
         let offers = self.check_offers(fw, &accept.offer_ids, &mut problems);
@@ -123,7 +136,7 @@ impl MasterCore {
 
         if !problems.is_empty() {
             return AcceptPlan::Refuse(Refusal {
-                why: format!("launch refused: {}", problems.join("; ")),
+                why: limits::refusal_message(&problems),
                 offers,
                 agent,
                 task_ids: tasks
@@ -148,6 +161,18 @@ impl MasterCore {
             refuse_ms,
             tasks,
         })
+    }
+
+    /// The offers named that this framework holds, each once; nothing said of the others. For
+    /// a call too large to be read, whose offers must still go back to the pool.
+    fn own_offers(&self, fw: &FrameworkId, offer_ids: &[String]) -> Vec<OfferId> {
+        let mut seen = HashSet::new();
+        offer_ids
+            .iter()
+            .filter_map(|raw| convert::id::<OfferId>("accept.offer_ids", raw).ok())
+            .filter(|id| self.offers.get(id).is_some_and(|o| &o.framework == fw))
+            .filter(|id| seen.insert(id.clone()))
+            .collect()
     }
 
     /// The offers named that this framework holds, each once, in the order named; a problem
@@ -264,7 +289,7 @@ impl MasterCore {
             .iter()
             .filter_map(|id| self.offers.remove(id))
             .collect();
-        info!(framework_id = %fw, %why, "invalid launch");
+        info!(framework_id = %fw, %why, tasks = task_ids.len(), "invalid launch");
         for o in &offers {
             if let Err(e) = self.allocator.recover(fw, &o.agent, o.resources, 0, now) {
                 warn!(framework_id = %fw, agent_id = %o.agent, error = %e, "recovering an offer");
@@ -341,7 +366,7 @@ impl MasterCore {
             .unwrap_or_default();
         for t in &tasks {
             let _span =
-                info_span!("launch", framework_id = %fw, agent_id = %agent, task_id = %t.task_id)
+                debug_span!("launch", framework_id = %fw, agent_id = %agent, task_id = %t.task_id)
                     .entered();
             let inserted = self.tasks.insert(TaskRecord {
                 framework: fw.clone(),
@@ -358,17 +383,115 @@ impl MasterCore {
             if let Err(e) = inserted {
                 warn!(error = %e, "task book refused a validated task");
             } else {
-                info!("task staged");
+                debug!("task staged");
             }
         }
-        self.send_agent(
-            &agent,
-            ToAgent::RunTasks(pb::master_message::RunTasks {
-                framework_id: fw.to_string(),
-                tasks: tasks.iter().map(pb::TaskInfo::from).collect(),
-                role,
-                component_sha256,
+        let tasks: Vec<pb::TaskInfo> = tasks.iter().map(pb::TaskInfo::from).collect();
+        for tasks in run_tasks_batches(tasks) {
+            self.send_agent(
+                &agent,
+                ToAgent::RunTasks(pb::master_message::RunTasks {
+                    framework_id: fw.to_string(),
+                    tasks,
+                    role: role.clone(),
+                    component_sha256: component_sha256.clone(),
+                }),
+            );
+        }
+    }
+}
+
+/// `tasks` cut, in order, into batches of at most [`limits::RUN_TASKS_BUDGET_BYTES`] encoded
+/// bytes each, so that every `RunTasks` fits the agent's session. A validated task is at most
+/// [`limits::MAX_TASK_WIRE_BYTES`], which the budget holds, so no batch is over it.
+fn run_tasks_batches(tasks: Vec<pb::TaskInfo>) -> Vec<Vec<pb::TaskInfo>> {
+    use prost::Message as _;
+    let mut batches: Vec<Vec<pb::TaskInfo>> = Vec::new();
+    let mut bytes = 0;
+    for t in tasks {
+        // As a repeated field: tag, length and the task.
+        let len = t.encoded_len();
+        let len = len + prost::length_delimiter_len(len) + 1;
+        match batches.last_mut() {
+            Some(b) if bytes + len <= limits::RUN_TASKS_BUDGET_BYTES => {
+                bytes += len;
+                b.push(t);
+            }
+            _ => {
+                bytes = len;
+                batches.push(vec![t]);
+            }
+        }
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use wasmos_api::limits::{
+        AGENT_SESSION_MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, RUN_TASKS_BUDGET_BYTES,
+    };
+
+    use super::*;
+
+    fn task(i: usize, payload: usize) -> pb::TaskInfo {
+        pb::TaskInfo {
+            task_id: format!("t{i}"),
+            name: "n".repeat(1024),
+            agent_id: "a".repeat(128),
+            resources: Some(pb::Resources {
+                millicpus: 1,
+                mem_mb: 1,
+                disk_mb: 1,
             }),
+            kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+                executor_id: "e".repeat(128),
+                payload: vec![7; payload],
+            })),
+        }
+    }
+
+    #[test]
+    fn a_launch_of_large_payloads_is_split_into_run_tasks_that_fit_the_agent() {
+        let tasks: Vec<_> = (0..10).map(|i| task(i, MAX_PAYLOAD_BYTES)).collect();
+        let batches = run_tasks_batches(tasks);
+        assert!(batches.len() >= 3, "{} batches", batches.len());
+        let order: Vec<String> = batches
+            .iter()
+            .flatten()
+            .map(|t| t.task_id.clone())
+            .collect();
+        let want: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        assert_eq!(order, want, "every task, in order");
+        for b in batches {
+            let m = pb::MasterMessage {
+                message: Some(ToAgent::RunTasks(pb::master_message::RunTasks {
+                    framework_id: "f".repeat(128),
+                    tasks: b,
+                    role: "r".repeat(128),
+                    component_sha256: "0".repeat(64),
+                })),
+            };
+            assert!(
+                m.encoded_len() <= AGENT_SESSION_MAX_MESSAGE_BYTES,
+                "{}",
+                m.encoded_len()
+            );
+        }
+    }
+
+    #[test]
+    fn small_launches_go_in_one_run_tasks() {
+        let tasks: Vec<_> = (0..limits::MAX_TASKS_PER_LAUNCH)
+            .map(|i| task(i, 64))
+            .collect();
+        assert_eq!(run_tasks_batches(tasks).len(), 1);
+        let one = task(0, RUN_TASKS_BUDGET_BYTES);
+        assert_eq!(
+            run_tasks_batches(vec![one]).len(),
+            1,
+            "never an empty batch"
         );
     }
 }

@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info_span, warn};
 use wasmos_api::convert;
+use wasmos_api::limits::MAX_FRAMEWORK_MESSAGE_BYTES;
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, OfferId, TaskId, TaskState, TaskStatus};
 
@@ -93,7 +94,7 @@ impl MasterCore {
             Some(rec) => {
                 let agent = rec.agent.clone();
                 if !self.agents.contains_key(&agent) {
-                    info!(framework_id = %fw, task_id = %task, agent_id = %agent,
+                    debug!(framework_id = %fw, task_id = %task, agent_id = %agent,
                         "kill not delivered: the agent is unreachable; reconcile once it returns");
                 }
                 self.kill_on_agent(&agent, vec![(fw.clone(), task)]);
@@ -231,8 +232,22 @@ impl MasterCore {
             Ok(a) => a,
             Err(e) => return self.scheduler_error(fw, e.to_string(), false),
         };
-        if m.data.len() > wasmos_api::launch::MAX_PAYLOAD_BYTES {
-            return self.scheduler_error(fw, "message: data is larger than 4 MiB".into(), false);
+        if let Err(e) = convert::id::<wasmos_api::ExecutorId>("message.executor_id", &m.executor_id)
+        {
+            return self.scheduler_error(fw, e.to_string(), false);
+        }
+        if m.data.len() > MAX_FRAMEWORK_MESSAGE_BYTES {
+            return self.scheduler_error(
+                fw,
+                format!(
+                    "message to executor {} on agent {agent} refused: its data is {} bytes; the \
+                     limit is {MAX_FRAMEWORK_MESSAGE_BYTES} (send large data as a task's payload \
+                     or in several messages)",
+                    m.executor_id,
+                    m.data.len()
+                ),
+                false,
+            );
         }
         let sent = self.send_agent(
             &agent,

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use wasmos_api::limits::GUEST_LOG_LINE_MAX_CHARS;
+use wasmos_api::limits::{GUEST_LOG_LINE_MAX_CHARS, check_accept_size};
 use wasmos_api::proto as pb;
 use wasmos_wasm_executor::DriverHost;
 use wasmos_wasm_executor::bindings::types as wit;
@@ -58,6 +58,8 @@ impl DriverHost for HostDriver {
         if offer_ids.is_empty() {
             return Err("launch lists no offer ids".into());
         }
+        // Before anything is read, so a huge call costs no more than its count.
+        check_accept_size(offer_ids.len(), tasks.len()).map_err(|e| e.to_string())?;
         // Checked here so that the scheduler hears of its mistake at once; the core checks
         // everything again when the accept is applied.
         let mut seen = HashSet::new();
@@ -240,5 +242,81 @@ impl HostDriver {
         if p.finish.is_none() {
             p.calls.push(call);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmos_api::limits::{MAX_OFFERS_PER_ACCEPT, MAX_TASKS_PER_LAUNCH};
+
+    use super::*;
+
+    fn res(millicpus: u64) -> wit::Resources {
+        wit::Resources {
+            millicpus,
+            mem_mb: 0,
+            disk_mb: 0,
+        }
+    }
+
+    /// A driver holding offer `o1` of agent `a1` with 100 cpus.
+    fn driver() -> HostDriver {
+        let mut p = Pending::default();
+        p.offers
+            .insert("o1".into(), ("a1".into(), res(100_000_000)));
+        HostDriver {
+            pending: Arc::new(Mutex::new(p)),
+        }
+    }
+
+    fn tasks(n: usize) -> Vec<wit::TaskInfo> {
+        (0..n)
+            .map(|i| wit::TaskInfo {
+                task_id: format!("t{i}"),
+                name: String::new(),
+                agent_id: "a1".into(),
+                resources: res(1),
+                kind: wit::TaskKind::Wasm(wit::WasmTask {
+                    executor_id: "e".into(),
+                    payload: vec![],
+                }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn launch_takes_the_task_cap_and_refuses_one_past_and_far_past() {
+        let d = &mut driver();
+        assert_eq!(
+            d.launch(vec!["o1".into()], tasks(MAX_TASKS_PER_LAUNCH)),
+            Ok(())
+        );
+        for n in [MAX_TASKS_PER_LAUNCH + 1, 100_000] {
+            let d = &mut driver();
+            let e = d.launch(vec!["o1".into()], tasks(n)).unwrap_err();
+            assert!(
+                e.contains(&format!("{n} tasks")) && e.contains(&MAX_TASKS_PER_LAUNCH.to_string()),
+                "{e}"
+            );
+            let p = lock(&d.pending);
+            assert!(p.calls.is_empty(), "nothing queued");
+            assert!(
+                p.offers.contains_key("o1"),
+                "the offer is still the guest's"
+            );
+        }
+    }
+
+    #[test]
+    fn launch_refuses_more_offer_ids_than_the_cap() {
+        let d = &mut driver();
+        let ids: Vec<String> = (0..=MAX_OFFERS_PER_ACCEPT)
+            .map(|i| format!("o{i}"))
+            .collect();
+        let e = d.launch(ids, tasks(1)).unwrap_err();
+        assert!(
+            e.contains(&format!("{} offer ids", MAX_OFFERS_PER_ACCEPT + 1)),
+            "{e}"
+        );
     }
 }

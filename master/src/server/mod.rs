@@ -38,6 +38,7 @@ use tokio_stream::Stream;
 use tonic::Status;
 use tracing::warn;
 use wasmos_api::FrameworkId;
+use wasmos_api::limits::AGENT_SESSION_MAX_MESSAGE_BYTES;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_server::AgentServiceServer;
 use wasmos_api::proto::operator_service_server::OperatorServiceServer;
@@ -218,9 +219,11 @@ impl Master {
                     .max_encoding_message_size(max),
             )
             .add_service(
+                // Both ends of an agent's session use the same fixed limit, which everything
+                // the master sends an agent is cut to fit (`wasmos_api::limits`).
                 AgentServiceServer::new(self.clone())
-                    .max_decoding_message_size(max)
-                    .max_encoding_message_size(max),
+                    .max_decoding_message_size(AGENT_SESSION_MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(AGENT_SESSION_MAX_MESSAGE_BYTES),
             )
             .add_service(
                 OperatorServiceServer::new(self.clone())

@@ -257,7 +257,12 @@ impl SimAgent {
         resources: pb::Resources,
         tasks: Vec<pb::RunningTask>,
     ) -> Self {
-        let mut client = AgentServiceClient::connect(url(addr)).await.unwrap();
+        // The limits the real agent sets.
+        let mut client = AgentServiceClient::connect(url(addr))
+            .await
+            .unwrap()
+            .max_decoding_message_size(wasmos_api::limits::AGENT_SESSION_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(wasmos_api::limits::AGENT_SESSION_MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel(64);
         tx.send(pb::AgentMessage {
             message: Some(pb::agent_message::Message::Register(

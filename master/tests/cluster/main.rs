@@ -9,6 +9,8 @@ mod components;
 mod failover;
 mod host_context;
 mod hosted;
+mod large_launches;
 mod launch;
 mod offers;
 mod validation;
+mod wire_limits;
