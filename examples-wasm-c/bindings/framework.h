@@ -151,7 +151,9 @@ typedef struct wasmos_framework_types_task_status_t {
 
 // How long the master should not offer an agent's resources to this framework again.
 typedef struct wasmos_framework_types_filters_t {
-  // Seconds to refuse the declined agent's resources (Mesos's `refuse_seconds`).
+  // Seconds to refuse the declined agent's resources (Mesos's `refuse_seconds`), at most
+  // one year. A decline is refused for at least 1 s: less (0, negative, NaN) is raised
+  // to 1 s. The unused rest of an accepted offer keeps what is asked (0: no filter).
   double   refuse_seconds;
 } wasmos_framework_types_filters_t;
 
@@ -229,7 +231,9 @@ typedef struct {
 // Imported Functions from `wasmos:framework/driver@0.1.0`
 // Launches tasks on the given offers (all of one agent). Resources of the offers that the
 // tasks do not use return to the pool. Fails, launching nothing, if an offer is unknown or
-// stale, the tasks do not fit, a task id is reused, or the framework's role forbids a kind.
+// stale, the tasks do not fit, a task id is reused, or the framework's role forbids a kind;
+// and, before anything else is read, if it has more than 1,024 tasks or 256 offer ids
+// (`wasmos_api::limits::MAX_TASKS_PER_LAUNCH`, `MAX_OFFERS_PER_ACCEPT`).
 extern bool wasmos_framework_driver_launch(framework_list_string_t *offer_ids, wasmos_framework_driver_list_task_info_t *tasks, framework_string_t *err);
 // Declines offers; their agents are not offered to this framework again for
 // `filters.refuse-seconds`.

@@ -1,27 +1,13 @@
 //! Conversions between the WIT types a hosted scheduler sees (`wasmos:framework/types`) and the
-//! wire messages the core speaks, plus the resource arithmetic the driver's launch check needs.
+//! wire messages the core speaks, plus how the driver's launch check words resources.
 //!
 //! Plain functions, no state: what the guest may and may not do is decided in `driver.rs`.
 
 use wasmos_api::proto as pb;
 use wasmos_wasm_executor::bindings::types as wit;
 
-/// `a + b`, saturating (guest-supplied numbers must not overflow).
-pub(super) fn add(a: wit::Resources, b: &wit::Resources) -> wit::Resources {
-    wit::Resources {
-        millicpus: a.millicpus.saturating_add(b.millicpus),
-        mem_mb: a.mem_mb.saturating_add(b.mem_mb),
-        disk_mb: a.disk_mb.saturating_add(b.disk_mb),
-    }
-}
-
-/// Whether `need` fits in `have`, resource by resource.
-pub(super) fn fits(need: &wit::Resources, have: &wit::Resources) -> bool {
-    need.millicpus <= have.millicpus && need.mem_mb <= have.mem_mb && need.disk_mb <= have.disk_mb
-}
-
 /// `r` for an error message a scheduler reads.
-pub(super) fn show(r: &wit::Resources) -> String {
+pub(super) fn show(r: &wasmos_api::Resources) -> String {
     format!(
         "{} millicpus, {} MiB memory, {} MiB disk",
         r.millicpus, r.mem_mb, r.disk_mb

@@ -15,11 +15,12 @@ use wasmos_api::proto as pb;
 use wasmos_wasm_executor::DriverHost;
 use wasmos_wasm_executor::bindings::types as wit;
 
-use super::convert::{add, fits, show, task_to_pb};
+use super::convert::{show, task_to_pb};
 use crate::registry::{
     FrameworkOutcome, MAX_STATE_BYTES, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES, state_bytes,
 };
 use crate::sync::lock;
+use wasmos_api::Resources;
 
 use pb::scheduler_call::Call;
 
@@ -64,11 +65,7 @@ impl DriverHost for HostDriver {
         // everything again when the accept is applied.
         let mut seen = HashSet::new();
         let mut agent: Option<&str> = None;
-        let mut offered = wit::Resources {
-            millicpus: 0,
-            mem_mb: 0,
-            disk_mb: 0,
-        };
+        let mut offered = Resources::ZERO;
         for id in &offer_ids {
             if !seen.insert(id.as_str()) {
                 return Err(format!("offer {id} is listed twice"));
@@ -82,13 +79,9 @@ impl DriverHost for HostDriver {
                 return Err("the offers are of more than one agent; launch on one agent's".into());
             }
             agent = Some(a);
-            offered = add(offered, r);
+            offered = offered.saturating_add(&Resources::from(*r));
         }
-        let mut needed = wit::Resources {
-            millicpus: 0,
-            mem_mb: 0,
-            disk_mb: 0,
-        };
+        let mut needed = Resources::ZERO;
         for t in &tasks {
             if Some(t.agent_id.as_str()) != agent {
                 return Err(format!(
@@ -98,9 +91,9 @@ impl DriverHost for HostDriver {
                     agent.unwrap_or("")
                 ));
             }
-            needed = add(needed, &t.resources);
+            needed = needed.saturating_add(&Resources::from(t.resources));
         }
-        if !fits(&needed, &offered) {
+        if !needed.fits_in(&offered) {
             return Err(format!(
                 "the tasks need {} but the offers hold {}",
                 show(&needed),
