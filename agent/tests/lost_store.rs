@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,24 +53,8 @@ fn agent_process() {
             TaskState::Running
         );
         std::fs::write(dir.join("launched"), "").unwrap();
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        wait_to_be_killed().await;
     });
-}
-
-fn spawn_agent_process(dir: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "agent_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
 }
 
 async fn open(work: &Path) -> Result<(Agent, wasmos_agent::RecoveryReport), AgentError> {
@@ -90,7 +73,7 @@ fn refusal(r: Result<(Agent, wasmos_agent::RecoveryReport), AgentError>) -> Stri
 async fn an_agent_whose_store_was_lost_refuses_and_a_fresh_one_kills_the_old_tasks() {
     require_cgroups!();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_agent_process(dir.path());
+    let mut child = spawn_agent_process(CHILD_ENV, dir.path());
     let work = dir.path().join("work");
     let pid_file = work
         .join("sandboxes")

@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,31 +73,15 @@ fn agent_process() {
             TaskState::Running
         );
         std::fs::write(dir.join("launched"), "").unwrap();
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        wait_to_be_killed().await;
     });
-}
-
-fn spawn_agent_process(dir: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "agent_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_with_sigkill_and_restarted_adopts_its_native_task() {
     require_cgroups!();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_agent_process(dir.path());
+    let mut child = spawn_agent_process(CHILD_ENV, dir.path());
     let launched = dir.path().join("launched");
     let started = wait_until(Duration::from_secs(120), || launched.exists()).await;
     if !started {
@@ -193,7 +176,7 @@ async fn an_agent_killed_with_sigkill_and_restarted_adopts_its_native_task() {
 async fn wasm_tasks_are_reported_failed_with_agent_restarted_after_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("wasm-only"), "").unwrap();
-    let mut child = spawn_agent_process(dir.path());
+    let mut child = spawn_agent_process(CHILD_ENV, dir.path());
     let launched = dir.path().join("launched");
     if !wait_until(Duration::from_secs(120), || launched.exists()).await {
         let _ = child.kill();

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -230,4 +230,29 @@ pub fn example_bytes(name: &str) -> Vec<u8> {
 
 pub fn states(updates: &[QueuedUpdate]) -> Vec<TaskState> {
     updates.iter().map(|u| u.status.state).collect()
+}
+
+/// Starts this test binary again as a child process that runs only its ignored test
+/// `agent_process`, with `env` set to `dir`: the half of a restart test that plays the agent
+/// the test SIGKILLs. Its stderr is passed through.
+pub fn spawn_agent_process(env: &str, dir: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "agent_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env, dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// What a child agent process does once it is set up: wait to be SIGKILLed by its test. The
+/// 10 min bound only ends a child whose test died without killing it.
+pub async fn wait_to_be_killed() {
+    tokio::time::sleep(Duration::from_secs(600)).await;
 }
