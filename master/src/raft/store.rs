@@ -734,6 +734,7 @@ fn writer(
     commits: Arc<AtomicU64>,
     mut marker_due: Option<MarkerDue>,
 ) {
+    let mut state_pending = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
@@ -749,12 +750,14 @@ fn writer(
         if let Err(e) = &result {
             tracing::error!(error = %e, "writing the Raft log failed");
         }
-        // Only once a vote or an entry is on disk does the data dir hold state to protect.
-        let holds_state = batch
+        // Only once a vote or an entry is on disk does the data dir hold state to protect. A
+        // vote is queued as a marker write followed by a sync, which may land in two batches:
+        // the state seen in a non-durable batch counts at the next durable one.
+        state_pending |= batch
             .iter()
             .any(|op| matches!(op, Op::Append(..) | Op::Meta(KEY_VOTE, _)));
         if durable
-            && holds_state
+            && state_pending
             && result.is_ok()
             && let Some(due) = &marker_due
         {
@@ -1362,6 +1365,27 @@ mod tests {
         let mut opened = open_store(dir.path(), 1).unwrap();
         assert_eq!(super::super::marker::read(dir.path()).unwrap(), None);
         opened.log.save_vote(&Vote::new(1, 1)).await.unwrap();
+        let m = super::super::marker::read(dir.path()).unwrap();
+        assert_eq!(m.and_then(|m| m.node_id), Some(1));
+        close(opened).await;
+    }
+
+    /// The vote's write and its sync may reach the writer in two batches; the marker is still
+    /// written with that sync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_marker_is_written_when_the_vote_and_its_sync_land_in_two_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open_store(dir.path(), 1).unwrap();
+        opened
+            .log
+            .send(Op::Meta(KEY_VOTE, encode(&Vote::<NodeId>::new(1, 1))))
+            .unwrap();
+        // Let the writer take the vote alone, as a batch that is not durable.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(super::super::marker::read(dir.path()).unwrap(), None);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        opened.log.send(Op::Sync(tx)).unwrap();
+        rx.await.unwrap().unwrap();
         let m = super::super::marker::read(dir.path()).unwrap();
         assert_eq!(m.and_then(|m| m.node_id), Some(1));
         close(opened).await;
