@@ -284,3 +284,14 @@ pub fn cgroups_unavailable() -> Option<String> {
         .err()
         .map(|e| e.to_string())
 }
+
+/// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
