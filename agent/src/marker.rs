@@ -3,14 +3,12 @@
 //! an id is refused instead of silently registering as a new agent while the old one's tasks
 //! run on unaccounted.
 //!
-//! Written when the agent first gets an id from the master (and again if the id changes), or at
-//! start for a store that holds an id but predates markers: a temporary file, fsynced, renamed
-//! into place, the dir fsynced after. It holds the id and when it was written as `key=value`
-//! lines under a one-line comment; a marker that does not parse still counts as present.
+//! Its file format and durable write are [`wasmos_api::marker`]'s. Written when the agent first gets an id from the master (and again if the id changes), or at
+//! start for a store that holds an id but predates markers. It holds the id and when it was
+//! written; a marker that does not parse still counts as present.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The marker's file name inside the work dir.
 pub const MARKER_FILE: &str = "agent.marker";
@@ -44,43 +42,20 @@ pub fn path(work_dir: &Path) -> PathBuf {
 
 /// Reads the marker in `work_dir`: `None` when there is none.
 pub fn read(work_dir: &Path) -> io::Result<Option<Marker>> {
-    let text = match std::fs::read(path(work_dir)) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let field = |key: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(k, _)| k.trim() == key)
-            .map(|(_, v)| v.trim().to_string())
-    };
-    Ok(Some(Marker {
-        agent_id: field("agent_id").filter(|s| !s.is_empty()),
-        written_unix_secs: field("written_unix_secs").and_then(|s| s.parse().ok()),
+    Ok(wasmos_api::marker::read(&path(work_dir))?.map(|f| Marker {
+        agent_id: f.get("agent_id").map(str::to_string),
+        written_unix_secs: f.written_unix_secs(),
     }))
 }
 
-/// Writes the marker for `agent_id` into `work_dir`, durably (temporary file, fsync, rename,
-/// fsync of the dir).
+/// Writes the marker for `agent_id` into `work_dir`, durably.
 pub fn write(work_dir: &Path, agent_id: &str) -> io::Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let text = format!(
-        "# wasmos: this work dir's agent is {agent_id}, its state in agent.redb. If that file is \
+    let comment = format!(
+        "wasmos: this work dir's agent is {agent_id}, its state in agent.redb. If that file is \
          lost, the agent refuses to start; restore it, or remove it and this marker to start \
-         as a new agent (which kills the native tasks left running here).\n\
-         agent_id={agent_id}\nwritten_unix_secs={now}\n"
+         as a new agent (which kills the native tasks left running here)."
     );
-    let tmp = work_dir.join(format!("{MARKER_FILE}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path(work_dir))?;
-    std::fs::File::open(work_dir)?.sync_all()
+    wasmos_api::marker::write(&path(work_dir), &comment, &[("agent_id", agent_id)])
 }
 
 #[cfg(test)]

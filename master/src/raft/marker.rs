@@ -2,15 +2,13 @@
 //! "this dir held Raft state", so that a store file found missing, empty or without state is
 //! refused instead of silently starting a new, empty member (which would lose the registry).
 //!
-//! The store writes it once, after its first durable commit of a vote or log entry (or at open,
-//! for a store that already holds state but predates markers), to a temporary file that is
-//! fsynced and renamed into place, the dir fsynced after. It holds the master's node id and when
-//! it was written, as `key=value` lines under a one-line comment; a marker that does not parse
-//! still counts as present.
+//! Its file format and durable write are [`wasmos_api::marker`]'s. The store writes it once,
+//! after its first durable commit of a vote or log entry (or at open, for a store that already
+//! holds state but predates markers). It holds the master's node id and when it was written; a
+//! marker that does not parse still counts as present.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::NodeId;
 
@@ -46,43 +44,24 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 /// Reads the marker in `data_dir`: `None` when there is none.
 pub fn read(data_dir: &Path) -> io::Result<Option<Marker>> {
-    let text = match std::fs::read(path(data_dir)) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let field = |key: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(k, _)| k.trim() == key)
-            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-    };
-    Ok(Some(Marker {
-        node_id: field("node_id"),
-        written_unix_secs: field("written_unix_secs"),
+    Ok(wasmos_api::marker::read(&path(data_dir))?.map(|f| Marker {
+        node_id: f.get("node_id").and_then(|v| v.parse().ok()),
+        written_unix_secs: f.written_unix_secs(),
     }))
 }
 
-/// Writes the marker for master `node_id` into `data_dir`, durably (temporary file, fsync,
-/// rename, fsync of the dir).
+/// Writes the marker for master `node_id` into `data_dir`, durably.
 pub fn write(data_dir: &Path, node_id: NodeId) -> io::Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let text = format!(
-        "# wasmos: this data dir holds the Raft store ({}) of master {node_id}. If that file is \
-         lost, the master refuses to start; restore it, or remove the whole data dir.\n\
-         node_id={node_id}\nwritten_unix_secs={now}\n",
+    let comment = format!(
+        "wasmos: this data dir holds the Raft store ({}) of master {node_id}. If that file is \
+         lost, the master refuses to start; restore it, or remove the whole data dir.",
         super::store::STORE_FILE
     );
-    let tmp = data_dir.join(format!("{MARKER_FILE}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path(data_dir))?;
-    std::fs::File::open(data_dir)?.sync_all()
+    wasmos_api::marker::write(
+        &path(data_dir),
+        &comment,
+        &[("node_id", &node_id.to_string())],
+    )
 }
 
 #[cfg(test)]
