@@ -53,6 +53,28 @@ pub struct Args {
     /// Largest framework component accepted, in MiB.
     #[arg(long, value_name = "MIB")]
     max_component_mb: Option<u64>,
+    /// How long a new connection may take to send the HTTP/2 preface and first frame before it
+    /// is closed, in seconds [default: 10].
+    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    handshake_timeout: Option<Duration>,
+    /// How long a connection with no call open is kept before it is closed, in seconds; 0
+    /// keeps idle connections. Open streams (agent sessions, scheduler subscriptions) count as
+    /// use however quiet they are [default: 300].
+    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    idle_connection_timeout: Option<Duration>,
+    /// How often an HTTP/2 PING goes to a quiet connection, in seconds; a peer that does not
+    /// answer within 20 s is closed. 0 sends no pings [default: 30].
+    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    http2_keepalive_interval: Option<Duration>,
+    /// Most connections open at once; more are accepted and closed at once. By default three
+    /// quarters of the file-descriptor limit (RLIMIT_NOFILE), at most the limit less 128,
+    /// logged at start.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most connections open at once from one IP address; more are accepted and closed at
+    /// once [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
     /// A role's weight in the allocator's fair sharing (default 1); repeat for more roles.
     #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = parse_weight)]
     weights: Vec<(String, f64)>,
@@ -175,6 +197,25 @@ impl Args {
                 .context("--max-component-mb is too large")?;
             c.max_blob_store_bytes = c.max_blob_store_bytes.max(c.max_component_bytes);
         }
+        let conns = &mut c.connections;
+        if let Some(d) = self.handshake_timeout {
+            anyhow::ensure!(!d.is_zero(), "--handshake-timeout must be above 0 seconds");
+            conns.handshake_timeout = d;
+        }
+        if let Some(d) = self.idle_connection_timeout {
+            conns.idle_timeout = (!d.is_zero()).then_some(d);
+        }
+        if let Some(d) = self.http2_keepalive_interval {
+            conns.keepalive_interval = (!d.is_zero()).then_some(d);
+        }
+        if let Some(n) = self.max_connections {
+            anyhow::ensure!(n > 0, "--max-connections must be at least 1");
+            conns.max_connections = Some(n);
+        }
+        if let Some(n) = self.max_connections_per_ip {
+            anyhow::ensure!(n > 0, "--max-connections-per-ip must be at least 1");
+            conns.max_connections_per_ip = n;
+        }
         Ok(c)
     }
 }
@@ -191,6 +232,8 @@ pub async fn run(args: Args) -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
+    let (max_connections, nofile) = config.connections.effective_max_connections();
+    let per_ip = config.connections.max_connections_per_ip;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -250,6 +293,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             master
         }
     };
+    eprintln!(
+        "wasmos master: accepting up to {max_connections} connections, {} per IP address \
+         (file-descriptor limit {}); see --max-connections",
+        per_ip,
+        nofile.map_or("unlimited".to_string(), |n| n.to_string()),
+    );
     println!("wasmos master listening on {bound}");
     let served = master
         .clone()

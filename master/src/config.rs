@@ -73,6 +73,87 @@ pub struct MasterConfig {
     /// Allocator knobs; see [`AllocatorConfig`]. Default [`AllocatorConfig::default`] (role
     /// weights are set separately, with `--weight` or `OperatorService.SetWeights`).
     pub allocator: AllocatorConfig,
+    /// Limits on the TCP connections the gRPC listener accepts; see [`ConnectionConfig`].
+    /// Default [`ConnectionConfig::default`].
+    pub connections: ConnectionConfig,
+}
+
+/// How the master's listener guards its file descriptors against clients that connect and then
+/// do nothing (or too much): every accepted connection holds one descriptor until it closes, so
+/// these bound how many a peer can pin and for how long. A refused connection is accepted and
+/// closed at once; refusals are counted in one rate-limited warning.
+#[derive(Clone, Debug)]
+pub struct ConnectionConfig {
+    /// How long a new connection may take to send the HTTP/2 preface and its first frame (the
+    /// client's SETTINGS); one that has not is closed. Bounds the descriptors a client that
+    /// connects and stalls can hold. Must be above zero. Default 10 s
+    /// (`--handshake-timeout`).
+    pub handshake_timeout: Duration,
+    /// How long a connection may go with no gRPC call open before it is closed; `None` keeps
+    /// idle connections. Keepalive pings do not count as use, but an open call does, however
+    /// quiet: agents' sessions and schedulers' subscriptions stay open for hours and are
+    /// never cut by this. Clients reconnect on their next call. Default 5 min
+    /// (`--idle-connection-timeout`, 0 for `None`).
+    pub idle_timeout: Option<Duration>,
+    /// How often the master sends an HTTP/2 PING on a connection it has heard nothing from;
+    /// `None` sends none. A peer that does not answer within `keepalive_timeout` is closed,
+    /// which frees the descriptors of peers that vanished without closing (a crashed host, a
+    /// cut network) even while their streams are open. Default 30 s
+    /// (`--http2-keepalive-interval`, 0 for `None`).
+    pub keepalive_interval: Option<Duration>,
+    /// How long the master waits for a PING's answer before closing the connection. Default
+    /// 20 s (no flag).
+    pub keepalive_timeout: Duration,
+    /// Most connections open at once in all; one more is refused. `None` picks
+    /// [`ConnectionConfig::default_max_connections`] from the process's file-descriptor limit
+    /// (`RLIMIT_NOFILE`) at start, leaving room for the Raft store, peers and blobs; the
+    /// master logs what it chose. Default `None` (`--max-connections`).
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one IP address; one more is refused, so one host
+    /// cannot take every slot. Raise it when many clients share an address (NAT, a test
+    /// host running many agents). Must be above zero. Default 1024
+    /// (`--max-connections-per-ip`).
+    pub max_connections_per_ip: usize,
+}
+
+impl ConnectionConfig {
+    /// The total cap in force: `max_connections`, or else
+    /// [`Self::default_max_connections`] of this process's soft `RLIMIT_NOFILE` now, which is
+    /// returned too (`None` when unlimited or unreadable).
+    pub fn effective_max_connections(&self) -> (usize, Option<u64>) {
+        let nofile = crate::server::nofile_soft_limit();
+        let cap = self
+            .max_connections
+            .unwrap_or_else(|| Self::default_max_connections(nofile));
+        (cap, nofile)
+    }
+
+    /// Descriptors kept free below `RLIMIT_NOFILE` for everything but connections: the
+    /// Raft store, connections to peers, blob files, Wasm compilation. At least this many, or
+    /// a quarter of the limit if that is more.
+    pub const FD_HEADROOM: u64 = 128;
+
+    /// The total cap used when `max_connections` is `None`: the soft `RLIMIT_NOFILE` less
+    /// the larger of [`Self::FD_HEADROOM`] and a quarter of it (at least 1); with no limit
+    /// known (`None`), 1024 less the headroom. A soft limit of 1024 gives 768.
+    pub fn default_max_connections(nofile_soft_limit: Option<u64>) -> usize {
+        let limit = nofile_soft_limit.unwrap_or(1024);
+        let headroom = Self::FD_HEADROOM.max(limit / 4);
+        usize::try_from(limit.saturating_sub(headroom).max(1)).unwrap_or(usize::MAX)
+    }
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(300)),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(20),
+            max_connections: None,
+            max_connections_per_ip: 1024,
+        }
+    }
 }
 
 impl Default for MasterConfig {
@@ -92,6 +173,7 @@ impl Default for MasterConfig {
             max_component_bytes: 64 << 20,
             max_blob_store_bytes: 1 << 30,
             allocator: AllocatorConfig::default(),
+            connections: ConnectionConfig::default(),
         }
     }
 }

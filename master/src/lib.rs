@@ -22,6 +22,6 @@ pub mod server;
 pub mod sync;
 pub mod tasks;
 
-pub use config::MasterConfig;
+pub use config::{ConnectionConfig, MasterConfig};
 pub use framework_host::{FrameworkHost, HostContext, HostError, HostedFramework};
 pub use server::{Master, ServeError};

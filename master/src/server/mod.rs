@@ -8,7 +8,8 @@
 //! - `timers.rs`: the allocation and timeout loop;
 //! - `scheduler_service.rs`, `agent_service.rs`, `operator_service.rs`: one file per gRPC
 //!   service;
-//! - `status.rs`: every gRPC status the master answers with, in one table.
+//! - `status.rs`: every gRPC status the master answers with, in one table;
+//! - `conn_limits.rs`: the listener's caps and deadlines on TCP connections.
 //!
 //! Hosted schedulers run in the [`FrameworkHost`] (`framework_host/`), which sees the master
 //! only through [`HostContext`]; this module implements that for `Master` and never lends the
@@ -19,6 +20,7 @@
 //! itself: it takes a `TcpListener`, so tests can use port 0.
 
 mod agent_service;
+mod conn_limits;
 mod leader;
 mod operator_service;
 mod scheduler_service;
@@ -36,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_stream::Stream;
 use tonic::Status;
-use tracing::warn;
+use tracing::{info, warn};
 use wasmos_api::FrameworkId;
 use wasmos_api::limits::AGENT_SESSION_MAX_MESSAGE_BYTES;
 use wasmos_api::proto as pb;
@@ -50,6 +52,7 @@ use crate::core::MasterCore;
 use crate::framework_host::{FrameworkHost, HostContext, HostError};
 use crate::raft::RaftNode;
 use crate::sync::lock;
+pub(crate) use conn_limits::nofile_soft_limit;
 use leader::Replication;
 
 /// Errors starting or running the master.
@@ -196,13 +199,34 @@ impl Master {
     }
 
     /// Serves the three gRPC services on `listener` and runs the timers, until the server
-    /// fails or `shutdown` resolves.
+    /// fails or `shutdown` resolves. Connections are admitted and closed under
+    /// [`MasterConfig::connections`](crate::ConnectionConfig); the caps chosen are logged once.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let max = self.core().config().max_message_bytes;
+        let (max, conns) = {
+            let core = self.core();
+            (
+                core.config().max_message_bytes,
+                core.config().connections.clone(),
+            )
+        };
+        let (max_connections, nofile) = conns.effective_max_connections();
+        info!(
+            max_connections,
+            chosen_from_fd_limit = conns.max_connections.is_none(),
+            nofile_soft_limit = nofile,
+            max_connections_per_ip = conns.max_connections_per_ip,
+            handshake_timeout = ?conns.handshake_timeout,
+            idle_timeout = ?conns.idle_timeout,
+            keepalive_interval = ?conns.keepalive_interval,
+            "connection limits"
+        );
+        let admission =
+            conn_limits::Admission::new(max_connections, conns.max_connections_per_ip.max(1));
+        let incoming = conn_limits::accept(listener, admission, &conns);
         let timers = tokio::spawn(self.clone().run_timers());
         let raft_service = self.raft.as_ref().map(|r| r.node.service());
         let raft_tasks = self.raft.as_ref().map(|_| {
@@ -212,6 +236,11 @@ impl Master {
             )
         });
         let result = tonic::transport::Server::builder()
+            // Dead peers: a connection that answers no PING within the timeout is closed,
+            // even with streams open. Healthy peers answer, whatever their streams do.
+            .http2_keepalive_interval(conns.keepalive_interval)
+            .http2_keepalive_timeout(Some(conns.keepalive_timeout))
+            .layer(conn_limits::TrackCallsLayer)
             .add_optional_service(raft_service)
             .add_service(
                 SchedulerServiceServer::new(self.clone())
@@ -230,12 +259,7 @@ impl Master {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
-            .serve_with_incoming_shutdown(
-                // Small answers (acks, offers) must not wait for Nagle's algorithm: without
-                // TCP_NODELAY each one waited ~40 ms for a delayed ACK on loopback.
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         timers.abort();
         if let Some((leadership, replicator)) = raft_tasks {

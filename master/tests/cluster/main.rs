@@ -6,6 +6,7 @@ mod harness;
 
 mod agent_loss;
 mod components;
+mod connections;
 mod failover;
 mod host_context;
 mod hosted;
