@@ -67,8 +67,8 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
     http2_keepalive_interval: Option<Duration>,
     /// Most connections open at once; more are accepted and closed at once. By default three
-    /// quarters of the file-descriptor limit (RLIMIT_NOFILE), at most the limit less 128,
-    /// logged at start.
+    /// quarters of the file-descriptor limit (RLIMIT_NOFILE, whose soft value the master
+    /// raises to the hard one at start), at most the limit less 128, logged at start.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Most connections open at once from one IP address; more are accepted and closed at
@@ -232,6 +232,13 @@ pub async fn run(args: Args) -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
+    if let Some((from, to)) = wasmos_master::server::raise_nofile_soft_limit() {
+        tracing::info!(
+            from,
+            to,
+            "raised the soft file-descriptor limit to the hard one"
+        );
+    }
     let (max_connections, nofile) = config.connections.effective_max_connections();
     let per_ip = config.connections.max_connections_per_ip;
     let listener = tokio::net::TcpListener::bind(args.listen)

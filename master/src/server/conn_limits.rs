@@ -59,6 +59,37 @@ pub(crate) fn nofile_soft_limit() -> Option<u64> {
     (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
 }
 
+/// Most descriptors [`raise_nofile_soft_limit`] asks for, whatever the hard limit.
+const NOFILE_RAISE_CEILING: u64 = 1 << 20;
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (at most 1,048,576), as a
+/// server that holds one descriptor per client should: Debian's default soft limit of 1,024
+/// would otherwise cap the master at 768 connections. Returns the limits before and after
+/// when it raised them, `None` when it did not need to or could not (the caps then follow the
+/// soft limit as it is).
+pub fn raise_nofile_soft_limit() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` into the valid, exclusively borrowed `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    let before = limit.rlim_cur as u64;
+    let target = (limit.rlim_max as u64).min(NOFILE_RAISE_CEILING);
+    if target <= before {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: target as libc::rlim_t,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: `setrlimit` reads the valid `raised`; lowering or raising the soft limit up to
+    // the hard one needs no privilege.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some((before, target))
+}
+
 /// The caps in force, and the open connections counted against them.
 #[derive(Debug)]
 pub(crate) struct Admission {
@@ -513,6 +544,36 @@ impl http_body::Body for CallBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in `raise_nofile_soft_limit`.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        let target = (limit.rlim_max as u64).min(NOFILE_RAISE_CEILING);
+        assert!(
+            target > 256,
+            "a hard limit of {target} leaves nothing to test"
+        );
+        // Lower the soft limit, as Debian's default of 1,024 would be (this test runs in its
+        // own process).
+        let low = libc::rlimit {
+            rlim_cur: 256,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `setrlimit` reads the valid `low`; lowering the soft limit needs no privilege.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+        assert_eq!(nofile_soft_limit(), Some(256));
+        assert_eq!(raise_nofile_soft_limit(), Some((256, target)));
+        assert_eq!(nofile_soft_limit(), Some(target));
+        assert_eq!(raise_nofile_soft_limit(), None, "raised already");
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

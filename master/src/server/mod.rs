@@ -53,6 +53,7 @@ use crate::framework_host::{FrameworkHost, HostContext, HostError};
 use crate::raft::RaftNode;
 use crate::sync::lock;
 pub(crate) use conn_limits::nofile_soft_limit;
+pub use conn_limits::raise_nofile_soft_limit;
 use leader::Replication;
 
 /// Errors starting or running the master.
