@@ -8,8 +8,9 @@
 //! without awaiting, and nothing a client sends can leave the books half-updated: input is
 //! parsed and validated first, then applied.
 //!
-//! Outbound queues are bounded; when one is full the event is dropped (updates are resent
-//! until acknowledged, offers time out), so a client that stops reading cannot exhaust memory.
+//! Outbound queues are bounded; when one is full the event is dropped (every status update,
+//! the agent's and the master's own, is kept until acknowledged and resent; offers time out),
+//! so a client that stops reading cannot exhaust memory and loses no update.
 //!
 //! This file holds the state, its constructors and the commit and outbox funnel. The entry
 //! points live beside it, one idea per file, each an `impl MasterCore` block:
@@ -106,8 +107,15 @@ pub struct MasterCore {
     tasks: TaskBook,
     schedulers: HashMap<FrameworkId, SchedulerConn>,
     agents: HashMap<AgentId, AgentConn>,
-    /// When each unacknowledged update was last sent.
+    /// When each unacknowledged update was last sent (0: it did not reach the scheduler's
+    /// queue, so it is due at the next resend scan). Keyed by task: the update is the task
+    /// book's pending one, or else the task's entry in `answers`.
     unacked: HashMap<(FrameworkId, TaskId), Millis>,
+    /// Unacknowledged master-made updates about tasks the task book does not hold (answers
+    /// for unknown tasks, `ERROR` of refused launches), at most
+    /// `MAX_RESENT_ANSWERS_PER_FRAMEWORK` per framework (counted in `answers_per_framework`).
+    answers: HashMap<(FrameworkId, TaskId), outbound::Answer>,
+    answers_per_framework: HashMap<FrameworkId, usize>,
     next_id: u64,
     last_scheduler_heartbeat_ms: Millis,
     /// When `tick` last looked for updates to resend.
@@ -138,6 +146,8 @@ impl MasterCore {
             schedulers: HashMap::new(),
             agents: HashMap::new(),
             unacked: HashMap::new(),
+            answers: HashMap::new(),
+            answers_per_framework: HashMap::new(),
             next_id: 0,
             last_scheduler_heartbeat_ms: 0,
             last_resend_scan_ms: 0,
@@ -314,3 +324,5 @@ mod fairness_tests;
 mod invariants;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod update_tests;
