@@ -143,6 +143,7 @@ impl MasterCore {
         };
         self.schedulers
             .insert(id.clone(), SchedulerConn { conn, tx });
+        self.end_idle(&id, true);
         self.send_scheduler(
             &id,
             Event::Subscribed(pb::scheduler_event::Subscribed {
@@ -304,6 +305,7 @@ impl MasterCore {
             self.unacked.remove(&(fw.clone(), task));
         }
         self.forget_answers_of(fw);
+        self.idle.remove(fw);
         if let Err(e) = self.allocator.remove_framework(fw) {
             warn!(framework_id = %fw, error = %e, "allocator");
         }

@@ -29,7 +29,7 @@
 //! | `error` | [`CoreError`] and [`to_status`], its one table to gRPC codes |
 //! | `invariants` | (tests only) the agreement between the books that `proptests` checks |
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -125,6 +125,9 @@ pub struct MasterCore {
     blobs: BlobStore,
     /// Set when the registry is replicated: every command applied goes here too.
     outbox: Option<Outbox>,
+    /// Frameworks that let an offer expire unanswered: suppressed in the allocator (they get
+    /// no offers) until they accept, decline, revive or subscribe again.
+    idle: HashSet<FrameworkId>,
     /// Admitted agents that have not re-registered with this master yet, and when the wait
     /// for them ends (a master that took over from another leader).
     awaiting_agents: HashMap<AgentId, Millis>,
@@ -155,6 +158,7 @@ impl MasterCore {
             wake,
             outbox: None,
             awaiting_agents: HashMap::new(),
+            idle: HashSet::new(),
         }
     }
 

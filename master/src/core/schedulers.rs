@@ -28,6 +28,14 @@ impl MasterCore {
             return false;
         }
         let _span = info_span!("scheduler_call", framework_id = %fw).entered();
+        if matches!(
+            call,
+            Some(Call::Accept(_) | Call::Decline(_) | Call::Revive(_) | Call::Suppress(_))
+        ) {
+            // It answers again: an idle framework is no longer set aside (a suppress keeps
+            // it suppressed, now by its own call).
+            self.end_idle(fw, !matches!(call, Some(Call::Suppress(_))));
+        }
         match call {
             None => self.scheduler_error(fw, "empty call: set exactly one field".into(), false),
             Some(Call::Subscribe(_)) => self.scheduler_error(
@@ -58,6 +66,16 @@ impl MasterCore {
             }
         }
         true
+    }
+
+    /// Forgets that `fw` let an offer expire; `resume` resumes its offers.
+    pub(super) fn end_idle(&mut self, fw: &FrameworkId, resume: bool) {
+        if self.idle.remove(fw) && resume {
+            if let Err(e) = self.allocator.resume(fw) {
+                warn!(framework_id = %fw, error = %e, "resuming offers");
+            }
+            self.want_allocation();
+        }
     }
 
     /// Declines offers: their resources return to the pool, refused to this framework for the

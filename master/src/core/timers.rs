@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, TaskId, convert};
 
@@ -26,12 +26,23 @@ impl MasterCore {
         self.heartbeat_schedulers(now);
     }
 
-    /// Offers past their timeout are rescinded and their resources return to the pool.
+    /// Offers past their timeout are rescinded and their resources return to the pool. An
+    /// expired offer is an implicit decline (the agent is refused to the framework for the
+    /// default filter, 5 s, as in Mesos), and its framework is set aside: it gets no offers
+    /// until it accepts, declines, revives or subscribes again, so a framework that never
+    /// answers holds resources for one offer timeout, not one per agent in turn.
     fn rescind_expired_offers(&mut self, now: Millis) {
+        let refuse_ms = wasmos_api::launch::Filters::default().decline_ms();
         for o in self.offers.remove_expired(now) {
             let _ = self
                 .allocator
-                .recover(&o.framework, &o.agent, o.resources, 0, now);
+                .recover(&o.framework, &o.agent, o.resources, refuse_ms, now);
+            if self.idle.insert(o.framework.clone()) {
+                debug!(framework_id = %o.framework, "offer expired unanswered; no more offers until the framework answers or revives");
+                if let Err(e) = self.allocator.suppress(&o.framework) {
+                    warn!(framework_id = %o.framework, error = %e, "setting an idle framework aside");
+                }
+            }
             self.send_scheduler(
                 &o.framework,
                 Event::Rescind(pb::scheduler_event::Rescind {
