@@ -97,6 +97,13 @@ pub const REFUSAL_PROBLEMS_LISTED: usize = 5;
 /// [`REFUSAL_PROBLEMS_LISTED`] problems, each cut to fit, and counts the rest.
 pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 2048;
 
+/// Most updates about tasks the master does not hold (`LOST` answers for unknown tasks in a
+/// reconciliation or kill, `ERROR` updates of a refused launch) it keeps per framework and
+/// resends until acknowledged, like every other update; one past it, such an update is sent
+/// once and not resent (reconcile the task again to ask). Updates about tasks the master holds
+/// are not counted here: they are bounded by the framework's tasks.
+pub const MAX_RESENT_ANSWERS_PER_FRAMEWORK: usize = 4 * MAX_TASKS_PER_LAUNCH;
+
 /// Why an `Accept` is too large to be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AcceptTooLarge {

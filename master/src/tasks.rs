@@ -3,7 +3,9 @@
 //!
 //! State changes go through [`TaskState::transition`], so an impossible report (a finished task
 //! running again) is refused instead of corrupting the book. A task leaves the book once it is
-//! terminal and the framework acknowledged its terminal update. Rebuilt from agents'
+//! terminal and the framework acknowledged its terminal update, whether the agent or the
+//! master made that update (a task its agent's removal made `LOST` stays until the framework
+//! acknowledges the `LOST`), so what the master resends is bounded by the book. Rebuilt from agents'
 //! re-registrations after a failover. Plain data, no I/O.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -36,8 +38,13 @@ pub struct TaskRecord {
     pub data: Option<Vec<u8>>,
     /// When the latest update was recorded, on the core's clock ([`Millis`]).
     pub updated_ms: Millis,
-    /// The uuid of the latest update sent to the framework and not yet acknowledged.
+    /// The uuid of the latest update sent to the framework and not yet acknowledged; it is
+    /// resent until acknowledged. `None` (the default) when nothing awaits an acknowledgement.
     pub pending_ack: Option<String>,
+    /// `Some(reason)` when the pending update was made by the master (`LOST`, `UNREACHABLE`,
+    /// a reconciliation answer), with the reason it carries: its acknowledgement goes to no
+    /// agent. `None` (the default) for an update forwarded from the task's agent.
+    pub pending_from_master: Option<&'static str>,
 }
 
 /// Why the book refused a change.
@@ -230,6 +237,7 @@ mod tests {
             data: None,
             updated_ms: 0,
             pending_ack: None,
+            pending_from_master: None,
         }
     }
 

@@ -182,6 +182,10 @@ pub trait Allocator: Send {
     fn suppress(&mut self, framework: &FrameworkId) -> Result<(), AllocatorError>;
     /// Resumes offers to a framework and clears its refuse filters.
     fn revive(&mut self, framework: &FrameworkId) -> Result<(), AllocatorError>;
+    /// Resumes offers to a framework after [`suppress`](Allocator::suppress), keeping its
+    /// refuse filters (the master's own suppress of a framework that left an offer
+    /// unanswered, ended when it answers).
+    fn resume(&mut self, framework: &FrameworkId) -> Result<(), AllocatorError>;
 
     /// Records resources already in use by a framework on an agent (tasks an agent reported
     /// when it re-registered).

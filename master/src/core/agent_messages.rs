@@ -145,6 +145,7 @@ impl MasterCore {
         let (old, resources) = match updated {
             Ok((old, rec)) => {
                 rec.pending_ack = Some(uuid.clone());
+                rec.pending_from_master = None;
                 (old, rec.resources)
             }
             Err(e) => {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashSet};
 use tracing::{info, info_span, warn};
 use wasmos_api::convert::{self, ConvertError};
 use wasmos_api::proto as pb;
-use wasmos_api::{AgentId, FrameworkId, TaskId, TaskInfo, TaskState, TaskStatus};
+use wasmos_api::{AgentId, FrameworkId, TaskId, TaskInfo, TaskState};
 
 use super::outbound::reason;
 use super::{AgentConn, AgentTx, ConnId, CoreError, Event, MAX_NAME_LEN, MasterCore, ToAgent};
@@ -151,6 +151,7 @@ impl MasterCore {
                         data: None,
                         updated_ms: now,
                         pending_ack: None,
+                        pending_from_master: None,
                     });
                     true
                 }
@@ -165,7 +166,7 @@ impl MasterCore {
                 warn!(framework_id = %fw, task_id = %task.task_id, error = %e, "counting a reported task");
             }
             if changed {
-                self.send_update(&fw, &status, reason::AGENT_REREGISTERED, now);
+                self.send_master_update(&fw, &task.task_id, reason::AGENT_REREGISTERED, now);
             }
             if status.state.is_terminal() && rec_pending_none(&self.tasks, &fw, &task.task_id) {
                 // Reported over on re-registration; no acknowledgement will come for it.
@@ -199,35 +200,41 @@ impl MasterCore {
         Ok(id)
     }
 
-    /// Marks a task LOST, tells its framework, and forgets it (master-generated: no ack).
-    /// `counted` says whether the allocator still counts the task's resources on its agent.
+    /// Marks a task LOST and tells its framework, by an update the master makes: the task
+    /// stays in the book, `LOST`, until the framework acknowledges it (resent meanwhile). A
+    /// task already terminal keeps its own pending update (a terminal one with none is
+    /// forgotten). `counted` says whether the allocator still counts the task's resources on
+    /// its agent.
     fn lose_task(
         &mut self,
         fw: &FrameworkId,
         task: &TaskId,
         why: &str,
-        reason: &str,
+        reason: &'static str,
         counted: bool,
         now: Millis,
     ) {
-        let Some(rec) = self.tasks.remove(fw, task) else {
+        let Some(rec) = self.tasks.get(fw, task) else {
             return;
         };
-        self.unacked.remove(&(fw.clone(), task.clone()));
-        let status = TaskStatus {
-            task_id: task.clone(),
-            agent_id: Some(rec.agent.clone()),
-            state: TaskState::Lost,
-            message: why.to_string(),
-            data: None,
-            uuid: None,
-        };
-        if counted && !rec.state.is_terminal() {
-            let _ = self
-                .allocator
-                .recover(fw, &rec.agent, rec.resources, 0, now);
+        if rec.state.is_terminal() {
+            if rec.pending_ack.is_none() {
+                self.tasks.remove(fw, task);
+            }
+            return;
         }
-        self.send_update(fw, &status, reason, now);
+        let (agent, resources) = (rec.agent.clone(), rec.resources);
+        if let Err(e) = self
+            .tasks
+            .update(fw, task, TaskState::Lost, why.to_string(), None, now)
+        {
+            warn!(framework_id = %fw, task_id = %task, error = %e, "marking a task lost");
+            return;
+        }
+        if counted {
+            let _ = self.allocator.recover(fw, &agent, resources, 0, now);
+        }
+        self.send_master_update(fw, task, reason, now);
     }
 
     /// Rescinds an agent's offers and takes it out of the allocator (if it is in it).
@@ -278,14 +285,14 @@ impl MasterCore {
         let mut frameworks = BTreeSet::new();
         for (fw, task) in tasks {
             let message = format!("agent {agent} is unreachable: {why}");
-            let Ok((_, rec)) =
-                self.tasks
-                    .update(&fw, &task, TaskState::Unreachable, message, None, now)
-            else {
+            if self
+                .tasks
+                .update(&fw, &task, TaskState::Unreachable, message, None, now)
+                .is_err()
+            {
                 continue;
-            };
-            let status = Self::status_of(rec, None);
-            self.send_update(&fw, &status, reason::AGENT_UNREACHABLE, now);
+            }
+            self.send_master_update(&fw, &task, reason::AGENT_UNREACHABLE, now);
             frameworks.insert(fw);
         }
         for fw in frameworks {

@@ -1,7 +1,9 @@
 //! Hostile frameworks against `MasterCore` directly (no network, time passed in): a decline is
 //! refused for at least `MIN_DECLINE_REFUSE_SECONDS` whatever filter it asks for, and frameworks
 //! that decline everything with a zero filter keep neither a later framework nor a newcomer
-//! among 500 of them from an offer for more than a few allocation cycles.
+//! among 500 of them from an offer for more than a few allocation cycles; frameworks that never
+//! answer are set aside after their offer times out, so a later framework is not kept waiting
+//! behind 500 of them.
 
 use std::sync::Arc;
 
@@ -26,6 +28,8 @@ struct World {
     core: MasterCore,
     now: Millis,
     agents: Vec<AgentRx>,
+    /// Each agent's id and stream, in registration order.
+    agent_ids: Vec<(AgentId, ConnId)>,
 }
 
 impl World {
@@ -34,6 +38,7 @@ impl World {
             core: MasterCore::new(MasterConfig::default(), "t", Arc::new(Notify::new())),
             now: 0,
             agents: Vec::new(),
+            agent_ids: Vec::new(),
         };
         for i in 0..agents {
             let (tx, rx) = mpsc::channel(1024);
@@ -52,8 +57,9 @@ impl World {
                 }),
                 tasks: vec![],
             };
-            w.core.agent_register(conn, tx, reg, 0).unwrap();
+            let id = w.core.agent_register(conn, tx, reg, 0).unwrap();
             w.agents.push(rx);
+            w.agent_ids.push((id, conn));
         }
         w
     }
@@ -105,9 +111,13 @@ impl World {
         );
     }
 
-    /// Advances the clock to `at` and runs the timers and an allocation cycle there.
+    /// Advances the clock to `at`, has every agent heartbeat, and runs the timers and an
+    /// allocation cycle there.
     fn cycle_at(&mut self, at: Millis) {
         self.now = at;
+        for (agent, conn) in &self.agent_ids {
+            assert!(self.core.agent_message(agent, *conn, None, at));
+        }
         self.core.tick(at);
         self.core.allocate(at);
     }
@@ -265,4 +275,124 @@ fn five_hundred_frameworks_declining_everything_do_not_keep_a_newcomer_waiting()
         Some(0),
         "the newcomer is offered an agent in its first cycle"
     );
+}
+
+#[test]
+fn idle_subscribers_step_aside_and_a_later_framework_gets_offers_and_runs() {
+    // 500 frameworks in 5 roles on 20 agents subscribe and never answer; one more declines
+    // everything with a zero filter. Each idle one is offered an agent in turn and lets the
+    // offer expire (the default offer timeout, 60 s): 500 of them on 20 agents take 25
+    // timeouts. Then a well-behaved framework subscribes, between two expiry waves.
+    const CYCLES_ALLOWED: usize = 3;
+    let mut w = World::new(20);
+    let timeout = MasterCore::ms(
+        w.core
+            .config
+            .offer_timeout
+            .expect("a default offer timeout"),
+    );
+    let _idle: Vec<Sched> = (0..500)
+        .map(|i| w.subscribe(&format!("idle{i}"), &format!("r{}", i % 5)))
+        .collect();
+    let mut decliner = w.subscribe("decliner", "r0");
+    let mut t = 0;
+    let decline = |w: &mut World, s: &mut Sched| {
+        let ids: Vec<String> = World::offers(s).into_iter().map(|o| o.0).collect();
+        if !ids.is_empty() {
+            w.decline(s, ids, 0.0);
+        }
+    };
+    while t <= 26 * timeout + 10 * CYCLE_MS {
+        w.cycle_at(t);
+        t += CYCLE_MS;
+        decline(&mut w, &mut decliner);
+    }
+    let mut later = w.subscribe("later", "r0");
+    let mut offers = Vec::new();
+    for cycle in 0..CYCLES_ALLOWED {
+        w.cycle_at(t);
+        t += CYCLE_MS;
+        decline(&mut w, &mut decliner);
+        offers = World::offers(&mut later);
+        if !offers.is_empty() {
+            break;
+        }
+        assert!(
+            cycle + 1 < CYCLES_ALLOWED,
+            "no offer for the later framework in {CYCLES_ALLOWED} cycles"
+        );
+    }
+    // It launches two tasks on its first offer, and they finish.
+    let (offer_id, agent_id, _) = offers.remove(0);
+    let launches = (0..2)
+        .map(|i| pb::TaskInfo {
+            task_id: format!("t{i}"),
+            name: format!("t{i}"),
+            agent_id: agent_id.clone(),
+            resources: Some(pb::Resources {
+                millicpus: 1000,
+                mem_mb: 128,
+                disk_mb: 0,
+            }),
+            kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+                executor_id: "e".into(),
+                payload: vec![],
+            })),
+        })
+        .collect();
+    w.call(
+        &later,
+        Call::Accept(pb::scheduler_call::Accept {
+            offer_ids: vec![offer_id],
+            launches,
+            filters: None,
+        }),
+    );
+    let (agent, conn) = w
+        .agent_ids
+        .iter()
+        .find(|(a, _)| a.as_str() == agent_id)
+        .cloned()
+        .expect("the offered agent");
+    let updates = (0..2)
+        .map(|i| pb::AgentStatusUpdate {
+            framework_id: later.fw.to_string(),
+            status: Some(pb::TaskStatus {
+                task_id: format!("t{i}"),
+                agent_id: agent_id.clone(),
+                state: pb::TaskState::Finished as i32,
+                message: String::new(),
+                data: Some(b"done".to_vec()),
+                uuid: format!("u{i}"),
+                reason: String::new(),
+            }),
+        })
+        .collect();
+    assert!(w.core.agent_message(
+        &agent,
+        conn,
+        Some(pb::agent_message::Message::StatusUpdates(
+            pb::agent_message::StatusUpdates { updates }
+        )),
+        t,
+    ));
+    let mut finished = 0;
+    while let Ok(Ok(ev)) = later.rx.try_recv() {
+        if let Some(Event::Update(u)) = ev.event
+            && let Some(s) = u.status
+            && s.state == pb::TaskState::Finished as i32
+        {
+            finished += 1;
+            w.call(
+                &later,
+                Call::Acknowledge(pb::scheduler_call::Acknowledge {
+                    agent_id: s.agent_id,
+                    task_id: s.task_id,
+                    uuid: s.uuid,
+                }),
+            );
+        }
+    }
+    assert_eq!(finished, 2);
+    assert!(w.core.tasks.of_framework(&later.fw).is_empty());
 }

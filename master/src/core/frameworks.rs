@@ -9,7 +9,6 @@ use wasmos_api::convert;
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, TaskId, TaskStatus};
 
-use super::outbound::reason;
 use super::{
     ConnId, CoreError, Event, MAX_NAME_LEN, MasterCore, SchedulerConn, SchedulerTx, ToAgent,
 };
@@ -144,6 +143,7 @@ impl MasterCore {
         };
         self.schedulers
             .insert(id.clone(), SchedulerConn { conn, tx });
+        self.end_idle(&id, true);
         self.send_scheduler(
             &id,
             Event::Subscribed(pb::scheduler_event::Subscribed {
@@ -152,14 +152,15 @@ impl MasterCore {
             }),
         );
         // Everything it has not acknowledged, again.
-        let pending: Vec<TaskStatus> = self
+        // (Unacknowledged answers about tasks it does not hold follow at the next resend scan.)
+        let pending: Vec<(TaskStatus, &'static str)> = self
             .tasks
             .of_framework(&id)
             .into_iter()
-            .filter_map(|r| r.pending_ack.clone().map(|u| Self::status_of(r, Some(u))))
+            .filter_map(Self::pending_of)
             .collect();
-        for status in pending {
-            self.send_update(&id, &status, reason::AGENT, now);
+        for (status, why) in pending {
+            self.send_update(&id, &status, why, now);
         }
         self.want_allocation();
         Ok(id)
@@ -303,6 +304,8 @@ impl MasterCore {
             self.tasks.remove(fw, &task);
             self.unacked.remove(&(fw.clone(), task));
         }
+        self.forget_answers_of(fw);
+        self.idle.remove(fw);
         if let Err(e) = self.allocator.remove_framework(fw) {
             warn!(framework_id = %fw, error = %e, "allocator");
         }

@@ -304,7 +304,7 @@ impl MasterCore {
                 data: None,
                 uuid: None,
             };
-            self.send_update(fw, &status, reason::INVALID_LAUNCH, now);
+            self.send_answer(fw, status, reason::INVALID_LAUNCH, now);
         }
         if task_ids.is_empty() {
             self.scheduler_error(fw, why, false);
@@ -349,7 +349,7 @@ impl MasterCore {
                     data: None,
                     uuid: None,
                 };
-                self.send_update(fw, &status, reason::AGENT_UNREACHABLE, now);
+                self.send_answer(fw, status, reason::AGENT_UNREACHABLE, now);
             }
             return;
         }
@@ -379,10 +379,13 @@ impl MasterCore {
                 data: None,
                 updated_ms: now,
                 pending_ack: None,
+                pending_from_master: None,
             });
             if let Err(e) = inserted {
                 warn!(error = %e, "task book refused a validated task");
             } else {
+                // An earlier answer about this task id (a refused launch) is moot now.
+                self.forget_answer(fw, &t.task_id);
                 debug!("task staged");
             }
         }

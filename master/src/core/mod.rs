@@ -8,8 +8,9 @@
 //! without awaiting, and nothing a client sends can leave the books half-updated: input is
 //! parsed and validated first, then applied.
 //!
-//! Outbound queues are bounded; when one is full the event is dropped (updates are resent
-//! until acknowledged, offers time out), so a client that stops reading cannot exhaust memory.
+//! Outbound queues are bounded; when one is full the event is dropped (every status update,
+//! the agent's and the master's own, is kept until acknowledged and resent; offers time out),
+//! so a client that stops reading cannot exhaust memory and loses no update.
 //!
 //! This file holds the state, its constructors and the commit and outbox funnel. The entry
 //! points live beside it, one idea per file, each an `impl MasterCore` block:
@@ -28,7 +29,7 @@
 //! | `error` | [`CoreError`] and [`to_status`], its one table to gRPC codes |
 //! | `invariants` | (tests only) the agreement between the books that `proptests` checks |
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -106,8 +107,15 @@ pub struct MasterCore {
     tasks: TaskBook,
     schedulers: HashMap<FrameworkId, SchedulerConn>,
     agents: HashMap<AgentId, AgentConn>,
-    /// When each unacknowledged update was last sent.
+    /// When each unacknowledged update was last sent (0: it did not reach the scheduler's
+    /// queue, so it is due at the next resend scan). Keyed by task: the update is the task
+    /// book's pending one, or else the task's entry in `answers`.
     unacked: HashMap<(FrameworkId, TaskId), Millis>,
+    /// Unacknowledged master-made updates about tasks the task book does not hold (answers
+    /// for unknown tasks, `ERROR` of refused launches), at most
+    /// `MAX_RESENT_ANSWERS_PER_FRAMEWORK` per framework (counted in `answers_per_framework`).
+    answers: HashMap<(FrameworkId, TaskId), outbound::Answer>,
+    answers_per_framework: HashMap<FrameworkId, usize>,
     next_id: u64,
     last_scheduler_heartbeat_ms: Millis,
     /// When `tick` last looked for updates to resend.
@@ -117,6 +125,9 @@ pub struct MasterCore {
     blobs: BlobStore,
     /// Set when the registry is replicated: every command applied goes here too.
     outbox: Option<Outbox>,
+    /// Frameworks that let an offer expire unanswered: suppressed in the allocator (they get
+    /// no offers) until they accept, decline, revive or subscribe again.
+    idle: HashSet<FrameworkId>,
     /// Admitted agents that have not re-registered with this master yet, and when the wait
     /// for them ends (a master that took over from another leader).
     awaiting_agents: HashMap<AgentId, Millis>,
@@ -138,6 +149,8 @@ impl MasterCore {
             schedulers: HashMap::new(),
             agents: HashMap::new(),
             unacked: HashMap::new(),
+            answers: HashMap::new(),
+            answers_per_framework: HashMap::new(),
             next_id: 0,
             last_scheduler_heartbeat_ms: 0,
             last_resend_scan_ms: 0,
@@ -145,6 +158,7 @@ impl MasterCore {
             wake,
             outbox: None,
             awaiting_agents: HashMap::new(),
+            idle: HashSet::new(),
         }
     }
 
@@ -314,3 +328,5 @@ mod fairness_tests;
 mod invariants;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod update_tests;

@@ -1,5 +1,9 @@
 //! Everything the core sends: events to schedulers, messages to agents, and status updates
-//! (remembered until acknowledged, so `timers` can resend them). Sends never block: a full or
+//! (remembered until acknowledged, so `timers` can resend them). Updates the master makes
+//! itself carry a uuid it mints, like an agent's: about a task in the book they become the
+//! task's pending update ([`MasterCore::send_master_update`]); about one it does not hold
+//! (unknown or refused tasks) they are kept in `answers`, a bounded map
+//! ([`MasterCore::send_answer`]). Sends never block: a full or
 //! closed queue drops the event and says so in the log. What to send, and when, is decided by
 //! the callers in the other files.
 
@@ -7,6 +11,8 @@ use tracing::debug;
 use wasmos_api::convert;
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, TaskId, TaskStatus};
+
+use wasmos_api::limits::MAX_RESENT_ANSWERS_PER_FRAMEWORK;
 
 use super::{Event, MasterCore, ToAgent};
 use crate::allocator::Millis;
@@ -21,6 +27,14 @@ pub(super) mod reason {
     pub const AGENT_REREGISTERED: &str = "agent_reregistered";
     pub const INVALID_LAUNCH: &str = "invalid_launch";
     pub const UNKNOWN_TASK: &str = "unknown_task";
+}
+
+/// A master-made update about a task the task book does not hold, awaiting acknowledgement.
+pub(super) struct Answer {
+    /// The update, with its uuid.
+    pub status: TaskStatus,
+    /// Its reason.
+    pub why: &'static str,
 }
 
 impl MasterCore {
@@ -68,14 +82,15 @@ impl MasterCore {
     }
 
     /// Sends a status update; one with a uuid is remembered until acknowledged, and resent
-    /// by `tick` meanwhile, whether this send got through or not.
+    /// by `tick` meanwhile, whether this send got through or not (one that did not reach the
+    /// queue is due at the next resend scan). Returns whether it reached the queue.
     pub(super) fn send_update(
         &mut self,
         fw: &FrameworkId,
         status: &TaskStatus,
         why: &str,
         now: Millis,
-    ) {
+    ) -> bool {
         let sent = self.send_scheduler(
             fw,
             Event::Update(pb::scheduler_event::Update {
@@ -83,11 +98,108 @@ impl MasterCore {
             }),
         );
         if status.uuid.is_some() {
-            // Resent by `tick` until acknowledged, sent or not.
-            self.unacked
-                .insert((fw.clone(), status.task_id.clone()), now);
+            self.unacked.insert(
+                (fw.clone(), status.task_id.clone()),
+                if sent { now } else { 0 },
+            );
         }
         debug!(framework_id = %fw, task_id = %status.task_id, state = %status.state, why, sent, "update");
+        sent
+    }
+
+    /// A fresh uuid for an update the master makes.
+    fn master_uuid(&mut self) -> String {
+        self.mint("update")
+    }
+
+    /// Sends the task's current state as an update the master makes (`why` says why),
+    /// pending until the framework acknowledges it, like an agent's: it replaces whatever
+    /// update of the task was pending. Nothing happens for a task not in the book.
+    pub(super) fn send_master_update(
+        &mut self,
+        fw: &FrameworkId,
+        task: &TaskId,
+        why: &'static str,
+        now: Millis,
+    ) {
+        let uuid = self.master_uuid();
+        let Some(rec) = self.tasks.get_mut(fw, task) else {
+            return;
+        };
+        rec.pending_ack = Some(uuid.clone());
+        rec.pending_from_master = Some(why);
+        let status = Self::status_of(rec, Some(uuid));
+        self.send_update(fw, &status, why, now);
+    }
+
+    /// The update a task in the book awaits an acknowledgement for, and its reason.
+    pub(super) fn pending_of(rec: &TaskRecord) -> Option<(TaskStatus, &'static str)> {
+        let uuid = rec.pending_ack.clone()?;
+        let why = rec.pending_from_master.unwrap_or(reason::AGENT);
+        Some((Self::status_of(rec, Some(uuid)), why))
+    }
+
+    /// Sends a master-made update about a task the book does not hold (`status.uuid` is
+    /// replaced): kept in `answers` and resent until acknowledged, replacing an earlier one of
+    /// the same task; once the framework has `MAX_RESENT_ANSWERS_PER_FRAMEWORK` of them, sent
+    /// once without a uuid instead.
+    pub(super) fn send_answer(
+        &mut self,
+        fw: &FrameworkId,
+        mut status: TaskStatus,
+        why: &'static str,
+        now: Millis,
+    ) {
+        let key = (fw.clone(), status.task_id.clone());
+        let count = self.answers_per_framework.get(fw).copied().unwrap_or(0);
+        if !self.answers.contains_key(&key) && count >= MAX_RESENT_ANSWERS_PER_FRAMEWORK {
+            debug!(framework_id = %fw, task_id = %status.task_id,
+                "too many unacknowledged answers; this one is sent once");
+            status.uuid = None;
+            self.send_update(fw, &status, why, now);
+            return;
+        }
+        status.uuid = Some(self.master_uuid());
+        if self
+            .answers
+            .insert(
+                key,
+                Answer {
+                    status: status.clone(),
+                    why,
+                },
+            )
+            .is_none()
+        {
+            *self.answers_per_framework.entry(fw.clone()).or_default() += 1;
+        }
+        self.send_update(fw, &status, why, now);
+    }
+
+    /// Forgets the task's entry in `answers`, if any; returns it.
+    pub(super) fn forget_answer(&mut self, fw: &FrameworkId, task: &TaskId) -> Option<Answer> {
+        let a = self.answers.remove(&(fw.clone(), task.clone()))?;
+        if let Some(n) = self.answers_per_framework.get_mut(fw) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.answers_per_framework.remove(fw);
+            }
+        }
+        Some(a)
+    }
+
+    /// Forgets every entry of `fw` in `answers` (a removed framework).
+    pub(super) fn forget_answers_of(&mut self, fw: &FrameworkId) {
+        if self.answers_per_framework.remove(fw).is_some() {
+            let unacked = &mut self.unacked;
+            self.answers.retain(|k, _| {
+                let keep = &k.0 != fw;
+                if !keep {
+                    unacked.remove(k);
+                }
+                keep
+            });
+        }
     }
 
     /// The status a task record stands for, with `uuid` when it awaits an acknowledgement.

@@ -28,6 +28,14 @@ impl MasterCore {
             return false;
         }
         let _span = info_span!("scheduler_call", framework_id = %fw).entered();
+        if matches!(
+            call,
+            Some(Call::Accept(_) | Call::Decline(_) | Call::Revive(_) | Call::Suppress(_))
+        ) {
+            // It answers again: an idle framework is no longer set aside (a suppress keeps
+            // it suppressed, now by its own call).
+            self.end_idle(fw, !matches!(call, Some(Call::Suppress(_))));
+        }
         match call {
             None => self.scheduler_error(fw, "empty call: set exactly one field".into(), false),
             Some(Call::Subscribe(_)) => self.scheduler_error(
@@ -58,6 +66,16 @@ impl MasterCore {
             }
         }
         true
+    }
+
+    /// Forgets that `fw` let an offer expire; `resume` resumes its offers.
+    pub(super) fn end_idle(&mut self, fw: &FrameworkId, resume: bool) {
+        if self.idle.remove(fw) && resume {
+            if let Err(e) = self.allocator.resume(fw) {
+                warn!(framework_id = %fw, error = %e, "resuming offers");
+            }
+            self.want_allocation();
+        }
     }
 
     /// Declines offers: their resources return to the pool, refused to this framework for the
@@ -108,19 +126,26 @@ impl MasterCore {
                     data: None,
                     uuid: None,
                 };
-                self.send_update(fw, &status, reason::UNKNOWN_TASK, now);
+                self.send_answer(fw, status, reason::UNKNOWN_TASK, now);
             }
         }
     }
 
     /// Answers with the master's view of the named tasks (all of the framework's when none are
-    /// named); unknown tasks are `LOST`.
+    /// named); unknown tasks are `LOST`. Every answer awaits an acknowledgement and is resent
+    /// until it comes (unlike Mesos, whose answers are sent once): a task whose update is
+    /// already pending is answered with that update, a known task with its state under a fresh
+    /// uuid, an unknown one through `answers`.
     fn reconcile(&mut self, fw: &FrameworkId, r: pb::scheduler_call::Reconcile, now: Millis) {
-        let mut answers: Vec<(TaskStatus, &'static str)> = Vec::new();
+        let mut known: Vec<TaskId> = Vec::new();
+        let mut unknown: Vec<TaskStatus> = Vec::new();
         if r.tasks.is_empty() {
-            for rec in self.tasks.of_framework(fw) {
-                answers.push((Self::status_of(rec, None), reason::RECONCILIATION));
-            }
+            known = self
+                .tasks
+                .of_framework(fw)
+                .iter()
+                .map(|r| r.id.clone())
+                .collect();
         } else {
             for t in r.tasks {
                 let task: TaskId = match convert::id("reconcile.tasks.task_id", &t.task_id) {
@@ -130,26 +155,32 @@ impl MasterCore {
                         continue;
                     }
                 };
-                match self.tasks.get(fw, &task) {
-                    Some(rec) => answers.push((Self::status_of(rec, None), reason::RECONCILIATION)),
-                    None => answers.push((
-                        TaskStatus {
-                            agent_id: convert::opt_id("reconcile.tasks.agent_id", &t.agent_id)
-                                .ok()
-                                .flatten(),
-                            task_id: task,
-                            state: TaskState::Lost,
-                            message: "the master does not know this task".into(),
-                            data: None,
-                            uuid: None,
-                        },
-                        reason::UNKNOWN_TASK,
-                    )),
+                if self.tasks.contains(fw, &task) {
+                    known.push(task);
+                } else {
+                    unknown.push(TaskStatus {
+                        agent_id: convert::opt_id("reconcile.tasks.agent_id", &t.agent_id)
+                            .ok()
+                            .flatten(),
+                        task_id: task,
+                        state: TaskState::Lost,
+                        message: "the master does not know this task".into(),
+                        data: None,
+                        uuid: None,
+                    });
                 }
             }
         }
-        for (status, why) in answers {
-            self.send_update(fw, &status, why, now);
+        for task in known {
+            match self.tasks.get(fw, &task).and_then(Self::pending_of) {
+                Some((status, why)) => {
+                    self.send_update(fw, &status, why, now);
+                }
+                None => self.send_master_update(fw, &task, reason::RECONCILIATION, now),
+            }
+        }
+        for status in unknown {
+            self.send_answer(fw, status, reason::UNKNOWN_TASK, now);
         }
     }
 
@@ -205,25 +236,43 @@ impl MasterCore {
             );
             return None;
         };
-        let rec = self.tasks.get_mut(fw, &task)?;
-        if a.uuid.is_empty() || rec.pending_ack.as_deref() != Some(a.uuid.as_str()) {
-            debug!(framework_id = %fw, task_id = %task, "stale or unknown acknowledgement ignored");
+        let Some(rec) = self
+            .tasks
+            .get_mut(fw, &task)
+            .filter(|r| !a.uuid.is_empty() && r.pending_ack.as_deref() == Some(a.uuid.as_str()))
+        else {
+            // Not the book's pending update: perhaps an answer about a task it does not hold.
+            if !a.uuid.is_empty()
+                && self
+                    .answers
+                    .get(&(fw.clone(), task.clone()))
+                    .is_some_and(|x| x.status.uuid.as_deref() == Some(a.uuid.as_str()))
+            {
+                self.forget_answer(fw, &task);
+                self.unacked.remove(&(fw.clone(), task));
+            } else {
+                debug!(framework_id = %fw, task_id = %task, "stale or unknown acknowledgement ignored");
+            }
             return None;
-        }
+        };
         rec.pending_ack = None;
+        let from_master = rec.pending_from_master.take().is_some();
         let (agent, terminal) = (rec.agent.clone(), rec.state.is_terminal());
         self.unacked.remove(&(fw.clone(), task.clone()));
         if terminal {
             self.tasks.remove(fw, &task);
         }
-        Some((
-            agent,
-            pb::master_message::Ack {
-                framework_id: fw.to_string(),
-                task_id: a.task_id,
-                uuid: a.uuid,
-            },
-        ))
+        // A master-made update was never the agent's to acknowledge.
+        (!from_master).then(|| {
+            (
+                agent,
+                pb::master_message::Ack {
+                    framework_id: fw.to_string(),
+                    task_id: a.task_id,
+                    uuid: a.uuid,
+                },
+            )
+        })
     }
 
     /// Passes a framework message on to an agent's executor.

@@ -2,13 +2,12 @@
 //! and [`MasterCore::allocate`], one allocation cycle turned into offers. The server calls
 //! both from its timer loop; neither reads a clock, the caller passes `now`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, TaskId, convert};
 
-use super::outbound::reason;
 use super::{Event, MasterCore};
 use crate::allocator::Millis;
 use crate::registry::{AgentState, Command, FrameworkState};
@@ -27,12 +26,23 @@ impl MasterCore {
         self.heartbeat_schedulers(now);
     }
 
-    /// Offers past their timeout are rescinded and their resources return to the pool.
+    /// Offers past their timeout are rescinded and their resources return to the pool. An
+    /// expired offer is an implicit decline (the agent is refused to the framework for the
+    /// default filter, 5 s, as in Mesos), and its framework is set aside: it gets no offers
+    /// until it accepts, declines, revives or subscribes again, so a framework that never
+    /// answers holds resources for one offer timeout, not one per agent in turn.
     fn rescind_expired_offers(&mut self, now: Millis) {
+        let refuse_ms = wasmos_api::launch::Filters::default().decline_ms();
         for o in self.offers.remove_expired(now) {
             let _ = self
                 .allocator
-                .recover(&o.framework, &o.agent, o.resources, 0, now);
+                .recover(&o.framework, &o.agent, o.resources, refuse_ms, now);
+            if self.idle.insert(o.framework.clone()) {
+                debug!(framework_id = %o.framework, "offer expired unanswered; no more offers until the framework answers or revives");
+                if let Err(e) = self.allocator.suppress(&o.framework) {
+                    warn!(framework_id = %o.framework, error = %e, "setting an idle framework aside");
+                }
+            }
             self.send_scheduler(
                 &o.framework,
                 Event::Rescind(pb::scheduler_event::Rescind {
@@ -120,33 +130,54 @@ impl MasterCore {
         }
     }
 
-    /// Updates unacknowledged for `update_resend_interval` are sent again to connected
-    /// schedulers; entries for updates acknowledged or forgotten meanwhile are dropped.
+    /// Updates unacknowledged for `update_resend_interval` (the agent's and the master's
+    /// own), and those that did not reach a full queue, are sent again to connected
+    /// schedulers; entries for updates acknowledged or forgotten meanwhile are dropped. Each
+    /// scan sends a framework at most what its queue takes: at its first refused send the
+    /// rest of its updates wait for the next scan (still due), so a framework that reads
+    /// slowly gets all its updates in queue-sized batches and none is lost.
     fn resend_unacknowledged_updates(&mut self, now: Millis) {
         let resend_after = Self::ms(self.config.update_resend_interval);
         // The scan costs one step per update in flight and `tick` runs after every allocation
         // wake-up (thousands a second under load): look at most every tenth of the interval.
-        let due: Vec<(FrameworkId, TaskId)> = if now.saturating_sub(self.last_resend_scan_ms)
-            >= resend_after / 10
-        {
-            self.last_resend_scan_ms = now;
-            self.unacked
-                .iter()
-                .filter(|(k, at)| {
-                    now.saturating_sub(**at) >= resend_after && self.schedulers.contains_key(&k.0)
-                })
-                .map(|(k, _)| k.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        for (fw, task) in due {
-            match self.tasks.get(&fw, &task) {
-                Some(rec) if rec.pending_ack.is_some() => {
-                    let status = Self::status_of(rec, rec.pending_ack.clone());
-                    self.send_update(&fw, &status, reason::AGENT, now);
+        if now.saturating_sub(self.last_resend_scan_ms) < resend_after / 10 {
+            return;
+        }
+        self.last_resend_scan_ms = now;
+        let mut due: Vec<((FrameworkId, TaskId), Millis)> = self
+            .unacked
+            .iter()
+            .filter(|(k, at)| {
+                (**at == 0 || now.saturating_sub(**at) >= resend_after)
+                    && self.schedulers.contains_key(&k.0)
+            })
+            .map(|(k, at)| (k.clone(), *at))
+            .collect();
+        // Oldest first, so a batch never starves the updates behind it.
+        due.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let mut full: HashSet<FrameworkId> = HashSet::new();
+        for ((fw, task), at) in due {
+            if full.contains(&fw) {
+                continue;
+            }
+            let pending = self
+                .tasks
+                .get(&fw, &task)
+                .and_then(Self::pending_of)
+                .or_else(|| {
+                    self.answers
+                        .get(&(fw.clone(), task.clone()))
+                        .map(|a| (a.status.clone(), a.why))
+                });
+            match pending {
+                Some((status, why)) => {
+                    if !self.send_update(&fw, &status, why, now) {
+                        // Keep its place in the order for the next scan.
+                        self.unacked.insert((fw.clone(), task), at);
+                        full.insert(fw);
+                    }
                 }
-                _ => {
+                None => {
                     self.unacked.remove(&(fw, task));
                 }
             }

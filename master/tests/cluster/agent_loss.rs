@@ -56,8 +56,11 @@ async fn silent_agent_becomes_unreachable_then_its_tasks_are_lost() {
         (st.state, st.reason.as_str()),
         (pb::TaskState::Lost as i32, "agent_removed")
     );
+    // The LOST is resent until acknowledged; the task leaves the books with the ack.
+    assert!(!st.uuid.is_empty());
+    sched.ack(&st).await;
 
-    let state = wait_state(addr, |s| s.agents.is_empty()).await;
+    let state = wait_state(addr, |s| s.agents.is_empty() && s.tasks.is_empty()).await;
     assert!(state.tasks.is_empty());
     assert_eq!(state.total, Some(res(0.0, 0)));
 }

@@ -80,12 +80,19 @@ async fn launch_update_ack_kill_and_reconcile() {
     // Explicit reconciliation: a known task and an unknown one.
     sched.reconcile(&["t2", "ghost"]).await;
     let t2 = sched.update_of("t2").await;
+    // Answers are resent until acknowledged, so they carry a uuid.
     assert_eq!(
-        (t2.state, t2.uuid.as_str()),
-        (pb::TaskState::Staging as i32, "")
+        (t2.state, t2.reason.as_str()),
+        (pb::TaskState::Staging as i32, "reconciliation")
     );
+    assert!(!t2.uuid.is_empty());
     let ghost = sched.update_of("ghost").await;
-    assert_eq!(ghost.state, pb::TaskState::Lost as i32);
+    assert_eq!(
+        (ghost.state, ghost.reason.as_str()),
+        (pb::TaskState::Lost as i32, "unknown_task")
+    );
+    assert!(!ghost.uuid.is_empty());
+    sched.ack(&ghost).await;
 
     // Implicit: every task still known (t1 is gone once its terminal update was acked).
     sched.reconcile(&[]).await;

@@ -160,6 +160,14 @@ impl Allocator for DrfAllocator {
         Ok(())
     }
 
+    fn resume(&mut self, framework: &FrameworkId) -> Result<(), AllocatorError> {
+        let f = self.framework_idx(framework)?;
+        self.fw_mut(f).suppressed = false;
+        self.sync_membership(f);
+        self.all_dirty = true;
+        Ok(())
+    }
+
     fn add_used(
         &mut self,
         framework: &FrameworkId,
