@@ -4,9 +4,41 @@
 //! master, the agent and the Wasm executor check the same number, and the `.proto`/`.wit` docs
 //! can name it. A bound that an input passes through several hops must fit on every hop.
 
-/// The longest guest log line kept, in characters (a scheduler's or an executor's `log` call):
-/// the rest of the line is dropped before it reaches the host's log.
+/// The longest guest progress message kept, in characters (an executor's `progress` call):
+/// the rest is dropped before it becomes a status update.
 pub const GUEST_LOG_LINE_MAX_CHARS: usize = 4096;
+
+/// The longest guest log line kept, in bytes (a scheduler's or an executor's `log` call): a
+/// longer line is cut at a character boundary and ends in `…`.
+pub const GUEST_LOG_LINE_MAX_BYTES: usize = 4096;
+
+/// Log lines per second one framework's guests may write on one host (its scheduler on the
+/// master; all its executors on one agent), on average. Lines past the budget are dropped and
+/// counted, and reported in one line per [`GUEST_LOG_DROP_REPORT_SECONDS`].
+pub const GUEST_LOG_LINES_PER_SECOND: u32 = 100;
+
+/// Log lines one framework may write in a burst, above the rate, before lines are dropped.
+pub const GUEST_LOG_BURST_LINES: u32 = 1000;
+
+/// Log bytes per second one framework's guests may write on one host, on average (64 KiB).
+pub const GUEST_LOG_BYTES_PER_SECOND: u32 = 64 << 10;
+
+/// Log bytes one framework may write in a burst, above the rate (256 KiB): at most this plus
+/// [`GUEST_LOG_BYTES_PER_SECOND`] a second reaches a host's log from one framework.
+pub const GUEST_LOG_BURST_BYTES: u32 = 256 << 10;
+
+/// How often, at most, the host writes the one line that counts a framework's dropped log
+/// lines (`framework X dropped N log lines (M bytes) in the last S s`), in seconds.
+pub const GUEST_LOG_DROP_REPORT_SECONDS: u64 = 10;
+
+// A line of the longest kept length fits the burst, so a well-behaved guest is never cut off
+// by one long line.
+const _: () = assert!(GUEST_LOG_LINE_MAX_BYTES <= GUEST_LOG_BURST_BYTES as usize);
+
+/// Most timers one hosted scheduler may have pending; `driver.set-timer` for a new id past it
+/// fails (the guest gets the error; nothing is logged). Setting a pending id again replaces it
+/// and is always allowed.
+pub const MAX_PENDING_TIMERS: usize = 1024;
 
 /// Most bytes in a Wasm task's payload or a status's `data`. A launch whose payload is larger
 /// is refused at the master with an `ERROR` update naming this limit.

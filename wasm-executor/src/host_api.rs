@@ -53,9 +53,12 @@ pub trait DriverHost: Send + 'static {
     fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String>;
     /// `driver.finish`: ends the framework with its result (`Ok`) or why it failed (`Err`).
     fn finish(&mut self, outcome: Result<String, String>);
-    /// `driver.log`: a line for the framework's log on the master, uncut (the host caps it).
+    /// `driver.log`: a line for the framework's log on the master, uncut: the host cuts it and
+    /// budgets the framework's lines (`wasmos_api::limits::GUEST_LOG_*`, see
+    /// [`crate::log_budget::LogBudget`]).
     fn log(&mut self, level: LogLevel, message: String);
     /// `driver.set-timer`: calls `scheduler.timer(timer_id)` after `delay_ms` milliseconds,
-    /// replacing a pending timer of the same id.
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64);
+    /// replacing a pending timer of the same id; an `Err` (for the guest) when
+    /// [`wasmos_api::limits::MAX_PENDING_TIMERS`] other timers are pending.
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> Result<(), String>;
 }

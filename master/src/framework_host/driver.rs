@@ -9,11 +9,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use wasmos_api::limits::{GUEST_LOG_LINE_MAX_CHARS, check_accept_size};
+use wasmos_api::limits::{MAX_PENDING_TIMERS, check_accept_size};
 use wasmos_api::proto as pb;
 use wasmos_wasm_executor::DriverHost;
 use wasmos_wasm_executor::bindings::types as wit;
+use wasmos_wasm_executor::log_budget::LogBudget;
 
 use super::convert::{show, task_to_pb};
 use crate::registry::{
@@ -36,6 +38,11 @@ pub(super) struct Pending {
     pub(super) puts: Vec<(String, Vec<u8>)>,
     /// `set-timer`s: (id, delay in ms).
     pub(super) timers: Vec<(u64, u64)>,
+    /// Ids of the timers set and not yet fired (queued in `timers` or running in the driving
+    /// task), at most [`MAX_PENDING_TIMERS`]: the driving task removes an id when it fires.
+    pub(super) timer_ids: HashSet<u64>,
+    /// How much of the guest's `log` reaches the master's log.
+    pub(super) log: LogBudget,
     /// Set by `finish`; later driver calls are ignored.
     pub(super) finish: Option<FrameworkOutcome>,
     /// The framework's state as the scheduler has written it (the registry's copy plus the
@@ -200,8 +207,17 @@ impl DriverHost for HostDriver {
     }
 
     fn log(&mut self, level: wit::LogLevel, message: String) {
-        let framework_id = lock(&self.pending).framework_id.clone();
-        let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
+        let (framework_id, admission) = {
+            let mut p = lock(&self.pending);
+            let a = p.log.admit(Instant::now(), &message);
+            (p.framework_id.clone(), a)
+        };
+        if let Some(dropped) = admission.report {
+            tracing::warn!(target: "wasmos::scheduler", %framework_id, "{}", dropped.message(&framework_id));
+        }
+        let Some(message) = admission.line else {
+            return;
+        };
         match level {
             wit::LogLevel::Trace => {
                 tracing::trace!(target: "wasmos::scheduler", %framework_id, "{message}")
@@ -221,11 +237,22 @@ impl DriverHost for HostDriver {
         }
     }
 
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) {
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> Result<(), String> {
         let mut p = lock(&self.pending);
-        if p.finish.is_none() {
-            p.timers.push((timer_id, delay_ms));
+        if p.finish.is_some() {
+            return Err("the framework has finished".into());
         }
+        // Checked here, so the guest hears of it; nothing is logged, since a guest could call
+        // this a million times in one callback.
+        if !p.timer_ids.contains(&timer_id) && p.timer_ids.len() >= MAX_PENDING_TIMERS {
+            return Err(format!(
+                "timer {timer_id} not set: {MAX_PENDING_TIMERS} timers are pending, the most a \
+                 scheduler may have; reuse a pending timer's id or wait for one to fire"
+            ));
+        }
+        p.timer_ids.insert(timer_id);
+        p.timers.push((timer_id, delay_ms));
+        Ok(())
     }
 }
 
@@ -298,6 +325,61 @@ mod tests {
                 "the offer is still the guest's"
             );
         }
+    }
+
+    #[test]
+    fn set_timer_takes_the_cap_and_tells_the_guest_past_it() {
+        let d = &mut driver();
+        for id in 0..MAX_PENDING_TIMERS as u64 {
+            assert_eq!(
+                d.set_timer(id, 1000),
+                Ok(()),
+                "timer {id} is within the cap"
+            );
+        }
+        let e = d.set_timer(MAX_PENDING_TIMERS as u64, 1000).unwrap_err();
+        assert!(
+            e.contains(&MAX_PENDING_TIMERS.to_string()) && e.contains("pending"),
+            "{e}"
+        );
+        // Far past: every call is refused and nothing more is queued.
+        for id in 0..100_000u64 {
+            assert!(d.set_timer(10_000 + id, 1).is_err());
+        }
+        // A pending id may be set again (it replaces the timer).
+        assert_eq!(d.set_timer(7, 5), Ok(()));
+        let p = lock(&d.pending);
+        assert_eq!(p.timer_ids.len(), MAX_PENDING_TIMERS);
+        assert_eq!(p.timers.len(), MAX_PENDING_TIMERS + 1);
+    }
+
+    #[test]
+    fn a_fired_timer_makes_room_for_another() {
+        let d = &mut driver();
+        for id in 0..MAX_PENDING_TIMERS as u64 {
+            d.set_timer(id, 1000).unwrap();
+        }
+        assert!(d.set_timer(5000, 1).is_err());
+        // What the driving task does when timer 3 fires.
+        lock(&d.pending).timer_ids.remove(&3);
+        assert_eq!(d.set_timer(5000, 1), Ok(()));
+    }
+
+    #[test]
+    fn a_log_flood_is_budgeted_and_counted() {
+        let d = &mut driver();
+        let n = 100_000u64;
+        for _ in 0..n {
+            d.log(wit::LogLevel::Info, "x".repeat(100));
+        }
+        let dropped = lock(&d.pending)
+            .log
+            .flush(Instant::now())
+            .expect("the flood was cut");
+        let burst = u64::from(wasmos_api::limits::GUEST_LOG_BURST_LINES);
+        // At most the burst (plus what the rate refilled while the test ran) was kept.
+        assert!(dropped.lines >= n - burst - 1000, "{dropped:?}");
+        assert_eq!(dropped.bytes, dropped.lines * 100);
     }
 
     #[test]
