@@ -4,10 +4,6 @@
 //! master, the agent and the Wasm executor check the same number, and the `.proto`/`.wit` docs
 //! can name it. A bound that an input passes through several hops must fit on every hop.
 
-/// The longest guest progress message kept, in characters (an executor's `progress` call):
-/// the rest is dropped before it becomes a status update.
-pub const GUEST_LOG_LINE_MAX_CHARS: usize = 4096;
-
 /// The longest guest log line kept, in bytes (a scheduler's or an executor's `log` call): a
 /// longer line is cut at a character boundary and ends in `…`.
 pub const GUEST_LOG_LINE_MAX_BYTES: usize = 4096;
@@ -34,6 +30,19 @@ pub const GUEST_LOG_DROP_REPORT_SECONDS: u64 = 10;
 // A line of the longest kept length fits the burst, so a well-behaved guest is never cut off
 // by one long line.
 const _: () = assert!(GUEST_LOG_LINE_MAX_BYTES <= GUEST_LOG_BURST_BYTES as usize);
+
+/// Most `driver` calls one hosted scheduler callback may queue (launches, declines, kills,
+/// revives, suppresses, reconciles, state-puts, set-timers), applied when the callback returns.
+/// The next call past it fails the scheduler (its callback traps, its framework fails with a
+/// reason naming this cap): one callback answering 65,536 offers is far beyond any real
+/// cluster's agents.
+pub const MAX_DRIVER_CALLS_PER_CALLBACK: usize = 65_536;
+
+/// Most bytes of `driver` calls one hosted scheduler callback may queue (their encoded size:
+/// task specs, ids, state values), like [`MAX_DRIVER_CALLS_PER_CALLBACK`]: 64 MiB. Without it
+/// one callback could queue the same 64 KiB `state-put` a million times on the master. The
+/// call that crosses it is still queued; the next one fails the scheduler.
+pub const MAX_DRIVER_BYTES_PER_CALLBACK: usize = 64 << 20;
 
 /// Most timers one hosted scheduler may have pending; `driver.set-timer` for a new id past it
 /// fails (the guest gets the error; nothing is logged). Setting a pending id again replaces it
@@ -128,6 +137,35 @@ pub const REFUSAL_PROBLEMS_LISTED: usize = 5;
 /// `ERROR` update, so it must not grow with the number of tasks: it names the first
 /// [`REFUSAL_PROBLEMS_LISTED`] problems, each cut to fit, and counts the rest.
 pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 2048;
+
+/// Most bytes of a task status's `message` (an agent's reason for a failed task, an executor's
+/// progress, the master's own reasons). A longer one is cut by the agent, and again by the
+/// master for updates from any agent, to end in [`STATUS_MESSAGE_CUT_MARKER`]
+/// ([`cut_status_message`]).
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 4096;
+
+/// What a cut status message ends with.
+pub const STATUS_MESSAGE_CUT_MARKER: &str = "… [message truncated]";
+
+/// `message` cut to at most [`MAX_STATUS_MESSAGE_BYTES`] bytes at a character boundary,
+/// ending in [`STATUS_MESSAGE_CUT_MARKER`] when cut; unchanged when it fits.
+pub fn cut_status_message(message: String) -> String {
+    if message.len() <= MAX_STATUS_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_STATUS_MESSAGE_BYTES - STATUS_MESSAGE_CUT_MARKER.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{STATUS_MESSAGE_CUT_MARKER}", &message[..end])
+}
+
+/// The first control character in `s` (C0, DEL, C1: what can forge lines or drive a
+/// terminal), with its byte offset. Names shown to people (a framework's name and principal,
+/// a task's name) are refused when they hold one.
+pub fn first_control_char(s: &str) -> Option<(usize, char)> {
+    s.char_indices().find(|(_, c)| c.is_control())
+}
 
 /// Why an `Accept` is too large to be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,6 +278,17 @@ mod tests {
             m.contains('…') && m.ends_with("... and 2 more problems"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn status_messages_are_cut_at_the_bound_with_a_marker() {
+        let at = "m".repeat(MAX_STATUS_MESSAGE_BYTES);
+        assert_eq!(cut_status_message(at.clone()), at, "at the bound");
+        let past = cut_status_message("m".repeat(MAX_STATUS_MESSAGE_BYTES + 1));
+        assert_eq!(past.len(), MAX_STATUS_MESSAGE_BYTES, "one past");
+        assert!(past.ends_with(STATUS_MESSAGE_CUT_MARKER));
+        let far = cut_status_message("é".repeat(10 << 20));
+        assert!(far.len() <= MAX_STATUS_MESSAGE_BYTES && far.ends_with(STATUS_MESSAGE_CUT_MARKER));
     }
 
     #[test]

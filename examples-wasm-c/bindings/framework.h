@@ -272,7 +272,8 @@ extern bool wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_
 // 64 KiB a second, with bursts of 1,000 lines and 256 KiB (`wasmos_api::limits::GUEST_LOG_*`).
 // Lines past the budget are dropped and counted in one line of the agent's log every 10 s.
 extern void wasmos_framework_executor_driver_log(wasmos_framework_executor_driver_log_level_t level, framework_string_t *message);
-// Reports progress on the current task; becomes a `running` status with this message.
+// Reports progress on the current task; becomes a `running` status with this message, cut
+// to 4,096 bytes (ending in `… [message truncated]`).
 extern void wasmos_framework_executor_driver_progress(framework_string_t *message);
 // Sends bytes to this framework's scheduler (`scheduler.framework-message`).
 extern void wasmos_framework_executor_driver_send_framework_message(framework_list_u8_t *data);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use wasmos_api::limits::GUEST_LOG_LINE_MAX_CHARS;
+use wasmos_api::limits::cut_status_message;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -104,7 +104,11 @@ impl WasiView for HostState {
 impl HostState {
     fn driver(&mut self, call: &str) -> wasmtime::Result<&mut dyn DriverHost> {
         match &mut self.role {
-            Role::Scheduler { driver } => Ok(driver.as_mut()),
+            Role::Scheduler { driver } => match driver.exhausted() {
+                // A trap, not an error the guest could ignore and call again.
+                Some(why) => Err(wasmtime::format_err!("driver.{call} refused: {why}")),
+                None => Ok(driver.as_mut()),
+            },
             Role::Executor { .. } => Err(wasmtime::format_err!(
                 "executor called driver.{call}, which only a framework's scheduler may use; \
                  executors report through executor-driver"
@@ -177,7 +181,8 @@ impl executor_driver::Host for HostState {
     fn progress(&mut self, message: String) -> wasmtime::Result<()> {
         let (events, task_id) = self.executor_events("progress")?;
         if let Some(tx) = events {
-            let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
+            // It becomes a status message: cut to that bound, with its marker.
+            let message = cut_status_message(message);
             let _ = tx.send(ExecutorEvent::Progress {
                 task_id: task_id.to_string(),
                 message,

@@ -15,8 +15,8 @@ pub enum ExecutorEvent {
     Progress {
         /// The task that was running when the guest reported it.
         task_id: String,
-        /// The guest's message, cut to [`wasmos_api::limits::GUEST_LOG_LINE_MAX_CHARS`]
-        /// characters.
+        /// The guest's message, cut to [`wasmos_api::limits::MAX_STATUS_MESSAGE_BYTES`]
+        /// ([`wasmos_api::limits::cut_status_message`]).
         message: String,
     },
     /// `executor-driver.send-framework-message`: bytes for the framework's scheduler.
@@ -61,4 +61,10 @@ pub trait DriverHost: Send + 'static {
     /// replacing a pending timer of the same id; an `Err` (for the guest) when
     /// [`wasmos_api::limits::MAX_PENDING_TIMERS`] other timers are pending.
     fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> Result<(), String>;
+    /// `Some(why)` once the scheduler has asked for more in this callback than the host holds
+    /// for it; the host then traps the guest's next `driver` call with `why`, failing the
+    /// callback. By default never.
+    fn exhausted(&self) -> Option<String> {
+        None
+    }
 }

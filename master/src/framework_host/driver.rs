@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use wasmos_api::limits::{MAX_PENDING_TIMERS, check_accept_size};
+use wasmos_api::limits::{
+    MAX_DRIVER_BYTES_PER_CALLBACK, MAX_DRIVER_CALLS_PER_CALLBACK, MAX_PENDING_TIMERS,
+    check_accept_size,
+};
 use wasmos_api::proto as pb;
 use wasmos_wasm_executor::DriverHost;
 use wasmos_wasm_executor::bindings::types as wit;
@@ -43,6 +46,11 @@ pub(super) struct Pending {
     pub(super) timer_ids: HashSet<u64>,
     /// How much of the guest's `log` reaches the master's log.
     pub(super) log: LogBudget,
+    /// Calls queued (in `calls`, `puts`, `timers`) since the last callback's were applied, at
+    /// most [`MAX_DRIVER_CALLS_PER_CALLBACK`] before the guest is stopped.
+    pub(super) queued_calls: usize,
+    /// Their bytes, at most [`MAX_DRIVER_BYTES_PER_CALLBACK`] before the guest is stopped.
+    pub(super) queued_bytes: usize,
     /// Set by `finish`; later driver calls are ignored.
     pub(super) finish: Option<FrameworkOutcome>,
     /// The framework's state as the scheduler has written it (the registry's copy plus the
@@ -50,6 +58,25 @@ pub(super) struct Pending {
     pub(super) state: BTreeMap<String, Vec<u8>>,
     /// Offers given to the scheduler and not yet used, declined or rescinded.
     pub(super) offers: HashMap<String, (String, wit::Resources)>,
+}
+
+impl Pending {
+    /// Counts one queued call of `bytes` against the callback's caps.
+    fn charge(&mut self, bytes: usize) {
+        self.queued_calls += 1;
+        self.queued_bytes = self.queued_bytes.saturating_add(bytes);
+    }
+
+    /// Takes what the callback queued, and resets the callback's caps.
+    pub(super) fn take_queued(&mut self) -> (Vec<Call>, Vec<(String, Vec<u8>)>, Vec<(u64, u64)>) {
+        self.queued_calls = 0;
+        self.queued_bytes = 0;
+        (
+            std::mem::take(&mut self.calls),
+            std::mem::take(&mut self.puts),
+            std::mem::take(&mut self.timers),
+        )
+    }
 }
 
 /// The `DriverHost` behind a hosted scheduler's `driver` import: queues, never blocks.
@@ -110,13 +137,15 @@ impl DriverHost for HostDriver {
         for id in &offer_ids {
             p.offers.remove(id);
         }
-        p.calls.push(Call::Accept(pb::scheduler_call::Accept {
+        let call = Call::Accept(pb::scheduler_call::Accept {
             offer_ids,
             launches: tasks.into_iter().map(task_to_pb).collect(),
             filters: Some(pb::Filters {
                 refuse_seconds: Some(0.0),
             }),
-        }));
+        });
+        p.charge(call_bytes(&call));
+        p.calls.push(call);
         Ok(())
     }
 
@@ -128,12 +157,14 @@ impl DriverHost for HostDriver {
         for id in &offer_ids {
             p.offers.remove(id);
         }
-        p.calls.push(Call::Decline(pb::scheduler_call::Decline {
+        let call = Call::Decline(pb::scheduler_call::Decline {
             offer_ids,
             filters: Some(pb::Filters {
                 refuse_seconds: Some(filters.refuse_seconds),
             }),
-        }));
+        });
+        p.charge(call_bytes(&call));
+        p.calls.push(call);
     }
 
     fn kill(&mut self, task_id: String) {
@@ -191,6 +222,7 @@ impl DriverHost for HostDriver {
                 "the framework would store {total} bytes of state; the limit is {MAX_STATE_BYTES}"
             ));
         }
+        p.charge(key.len() + value.len());
         p.state.insert(key.clone(), value.clone());
         p.puts.push((key, value));
         Ok(())
@@ -250,16 +282,39 @@ impl DriverHost for HostDriver {
                  scheduler may have; reuse a pending timer's id or wait for one to fire"
             ));
         }
+        p.charge(16);
         p.timer_ids.insert(timer_id);
         p.timers.push((timer_id, delay_ms));
         Ok(())
     }
+
+    fn exhausted(&self) -> Option<String> {
+        let p = lock(&self.pending);
+        if p.queued_calls > MAX_DRIVER_CALLS_PER_CALLBACK {
+            return Some(format!(
+                "the scheduler queued more than {MAX_DRIVER_CALLS_PER_CALLBACK} driver calls in                  one callback; return from the callback to have them applied"
+            ));
+        }
+        if p.queued_bytes > MAX_DRIVER_BYTES_PER_CALLBACK {
+            return Some(format!(
+                "the scheduler queued {} bytes of driver calls in one callback; the limit is                  {MAX_DRIVER_BYTES_PER_CALLBACK}",
+                p.queued_bytes
+            ));
+        }
+        None
+    }
+}
+
+/// What a queued call costs against [`MAX_DRIVER_BYTES_PER_CALLBACK`]: its encoded size.
+fn call_bytes(call: &Call) -> usize {
+    call.encoded_len()
 }
 
 impl HostDriver {
     fn push(&mut self, call: Call) {
         let mut p = lock(&self.pending);
         if p.finish.is_none() {
+            p.charge(call_bytes(&call));
             p.calls.push(call);
         }
     }
@@ -380,6 +435,47 @@ mod tests {
         // At most the burst (plus what the rate refilled while the test ran) was kept.
         assert!(dropped.lines >= n - burst - 1000, "{dropped:?}");
         assert_eq!(dropped.bytes, dropped.lines * 100);
+    }
+
+    #[test]
+    fn driver_calls_past_the_callback_cap_exhaust_the_driver() {
+        let d = &mut driver();
+        for _ in 0..MAX_DRIVER_CALLS_PER_CALLBACK {
+            d.revive();
+        }
+        assert_eq!(d.exhausted(), None, "at the bound");
+        d.kill("t".into());
+        let why = d.exhausted().expect("one past the bound");
+        assert!(
+            why.contains(&MAX_DRIVER_CALLS_PER_CALLBACK.to_string()),
+            "{why}"
+        );
+        // Applying the callback's calls gives the next callback a fresh allowance.
+        let (calls, _, _) = lock(&d.pending).take_queued();
+        assert_eq!(calls.len(), MAX_DRIVER_CALLS_PER_CALLBACK + 1);
+        assert_eq!(d.exhausted(), None);
+        // Re-setting one timer counts too: the queue, not the timer set, is what grows.
+        for _ in 0..=MAX_DRIVER_CALLS_PER_CALLBACK {
+            d.set_timer(1, 1).unwrap();
+        }
+        assert!(d.exhausted().is_some());
+    }
+
+    #[test]
+    fn driver_bytes_past_the_callback_cap_exhaust_the_driver() {
+        let d = &mut driver();
+        let value = vec![7u8; MAX_STATE_VALUE_BYTES];
+        let mut puts = 0;
+        while d.exhausted().is_none() {
+            d.state_put("k".into(), value.clone()).unwrap();
+            puts += 1;
+        }
+        assert_eq!(
+            puts,
+            MAX_DRIVER_BYTES_PER_CALLBACK / (MAX_STATE_VALUE_BYTES + 1) + 1,
+            "the put that crosses the bound is the last"
+        );
+        assert!(d.exhausted().unwrap().contains("bytes of driver calls"));
     }
 
     #[test]

@@ -236,12 +236,8 @@ impl<C: HostContext> Driving<C> {
         }
         let (calls, puts, timers, finish) = {
             let mut p = lock(&self.pending);
-            (
-                std::mem::take(&mut p.calls),
-                std::mem::take(&mut p.puts),
-                std::mem::take(&mut p.timers),
-                p.finish.clone(),
-            )
+            let (calls, puts, timers) = p.take_queued();
+            (calls, puts, timers, p.finish.clone())
         };
         let now = self.ctx.now();
         let mut core = self.ctx.core();
