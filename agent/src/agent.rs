@@ -643,7 +643,8 @@ impl Agent {
             task_id: task.task_id.clone(),
             agent_id: Some(task.agent_id.clone()),
             state,
-            message,
+            // A task's guest or program chose much of this text.
+            message: wasmos_api::limits::cut_status_message(message),
             data,
             uuid: None,
         };

@@ -9,6 +9,25 @@ use crate::native::NativeConfig;
 use crate::sandbox::GcPolicy;
 use crate::status_queue::RetryPolicy;
 
+/// The wall-clock deadline of a Wasm task unless the operator sets another: 1 hour.
+///
+/// A deadline guards against a wedged guest (one blocked forever in a host call, or spinning
+/// with unlimited fuel), not a busy one; an hour outlasts every batch task of the examples by
+/// orders of magnitude (pi's default task takes 15 ms, a 100,000-point logreg partition 1.7 s
+/// in a debug build) and still frees a wedged task's resources within the hour. Mesos has no
+/// Wasm deadline to copy; its closest knob, `--executor_registration_timeout`, bounds startup
+/// only. Long-running services belong in command tasks, which have no deadline.
+pub const DEFAULT_WASM_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The fuel budget of a Wasm task unless the operator sets another: 10^11 units (about one
+/// per Wasm instruction; roughly 30 s to a few minutes of CPU on one core).
+///
+/// Measured with `wasmos task run` on the examples: pi's default task (10^6 samples) burns
+/// 7.5 * 10^7, primes over [0, 10^7) 4.0 * 10^8, a 100,000-point logreg partition's first
+/// iteration 2.1 * 10^9; the budget leaves each a margin of 50x or more, while a guest that
+/// spins is stopped after minutes of CPU instead of holding a core for the whole deadline.
+pub const DEFAULT_WASM_TASK_FUEL: u64 = 100_000_000_000;
+
 /// Settings of one agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -19,7 +38,9 @@ pub struct AgentConfig {
     /// The Wasm runtime. `cache_dir` defaults to `<work_dir>/compiled`.
     pub runtime: RuntimeConfig,
     /// Limits of each Wasm task; the memory cap is replaced by the task's memory when it asks
-    /// for some.
+    /// for some. By default [`TaskLimits::default`] with a deadline of
+    /// [`DEFAULT_WASM_TASK_TIMEOUT`] (1 h) and a fuel budget of [`DEFAULT_WASM_TASK_FUEL`]
+    /// (10^11).
     pub wasm_limits: TaskLimits,
     /// Resending of unacknowledged status updates.
     pub retry: RetryPolicy,
@@ -37,14 +58,25 @@ impl AgentConfig {
             native: NativeConfig::default(),
             runtime: RuntimeConfig::default(),
             wasm_limits: TaskLimits {
-                // A long-running service is a task too; the per-task deadline guards against
-                // a wedged guest, not a busy one.
-                timeout: Duration::from_secs(24 * 3600),
+                timeout: DEFAULT_WASM_TASK_TIMEOUT,
+                fuel: Some(DEFAULT_WASM_TASK_FUEL),
                 ..TaskLimits::default()
             },
             retry: RetryPolicy::default(),
             gc: GcPolicy::default(),
             gc_interval: Duration::from_secs(60),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasm_tasks_get_a_deadline_and_a_fuel_budget_by_default() {
+        let c = AgentConfig::new("/tmp/unused");
+        assert_eq!(c.wasm_limits.timeout, Duration::from_secs(3600));
+        assert_eq!(c.wasm_limits.fuel, Some(100_000_000_000));
     }
 }

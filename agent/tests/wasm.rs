@@ -178,3 +178,43 @@ async fn progress_becomes_a_running_update() {
         "{got:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_messages_are_cut_to_the_bound_with_a_marker() {
+    use wasmos_api::limits::{MAX_STATUS_MESSAGE_BYTES, STATUS_MESSAGE_CUT_MARKER};
+    let dir = tempfile::tempdir().unwrap();
+    let fetcher = Arc::new(MemoryFetcher::new());
+    let digest = fetcher.add(example_bytes("hostile"));
+    let t = start(config(dir.path().to_path_buf()), fetcher).await;
+    // A progress message of 3 times the bound, and a failure whose reason quotes a payload of
+    // 100 times the bound (`unknown hostile payload "..."`).
+    let long = format!("progress:{}", "p".repeat(3 * MAX_STATUS_MESSAGE_BYTES));
+    let huge = "x".repeat(100 * MAX_STATUS_MESSAGE_BYTES);
+    let c = ctx("fw-long", digest);
+    t.agent
+        .launch(&c, wasm_task("p", "e1", &long, 64))
+        .await
+        .unwrap();
+    t.agent
+        .launch(&c, wasm_task("f", "e2", &huge, 64))
+        .await
+        .unwrap();
+    terminal(&t.master, "fw-long", "p").await;
+    terminal(&t.master, "fw-long", "f").await;
+    let cut = |task: &str| {
+        t.master
+            .task_updates("fw-long", task)
+            .into_iter()
+            .map(|u| u.status.message)
+            .find(|m| m.len() > 100)
+    };
+    for task in ["p", "f"] {
+        let m = cut(task).unwrap_or_else(|| panic!("task {task} has a long message"));
+        assert!(
+            m.len() <= MAX_STATUS_MESSAGE_BYTES,
+            "{task}: {} bytes",
+            m.len()
+        );
+        assert!(m.ends_with(STATUS_MESSAGE_CUT_MARKER), "{task}: {m}");
+    }
+}

@@ -119,6 +119,13 @@ impl TaskInfo {
                 self.name.len()
             ));
         }
+        if let Some((at, c)) = crate::limits::first_control_char(&self.name) {
+            return bad(format!(
+                "its name holds the control character U+{:04X} at byte {at}; names are shown \
+                 to people, so give printable text",
+                c as u32
+            ));
+        }
         match &self.kind {
             TaskKind::Wasm { payload, .. } if payload.len() > MAX_PAYLOAD_BYTES => bad(format!(
                 "its payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
@@ -213,6 +220,13 @@ mod tests {
         }
     }
 
+    fn wasm_ok() -> TaskKind {
+        TaskKind::Wasm {
+            executor_id: ExecutorId::new("e").unwrap(),
+            payload: vec![],
+        }
+    }
+
     #[test]
     fn spec_validation_names_the_problem() {
         let wasm = TaskKind::Wasm {
@@ -229,6 +243,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no cpus and no memory"), "{e}");
+        for name in ["a\nb", "\u{1b}[2J", "\0", "x\u{9b}"] {
+            let mut t = task(wasm_ok(), Resources::new(0.1, 0, 0));
+            t.name = name.into();
+            let e = t.validate().unwrap_err().to_string();
+            assert!(e.contains("control character"), "{name:?}: {e}");
+        }
+        let mut t = task(wasm_ok(), Resources::new(0.1, 0, 0));
+        t.name = "π-é tab-free".into();
+        assert!(t.validate().is_ok());
         let cmd = TaskKind::Command {
             argv: vec![],
             env: vec![],

@@ -4,9 +4,50 @@
 //! master, the agent and the Wasm executor check the same number, and the `.proto`/`.wit` docs
 //! can name it. A bound that an input passes through several hops must fit on every hop.
 
-/// The longest guest log line kept, in characters (a scheduler's or an executor's `log` call):
-/// the rest of the line is dropped before it reaches the host's log.
-pub const GUEST_LOG_LINE_MAX_CHARS: usize = 4096;
+/// The longest guest log line kept, in bytes (a scheduler's or an executor's `log` call): a
+/// longer line is cut at a character boundary and ends in `…`.
+pub const GUEST_LOG_LINE_MAX_BYTES: usize = 4096;
+
+/// Log lines per second one framework's guests may write on one host (its scheduler on the
+/// master; all its executors on one agent), on average. Lines past the budget are dropped and
+/// counted, and reported in one line per [`GUEST_LOG_DROP_REPORT_SECONDS`].
+pub const GUEST_LOG_LINES_PER_SECOND: u32 = 100;
+
+/// Log lines one framework may write in a burst, above the rate, before lines are dropped.
+pub const GUEST_LOG_BURST_LINES: u32 = 1000;
+
+/// Log bytes per second one framework's guests may write on one host, on average (64 KiB).
+pub const GUEST_LOG_BYTES_PER_SECOND: u32 = 64 << 10;
+
+/// Log bytes one framework may write in a burst, above the rate (256 KiB): at most this plus
+/// [`GUEST_LOG_BYTES_PER_SECOND`] a second reaches a host's log from one framework.
+pub const GUEST_LOG_BURST_BYTES: u32 = 256 << 10;
+
+/// How often, at most, the host writes the one line that counts a framework's dropped log
+/// lines (`framework X dropped N log lines (M bytes) in the last S s`), in seconds.
+pub const GUEST_LOG_DROP_REPORT_SECONDS: u64 = 10;
+
+// A line of the longest kept length fits the burst, so a well-behaved guest is never cut off
+// by one long line.
+const _: () = assert!(GUEST_LOG_LINE_MAX_BYTES <= GUEST_LOG_BURST_BYTES as usize);
+
+/// Most `driver` calls one hosted scheduler callback may queue (launches, declines, kills,
+/// revives, suppresses, reconciles, state-puts, set-timers), applied when the callback returns.
+/// The next call past it fails the scheduler (its callback traps, its framework fails with a
+/// reason naming this cap): one callback answering 65,536 offers is far beyond any real
+/// cluster's agents.
+pub const MAX_DRIVER_CALLS_PER_CALLBACK: usize = 65_536;
+
+/// Most bytes of `driver` calls one hosted scheduler callback may queue (their encoded size:
+/// task specs, ids, state values), like [`MAX_DRIVER_CALLS_PER_CALLBACK`]: 64 MiB. Without it
+/// one callback could queue the same 64 KiB `state-put` a million times on the master. The
+/// call that crosses it is still queued; the next one fails the scheduler.
+pub const MAX_DRIVER_BYTES_PER_CALLBACK: usize = 64 << 20;
+
+/// Most timers one hosted scheduler may have pending; `driver.set-timer` for a new id past it
+/// fails (the guest gets the error; nothing is logged). Setting a pending id again replaces it
+/// and is always allowed.
+pub const MAX_PENDING_TIMERS: usize = 1024;
 
 /// Most bytes in a Wasm task's payload or a status's `data`. A launch whose payload is larger
 /// is refused at the master with an `ERROR` update naming this limit.
@@ -103,6 +144,35 @@ pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 2048;
 /// once and not resent (reconcile the task again to ask). Updates about tasks the master holds
 /// are not counted here: they are bounded by the framework's tasks.
 pub const MAX_RESENT_ANSWERS_PER_FRAMEWORK: usize = 4 * MAX_TASKS_PER_LAUNCH;
+
+/// Most bytes of a task status's `message` (an agent's reason for a failed task, an executor's
+/// progress, the master's own reasons). A longer one is cut by the agent, and again by the
+/// master for updates from any agent, to end in [`STATUS_MESSAGE_CUT_MARKER`]
+/// ([`cut_status_message`]).
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 4096;
+
+/// What a cut status message ends with.
+pub const STATUS_MESSAGE_CUT_MARKER: &str = "… [message truncated]";
+
+/// `message` cut to at most [`MAX_STATUS_MESSAGE_BYTES`] bytes at a character boundary,
+/// ending in [`STATUS_MESSAGE_CUT_MARKER`] when cut; unchanged when it fits.
+pub fn cut_status_message(message: String) -> String {
+    if message.len() <= MAX_STATUS_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_STATUS_MESSAGE_BYTES - STATUS_MESSAGE_CUT_MARKER.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{STATUS_MESSAGE_CUT_MARKER}", &message[..end])
+}
+
+/// The first control character in `s` (C0, DEL, C1: what can forge lines or drive a
+/// terminal), with its byte offset. Names shown to people (a framework's name and principal,
+/// a task's name) are refused when they hold one.
+pub fn first_control_char(s: &str) -> Option<(usize, char)> {
+    s.char_indices().find(|(_, c)| c.is_control())
+}
 
 /// Why an `Accept` is too large to be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +285,17 @@ mod tests {
             m.contains('…') && m.ends_with("... and 2 more problems"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn status_messages_are_cut_at_the_bound_with_a_marker() {
+        let at = "m".repeat(MAX_STATUS_MESSAGE_BYTES);
+        assert_eq!(cut_status_message(at.clone()), at, "at the bound");
+        let past = cut_status_message("m".repeat(MAX_STATUS_MESSAGE_BYTES + 1));
+        assert_eq!(past.len(), MAX_STATUS_MESSAGE_BYTES, "one past");
+        assert!(past.ends_with(STATUS_MESSAGE_CUT_MARKER));
+        let far = cut_status_message("é".repeat(10 << 20));
+        assert!(far.len() <= MAX_STATUS_MESSAGE_BYTES && far.ends_with(STATUS_MESSAGE_CUT_MARKER));
     }
 
     #[test]

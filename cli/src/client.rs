@@ -14,6 +14,8 @@ use tonic::transport::Channel;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 
+use crate::display::escape_controls_keep_lines;
+
 /// Where commands look for a master unless told, and where `wasmos master` listens unless
 /// told.
 pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
@@ -55,11 +57,14 @@ impl Failure {
     pub fn report(&self, who: &str) -> ExitCode {
         match self {
             Failure::Refused(why) => {
-                eprintln!("{who}: {why}");
+                eprintln!("{who}: {}", escape_controls_keep_lines(why));
                 ExitCode::from(2)
             }
             Failure::Failed(why) => {
-                eprintln!("{who}: the framework failed: {why}");
+                eprintln!(
+                    "{who}: the framework failed: {}",
+                    escape_controls_keep_lines(why)
+                );
                 ExitCode::from(1)
             }
         }

@@ -3,6 +3,7 @@
 mod agent;
 mod client;
 mod dev;
+mod display;
 mod master;
 mod members;
 mod ops;

@@ -17,6 +17,7 @@ use wasmos_api::proto as pb;
 use wasmos_api::{TaskState, convert};
 
 use crate::client::{self, DEFAULT_MASTER, Failure, OperatorClient, status_text_at};
+use crate::display::{escape_controls, escape_controls_keep_lines};
 
 /// How often `wasmos kill` looks at the task while it waits for it to end.
 const KILL_POLL: Duration = Duration::from_millis(100);
@@ -142,11 +143,11 @@ fn exit(who: &str, r: Result<(), OpError>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(OpError::Refused(m)) => {
-            eprintln!("{who}: {m}");
+            eprintln!("{who}: {}", escape_controls_keep_lines(&m));
             ExitCode::from(1)
         }
         Err(OpError::Unreachable(m)) => {
-            eprintln!("{who}: {m}");
+            eprintln!("{who}: {}", escape_controls_keep_lines(&m));
             ExitCode::from(2)
         }
     }
@@ -204,13 +205,25 @@ fn is_terminal(raw: i32) -> bool {
 }
 
 /// Prints rows under a header, each column as wide as its widest cell, two spaces apart; an
-/// empty cell shows as `-`, so that every row has as many words as columns.
+/// empty cell shows as `-`, so that every row has as many words as columns. Control
+/// characters in a cell are escaped ([`escape_controls`]), so a cell is one line.
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(header, rows));
+}
+
+/// The text [`print_table`] prints.
+fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             r.iter()
-                .map(|c| if c.is_empty() { "-".into() } else { c.clone() })
+                .map(|c| {
+                    if c.is_empty() {
+                        "-".into()
+                    } else {
+                        escape_controls(c).into_owned()
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -220,7 +233,8 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let mut text = String::new();
+    let mut line = |cells: Vec<&str>| {
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
@@ -229,12 +243,14 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        text.push_str(out.trim_end());
+        text.push('\n');
     };
     line(header.to_vec());
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
+    text
 }
 
 fn print_json(items: Vec<Value>) {
@@ -535,9 +551,11 @@ async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
         .into_inner();
     let (task, fw) = (&args.task_id, &sent.framework_id);
     eprintln!(
-        "wasmos kill: kill of task {task} (framework {fw}, {}) sent to agent {}",
+        "wasmos kill: kill of task {} (framework {}, {}) sent to agent {}",
+        escape_controls(task),
+        escape_controls(fw),
         state_name(sent.state),
-        sent.agent_id
+        escape_controls(&sent.agent_id)
     );
     if args.timeout.is_zero() {
         return Ok(());
@@ -559,13 +577,21 @@ async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
                 } else {
                     format!(": {}", s.message)
                 };
-                println!("{task} {}{why}", state_name(s.state));
+                println!(
+                    "{} {}{}",
+                    escape_controls(task),
+                    state_name(s.state),
+                    escape_controls(&why)
+                );
                 return Ok(());
             }
             Some(s) => s.state,
             None => {
                 // The framework acknowledged the task's end and the master forgot it.
-                println!("{task} ended (its framework acknowledged the end)");
+                println!(
+                    "{} ended (its framework acknowledged the end)",
+                    escape_controls(task)
+                );
                 return Ok(());
             }
         };
@@ -597,7 +623,7 @@ async fn teardown_inner(args: TeardownArgs) -> Result<(), OpError> {
         .into_inner();
     println!(
         "framework {} torn down: {} tasks killed on {} agents{}",
-        args.framework_id,
+        escape_controls(&args.framework_id),
         done.tasks_killed,
         done.agents,
         if done.hosted {
@@ -620,6 +646,22 @@ mod tests {
         assert_eq!(cpus(250), "0.25");
         assert_eq!(cpus(4000), "4");
         assert_eq!(cpus(1001), "1.001");
+    }
+
+    #[test]
+    fn table_cells_with_control_characters_stay_on_one_line() {
+        let rows = vec![
+            vec!["f1".into(), "evil\nFAKE  ROW\x1b[2J\0".into()],
+            vec!["f2".into(), String::new()],
+        ];
+        let text = render_table(&["ID", "NAME"], &rows);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("evil\\nFAKE  ROW\\u{1b}[2J\\0"), "{text}");
+        assert!(text.lines().nth(2).unwrap().ends_with('-'), "{text}");
     }
 
     #[test]

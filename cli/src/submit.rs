@@ -20,6 +20,7 @@ use wasmos_api::{ComponentDigest, TaskState, convert};
 use crate::client::{
     self, DEFAULT_MASTER, Failure, OperatorClient, connect, find_leader, master_list, status_text,
 };
+use crate::display::{escape_controls, escape_controls_keep_lines};
 
 /// Size of the chunks a component is uploaded in (the API allows up to 1 MiB).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -107,7 +108,8 @@ pub async fn run(args: Args) -> ExitCode {
 pub fn finish(outcome: Result<String, Failure>, who: &str) -> ExitCode {
     match outcome {
         Ok(result) => {
-            println!("{result}");
+            // The framework chose this text: its lines are kept, terminal escapes are not.
+            println!("{}", escape_controls_keep_lines(&result));
             ExitCode::SUCCESS
         }
         Err(f) => f.report(who),
@@ -156,7 +158,11 @@ pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<
         })?
         .into_inner()
         .framework_id;
-    eprintln!("wasmos: submitted {name} as framework {framework_id} to {master}");
+    eprintln!(
+        "wasmos: submitted {} as framework {} to {master}",
+        escape_controls(&name),
+        escape_controls(&framework_id)
+    );
     follow(&mut op, master, &masters, &framework_id).await
 }
 
@@ -319,7 +325,8 @@ async fn follow(
                 if since.elapsed() > LOST_MASTER {
                     clear(tty);
                     return Err(Failure::Refused(format!(
-                        "lost the master at {master} while following framework {framework_id}:                          {}; the framework may still be running there",
+                        "lost the master at {master} while following framework {framework_id}: \
+                         {}; the framework may still be running there",
                         status_text(&s)
                     )));
                 }

@@ -36,7 +36,7 @@ __attribute__((__import_module__("wasmos:framework/driver@0.1.0"), __import_name
 extern void __wasm_import_wasmos_framework_driver_log(int32_t, uint8_t *, size_t);
 
 __attribute__((__import_module__("wasmos:framework/driver@0.1.0"), __import_name__("set-timer")))
-extern void __wasm_import_wasmos_framework_driver_set_timer(int64_t, int64_t);
+extern void __wasm_import_wasmos_framework_driver_set_timer(int64_t, int64_t, uint8_t *);
 
 // Imported Functions from `wasmos:framework/executor-driver@0.1.0`
 
@@ -414,8 +414,29 @@ void wasmos_framework_driver_log(wasmos_framework_driver_log_level_t level, fram
   __wasm_import_wasmos_framework_driver_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
 }
 
-void wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_ms) {
-  __wasm_import_wasmos_framework_driver_set_timer((int64_t) (timer_id), (int64_t) (delay_ms));
+bool wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_ms, framework_string_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_wasmos_framework_driver_set_timer((int64_t) (timer_id), (int64_t) (delay_ms), ptr);
+  wasmos_framework_driver_result_void_string_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (framework_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
 }
 
 void wasmos_framework_executor_driver_log(wasmos_framework_executor_driver_log_level_t level, framework_string_t *message) {

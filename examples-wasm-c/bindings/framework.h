@@ -255,16 +255,25 @@ extern bool wasmos_framework_driver_state_put(framework_string_t *key, framework
 // Ends the framework: `ok` with its result, or `err` with why it failed. Running tasks
 // are killed and executors shut down.
 extern void wasmos_framework_driver_finish(wasmos_framework_driver_result_string_string_t *outcome);
-// Writes a line to the framework's log on the master.
+// Writes a line to the framework's log on the master. A line is cut to 4,096 bytes, and
+// the framework's lines are budgeted: 100 lines and 64 KiB a second, with bursts of 1,000
+// lines and 256 KiB (`wasmos_api::limits::GUEST_LOG_*`). Lines past the budget are
+// dropped and counted in one line of the master's log every 10 s.
 extern void wasmos_framework_driver_log(wasmos_framework_driver_log_level_t level, framework_string_t *message);
-// Calls `scheduler.timer(timer-id)` after `delay-ms` milliseconds. Setting a timer with an
-// id that is already pending replaces it.
-extern void wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_ms);
+// Calls `scheduler.timer(timer-id)` after `delay-ms` milliseconds (at most one day; longer
+// is cut to it). Setting a timer with an id that is already pending replaces it. Fails,
+// setting nothing, when 1,024 timers are pending (`wasmos_api::limits::MAX_PENDING_TIMERS`)
+// and `timer-id` is not one of them, or after `finish`.
+extern bool wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_ms, framework_string_t *err);
 
 // Imported Functions from `wasmos:framework/executor-driver@0.1.0`
-// Writes a line to the task's log on the agent.
+// Writes a line to the task's log on the agent. A line is cut to 4,096 bytes, and the
+// lines of all of a framework's executors on one agent share one budget: 100 lines and
+// 64 KiB a second, with bursts of 1,000 lines and 256 KiB (`wasmos_api::limits::GUEST_LOG_*`).
+// Lines past the budget are dropped and counted in one line of the agent's log every 10 s.
 extern void wasmos_framework_executor_driver_log(wasmos_framework_executor_driver_log_level_t level, framework_string_t *message);
-// Reports progress on the current task; becomes a `running` status with this message.
+// Reports progress on the current task; becomes a `running` status with this message, cut
+// to 4,096 bytes (ending in `… [message truncated]`).
 extern void wasmos_framework_executor_driver_progress(framework_string_t *message);
 // Sends bytes to this framework's scheduler (`scheduler.framework-message`).
 extern void wasmos_framework_executor_driver_send_framework_message(framework_list_u8_t *data);

@@ -129,9 +129,10 @@ void __wasm_import_wasmos_framework_driver_log(int32_t level, uint8_t *p, size_t
     (void)n;
 }
 
-void __wasm_import_wasmos_framework_driver_set_timer(int64_t id, int64_t ms) {
+void __wasm_import_wasmos_framework_driver_set_timer(int64_t id, int64_t ms, uint8_t *ret) {
     (void)id;
     (void)ms;
+    ret[0] = 0; /* ok */
 }
 
 void __wasm_import_wasmos_framework_executor_driver_log(int32_t level, uint8_t *p, size_t n) {

@@ -86,7 +86,9 @@ pub fn finish(outcome: Result<String, String>) {
     imports::finish(outcome.as_deref().map_err(String::as_str));
 }
 
-/// Writes a line to the framework's log on the master.
+/// Writes a line to the framework's log on the master. Lines are cut to 4,096 bytes and
+/// budgeted (100 lines and 64 KiB a second, bursts of 1,000 lines and 256 KiB); lines past the
+/// budget are dropped and counted by the master.
 pub fn log(level: LogLevel, message: &str) {
     imports::log(level, message);
 }
@@ -111,16 +113,17 @@ pub fn error(message: &str) {
     log(LogLevel::Error, message);
 }
 
-/// Calls the scheduler's `timer(timer_id)` after `delay_ms` milliseconds; setting a pending
-/// timer id again replaces it.
-pub fn set_timer(timer_id: u64, delay_ms: u64) {
-    imports::set_timer(timer_id, delay_ms);
+/// Calls the scheduler's `timer(timer_id)` after `delay_ms` milliseconds (at most a day);
+/// setting a pending timer id again replaces it. Fails, setting nothing, when
+/// 1,024 other timers are pending (the master's cap) or the framework has finished.
+pub fn set_timer(timer_id: u64, delay_ms: u64) -> Result<(), String> {
+    imports::set_timer(timer_id, delay_ms)
 }
 
 /// [`set_timer`] with a [`Duration`] (saturating at `u64::MAX` milliseconds).
-pub fn set_timer_after(timer_id: u64, delay: Duration) {
+pub fn set_timer_after(timer_id: u64, delay: Duration) -> Result<(), String> {
     set_timer(
         timer_id,
         u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-    );
+    )
 }

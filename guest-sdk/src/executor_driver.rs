@@ -6,7 +6,9 @@
 use crate::__bindings::wasmos::framework::executor_driver as imports;
 use crate::LogLevel;
 
-/// Writes a line to the current task's log on the agent.
+/// Writes a line to the current task's log on the agent. Lines are cut to 4,096 bytes and
+/// budgeted per framework (100 lines and 64 KiB a second, bursts of 1,000 lines and 256 KiB);
+/// lines past the budget are dropped and counted by the agent.
 pub fn log(level: LogLevel, message: &str) {
     imports::log(level, message);
 }

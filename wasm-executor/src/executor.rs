@@ -31,6 +31,7 @@ use crate::config::{LimitMode, TaskLimits};
 use crate::error::TaskError;
 use crate::host::{HostState, Role};
 use crate::host_api::ExecutorEvent;
+use crate::log_budget::LogBudget;
 use crate::output::CappedOutput;
 use crate::runtime::{LoadedComponent, WasmRuntime, root_message};
 
@@ -101,6 +102,8 @@ pub struct ExecutorPool {
     runtime: WasmRuntime,
     work_dir: PathBuf,
     slots: Mutex<HashMap<SlotKey, Slot>>,
+    /// Each framework's log budget, shared by its executors in this pool.
+    log_budgets: Mutex<HashMap<FrameworkId, Arc<Mutex<LogBudget>>>>,
 }
 
 impl ExecutorPool {
@@ -110,6 +113,7 @@ impl ExecutorPool {
             runtime,
             work_dir: work_dir.into(),
             slots: Mutex::new(HashMap::new()),
+            log_budgets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -138,6 +142,15 @@ impl ExecutorPool {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn log_budget(&self, framework_id: &FrameworkId) -> Arc<Mutex<LogBudget>> {
+        self.log_budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(framework_id.clone())
+            .or_default()
+            .clone()
+    }
+
     fn slot(&self, key: &SlotKey) -> Slot {
         self.lock_slots().entry(key.clone()).or_default().clone()
     }
@@ -162,6 +175,19 @@ impl ExecutorPool {
                 .collect();
             keys.iter().filter_map(|k| map.remove(k)).collect()
         };
+        let budget = self
+            .log_budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(framework_id);
+        // What was dropped since the last report is not left unsaid.
+        if let Some(dropped) = budget.and_then(|b| {
+            b.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .flush(Instant::now())
+        }) {
+            tracing::warn!(target: "wasmos::guest", %framework_id, "{}", dropped.message(framework_id.as_str()));
+        }
         let mut n = 0;
         for slot in slots {
             if slot.lock().await.take().is_some() {
@@ -195,6 +221,8 @@ impl ExecutorPool {
             data.role = Role::Executor {
                 events: req.events.clone(),
                 task_id: req.task_id.to_string(),
+                framework_id: req.framework_id.to_string(),
+                log: self.log_budget(&req.framework_id),
             };
             data.limiter.memory_bytes = limits.memory_bytes;
             data.limiter.denied_memory = None;
@@ -276,6 +304,8 @@ impl ExecutorPool {
         let role = Role::Executor {
             events: None,
             task_id: req.task_id.to_string(),
+            framework_id: req.framework_id.to_string(),
+            log: self.log_budget(&req.framework_id),
         };
         let mut store = self
             .runtime

@@ -5,14 +5,18 @@
 //! and the master. Which half a store belongs to decides which imports work: an executor calling
 //! `driver` (or a scheduler calling `executor-driver`) traps with a message naming the mistake.
 
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use tokio::sync::mpsc;
-use wasmos_api::limits::GUEST_LOG_LINE_MAX_CHARS;
+use wasmos_api::limits::cut_status_message;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::types::{Filters, LogLevel, TaskInfo};
 use crate::bindings::wasmos::framework::{driver, executor_driver, types};
 use crate::host_api::{DriverHost, ExecutorEvent};
+use crate::log_budget::LogBudget;
 
 /// Enforces a store's memory, table and instance caps, and remembers why it refused.
 pub(crate) struct Limiter {
@@ -68,10 +72,13 @@ impl wasmtime::ResourceLimiter for Limiter {
 
 /// Which half of the framework a store runs, with what that half's imports need.
 pub(crate) enum Role {
-    /// An executor instance on an agent. Events of the task currently running go to `events`.
+    /// An executor instance on an agent. Events of the task currently running go to `events`;
+    /// its `log` lines are budgeted by `log`, shared by the framework's executors on this host.
     Executor {
         events: Option<mpsc::UnboundedSender<ExecutorEvent>>,
         task_id: String,
+        framework_id: String,
+        log: Arc<Mutex<LogBudget>>,
     },
     /// A scheduler instance on the master.
     Scheduler { driver: Box<dyn DriverHost> },
@@ -97,7 +104,11 @@ impl WasiView for HostState {
 impl HostState {
     fn driver(&mut self, call: &str) -> wasmtime::Result<&mut dyn DriverHost> {
         match &mut self.role {
-            Role::Scheduler { driver } => Ok(driver.as_mut()),
+            Role::Scheduler { driver } => match driver.exhausted() {
+                // A trap, not an error the guest could ignore and call again.
+                Some(why) => Err(wasmtime::format_err!("driver.{call} refused: {why}")),
+                None => Ok(driver.as_mut()),
+            },
             Role::Executor { .. } => Err(wasmtime::format_err!(
                 "executor called driver.{call}, which only a framework's scheduler may use; \
                  executors report through executor-driver"
@@ -110,7 +121,9 @@ impl HostState {
         call: &str,
     ) -> wasmtime::Result<(&Option<mpsc::UnboundedSender<ExecutorEvent>>, &str)> {
         match &self.role {
-            Role::Executor { events, task_id } => Ok((events, task_id.as_str())),
+            Role::Executor {
+                events, task_id, ..
+            } => Ok((events, task_id.as_str())),
             Role::Scheduler { .. } => Err(wasmtime::format_err!(
                 "scheduler called executor-driver.{call}, which only a framework's executor \
                  may use; schedulers report through driver"
@@ -119,15 +132,20 @@ impl HostState {
     }
 }
 
-pub(crate) fn log_line(level: LogLevel, who: &str, message: &str) {
-    // Guests choose the text; cap it so one call cannot flood the host's log.
-    let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
+/// Writes a guest's line that its framework's [`LogBudget`] admitted (already cut).
+pub(crate) fn log_line(level: LogLevel, framework_id: &str, who: &str, message: &str) {
     match level {
-        LogLevel::Trace => tracing::trace!(target: "wasmos::guest", %who, "{message}"),
-        LogLevel::Debug => tracing::debug!(target: "wasmos::guest", %who, "{message}"),
-        LogLevel::Info => tracing::info!(target: "wasmos::guest", %who, "{message}"),
-        LogLevel::Warn => tracing::warn!(target: "wasmos::guest", %who, "{message}"),
-        LogLevel::Error => tracing::error!(target: "wasmos::guest", %who, "{message}"),
+        LogLevel::Trace => {
+            tracing::trace!(target: "wasmos::guest", %framework_id, %who, "{message}")
+        }
+        LogLevel::Debug => {
+            tracing::debug!(target: "wasmos::guest", %framework_id, %who, "{message}")
+        }
+        LogLevel::Info => tracing::info!(target: "wasmos::guest", %framework_id, %who, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "wasmos::guest", %framework_id, %who, "{message}"),
+        LogLevel::Error => {
+            tracing::error!(target: "wasmos::guest", %framework_id, %who, "{message}")
+        }
     }
 }
 
@@ -135,15 +153,36 @@ impl types::Host for HostState {}
 
 impl executor_driver::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
-        let (_, task_id) = self.executor_events("log")?;
-        log_line(level, task_id, &message);
+        self.executor_events("log")?;
+        let Role::Executor {
+            task_id,
+            framework_id,
+            log,
+            ..
+        } = &self.role
+        else {
+            return Ok(());
+        };
+        // Guests choose how much they write: the framework's budget decides what reaches the
+        // host's log, and the drops are counted in one line per interval.
+        let admission = log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(Instant::now(), &message);
+        if let Some(line) = admission.line {
+            log_line(level, framework_id, task_id, &line);
+        }
+        if let Some(dropped) = admission.report {
+            tracing::warn!(target: "wasmos::guest", %framework_id, "{}", dropped.message(framework_id));
+        }
         Ok(())
     }
 
     fn progress(&mut self, message: String) -> wasmtime::Result<()> {
         let (events, task_id) = self.executor_events("progress")?;
         if let Some(tx) = events {
-            let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
+            // It becomes a status message: cut to that bound, with its marker.
+            let message = cut_status_message(message);
             let _ = tx.send(ExecutorEvent::Progress {
                 task_id: task_id.to_string(),
                 message,
@@ -216,8 +255,7 @@ impl driver::Host for HostState {
         Ok(())
     }
 
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> wasmtime::Result<()> {
-        self.driver("set-timer")?.set_timer(timer_id, delay_ms);
-        Ok(())
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.driver("set-timer")?.set_timer(timer_id, delay_ms))
     }
 }

@@ -15,8 +15,8 @@ pub enum ExecutorEvent {
     Progress {
         /// The task that was running when the guest reported it.
         task_id: String,
-        /// The guest's message, cut to [`wasmos_api::limits::GUEST_LOG_LINE_MAX_CHARS`]
-        /// characters.
+        /// The guest's message, cut to [`wasmos_api::limits::MAX_STATUS_MESSAGE_BYTES`]
+        /// ([`wasmos_api::limits::cut_status_message`]).
         message: String,
     },
     /// `executor-driver.send-framework-message`: bytes for the framework's scheduler.
@@ -53,9 +53,18 @@ pub trait DriverHost: Send + 'static {
     fn state_put(&mut self, key: String, value: Vec<u8>) -> Result<(), String>;
     /// `driver.finish`: ends the framework with its result (`Ok`) or why it failed (`Err`).
     fn finish(&mut self, outcome: Result<String, String>);
-    /// `driver.log`: a line for the framework's log on the master, uncut (the host caps it).
+    /// `driver.log`: a line for the framework's log on the master, uncut: the host cuts it and
+    /// budgets the framework's lines (`wasmos_api::limits::GUEST_LOG_*`, see
+    /// [`crate::log_budget::LogBudget`]).
     fn log(&mut self, level: LogLevel, message: String);
     /// `driver.set-timer`: calls `scheduler.timer(timer_id)` after `delay_ms` milliseconds,
-    /// replacing a pending timer of the same id.
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64);
+    /// replacing a pending timer of the same id; an `Err` (for the guest) when
+    /// [`wasmos_api::limits::MAX_PENDING_TIMERS`] other timers are pending.
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> Result<(), String>;
+    /// `Some(why)` once the scheduler has asked for more in this callback than the host holds
+    /// for it; the host then traps the guest's next `driver` call with `why`, failing the
+    /// callback. By default never.
+    fn exhausted(&self) -> Option<String> {
+        None
+    }
 }

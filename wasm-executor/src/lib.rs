@@ -18,6 +18,7 @@ mod error;
 mod executor;
 mod host;
 mod host_api;
+pub mod log_budget;
 mod output;
 mod runtime;
 mod scheduler;

@@ -245,6 +245,8 @@ impl WasmRuntime {
         let role = Role::Executor {
             events: None,
             task_id: String::new(),
+            framework_id: String::new(),
+            log: Default::default(),
         };
         let mut store = self
             .new_store(limits, role, None, None, None)

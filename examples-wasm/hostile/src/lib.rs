@@ -18,6 +18,7 @@
 //! | `progress:TEXT` | reports `TEXT` with `executor_driver::progress`, returns `progress sent` |
 //! | `driver` | calls the scheduler-only `driver.suppress` from the executor (the host must refuse) |
 //! | `stderr:TEXT` | writes `TEXT` and a newline to stderr, returns `stderr written` |
+//! | `log-flood:N` | writes `N` lines of 100 bytes with `executor_driver::log`, returns `logged N` |
 //!
 //! Anything else fails the task with `unknown hostile payload`.
 //!
@@ -35,6 +36,8 @@
 //! | `overcommit` | launches one task needing 1 CPU and 1 GiB more than the offer holds |
 //! | `greedy:CPU_MILLIS:MEM_MIB:TASK_MS` | fills every offer with sleeping tasks of that size, forever |
 //! | `running-loop` | launches a native `sleep 600` task, then spins once it is `running` (the master must fail the scheduler and kill the task) |
+//! | `log-flood:N` | writes `N` lines of 100 bytes with `driver::log` inside `init`, then behaves as without it |
+//! | `timers:N` | sets `N` timers (ids `0..N`, one hour each) inside `init`, sets timer 0 again, and finishes with `Ok("timers: S set, R refused, reset 0: ok; first refusal: ERROR")` (`reset 0: err: ERROR` if setting a pending id again failed) |
 //!
 //! `foreign-offer` and `overcommit` end the framework with `driver::finish(Err(..))` carrying
 //! the master's reason, `hostile launch refused: REASON`, whether the launch call itself fails
@@ -172,6 +175,16 @@ impl Executor for Hostile {
                 eprintln!("{arg}");
                 Ok(b"stderr written".to_vec())
             }
+            "log-flood" => {
+                let n: u64 = arg
+                    .parse()
+                    .map_err(|e| format!("bad log-flood:N {arg:?}: {e}"))?;
+                let line = "f".repeat(100);
+                for _ in 0..n {
+                    executor_driver::info(&line);
+                }
+                Ok(format!("logged {n}").into_bytes())
+            }
             _ => Err(format!("unknown hostile payload {payload:?}")),
         }
     }
@@ -306,6 +319,29 @@ fn launch_or_finish(offer_ids: &[String], task: TaskInfo) -> bool {
     }
 }
 
+/// `timers:N`: sets `N` one-hour timers, then timer 0 again, and finishes with what the
+/// driver said.
+fn set_timers(n: u64) {
+    let (mut set, mut refused, mut first) = (0u64, 0u64, None);
+    for id in 0..n {
+        match driver::set_timer(id, 3_600_000) {
+            Ok(()) => set += 1,
+            Err(e) => {
+                refused += 1;
+                first.get_or_insert(e);
+            }
+        }
+    }
+    let reset = match driver::set_timer(0, 3_600_000) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("err: {e}"),
+    };
+    driver::finish(Ok(format!(
+        "timers: {set} set, {refused} refused, reset 0: {reset}; first refusal: {}",
+        first.as_deref().unwrap_or("none")
+    )));
+}
+
 /// The scheduler half: hostile in `init` or in its callbacks when asked to be, otherwise
 /// [`DeclineAll`].
 struct HostileScheduler(Mode);
@@ -326,6 +362,21 @@ impl Scheduler for HostileScheduler {
                 "overcommit" => mode = Some(Mode::Overcommit { launched: false }),
                 "greedy" => mode = Some(Mode::Greedy(Greedy::parse(rest)?)),
                 "running-loop" => mode = Some(Mode::RunningLoop { launched: false }),
+                "log-flood" => {
+                    let n: u64 = rest
+                        .parse()
+                        .map_err(|e| format!("bad log-flood:N {rest:?}: {e}"))?;
+                    let line = "s".repeat(100);
+                    for _ in 0..n {
+                        driver::info(&line);
+                    }
+                }
+                "timers" => {
+                    let n: u64 = rest
+                        .parse()
+                        .map_err(|e| format!("bad timers:N {rest:?}: {e}"))?;
+                    set_timers(n);
+                }
                 _ => {}
             }
         }

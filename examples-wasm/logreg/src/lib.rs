@@ -163,8 +163,9 @@ impl LogregScheduler {
         self.started = Instant::now();
         // With nothing cached anywhere there is no locality to wait for.
         self.relaxed = self.holder.iter().all(Option::is_none);
-        if !self.relaxed {
-            driver::set_timer(u64::from(self.iteration), self.wait_ms);
+        if !self.relaxed && driver::set_timer(u64::from(self.iteration), self.wait_ms).is_err() {
+            // Without the timer nothing would end the wait for locality: run anywhere.
+            self.relaxed = true;
         }
         // Also clears the filters of agents declined last iteration.
         self.suppressed = true;

@@ -425,7 +425,8 @@ impl Scheduler for ServiceScheduler {
             s.argv, s.per_task
         ));
         if let Some(ms) = s.run_for_ms {
-            driver::set_timer(STOP_TIMER, ms);
+            driver::set_timer(STOP_TIMER, ms)
+                .map_err(|e| format!("service: cannot set its stop timer: {e}"))?;
         }
         s.publish();
         Ok(s)

@@ -103,6 +103,8 @@ impl MasterCore {
             return;
         };
         status.agent_id = Some(agent.clone());
+        // Agents cut it already; an older or misbehaving one is not trusted to.
+        status.message = wasmos_api::limits::cut_status_message(status.message);
         let task = status.task_id.clone();
         if !self.registry.frameworks.contains_key(&fw) {
             // Its framework is gone: acknowledge so the agent stops resending, and make sure

@@ -44,6 +44,18 @@ impl MasterCore {
                 "principal must be at most {MAX_NAME_LEN} bytes"
             )));
         }
+        for (field, text) in [
+            ("framework_info.name", &info.name),
+            ("framework_info.principal", &info.principal),
+        ] {
+            if let Some((at, c)) = wasmos_api::limits::first_control_char(text) {
+                return Err(CoreError::Invalid(format!(
+                    "{field} holds the control character U+{:04X} at byte {at}; it is shown to \
+                     people, so give printable text",
+                    c as u32
+                )));
+            }
+        }
         validate_role(&info.role)?;
         if let Some(allowed) = &self.config.allowed_roles
             && !allowed.contains(&info.role)

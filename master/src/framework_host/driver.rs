@@ -9,11 +9,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use wasmos_api::limits::{GUEST_LOG_LINE_MAX_CHARS, check_accept_size};
+use wasmos_api::limits::{
+    MAX_DRIVER_BYTES_PER_CALLBACK, MAX_DRIVER_CALLS_PER_CALLBACK, MAX_PENDING_TIMERS,
+    check_accept_size,
+};
 use wasmos_api::proto as pb;
 use wasmos_wasm_executor::DriverHost;
 use wasmos_wasm_executor::bindings::types as wit;
+use wasmos_wasm_executor::log_budget::LogBudget;
 
 use super::convert::{show, task_to_pb};
 use crate::registry::{
@@ -36,6 +41,16 @@ pub(super) struct Pending {
     pub(super) puts: Vec<(String, Vec<u8>)>,
     /// `set-timer`s: (id, delay in ms).
     pub(super) timers: Vec<(u64, u64)>,
+    /// Ids of the timers set and not yet fired (queued in `timers` or running in the driving
+    /// task), at most [`MAX_PENDING_TIMERS`]: the driving task removes an id when it fires.
+    pub(super) timer_ids: HashSet<u64>,
+    /// How much of the guest's `log` reaches the master's log.
+    pub(super) log: LogBudget,
+    /// Calls queued (in `calls`, `puts`, `timers`) since the last callback's were applied, at
+    /// most [`MAX_DRIVER_CALLS_PER_CALLBACK`] before the guest is stopped.
+    pub(super) queued_calls: usize,
+    /// Their bytes, at most [`MAX_DRIVER_BYTES_PER_CALLBACK`] before the guest is stopped.
+    pub(super) queued_bytes: usize,
     /// Set by `finish`; later driver calls are ignored.
     pub(super) finish: Option<FrameworkOutcome>,
     /// The framework's state as the scheduler has written it (the registry's copy plus the
@@ -43,6 +58,25 @@ pub(super) struct Pending {
     pub(super) state: BTreeMap<String, Vec<u8>>,
     /// Offers given to the scheduler and not yet used, declined or rescinded.
     pub(super) offers: HashMap<String, (String, wit::Resources)>,
+}
+
+impl Pending {
+    /// Counts one queued call of `bytes` against the callback's caps.
+    fn charge(&mut self, bytes: usize) {
+        self.queued_calls += 1;
+        self.queued_bytes = self.queued_bytes.saturating_add(bytes);
+    }
+
+    /// Takes what the callback queued, and resets the callback's caps.
+    pub(super) fn take_queued(&mut self) -> (Vec<Call>, Vec<(String, Vec<u8>)>, Vec<(u64, u64)>) {
+        self.queued_calls = 0;
+        self.queued_bytes = 0;
+        (
+            std::mem::take(&mut self.calls),
+            std::mem::take(&mut self.puts),
+            std::mem::take(&mut self.timers),
+        )
+    }
 }
 
 /// The `DriverHost` behind a hosted scheduler's `driver` import: queues, never blocks.
@@ -103,13 +137,15 @@ impl DriverHost for HostDriver {
         for id in &offer_ids {
             p.offers.remove(id);
         }
-        p.calls.push(Call::Accept(pb::scheduler_call::Accept {
+        let call = Call::Accept(pb::scheduler_call::Accept {
             offer_ids,
             launches: tasks.into_iter().map(task_to_pb).collect(),
             filters: Some(pb::Filters {
                 refuse_seconds: Some(0.0),
             }),
-        }));
+        });
+        p.charge(call_bytes(&call));
+        p.calls.push(call);
         Ok(())
     }
 
@@ -121,12 +157,14 @@ impl DriverHost for HostDriver {
         for id in &offer_ids {
             p.offers.remove(id);
         }
-        p.calls.push(Call::Decline(pb::scheduler_call::Decline {
+        let call = Call::Decline(pb::scheduler_call::Decline {
             offer_ids,
             filters: Some(pb::Filters {
                 refuse_seconds: Some(filters.refuse_seconds),
             }),
-        }));
+        });
+        p.charge(call_bytes(&call));
+        p.calls.push(call);
     }
 
     fn kill(&mut self, task_id: String) {
@@ -184,6 +222,7 @@ impl DriverHost for HostDriver {
                 "the framework would store {total} bytes of state; the limit is {MAX_STATE_BYTES}"
             ));
         }
+        p.charge(key.len() + value.len());
         p.state.insert(key.clone(), value.clone());
         p.puts.push((key, value));
         Ok(())
@@ -200,8 +239,17 @@ impl DriverHost for HostDriver {
     }
 
     fn log(&mut self, level: wit::LogLevel, message: String) {
-        let framework_id = lock(&self.pending).framework_id.clone();
-        let message: String = message.chars().take(GUEST_LOG_LINE_MAX_CHARS).collect();
+        let (framework_id, admission) = {
+            let mut p = lock(&self.pending);
+            let a = p.log.admit(Instant::now(), &message);
+            (p.framework_id.clone(), a)
+        };
+        if let Some(dropped) = admission.report {
+            tracing::warn!(target: "wasmos::scheduler", %framework_id, "{}", dropped.message(&framework_id));
+        }
+        let Some(message) = admission.line else {
+            return;
+        };
         match level {
             wit::LogLevel::Trace => {
                 tracing::trace!(target: "wasmos::scheduler", %framework_id, "{message}")
@@ -221,18 +269,52 @@ impl DriverHost for HostDriver {
         }
     }
 
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) {
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> Result<(), String> {
         let mut p = lock(&self.pending);
-        if p.finish.is_none() {
-            p.timers.push((timer_id, delay_ms));
+        if p.finish.is_some() {
+            return Err("the framework has finished".into());
         }
+        // Checked here, so the guest hears of it; nothing is logged, since a guest could call
+        // this a million times in one callback.
+        if !p.timer_ids.contains(&timer_id) && p.timer_ids.len() >= MAX_PENDING_TIMERS {
+            return Err(format!(
+                "timer {timer_id} not set: {MAX_PENDING_TIMERS} timers are pending, the most a \
+                 scheduler may have; reuse a pending timer's id or wait for one to fire"
+            ));
+        }
+        p.charge(16);
+        p.timer_ids.insert(timer_id);
+        p.timers.push((timer_id, delay_ms));
+        Ok(())
     }
+
+    fn exhausted(&self) -> Option<String> {
+        let p = lock(&self.pending);
+        if p.queued_calls > MAX_DRIVER_CALLS_PER_CALLBACK {
+            return Some(format!(
+                "the scheduler queued more than {MAX_DRIVER_CALLS_PER_CALLBACK} driver calls in                  one callback; return from the callback to have them applied"
+            ));
+        }
+        if p.queued_bytes > MAX_DRIVER_BYTES_PER_CALLBACK {
+            return Some(format!(
+                "the scheduler queued {} bytes of driver calls in one callback; the limit is                  {MAX_DRIVER_BYTES_PER_CALLBACK}",
+                p.queued_bytes
+            ));
+        }
+        None
+    }
+}
+
+/// What a queued call costs against [`MAX_DRIVER_BYTES_PER_CALLBACK`]: its encoded size.
+fn call_bytes(call: &Call) -> usize {
+    call.encoded_len()
 }
 
 impl HostDriver {
     fn push(&mut self, call: Call) {
         let mut p = lock(&self.pending);
         if p.finish.is_none() {
+            p.charge(call_bytes(&call));
             p.calls.push(call);
         }
     }
@@ -298,6 +380,103 @@ mod tests {
                 "the offer is still the guest's"
             );
         }
+    }
+
+    #[test]
+    fn set_timer_takes_the_cap_and_tells_the_guest_past_it() {
+        let d = &mut driver();
+        for id in 0..MAX_PENDING_TIMERS as u64 {
+            assert_eq!(
+                d.set_timer(id, 1000),
+                Ok(()),
+                "timer {id} is within the cap"
+            );
+        }
+        let e = d.set_timer(MAX_PENDING_TIMERS as u64, 1000).unwrap_err();
+        assert!(
+            e.contains(&MAX_PENDING_TIMERS.to_string()) && e.contains("pending"),
+            "{e}"
+        );
+        // Far past: every call is refused and nothing more is queued.
+        for id in 0..100_000u64 {
+            assert!(d.set_timer(10_000 + id, 1).is_err());
+        }
+        // A pending id may be set again (it replaces the timer).
+        assert_eq!(d.set_timer(7, 5), Ok(()));
+        let p = lock(&d.pending);
+        assert_eq!(p.timer_ids.len(), MAX_PENDING_TIMERS);
+        assert_eq!(p.timers.len(), MAX_PENDING_TIMERS + 1);
+    }
+
+    #[test]
+    fn a_fired_timer_makes_room_for_another() {
+        let d = &mut driver();
+        for id in 0..MAX_PENDING_TIMERS as u64 {
+            d.set_timer(id, 1000).unwrap();
+        }
+        assert!(d.set_timer(5000, 1).is_err());
+        // What the driving task does when timer 3 fires.
+        lock(&d.pending).timer_ids.remove(&3);
+        assert_eq!(d.set_timer(5000, 1), Ok(()));
+    }
+
+    #[test]
+    fn a_log_flood_is_budgeted_and_counted() {
+        let d = &mut driver();
+        let n = 100_000u64;
+        for _ in 0..n {
+            d.log(wit::LogLevel::Info, "x".repeat(100));
+        }
+        let dropped = lock(&d.pending)
+            .log
+            .flush(Instant::now())
+            .expect("the flood was cut");
+        let burst = u64::from(wasmos_api::limits::GUEST_LOG_BURST_LINES);
+        // At most the burst (plus what the rate refilled while the test ran) was kept.
+        assert!(dropped.lines >= n - burst - 1000, "{dropped:?}");
+        assert_eq!(dropped.bytes, dropped.lines * 100);
+    }
+
+    #[test]
+    fn driver_calls_past_the_callback_cap_exhaust_the_driver() {
+        let d = &mut driver();
+        for _ in 0..MAX_DRIVER_CALLS_PER_CALLBACK {
+            d.revive();
+        }
+        assert_eq!(d.exhausted(), None, "at the bound");
+        d.kill("t".into());
+        let why = d.exhausted().expect("one past the bound");
+        assert!(
+            why.contains(&MAX_DRIVER_CALLS_PER_CALLBACK.to_string()),
+            "{why}"
+        );
+        // Applying the callback's calls gives the next callback a fresh allowance.
+        let (calls, _, _) = lock(&d.pending).take_queued();
+        assert_eq!(calls.len(), MAX_DRIVER_CALLS_PER_CALLBACK + 1);
+        assert_eq!(d.exhausted(), None);
+        // Re-setting one timer counts too: the queue, not the timer set, is what grows.
+        for _ in 0..=MAX_DRIVER_CALLS_PER_CALLBACK {
+            d.set_timer(1, 1).unwrap();
+        }
+        assert!(d.exhausted().is_some());
+    }
+
+    #[test]
+    fn driver_bytes_past_the_callback_cap_exhaust_the_driver() {
+        let d = &mut driver();
+        let value = vec![7u8; MAX_STATE_VALUE_BYTES];
+        let mut puts = 0;
+        // Bounded, so that a driver that never says so fails the test instead of hanging it.
+        while d.exhausted().is_none() && puts <= 2 * MAX_DRIVER_BYTES_PER_CALLBACK / value.len() {
+            d.state_put("k".into(), value.clone()).unwrap();
+            puts += 1;
+        }
+        assert_eq!(
+            puts,
+            MAX_DRIVER_BYTES_PER_CALLBACK / (MAX_STATE_VALUE_BYTES + 1) + 1,
+            "the put that crosses the bound is the last"
+        );
+        assert!(d.exhausted().unwrap().contains("bytes of driver calls"));
     }
 
     #[test]

@@ -28,8 +28,6 @@ use crate::sync::lock;
 
 use pb::scheduler_event::Event;
 
-/// Most timers one hosted scheduler may have pending; further `set-timer` calls are ignored.
-pub const MAX_PENDING_TIMERS: usize = 1024;
 /// Longest timer delay honoured (one day); longer delays are cut to it.
 const MAX_TIMER_DELAY: Duration = Duration::from_secs(24 * 3600);
 /// Most events handled back to back before the acknowledgements they produced are passed on
@@ -114,6 +112,7 @@ impl<C: HostContext> Driving<C> {
                 },
                 Some(id) = timer_rx.recv() => {
                     if self.timers.remove(&id).is_some() {
+                        lock(&self.pending).timer_ids.remove(&id);
                         let r = self.instance.timer(id).await;
                         self.after_callback(r);
                     }
@@ -122,6 +121,16 @@ impl<C: HostContext> Driving<C> {
         }
         for (_, t) in self.timers.drain() {
             t.abort();
+        }
+        let (framework_id, dropped) = {
+            let mut p = lock(&self.pending);
+            (
+                p.framework_id.clone(),
+                p.log.flush(std::time::Instant::now()),
+            )
+        };
+        if let Some(dropped) = dropped {
+            warn!(target: "wasmos::scheduler", "{}", dropped.message(&framework_id));
         }
         let now = self.ctx.now();
         self.ctx
@@ -227,12 +236,8 @@ impl<C: HostContext> Driving<C> {
         }
         let (calls, puts, timers, finish) = {
             let mut p = lock(&self.pending);
-            (
-                std::mem::take(&mut p.calls),
-                std::mem::take(&mut p.puts),
-                std::mem::take(&mut p.timers),
-                p.finish.clone(),
-            )
+            let (calls, puts, timers) = p.take_queued();
+            (calls, puts, timers, p.finish.clone())
         };
         let now = self.ctx.now();
         let mut core = self.ctx.core();
@@ -272,10 +277,7 @@ impl<C: HostContext> Driving<C> {
             if let Some(old) = self.timers.remove(&id) {
                 old.abort();
             }
-            if self.timers.len() >= MAX_PENDING_TIMERS {
-                warn!(timer_id = id, "too many pending timers; set-timer ignored");
-                continue;
-            }
+            // `driver.set-timer` refused ids past `MAX_PENDING_TIMERS` already.
             let Some(tx) = self.timer_tx.clone() else {
                 continue;
             };

@@ -50,7 +50,7 @@ use crate::sync::lock;
 
 use driver::{HostDriver, Pending};
 use driving::Driving;
-pub use driving::MAX_PENDING_TIMERS;
+pub use wasmos_api::limits::MAX_PENDING_TIMERS;
 
 use pb::scheduler_call::Call;
 

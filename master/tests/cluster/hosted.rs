@@ -371,3 +371,29 @@ async fn hosted_state_puts_land_in_the_registry_and_updates_are_acknowledged() {
     assert!(!hosted.task.is_finished(), "service keeps running");
     hosted.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_is_told_when_set_timer_is_past_the_cap() {
+    let (_addr, master) = start_master(fast_config()).await;
+    let hostile = store(&master, example_bytes("hostile"));
+    let host = FrameworkHost::with_runtime(runtime());
+    let n = wasmos_api::limits::MAX_PENDING_TIMERS + 76;
+    let hosted = host
+        .start(
+            &master,
+            hosted_info("hostile", &hostile),
+            vec![format!("timers:{n}")],
+            FrameworkHost::default_limits(),
+        )
+        .await
+        .expect("the hostile framework is registered");
+    let FrameworkOutcome::Succeeded(result) = outcome(&master, hosted).await else {
+        panic!("the timers scheduler finishes with what it was told")
+    };
+    // The guest saw each refusal, and could still set a pending id again.
+    assert!(
+        result.starts_with("timers: 1024 set, 76 refused, reset 0: ok; first refusal: timer 1024"),
+        "{result}"
+    );
+    assert!(result.contains("1024 timers are pending"), "{result}");
+}

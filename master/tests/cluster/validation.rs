@@ -130,6 +130,16 @@ async fn bad_subscriptions_are_refused() {
     assert!(err.message().contains("role"), "{err}");
     let err = refused_subscription(addr, framework_info("", "web", f64::NAN)).await;
     assert!(err.message().contains("failover_timeout_seconds"), "{err}");
+    for name in ["evil\nFAKE LINE", "\u{1b}]0;title\u{7}", "nul\0"] {
+        let mut info = framework_info("", "web", 1.0);
+        info.name = name.into();
+        let err = refused_subscription(addr, info).await;
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name:?}: {err}");
+        assert!(
+            err.message().contains("framework_info.name") && err.message().contains("control"),
+            "{err}"
+        );
+    }
     let err = refused_subscription(addr, framework_info("fw-unknown", "web", 1.0)).await;
     assert!(err.message().contains("not registered"), "{err}");
     let ok = Scheduler::subscribe(addr, framework_info("", "web", 1.0))

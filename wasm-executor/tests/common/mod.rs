@@ -170,7 +170,8 @@ impl DriverHost for Recorder {
     fn log(&mut self, _level: LogLevel, message: String) {
         self.0.lock().unwrap().logs.push(message);
     }
-    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) {
+    fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> Result<(), String> {
         self.0.lock().unwrap().timers.push((timer_id, delay_ms));
+        Ok(())
     }
 }
