@@ -696,14 +696,20 @@ mod tests {
         let at_bound = store.write(vec![Op::PutUpdate(1, vec![7; MAX_HELD_BYTES - 16])]);
         wait_health(&store, false).await;
         // One byte of op past it: refused at once, and so is one far past it.
-        let past = store.write(vec![Op::RemoveUpdate(9)]).await;
+        let refused_at_once = Duration::from_secs(30);
+        let past = tokio::time::timeout(refused_at_once, store.write(vec![Op::RemoveUpdate(9)]))
+            .await
+            .expect("a write past the bound is refused at once, not held");
         assert!(
             matches!(past, Err(StoreError::Unavailable { .. })),
             "{past:?}"
         );
-        let far = store
-            .write(vec![Op::PutUpdate(2, vec![0; 2 * MAX_HELD_BYTES])])
-            .await;
+        let far = tokio::time::timeout(
+            refused_at_once,
+            store.write(vec![Op::PutUpdate(2, vec![0; 2 * MAX_HELD_BYTES])]),
+        )
+        .await
+        .expect("a write far past the bound is refused at once, not held");
         assert!(
             matches!(far, Err(StoreError::Unavailable { .. })),
             "{far:?}"

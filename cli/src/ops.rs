@@ -35,7 +35,10 @@ pub struct MasterArg {
 const AGENTS_JSON: &str = "\
 With --json, prints a JSON array with one object per agent:
   id, hostname, address (strings); reachable (bool: heartbeating); state (\"reachable\" or
-  \"unreachable\"); active_tasks (number of non-terminal tasks); attributes (object of strings);
+  \"unreachable\"); health ({healthy (bool), reason (string, or null when healthy)}: an
+  unhealthy agent, one whose store cannot write, takes no tasks and none of it is offered; the
+  table's STATE then reads \"unhealthy: REASON\"); active_tasks (number of non-terminal tasks);
+  attributes (object of strings);
   total, used, available (resources: what it has, what its non-terminal tasks use, what is
   neither used nor offered). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
 
