@@ -187,7 +187,7 @@ impl Agent {
                 _ => {}
             }
         }
-        let (store, loaded) = Store::open(&store_path)?;
+        let (store, loaded) = Store::open_with_faults(&store_path, config.store_faults.clone())?;
         let agent_id = loaded
             .meta
             .iter()
@@ -236,6 +236,7 @@ impl Agent {
         });
         let agent = Agent { inner };
         tokio::spawn(gc_loop(Arc::downgrade(&agent.inner)));
+        tokio::spawn(health_loop(Arc::downgrade(&agent.inner)));
         let mut report = agent.recover(loaded.tasks).await?;
         report.pending_updates = agent.inner.queue.pending();
         report.killed_unrecorded = agent.kill_unrecorded(&report).await;
@@ -343,6 +344,22 @@ impl Agent {
         self.inner.wasm.pool()
     }
 
+    /// `None` while the agent can take tasks; otherwise why it cannot (its store cannot
+    /// write). An unhealthy agent refuses launches and says so to the master, which offers
+    /// none of its resources until it is healthy again.
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        self.inner
+            .store
+            .unhealthy_reason()
+            .map(|why| format!("the agent's store cannot write: {why}"))
+    }
+
+    /// Watches the agent's health (see [`Agent::unhealthy_reason`]); changes when the store
+    /// fails or recovers.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.inner.store.health()
+    }
+
     /// The agent's configuration.
     pub fn config(&self) -> &AgentConfig {
         &self.inner.config
@@ -442,6 +459,18 @@ impl Agent {
             self.report(&fw, &task, TaskState::Error, e.to_string(), None, vec![])
                 .await?;
             return Ok(TaskState::Error);
+        }
+        if let Some(why) = self.unhealthy_reason() {
+            // Nothing about it could be recorded, so it does not start. The LOST update is
+            // held with the store's other writes and reaches the master once it recovers.
+            tracing::warn!(reason = %why, "launch refused: the agent is unhealthy");
+            let msg = format!(
+                "agent {} is unhealthy and runs no new tasks: {why}",
+                task.agent_id
+            );
+            self.report(&fw, &task, TaskState::Lost, msg, None, vec![])
+                .await?;
+            return Ok(TaskState::Lost);
         }
         let kill = CancellationToken::new();
         {
@@ -764,6 +793,33 @@ impl NativeContainerizer {
                     && crate::launcher::process_alive(n.supervisor_pid)
             }
             ContainerCheckpoint::Wasm { .. } => false,
+        }
+    }
+}
+
+/// When the store turns unhealthy (most often a full disk), removes what garbage collection
+/// can at once rather than at its next round, so that the store can write again sooner.
+async fn health_loop(agent: Weak<Inner>) {
+    let (mut health, stop) = match agent.upgrade() {
+        Some(inner) => (inner.store.health(), inner.stop.clone()),
+        None => return,
+    };
+    loop {
+        tokio::select! {
+            changed = health.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+        if health.borrow_and_update().is_none() {
+            continue;
+        }
+        let Some(inner) = agent.upgrade() else { return };
+        let agent_ref = Agent { inner };
+        let report = tokio::task::spawn_blocking(move || agent_ref.gc_sandboxes()).await;
+        if let Ok(r) = report {
+            tracing::warn!(
+                removed = r.removed.len(),
+                "agent store cannot write; finished sandboxes garbage-collected"
+            );
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub gc: GcPolicy,
     /// How often sandboxes are garbage-collected.
     pub gc_interval: Duration,
+    /// A switch that makes the store's file fail its writes, as a full disk does (for tests of
+    /// what the agent does then). By default `None`: the file as it is.
+    pub store_faults: Option<crate::store::StoreFaults>,
 }
 
 impl AgentConfig {
@@ -65,6 +68,7 @@ impl AgentConfig {
             retry: RetryPolicy::default(),
             gc: GcPolicy::default(),
             gc_interval: Duration::from_secs(60),
+            store_faults: None,
         }
     }
 }

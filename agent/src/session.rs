@@ -378,6 +378,7 @@ async fn session(
                 state: pb::TaskState::from(t.state) as i32,
             })
             .collect(),
+        unhealthy_reason: agent.unhealthy_reason().unwrap_or_default(),
     };
     tx.send(message(pb::agent_message::Message::Register(register)))
         .await
@@ -406,6 +407,7 @@ async fn session(
     *registered = true;
     transport.set(Some(tx.clone()));
     agent.status_queue().resend_now();
+    let mut health = agent.health();
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -441,8 +443,27 @@ async fn session(
                 }
                 None => *messages = None,
             },
+            changed = health.changed() => {
+                if changed.is_err() {
+                    return Ok(true);
+                }
+                health.borrow_and_update();
+                let why = agent.unhealthy_reason();
+                match &why {
+                    Some(why) => tracing::warn!(reason = %why, "agent unhealthy; telling the master"),
+                    None => tracing::info!("agent healthy again; telling the master"),
+                }
+                let hb = message(pb::agent_message::Message::Heartbeat(pb::agent_message::Heartbeat {
+                    unhealthy_reason: why.unwrap_or_default(),
+                }));
+                if tx.send(hb).await.is_err() {
+                    return Ok(true);
+                }
+            }
             _ = ticker.tick() => {
-                let hb = message(pb::agent_message::Message::Heartbeat(pb::agent_message::Heartbeat {}));
+                let hb = message(pb::agent_message::Message::Heartbeat(pb::agent_message::Heartbeat {
+                    unhealthy_reason: agent.unhealthy_reason().unwrap_or_default(),
+                }));
                 if tx.send(hb).await.is_err() {
                     return Ok(true);
                 }

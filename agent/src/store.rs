@@ -6,13 +6,27 @@
 //! and resolves once they are on disk. The writer takes every batch waiting when it starts a
 //! transaction, so many writers share one commit (one fsync): this is what lets the agent
 //! record thousands of task states per second. Reads happen at start-up only.
+//!
+//! # When the disk fails
+//!
+//! A commit that fails (disk full, I/O error) leaves redb refusing every later commit until
+//! the database is closed and opened again. So the writer then marks the store **unhealthy**
+//! (with redb's error as the reason, see [`Store::health`]), closes the database, keeps the
+//! failed batches and every later one in memory, and every [`REOPEN_INTERVAL`] opens the
+//! file again and commits what it holds. Once that succeeds the store is healthy again and the
+//! held writes resolve as written, in their order. What is held is bounded by
+//! [`MAX_HELD_BYTES`]: a write past it fails at once with [`StoreError::Unavailable`] (its
+//! caller sees the error; the held ones are kept).
 
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, oneshot};
+use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
+use tokio::sync::{oneshot, watch};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -20,6 +34,14 @@ const UPDATES: TableDefinition<u64, &[u8]> = TableDefinition::new("status_update
 
 /// Most batches folded into one transaction.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
+
+/// Most bytes of writes (keys and values) held in memory while the store is unhealthy: 32 MiB,
+/// about 100,000 status updates. A write past it fails at once with
+/// [`StoreError::Unavailable`].
+pub const MAX_HELD_BYTES: usize = 32 << 20;
+
+/// How often an unhealthy store tries to open its file again and commit what it holds: 1 s.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The agent's database could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,6 +63,17 @@ pub enum StoreError {
     /// The writer thread is gone (the agent is shutting down), so nothing more is stored.
     #[error("the agent database writer has stopped")]
     Closed,
+    /// The store is unhealthy and already holds [`MAX_HELD_BYTES`] of writes in memory.
+    #[error(
+        "the agent database cannot write ({reason}) and already holds {held_bytes} bytes of \
+         writes in memory; free disk space on the agent's work directory"
+    )]
+    Unavailable {
+        /// Why the store is unhealthy.
+        reason: String,
+        /// Bytes held when this write was refused.
+        held_bytes: usize,
+    },
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -62,9 +95,27 @@ pub enum Op {
     RemoveUpdate(u64),
 }
 
+impl Op {
+    /// Roughly what the op costs in memory while held.
+    fn size(&self) -> usize {
+        16 + match self {
+            Op::PutMeta(k, v) | Op::PutTask(k, v) => k.len() + v.len(),
+            Op::RemoveTask(k) => k.len(),
+            Op::PutUpdate(_, v) => v.len(),
+            Op::RemoveUpdate(_) => 0,
+        }
+    }
+}
+
 struct Batch {
     ops: Vec<Op>,
     done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+impl Batch {
+    fn size(&self) -> usize {
+        self.ops.iter().map(Op::size).sum()
+    }
 }
 
 /// Everything the store held when it was opened.
@@ -78,20 +129,171 @@ pub struct Loaded {
     pub updates: Vec<(u64, Vec<u8>)>,
 }
 
+/// A switch that makes the store's file fail every write and sync (with ENOSPC) while it is
+/// on, as a full or failing disk does, for tests of what the agent does then. Cheap to clone;
+/// clones share the switch. Off by default.
+#[derive(Clone, Debug, Default)]
+pub struct StoreFaults {
+    flag: Arc<AtomicBool>,
+    file: Option<PathBuf>,
+}
+
+impl StoreFaults {
+    /// A switch, off.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A switch that is on while `path` exists (to fail another process's store from a test;
+    /// costs a `stat` per write of the store).
+    pub fn while_file_exists(path: impl Into<PathBuf>) -> Self {
+        StoreFaults {
+            flag: Arc::default(),
+            file: Some(path.into()),
+        }
+    }
+
+    /// Turns failing writes on (`true`) or off.
+    pub fn set_failing(&self, failing: bool) {
+        self.flag.store(failing, Ordering::SeqCst);
+    }
+
+    fn failing(&self) -> bool {
+        self.flag.load(Ordering::SeqCst) || self.file.as_ref().is_some_and(|f| f.exists())
+    }
+}
+
+/// redb's file backend, failing writes while a [`StoreFaults`] switch is on.
+#[derive(Debug)]
+struct FaultyFile {
+    inner: redb::backends::FileBackend,
+    faults: StoreFaults,
+}
+
+impl FaultyFile {
+    fn check(&self) -> Result<(), std::io::Error> {
+        if self.faults.failing() {
+            Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StorageBackend for FaultyFile {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> Result<(), std::io::Error> {
+        self.inner.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+    fn lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+    fn unlock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}
+
+/// Opens the database file, through the fault switch when there is one.
+fn open_db(path: &Path, faults: Option<&StoreFaults>) -> Result<Database, StoreError> {
+    let open_err = |why: String| StoreError::Open {
+        path: path.display().to_string(),
+        why,
+    };
+    match faults {
+        None => Database::create(path).map_err(|e| open_err(e.to_string())),
+        Some(faults) => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| open_err(e.to_string()))?;
+            let inner =
+                redb::backends::FileBackend::new(file).map_err(|e| open_err(e.to_string()))?;
+            Database::builder()
+                .create_with_backend(FaultyFile {
+                    inner,
+                    faults: faults.clone(),
+                })
+                .map_err(|e| open_err(e.to_string()))
+        }
+    }
+}
+
 /// The durable state. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::UnboundedSender<Batch>,
+    tx: std_mpsc::Sender<Batch>,
     commits: Arc<AtomicU64>,
+    health: watch::Receiver<Option<String>>,
 }
 
 impl Store {
     /// Opens (or creates) the database and starts its writer thread; returns what it holds.
     pub fn open(path: &Path) -> Result<(Store, Loaded), StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
+        Self::open_with_faults(path, None)
+    }
+
+    /// [`Store::open`], with the file's writes failing while `faults` is on.
+    pub fn open_with_faults(
+        path: &Path,
+        faults: Option<StoreFaults>,
+    ) -> Result<(Store, Loaded), StoreError> {
+        let db = open_db(path, faults.as_ref())?;
         // Create the tables so that reads find them.
         let w = db.begin_write().map_err(db_err)?;
         w.open_table(META).map_err(db_err)?;
@@ -123,19 +325,37 @@ impl Store {
             }
         }
 
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = std_mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
-        let c = commits.clone();
+        let (health_tx, health) = watch::channel(None);
+        let writer = Writer {
+            path: path.to_path_buf(),
+            faults,
+            db: Some(db),
+            rx,
+            commits: commits.clone(),
+            health: health_tx,
+            held: VecDeque::new(),
+            held_bytes: 0,
+        };
         std::thread::Builder::new()
             .name("wasmos-agent-store".into())
-            .spawn(move || writer(db, rx, c))
+            .spawn(move || writer.run())
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
-        Ok((Store { tx, commits }, loaded))
+        Ok((
+            Store {
+                tx,
+                commits,
+                health,
+            },
+            loaded,
+        ))
     }
 
     /// Applies `ops` atomically and durably; the returned future resolves once they are
     /// committed. The batch is handed to the writer when this is called, not when the future
-    /// is first polled, so the order of calls is the order of writes.
+    /// is first polled, so the order of calls is the order of writes. While the store is
+    /// unhealthy the future waits until it has recovered (see the module docs).
     pub fn write(
         &self,
         ops: Vec<Op>,
@@ -166,26 +386,157 @@ impl Store {
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
+
+    /// `None` while the store writes; otherwise why it cannot (redb's error). Watch it to
+    /// learn of changes.
+    pub fn health(&self) -> watch::Receiver<Option<String>> {
+        self.health.clone()
+    }
+
+    /// Why the store cannot write now, if it cannot.
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        self.health.borrow().clone()
+    }
 }
 
-fn writer(db: Database, mut rx: mpsc::UnboundedReceiver<Batch>, commits: Arc<AtomicU64>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batches = vec![first];
-        while batches.len() < MAX_BATCHES_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(b) => batches.push(b),
-                Err(_) => break,
+/// The writer thread's state.
+struct Writer {
+    path: PathBuf,
+    faults: Option<StoreFaults>,
+    /// `None` after a failed commit closed it, until it opens again.
+    db: Option<Database>,
+    rx: std_mpsc::Receiver<Batch>,
+    commits: Arc<AtomicU64>,
+    health: watch::Sender<Option<String>>,
+    /// Writes waiting for the store to recover, in order.
+    held: VecDeque<Batch>,
+    held_bytes: usize,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            if self.held.is_empty() {
+                let Ok(first) = self.rx.recv() else { return };
+                let mut batches = vec![first];
+                while batches.len() < MAX_BATCHES_PER_COMMIT {
+                    match self.rx.try_recv() {
+                        Ok(b) => batches.push(b),
+                        Err(_) => break,
+                    }
+                }
+                let result = match &self.db {
+                    Some(db) => commit(db, &batches),
+                    None => Err(StoreError::Db("the database is closed".into())),
+                };
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                match result {
+                    Ok(()) => resolve(batches, Ok(())),
+                    Err(e) => {
+                        self.fail(&e);
+                        for b in batches {
+                            self.hold(b);
+                        }
+                    }
+                }
+            } else {
+                // Unhealthy: hold what comes until it is time to try again.
+                let deadline = Instant::now() + REOPEN_INTERVAL;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match self.rx.recv_timeout(left) {
+                        Ok(b) => self.hold(b),
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                        // The agent is shutting down: what is held cannot be written.
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                            let reason = self.reason();
+                            let held: Vec<Batch> = self.held.drain(..).collect();
+                            resolve(
+                                held,
+                                Err(StoreError::Db(format!(
+                                    "not written before shutdown: {reason}"
+                                ))),
+                            );
+                            return;
+                        }
+                    }
+                }
+                self.retry();
             }
         }
+    }
+
+    fn reason(&self) -> String {
+        self.health.borrow().clone().unwrap_or_default()
+    }
+
+    /// A commit failed: close the database (redb refuses every later commit after an I/O
+    /// error until it is opened again) and say why.
+    fn fail(&mut self, e: &StoreError) {
+        self.db = None;
+        let reason = e.to_string();
+        if self.health.borrow().as_deref() != Some(reason.as_str()) {
+            tracing::error!(error = %e, path = %self.path.display(),
+                "agent database cannot write; holding writes in memory and retrying");
+            self.health.send_replace(Some(reason));
+        }
+    }
+
+    /// Keeps a batch for the next try, or refuses it when the bound is reached.
+    fn hold(&mut self, b: Batch) {
+        let size = b.size();
+        if self.held_bytes + size > MAX_HELD_BYTES {
+            let err = StoreError::Unavailable {
+                reason: self.reason(),
+                held_bytes: self.held_bytes,
+            };
+            match b.done {
+                Some(done) => {
+                    let _ = done.send(Err(err));
+                }
+                None => tracing::warn!(error = %err, "dropping a deferred agent database write"),
+            }
+            return;
+        }
+        self.held_bytes += size;
+        self.held.push_back(b);
+    }
+
+    /// Opens the database again and commits everything held in one transaction.
+    fn retry(&mut self) {
+        self.db = None; // Closed before it is opened again: the file is locked while open.
+        let db = match open_db(&self.path, self.faults.as_ref()) {
+            Ok(db) => db,
+            Err(e) => return self.fail(&e),
+        };
+        let batches: Vec<Batch> = self.held.drain(..).collect();
         let result = commit(&db, &batches);
-        commits.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "agent database commit failed");
-        }
-        for b in batches {
-            if let Some(done) = b.done {
-                let _ = done.send(result.clone());
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.held_bytes = 0;
+                self.db = Some(db);
+                tracing::info!(path = %self.path.display(), writes = batches.len(),
+                    "agent database writes again; held writes committed");
+                self.health.send_replace(None);
+                resolve(batches, Ok(()));
             }
+            Err(e) => {
+                drop(db);
+                self.held.extend(batches);
+                self.fail(&e);
+            }
+        }
+    }
+}
+
+fn resolve(batches: Vec<Batch>, result: Result<(), StoreError>) {
+    for b in batches {
+        if let Some(done) = b.done {
+            let _ = done.send(result.clone());
         }
     }
 }
@@ -269,5 +620,103 @@ mod tests {
         assert!(loaded.updates.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(loaded.tasks, vec![("fw/t".to_string(), b"x".to_vec())]);
         assert_eq!(loaded.meta, vec![("agent_id".to_string(), b"a1".to_vec())]);
+    }
+
+    async fn wait_health(store: &Store, healthy: bool) {
+        let mut h = store.health();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            h.wait_for(|r| r.is_none() == healthy),
+        )
+        .await
+        .expect("the store's health did not change")
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_holds_writes_and_commits_them_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let faults = StoreFaults::new();
+        let (store, _) = Store::open_with_faults(&path, Some(faults.clone())).unwrap();
+        store
+            .write(vec![Op::PutUpdate(1, b"before".to_vec())])
+            .await
+            .unwrap();
+        assert_eq!(store.unhealthy_reason(), None);
+
+        faults.set_failing(true);
+        let during = store.write(vec![Op::PutUpdate(2, b"during".to_vec())]);
+        wait_health(&store, false).await;
+        let reason = store.unhealthy_reason().unwrap();
+        assert!(reason.contains("No space left"), "{reason}");
+        // Later writes queue behind it in order, and nothing resolves while the disk fails.
+        let later = store.write(vec![
+            Op::RemoveUpdate(1),
+            Op::PutUpdate(3, b"later".to_vec()),
+        ]);
+        let mut both = Box::pin(async { (during.await, later.await) });
+        assert!(
+            tokio::time::timeout(REOPEN_INTERVAL * 3, &mut both)
+                .await
+                .is_err(),
+            "a write resolved while the disk failed"
+        );
+        assert!(store.unhealthy_reason().is_some());
+
+        faults.set_failing(false);
+        let (a, b) = both.await;
+        a.unwrap();
+        b.unwrap();
+        wait_health(&store, true).await;
+        store
+            .write(vec![Op::PutUpdate(4, b"after".to_vec())])
+            .await
+            .unwrap();
+
+        drop(store);
+        let loaded = loop {
+            match Store::open(&path) {
+                Ok((_, l)) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        let keys: Vec<u64> = loaded.updates.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, vec![2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn held_writes_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let faults = StoreFaults::new();
+        let (store, _) = Store::open_with_faults(&path, Some(faults.clone())).unwrap();
+        faults.set_failing(true);
+        // Exactly at the bound: held.
+        let at_bound = store.write(vec![Op::PutUpdate(1, vec![7; MAX_HELD_BYTES - 16])]);
+        wait_health(&store, false).await;
+        // One byte of op past it: refused at once, and so is one far past it.
+        let refused_at_once = Duration::from_secs(30);
+        let past = tokio::time::timeout(refused_at_once, store.write(vec![Op::RemoveUpdate(9)]))
+            .await
+            .expect("a write past the bound is refused at once, not held");
+        assert!(
+            matches!(past, Err(StoreError::Unavailable { .. })),
+            "{past:?}"
+        );
+        let far = tokio::time::timeout(
+            refused_at_once,
+            store.write(vec![Op::PutUpdate(2, vec![0; 2 * MAX_HELD_BYTES])]),
+        )
+        .await
+        .expect("a write far past the bound is refused at once, not held");
+        assert!(
+            matches!(far, Err(StoreError::Unavailable { .. })),
+            "{far:?}"
+        );
+        faults.set_failing(false);
+        at_bound.await.unwrap();
+        // Once recovered, the room is back.
+        store.write(vec![Op::RemoveUpdate(9)]).await.unwrap();
     }
 }

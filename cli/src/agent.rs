@@ -38,6 +38,10 @@ pub struct Args {
     /// This machine's name as the master shows it (default: the kernel's host name).
     #[arg(long)]
     hostname: Option<String>,
+    /// For tests: the agent's store fails every write (as on a full disk) while this file
+    /// exists.
+    #[arg(long, value_name = "FILE", hide = true)]
+    store_faults_while_exists: Option<PathBuf>,
 }
 
 /// Parses `--attributes` entries `key:value`.
@@ -117,10 +121,12 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
     if let Some(h) = &args.hostname {
         session.hostname = h.clone();
     }
-    Ok(RunConfig {
-        agent: AgentConfig::new(args.work_dir.clone()),
-        session,
-    })
+    let mut agent = AgentConfig::new(args.work_dir.clone());
+    agent.store_faults = args
+        .store_faults_while_exists
+        .clone()
+        .map(wasmos_agent::store::StoreFaults::while_file_exists);
+    Ok(RunConfig { agent, session })
 }
 
 pub async fn run(args: Args) -> ExitCode {

@@ -47,6 +47,11 @@ pub struct Args {
     /// How long an unreachable agent may take to come back before it is removed, in seconds.
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
     agent_removal_timeout: Option<Duration>,
+    /// How long a task sent to an agent may stay STAGING before it is reported LOST (reason
+    /// launch_timeout) and killed should it still start, in seconds; 0 waits forever
+    /// [default: 300].
+    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    launch_timeout: Option<Duration>,
     /// How often schedulers receive a heartbeat event, in seconds.
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
     scheduler_heartbeat_interval: Option<Duration>,
@@ -163,6 +168,9 @@ impl Args {
         }
         if let Some(d) = self.offer_timeout {
             c.offer_timeout = (!d.is_zero()).then_some(d);
+        }
+        if let Some(d) = self.launch_timeout {
+            c.launch_timeout = (!d.is_zero()).then_some(d);
         }
         if let Some(d) = self.agent_heartbeat_interval {
             anyhow::ensure!(

@@ -36,7 +36,10 @@ pub struct MasterArg {
 const AGENTS_JSON: &str = "\
 With --json, prints a JSON array with one object per agent:
   id, hostname, address (strings); reachable (bool: heartbeating); state (\"reachable\" or
-  \"unreachable\"); active_tasks (number of non-terminal tasks); attributes (object of strings);
+  \"unreachable\"); health ({healthy (bool), reason (string, or null when healthy)}: an
+  unhealthy agent, one whose store cannot write, takes no tasks and none of it is offered; the
+  table's STATE then reads \"unhealthy: REASON\"); active_tasks (number of non-terminal tasks);
+  attributes (object of strings);
   total, used, available (resources: what it has, what its non-terminal tasks use, what is
   neither used nor offered). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
 
@@ -271,6 +274,15 @@ fn cut(s: &str, max: usize) -> String {
     }
 }
 
+/// An agent's health in `wasmos agents --json`: `{"healthy": bool, "reason": string|null}`.
+fn health_json(a: &pb::AgentSummary) -> Value {
+    if a.unhealthy_reason.is_empty() {
+        json!({ "healthy": true, "reason": null })
+    } else {
+        json!({ "healthy": false, "reason": a.unhealthy_reason })
+    }
+}
+
 /// `wasmos agents`.
 pub async fn agents(args: AgentsArgs) -> ExitCode {
     exit("wasmos agents", agents_inner(args).await)
@@ -295,6 +307,7 @@ async fn agents_inner(args: AgentsArgs) -> Result<(), OpError> {
                     "address": info.address,
                     "reachable": a.reachable,
                     "state": if a.reachable { "reachable" } else { "unreachable" },
+                    "health": health_json(a),
                     "active_tasks": a.active_tasks,
                     "attributes": attributes,
                     "total": resources_json(info.resources.as_ref()),
@@ -322,12 +335,11 @@ async fn agents_inner(args: AgentsArgs) -> Result<(), OpError> {
                 info.id,
                 info.hostname,
                 info.address,
-                if a.reachable {
-                    "reachable"
-                } else {
-                    "unreachable"
-                }
-                .into(),
+                match (a.reachable, a.unhealthy_reason.is_empty()) {
+                    (false, _) => "unreachable".into(),
+                    (true, true) => "reachable".into(),
+                    (true, false) => format!("unhealthy: {}", a.unhealthy_reason),
+                },
                 a.active_tasks.to_string(),
                 format!("{}/{}", cpus(used.millicpus), cpus(total.millicpus)),
                 format!("{}/{}", used.mem_mb, total.mem_mb),

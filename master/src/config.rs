@@ -36,6 +36,13 @@ pub struct MasterConfig {
     /// which take the state it reports. Default
     /// 10 min, Mesos's agent re-register timeout (`--agent-removal-timeout`).
     pub agent_removal_timeout: Duration,
+    /// How long a task sent to an agent may stay `STAGING` or `STARTING` (the agent has not
+    /// reported it `RUNNING` or ended) before the master reports it `TASK_LOST` (reason
+    /// `launch_timeout`), frees its resources and tells the agent to kill it should it still
+    /// start. Covers a launch lost on its way or an agent that accepts launches but cannot
+    /// carry them out; long enough for a large component's fetch and compilation. `None`
+    /// waits forever. Default 5 min (`--launch-timeout`, 0 for `None`).
+    pub launch_timeout: Option<Duration>,
     /// How often schedulers receive a `heartbeat` event, so they can tell a quiet master from
     /// a lost connection (sent to them at subscription). Must be above zero. Default 15 s
     /// (`--scheduler-heartbeat-interval`).
@@ -164,6 +171,7 @@ impl Default for MasterConfig {
             agent_heartbeat_interval: Duration::from_secs(15),
             agent_unreachable_timeout: Duration::from_secs(75),
             agent_removal_timeout: Duration::from_secs(600),
+            launch_timeout: Some(Duration::from_secs(300)),
             scheduler_heartbeat_interval: Duration::from_secs(15),
             update_resend_interval: Duration::from_secs(10),
             allowed_roles: None,

@@ -159,6 +159,9 @@ pub trait Allocator: Send {
     fn add_agent(&mut self, agent: AgentId, total: Resources) -> Result<(), AllocatorError>;
     /// Changes an agent's total resources (it re-registered with a different size).
     fn update_agent(&mut self, agent: &AgentId, total: Resources) -> Result<(), AllocatorError>;
+    /// Marks an agent able to take tasks (true, the default) or not: nothing of an agent that
+    /// is not usable is offered, what it holds stays counted.
+    fn set_agent_usable(&mut self, agent: &AgentId, usable: bool) -> Result<(), AllocatorError>;
     /// Removes an agent and everything allocated on it.
     fn remove_agent(&mut self, agent: &AgentId) -> Result<(), AllocatorError>;
 

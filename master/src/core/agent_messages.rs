@@ -30,7 +30,10 @@ impl MasterCore {
         }
         c.last_heartbeat_ms = now;
         match message {
-            None | Some(FromAgent::Heartbeat(_)) => {}
+            None => {}
+            Some(FromAgent::Heartbeat(hb)) => {
+                self.set_agent_health(agent, hb.unhealthy_reason, now);
+            }
             Some(FromAgent::Register(_)) => {
                 self.send_agent(
                     agent,

@@ -17,6 +17,10 @@ use crate::allocator::Millis;
 use crate::registry::{AgentRecord, AgentState, Command};
 use crate::tasks::{TaskBook, TaskRecord};
 
+/// Longest reason an agent gives for being unhealthy that the master keeps; longer ones are
+/// cut.
+pub(super) const MAX_UNHEALTHY_REASON_BYTES: usize = 1024;
+
 /// Whether the task is in the book with no update awaiting acknowledgement.
 fn rec_pending_none(tasks: &TaskBook, fw: &FrameworkId, task: &TaskId) -> bool {
     tasks.get(fw, task).is_some_and(|r| r.pending_ack.is_none())
@@ -34,6 +38,7 @@ impl MasterCore {
         reg: pb::agent_message::Register,
         now: Millis,
     ) -> Result<AgentId, CoreError> {
+        let unhealthy_reason = reg.unhealthy_reason;
         let info = reg
             .info
             .ok_or_else(|| CoreError::Invalid("register.info is missing".into()))?;
@@ -102,8 +107,10 @@ impl MasterCore {
                 conn,
                 tx,
                 last_heartbeat_ms: now,
+                unhealthy: None,
             },
         );
+        self.set_agent_health(&id, unhealthy_reason, now);
 
         // Reconcile what the agent runs with what the master believes. The agent is
         // authoritative for what runs; the master for which frameworks exist.
@@ -205,7 +212,7 @@ impl MasterCore {
     /// task already terminal keeps its own pending update (a terminal one with none is
     /// forgotten). `counted` says whether the allocator still counts the task's resources on
     /// its agent.
-    fn lose_task(
+    pub(super) fn lose_task(
         &mut self,
         fw: &FrameworkId,
         task: &TaskId,
@@ -235,6 +242,55 @@ impl MasterCore {
             let _ = self.allocator.recover(fw, &agent, resources, 0, now);
         }
         self.send_master_update(fw, task, reason, now);
+    }
+
+    /// Records what the agent says of its health (`reason` empty: healthy). An agent that
+    /// turns unhealthy has its offers rescinded and nothing of it is offered until it reports
+    /// healthy again; its tasks are left alone (they may still run and report).
+    pub(super) fn set_agent_health(&mut self, agent: &AgentId, reason: String, now: Millis) {
+        let reason = (!reason.is_empty()).then(|| {
+            let mut r = reason;
+            let mut cut = r.len().min(MAX_UNHEALTHY_REASON_BYTES);
+            while !r.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            r.truncate(cut);
+            r
+        });
+        let Some(c) = self.agents.get_mut(agent) else {
+            return;
+        };
+        if c.unhealthy == reason {
+            return;
+        }
+        c.unhealthy = reason.clone();
+        match &reason {
+            Some(why) => {
+                warn!(agent_id = %agent, reason = %why, "agent unhealthy; its resources are not offered");
+                for o in self.offers.remove_for_agent(agent) {
+                    let _ = self
+                        .allocator
+                        .recover(&o.framework, agent, o.resources, 0, now);
+                    self.send_scheduler(
+                        &o.framework,
+                        Event::Rescind(pb::scheduler_event::Rescind {
+                            offer_id: o.id.to_string(),
+                        }),
+                    );
+                }
+            }
+            None => info!(agent_id = %agent, "agent healthy again; its resources are offered"),
+        }
+        if let Err(e) = self.allocator.set_agent_usable(agent, reason.is_none()) {
+            warn!(agent_id = %agent, error = %e, "allocator");
+        }
+        self.want_allocation();
+    }
+
+    /// Why a connected agent said it cannot take tasks; `None` while it can (or is not
+    /// connected).
+    pub fn agent_unhealthy_reason(&self, agent: &AgentId) -> Option<&str> {
+        self.agents.get(agent).and_then(|c| c.unhealthy.as_deref())
     }
 
     /// Rescinds an agent's offers and takes it out of the allocator (if it is in it).

@@ -56,6 +56,7 @@ impl World {
                     attributes: vec![],
                 }),
                 tasks: vec![],
+                unhealthy_reason: String::new(),
             };
             let id = w.core.agent_register(conn, tx, reg, 0).unwrap();
             w.agents.push(rx);

@@ -91,6 +91,8 @@ struct AgentConn {
     conn: ConnId,
     tx: AgentTx,
     last_heartbeat_ms: Millis,
+    /// Why the agent said it cannot take tasks; `None` while it can.
+    unhealthy: Option<String>,
 }
 
 /// Longest framework name, principal, agent hostname or address accepted.
@@ -120,6 +122,8 @@ pub struct MasterCore {
     last_scheduler_heartbeat_ms: Millis,
     /// When `tick` last looked for updates to resend.
     last_resend_scan_ms: Millis,
+    /// When `tick` last looked for launches that timed out.
+    last_launch_scan_ms: Millis,
     wake: Arc<Notify>,
     /// Framework components by digest (an index of the registry's components).
     blobs: BlobStore,
@@ -154,6 +158,7 @@ impl MasterCore {
             next_id: 0,
             last_scheduler_heartbeat_ms: 0,
             last_resend_scan_ms: 0,
+            last_launch_scan_ms: 0,
             blobs,
             wake,
             outbox: None,
@@ -324,6 +329,8 @@ impl MasterCore {
 
 #[cfg(test)]
 mod fairness_tests;
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 mod invariants;
 #[cfg(test)]

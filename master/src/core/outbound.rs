@@ -27,6 +27,7 @@ pub(super) mod reason {
     pub const AGENT_REREGISTERED: &str = "agent_reregistered";
     pub const INVALID_LAUNCH: &str = "invalid_launch";
     pub const UNKNOWN_TASK: &str = "unknown_task";
+    pub const LAUNCH_TIMEOUT: &str = "launch_timeout";
 }
 
 /// A master-made update about a task the task book does not hold, awaiting acknowledgement.

@@ -292,6 +292,7 @@ impl World {
                         attributes: vec![],
                     }),
                     tasks,
+                    unhealthy_reason: String::new(),
                 };
                 if let Ok(agent) = self.core.agent_register(conn, tx, reg, now) {
                     self.agent_ids[a] = Some(agent.clone());

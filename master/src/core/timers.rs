@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use tracing::{debug, info, warn};
 use wasmos_api::proto as pb;
-use wasmos_api::{AgentId, FrameworkId, TaskId, convert};
+use wasmos_api::{AgentId, FrameworkId, TaskId, TaskState, convert};
 
 use super::{Event, MasterCore};
 use crate::allocator::Millis;
@@ -23,6 +23,7 @@ impl MasterCore {
         self.remove_long_unreachable_agents(now);
         self.remove_failed_over_frameworks(now);
         self.resend_unacknowledged_updates(now);
+        self.lose_timed_out_launches(now);
         self.heartbeat_schedulers(now);
     }
 
@@ -182,6 +183,45 @@ impl MasterCore {
                 }
             }
         }
+    }
+
+    /// Tasks `STAGING` or `STARTING` for `launch_timeout` are `LOST`: their resources return,
+    /// their framework hears why, and their agent is told to kill them (a late start dies at
+    /// once; an update from it for the forgotten task is answered with a kill too).
+    fn lose_timed_out_launches(&mut self, now: Millis) {
+        let Some(timeout) = self.config.launch_timeout.map(Self::ms) else {
+            return;
+        };
+        // One step per task: look at most every tenth of the timeout (and at most every
+        // 100 ms), as for resends.
+        if now.saturating_sub(self.last_launch_scan_ms) < (timeout / 10).max(100) {
+            return;
+        }
+        self.last_launch_scan_ms = now;
+        let late: Vec<(FrameworkId, TaskId, AgentId)> = self
+            .tasks
+            .all()
+            .filter(|r| matches!(r.state, TaskState::Staging | TaskState::Starting))
+            .filter(|r| now.saturating_sub(r.updated_ms) >= timeout)
+            .map(|r| (r.framework.clone(), r.id.clone(), r.agent.clone()))
+            .collect();
+        if late.is_empty() {
+            return;
+        }
+        warn!(
+            tasks = late.len(),
+            "launches timed out; their tasks are lost"
+        );
+        for (fw, task, agent) in late {
+            let why = format!(
+                "agent {agent} did not report the task running within the launch timeout \
+                 ({} s); it is killed there should it still start",
+                timeout / 1000
+            );
+            self.lose_task(&fw, &task, &why, reason::LAUNCH_TIMEOUT, true, now);
+            self.kill_on_agent(&agent, vec![(fw, task)]);
+        }
+        self.want_allocation();
     }
 
     /// Every `scheduler_heartbeat_interval`, each connected scheduler gets a `Heartbeat`.

@@ -80,6 +80,10 @@ impl MasterCore {
                         .into(),
                 ),
                 active_tasks: live_by_agent.get(&a.id).map_or(0, |l| l.0),
+                unhealthy_reason: self
+                    .agent_unhealthy_reason(&a.id)
+                    .unwrap_or_default()
+                    .to_string(),
                 used: Some(
                     live_by_agent
                         .get(&a.id)

@@ -278,6 +278,7 @@ impl SimAgent {
                         }],
                     }),
                     tasks,
+                    unhealthy_reason: String::new(),
                 },
             )),
         })
@@ -302,7 +303,7 @@ impl SimAgent {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let hb = pb::AgentMessage {
                     message: Some(pb::agent_message::Message::Heartbeat(
-                        pb::agent_message::Heartbeat {},
+                        pb::agent_message::Heartbeat::default(),
                     )),
                 };
                 if hb_tx.send(hb).await.is_err() {

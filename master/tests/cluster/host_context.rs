@@ -97,6 +97,7 @@ async fn a_hosted_scheduler_waits_for_its_state_to_commit_and_is_listed_while_it
                     attributes: vec![],
                 }),
                 tasks: vec![],
+                unhealthy_reason: String::new(),
             },
             now,
         )

@@ -31,6 +31,7 @@ impl Allocator for DrfAllocator {
             total,
             allocated: Resources::ZERO,
             by_framework: Vec::new(),
+            usable: true,
         }));
         self.agent_index.insert(agent, a);
         self.total = new_total;
@@ -54,6 +55,13 @@ impl Allocator for DrfAllocator {
         self.ag_mut(a).total = total;
         self.total = new_total;
         self.shares_dirty = true;
+        self.refresh_free(a);
+        Ok(())
+    }
+
+    fn set_agent_usable(&mut self, agent: &AgentId, usable: bool) -> Result<(), AllocatorError> {
+        let a = self.agent_idx(agent)?;
+        self.ag_mut(a).usable = usable;
         self.refresh_free(a);
         Ok(())
     }

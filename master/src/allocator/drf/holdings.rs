@@ -13,7 +13,7 @@ use super::DrfAllocator;
 impl DrfAllocator {
     pub(super) fn refresh_free(&mut self, a: u32) {
         let available = self.ag(a).available();
-        if self.config.allocatable(&available) {
+        if self.ag(a).usable && self.config.allocatable(&available) {
             self.free.insert(a);
         } else {
             self.free.remove(&a);

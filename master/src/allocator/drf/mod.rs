@@ -64,6 +64,9 @@ struct AgentSlot {
     allocated: Resources,
     /// What each framework (slab index) holds here; usually zero to a few entries.
     by_framework: Vec<(u32, Resources)>,
+    /// False while the agent cannot take tasks (it reported itself unhealthy): nothing of it
+    /// is offered.
+    usable: bool,
 }
 
 impl AgentSlot {

@@ -1,0 +1,290 @@
+//! An agent whose store cannot write (its disk full, simulated by the agent's hidden
+//! `--store-faults-while-exists FILE` switch) against a real `wasmos master`: it reports
+//! itself unhealthy, gets no offers, `wasmos agents` says why; once the disk writes again it
+//! reopens its store, reports healthy, delivers the status update it made during the fault, and
+//! a framework's new task completes.
+
+use std::future::Future;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
+
+mod common;
+
+use common::{WAIT, example, operator, output, spawn_agent, start_master};
+use pb::scheduler_call::Call;
+use pb::scheduler_event::Event;
+
+async fn ok(addr: &str, args: &[&str]) -> String {
+    let out: Output = output(&[args, &["--master", addr]].concat()).await;
+    assert!(
+        out.status.success(),
+        "wasmos {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+async fn agents_json(addr: &str) -> Vec<Value> {
+    let out = ok(addr, &["agents", "--json"]).await;
+    match serde_json::from_str(&out) {
+        Ok(Value::Array(items)) => items,
+        other => panic!("wasmos agents --json printed no JSON array ({other:?}): {out}"),
+    }
+}
+
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Scheduler {
+    tx: mpsc::Sender<pb::SchedulerCall>,
+    events: tonic::Streaming<pb::SchedulerEvent>,
+}
+
+impl Scheduler {
+    async fn subscribe(addr: &str, component_sha256: &str) -> Self {
+        let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("the scheduler API answers");
+        let (tx, rx) = mpsc::channel(64);
+        tx.send(pb::SchedulerCall {
+            call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
+                framework_info: Some(pb::FrameworkInfo {
+                    id: String::new(),
+                    name: "health".into(),
+                    role: "tests".into(),
+                    principal: "tester".into(),
+                    failover_timeout_seconds: 0.0,
+                    component_sha256: component_sha256.into(),
+                }),
+            })),
+        })
+        .await
+        .unwrap();
+        let events = client
+            .subscribe(ReceiverStream::new(rx))
+            .await
+            .expect("subscribed")
+            .into_inner();
+        Scheduler { tx, events }
+    }
+
+    async fn call(&self, call: Call) {
+        self.tx
+            .send(pb::SchedulerCall { call: Some(call) })
+            .await
+            .unwrap();
+    }
+
+    /// The next event before `deadline`, or `None` when none came.
+    async fn event_before(&mut self, deadline: tokio::time::Instant) -> Option<Event> {
+        match tokio::time::timeout_at(deadline, self.events.message()).await {
+            Err(_) => None,
+            Ok(Ok(Some(m))) => m.event,
+            Ok(other) => panic!("the scheduler stream ended: {other:?}"),
+        }
+    }
+
+    /// Skips events until `f` picks one.
+    async fn next<T>(&mut self, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let e = self
+                .event_before(deadline)
+                .await
+                .expect("the awaited event in time");
+            if let Some(t) = f(&e) {
+                return t;
+            }
+        }
+    }
+
+    async fn offer(&mut self) -> pb::Offer {
+        self.next(|e| match e {
+            Event::Offers(o) => o.offers.first().cloned(),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next update of `task` in `state`, acknowledging every update on the way.
+    async fn update(&mut self, task: &str, state: pb::TaskState) -> pb::TaskStatus {
+        loop {
+            let s = self
+                .next(|e| match e {
+                    Event::Update(u) => u.status.clone(),
+                    _ => None,
+                })
+                .await;
+            self.ack(&s).await;
+            if s.task_id == task && s.state == state as i32 {
+                return s;
+            }
+        }
+    }
+
+    async fn ack(&self, s: &pb::TaskStatus) {
+        self.call(Call::Acknowledge(pb::scheduler_call::Acknowledge {
+            agent_id: s.agent_id.clone(),
+            task_id: s.task_id.clone(),
+            uuid: s.uuid.clone(),
+        }))
+        .await;
+    }
+
+    async fn launch(&self, offer: &pb::Offer, id: &str, payload: &str) {
+        let task = pb::TaskInfo {
+            task_id: id.into(),
+            name: id.into(),
+            agent_id: offer.agent_id.clone(),
+            resources: Some(pb::Resources {
+                millicpus: 250,
+                mem_mb: 64,
+                disk_mb: 0,
+            }),
+            kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+                executor_id: format!("exec-{id}"),
+                payload: payload.as_bytes().to_vec(),
+            })),
+        };
+        self.call(Call::Accept(pb::scheduler_call::Accept {
+            offer_ids: vec![offer.id.clone()],
+            launches: vec![task],
+            filters: Some(pb::Filters {
+                refuse_seconds: Some(1.0),
+            }),
+        }))
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_store_fails_is_unhealthy_and_recovers_without_losing_an_update() {
+    let (mut master, addr) = start_master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fault = dir.path().join("disk-full");
+    let mut agent = spawn_agent(
+        &addr,
+        &dir.path().join("agent"),
+        &[
+            "--resources",
+            "cpus:4;mem:4096;disk:1000",
+            "--store-faults-while-exists",
+            fault.to_str().unwrap(),
+        ],
+    );
+    until("the agent registers", || async {
+        let a = agents_json(&addr).await;
+        (a.len() == 1 && a[0]["health"]["healthy"] == true).then_some(())
+    })
+    .await;
+
+    let bytes = std::fs::read(example("hostile")).unwrap();
+    let digest = operator(&addr)
+        .await
+        .upload_component(tokio_stream::iter(vec![pb::UploadComponentChunk {
+            expected_sha256: String::new(),
+            data: bytes,
+        }]))
+        .await
+        .expect("upload accepted")
+        .into_inner()
+        .sha256;
+    let mut sched = Scheduler::subscribe(&addr, &digest).await;
+    let offer = sched.offer().await;
+    sched.launch(&offer, "sleeper", "sleep:600000").await;
+    sched.update("sleeper", pb::TaskState::Running).await;
+
+    // The disk fills. The agent says so; its offers go and do not come back (the accept's
+    // remainder was refused for only 1 s).
+    std::fs::write(&fault, b"").unwrap();
+    let agents = until("the agent reports itself unhealthy", || async {
+        let a = agents_json(&addr).await;
+        (a[0]["health"]["healthy"] == false).then_some(a)
+    })
+    .await;
+    let reason = agents[0]["health"]["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("store cannot write") && reason.contains("No space left"),
+        "{reason}"
+    );
+    assert_eq!(agents[0]["reachable"], true, "{agents:?}");
+    let table = ok(&addr, &["agents"]).await;
+    assert!(
+        table.contains("unhealthy: the agent's store cannot write"),
+        "{table}"
+    );
+
+    // A kill during the fault: the agent kills the task, but its KILLED update cannot be
+    // written, so it is held and not sent yet; and no offer comes.
+    sched
+        .call(Call::Kill(pb::scheduler_call::Kill {
+            task_id: "sleeper".into(),
+            agent_id: offer.agent_id.clone(),
+        }))
+        .await;
+    // An offer made before the agent turned unhealthy may still be on its way; it is
+    // rescinded after it. None may stand at the end.
+    let mut standing = std::collections::HashSet::new();
+    let quiet_until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Some(e) = sched.event_before(quiet_until).await {
+        match e {
+            Event::Offers(o) => standing.extend(o.offers.into_iter().map(|o| o.id)),
+            Event::Rescind(r) => {
+                standing.remove(&r.offer_id);
+            }
+            Event::Update(u) => {
+                let s = u.status.unwrap_or_default();
+                assert_ne!(
+                    s.state,
+                    pb::TaskState::Killed as i32,
+                    "KILLED was sent while the store could not write it: {s:?}"
+                );
+                sched.ack(&s).await;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        standing.is_empty(),
+        "an unhealthy agent's resources were offered: {standing:?}"
+    );
+
+    // The disk is freed: the agent reopens its store, the held update arrives, the agent is
+    // healthy and offered again, and a new task completes.
+    std::fs::remove_file(&fault).unwrap();
+    let killed = sched.update("sleeper", pb::TaskState::Killed).await;
+    assert_eq!(killed.agent_id, offer.agent_id);
+    until("the agent reports itself healthy", || async {
+        let a = agents_json(&addr).await;
+        (a[0]["health"]["healthy"] == true && a[0]["health"]["reason"].is_null()).then_some(())
+    })
+    .await;
+    let offer = sched.offer().await;
+    sched.launch(&offer, "after", "echo:done").await;
+    sched.update("after", pb::TaskState::Finished).await;
+
+    let _ = agent.kill().await;
+    let _ = master.kill().await;
+}
