@@ -74,6 +74,12 @@ pub enum BlobError {
          with the wasmos-guest SDK or against wit/framework.wit"
     )]
     NotAFramework(String),
+    /// A component over one of the content bounds
+    /// ([`wasmos_api::limits::COMPONENT_BOUNDS`]: functions, code, nesting, data, modules,
+    /// instances, imports and exports), refused before anything compiles it. The text names
+    /// the bound, the value and the limit.
+    #[error("component refused before compiling: {0}")]
+    Contents(#[from] wasmos_api::component_contents::ContentsError),
     /// An upload whose bytes do not hash to the digest its first chunk announced.
     #[error(
         "the uploaded bytes hash to {actual}, not to the expected {expected}; the upload is \
@@ -121,7 +127,8 @@ impl BlobStore {
     }
 
     /// Checks that `bytes` may be stored at all (size, preamble, the `wasmos:framework` world's
-    /// exports and imports; see [`check_framework_world`]), before hashing them.
+    /// exports and imports, see [`check_framework_world`]; then what it contains, see
+    /// [`wasmos_api::component_contents::check_contents`]), before hashing them.
     pub fn check(&self, bytes: &[u8]) -> Result<(), BlobError> {
         let size = bytes.len() as u64;
         if size > self.max_blob_bytes {
@@ -130,7 +137,12 @@ impl BlobStore {
                 limit: self.max_blob_bytes,
             });
         }
-        check_framework_world(bytes)
+        check_framework_world(bytes)?;
+        wasmos_api::component_contents::check_contents(
+            bytes,
+            &wasmos_api::limits::COMPONENT_BOUNDS,
+        )?;
+        Ok(())
     }
 
     /// Stores `bytes` under `digest`, which must be `Digest::of(&bytes)`. Storing a blob that
@@ -412,6 +424,52 @@ mod tests {
         }
         section(11, &out, &mut b);
         b
+    }
+
+    /// A framework component (pi) with one more core module of `functions` empty functions
+    /// that nothing instantiates, encoded by hand.
+    fn pi_with_unused_module(functions: usize) -> Vec<u8> {
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        section(1, &[0x01, 0x60, 0x00, 0x00], &mut module);
+        let mut funcs = Vec::new();
+        leb(functions, &mut funcs);
+        funcs.extend(std::iter::repeat_n(0u8, functions));
+        section(3, &funcs, &mut module);
+        let mut code = Vec::new();
+        leb(functions, &mut code);
+        for _ in 0..functions {
+            code.extend_from_slice(&[0x02, 0x00, 0x0b]);
+        }
+        section(10, &code, &mut module);
+        let mut bytes = example("pi");
+        section(1, &module, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_framework_with_an_unused_module_of_too_many_functions_is_refused() {
+        use wasmos_api::limits::MAX_COMPONENT_FUNCTIONS;
+        let store = BlobStore::new(64 << 20, 1 << 30);
+        // pi's own 223 functions plus the extra module's, at the bound.
+        let own = wasmos_api::component_contents::check_contents(
+            &example("pi"),
+            &wasmos_api::limits::COMPONENT_BOUNDS,
+        )
+        .unwrap()
+        .functions as usize;
+        let at_bound = pi_with_unused_module(MAX_COMPONENT_FUNCTIONS as usize - own);
+        store.check(&at_bound).unwrap();
+        for extra in [MAX_COMPONENT_FUNCTIONS as usize - own + 1, 100_000] {
+            let e = store.check(&pi_with_unused_module(extra)).unwrap_err();
+            assert!(matches!(e, BlobError::Contents(_)), "{e:?}");
+            let text = e.to_string();
+            assert!(
+                text.contains("MAX_COMPONENT_FUNCTIONS")
+                    && text.contains(&format!("{}", own + extra))
+                    && text.contains("before compiling"),
+                "{text}"
+            );
+        }
     }
 
     const SCHEDULER: &str = "wasmos:framework/scheduler@0.1.0";

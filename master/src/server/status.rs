@@ -157,6 +157,7 @@ fn blob_status(e: BlobError) -> Status {
         BlobError::BadDigest { .. }
         | BlobError::NotAComponent
         | BlobError::NotAFramework(_)
+        | BlobError::Contents(_)
         | BlobError::DigestMismatch { .. } => Status::invalid_argument(e.to_string()),
     }
 }
