@@ -14,7 +14,7 @@
 //! 0.2 packages the host links. Everything else (types, code) is validated when the framework
 //! host compiles the component.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The component preamble and the digest type live in `wasmos-api`, shared with the agent and
@@ -91,6 +91,25 @@ pub enum BlobError {
         /// The digest of the bytes received.
         actual: Digest,
     },
+    /// Storing the component would take the bytes of components no framework references
+    /// (uploads not yet subscribed, components of ended frameworks not yet collected) past
+    /// their cap. An upload counts against this until a framework names it, so a client with
+    /// no framework cannot fill the store.
+    #[error(
+        "components no framework references hold {used} of {limit} bytes, and this one of \
+         {size} bytes would pass the cap; subscribe a framework with an uploaded component \
+         first, delete unused ones (wasmos components delete), or wait for them to be \
+         collected"
+    )]
+    UnreferencedFull {
+        /// The refused component's size, in bytes.
+        size: u64,
+        /// The bytes of unreferenced components already held.
+        used: u64,
+        /// The cap,
+        /// [`MasterConfig::max_unreferenced_component_bytes`](crate::MasterConfig::max_unreferenced_component_bytes).
+        limit: u64,
+    },
     /// No component with this digest is stored: a framework names a component that was
     /// never uploaded (or was uploaded to a master whose store was lost).
     #[error(
@@ -100,13 +119,27 @@ pub enum BlobError {
     Unknown(Digest),
 }
 
-/// Components by digest, with a per-component and a total size cap.
+/// Components by digest, with a per-component and a total size cap, and for each when a
+/// framework last needed it (for [`BlobStore::collectible`]).
+///
+/// A framework names one component, so the per-component cap is also each framework's quota
+/// of the store (uploads carry no principal yet to hold a quota per tenant). Components no
+/// framework references are capped together ([`BlobStore::check_unreferenced_room`]) and
+/// collected after a grace period.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
-    blobs: BTreeMap<Digest, Arc<Vec<u8>>>,
+    blobs: BTreeMap<Digest, Stored>,
     used_bytes: u64,
     max_blob_bytes: u64,
     max_total_bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Stored {
+    bytes: Arc<Vec<u8>>,
+    /// When a sweep last found it referenced (or first saw it), master clock in
+    /// milliseconds; `None` until the first sweep after it was stored.
+    needed_ms: Option<u64>,
 }
 
 impl BlobStore {
@@ -161,7 +194,13 @@ impl BlobStore {
             });
         }
         self.used_bytes += size;
-        self.blobs.insert(digest, Arc::new(bytes));
+        self.blobs.insert(
+            digest,
+            Stored {
+                bytes: Arc::new(bytes),
+                needed_ms: None,
+            },
+        );
         Ok(())
     }
 
@@ -172,14 +211,79 @@ impl BlobStore {
             return;
         }
         self.used_bytes += bytes.len() as u64;
-        self.blobs.insert(digest, bytes);
+        self.blobs.insert(
+            digest,
+            Stored {
+                bytes,
+                needed_ms: None,
+            },
+        );
+    }
+
+    /// Drops the component with this digest; returns its size, or `None` if it was not held.
+    pub fn remove(&mut self, digest: &Digest) -> Option<u64> {
+        let stored = self.blobs.remove(digest)?;
+        let size = stored.bytes.len() as u64;
+        self.used_bytes -= size;
+        Some(size)
+    }
+
+    /// Bytes of the components not in `referenced`.
+    pub fn unreferenced_bytes(&self, referenced: &BTreeSet<Digest>) -> u64 {
+        self.blobs
+            .iter()
+            .filter(|(d, _)| !referenced.contains(d))
+            .map(|(_, s)| s.bytes.len() as u64)
+            .sum()
+    }
+
+    /// Refuses a new component of `size` bytes (not yet held) if the components not in
+    /// `referenced` would then hold more than `limit` bytes. A component already held is
+    /// always accepted (storing it again changes nothing).
+    pub fn check_unreferenced_room(
+        &self,
+        digest: &Digest,
+        size: u64,
+        referenced: &BTreeSet<Digest>,
+        limit: u64,
+    ) -> Result<(), BlobError> {
+        if self.contains(digest) {
+            return Ok(());
+        }
+        let used = self.unreferenced_bytes(referenced);
+        if used.saturating_add(size) > limit {
+            return Err(BlobError::UnreferencedFull { size, used, limit });
+        }
+        Ok(())
+    }
+
+    /// One garbage-collection sweep at `now`: components in `referenced` are marked needed
+    /// now, ones never swept before start their grace now, and the digests of those not
+    /// referenced for more than `grace_ms` are returned (the caller deletes them). A component
+    /// uploaded before its framework subscribes therefore has at least `grace_ms` to be named.
+    pub fn collectible(
+        &mut self,
+        referenced: &BTreeSet<Digest>,
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> Vec<Digest> {
+        let mut out = Vec::new();
+        for (digest, stored) in &mut self.blobs {
+            match stored.needed_ms {
+                _ if referenced.contains(digest) => stored.needed_ms = Some(now_ms),
+                None => stored.needed_ms = Some(now_ms),
+                Some(t) if now_ms.saturating_sub(t) > grace_ms => out.push(*digest),
+                Some(_) => {}
+            }
+        }
+        out
     }
 
     /// The component with this digest.
     pub fn get(&self, digest: &Digest) -> Result<Arc<Vec<u8>>, BlobError> {
         self.blobs
             .get(digest)
-            .cloned()
+            .map(|s| s.bytes.clone())
             .ok_or(BlobError::Unknown(*digest))
     }
 

@@ -25,6 +25,7 @@ impl MasterCore {
         self.remove_failed_over_frameworks(now);
         self.resend_unacknowledged_updates(now);
         self.heartbeat_schedulers(now);
+        self.collect_unreferenced_components(now);
     }
 
     /// Offers past their timeout are rescinded and their resources return to the pool.

@@ -151,9 +151,9 @@ impl From<ServiceError> for Status {
 fn blob_status(e: BlobError) -> Status {
     match e {
         BlobError::Unknown(_) => Status::not_found(e.to_string()),
-        BlobError::TooLarge { .. } | BlobError::StoreFull { .. } => {
-            Status::resource_exhausted(e.to_string())
-        }
+        BlobError::TooLarge { .. }
+        | BlobError::StoreFull { .. }
+        | BlobError::UnreferencedFull { .. } => Status::resource_exhausted(e.to_string()),
         BlobError::BadDigest { .. }
         | BlobError::NotAComponent
         | BlobError::NotAFramework(_)
