@@ -11,8 +11,13 @@
 //! nested core modules and components, so it costs microseconds however large the component)
 //! and refuses one that does not export `wasmos:framework/scheduler` and
 //! `wasmos:framework/executor`, or imports anything but the world's own interfaces and the WASI
-//! 0.2 packages the host links. Everything else (types, code) is validated when the framework
-//! host compiles the component.
+//! 0.2 packages the host links. Then [`wasmos_api::component_contents::check_contents`] walks
+//! every nested module and refuses one over a content bound (functions, code, nesting, data,
+//! ...), so nothing the master stores costs unbounded memory to compile. Types and code are
+//! validated when the framework host compiles the component.
+//!
+//! Deleting (an operator's, or the leader's collection of components no framework names) goes
+//! through the registry too (`Command::DeleteComponent`); see `core/components.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
