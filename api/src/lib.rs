@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod component;
+pub mod component_contents;
 pub mod convert;
 pub mod ids;
 pub mod launch;

@@ -323,3 +323,76 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// What a framework component may contain.
+
+/// Bounds on what a component contains, checked by
+/// [`crate::component_contents::check_contents`] before anything compiles it: at the master's
+/// upload (`UploadComponent` is refused with `INVALID_ARGUMENT` naming the bound) and in the
+/// Wasm runtime before it compiles (the agent and the framework host). Compiling costs memory
+/// and time in proportion to these, not to the file's size. The values in use are
+/// [`COMPONENT_BOUNDS`]; tests build smaller ones.
+///
+/// The example frameworks (Rust `pi`, `logreg`, `service`, `hostile`, `benchguest`,
+/// `wrongworld` and C `primes`, release builds of 50–200 KB) have at most 315 functions,
+/// 131 KB of code, a largest function body of 10.5 KB, depth 2, 31 KB of data, 5 core modules,
+/// 25 instances and 143 imports and exports (measured by the test
+/// `every_example_fits_with_room_to_spare`, which also checks that each fits a quarter of every
+/// bound). Each bound is 20 to 100 times that, so a framework many times our largest fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComponentBounds {
+    /// Most functions defined in all core modules together, used or not
+    /// ([`MAX_COMPONENT_FUNCTIONS`]).
+    pub max_functions: u64,
+    /// Most bytes of all code sections together ([`MAX_COMPONENT_CODE_BYTES`]).
+    pub max_code_bytes: u64,
+    /// Most bytes of one function's body ([`MAX_FUNCTION_BODY_BYTES`]).
+    pub max_function_body_bytes: u64,
+    /// Deepest nesting of components and modules, the top-level component being 1
+    /// ([`MAX_COMPONENT_DEPTH`]).
+    pub max_depth: u64,
+    /// Most bytes of all data segments together ([`MAX_COMPONENT_DATA_BYTES`]).
+    pub max_data_bytes: u64,
+    /// Most core modules, nested at any depth ([`MAX_COMPONENT_CORE_MODULES`]).
+    pub max_core_modules: u64,
+    /// Most core and component instances together ([`MAX_COMPONENT_INSTANCES`]).
+    pub max_instances: u64,
+    /// Most imports and exports of all modules and components together
+    /// ([`MAX_COMPONENT_IMPORTS_EXPORTS`]).
+    pub max_imports_exports: u64,
+}
+
+/// Most functions in a component's core modules, used or not: 20,000 (the largest example
+/// has 315). The compiler's memory grows with the count: a component with 100,000 empty
+/// functions in a module nothing instantiates took a master to 1.2 GB.
+pub const MAX_COMPONENT_FUNCTIONS: u64 = 20_000;
+/// Most bytes of code in a component: 8 MiB (the largest example has 131 KB).
+pub const MAX_COMPONENT_CODE_BYTES: u64 = 8 << 20;
+/// Most bytes in one function body: 512 KiB (the largest example's is 10.5 KB). The
+/// compiler's memory and time grow faster than linearly with one function's size.
+pub const MAX_FUNCTION_BODY_BYTES: u64 = 512 << 10;
+/// Deepest nesting of components and core modules: 8 (the examples have 2: a component and
+/// its core modules).
+pub const MAX_COMPONENT_DEPTH: u64 = 8;
+/// Most bytes of data segments in a component: 16 MiB (the examples have at most 31 KB).
+pub const MAX_COMPONENT_DATA_BYTES: u64 = 16 << 20;
+/// Most core modules in a component: 100 (the examples have at most 5).
+pub const MAX_COMPONENT_CORE_MODULES: u64 = 100;
+/// Most core and component instances in a component: 1,000 (the examples have at most 25).
+pub const MAX_COMPONENT_INSTANCES: u64 = 1_000;
+/// Most imports and exports in a component and its modules: 10,000 (the examples have at
+/// most 143).
+pub const MAX_COMPONENT_IMPORTS_EXPORTS: u64 = 10_000;
+
+/// The bounds every wasmos component is held to.
+pub const COMPONENT_BOUNDS: ComponentBounds = ComponentBounds {
+    max_functions: MAX_COMPONENT_FUNCTIONS,
+    max_code_bytes: MAX_COMPONENT_CODE_BYTES,
+    max_function_body_bytes: MAX_FUNCTION_BODY_BYTES,
+    max_depth: MAX_COMPONENT_DEPTH,
+    max_data_bytes: MAX_COMPONENT_DATA_BYTES,
+    max_core_modules: MAX_COMPONENT_CORE_MODULES,
+    max_instances: MAX_COMPONENT_INSTANCES,
+    max_imports_exports: MAX_COMPONENT_IMPORTS_EXPORTS,
+};

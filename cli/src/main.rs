@@ -42,6 +42,11 @@ enum Command {
     Kill(ops::KillArgs),
     /// Tear a framework down: its tasks are killed, its scheduler stopped, and it is removed.
     Teardown(ops::TeardownArgs),
+    /// Manage the components in the masters' blob store.
+    Components {
+        #[command(subcommand)]
+        command: ops::ComponentsCommand,
+    },
     /// Operate a replicated group of masters.
     Operator {
         #[command(subcommand)]
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
             Command::Tasks(args) => ops::tasks(args).await,
             Command::Kill(args) => ops::kill(args).await,
             Command::Teardown(args) => ops::teardown(args).await,
+            Command::Components { command } => ops::components(command).await,
             Command::Operator {
                 command: OperatorCommand::Members { command },
             } => members::run(command).await,

@@ -204,6 +204,9 @@ impl Args {
                 .checked_mul(1 << 20)
                 .context("--max-component-mb is too large")?;
             c.max_blob_store_bytes = c.max_blob_store_bytes.max(c.max_component_bytes);
+            c.max_unreferenced_component_bytes = c
+                .max_unreferenced_component_bytes
+                .max(c.max_component_bytes);
         }
         let conns = &mut c.connections;
         if let Some(d) = self.handshake_timeout {

@@ -119,6 +119,23 @@ pub struct TeardownArgs {
     master: MasterArg,
 }
 
+/// `wasmos components ...`.
+#[derive(clap::Subcommand)]
+pub enum ComponentsCommand {
+    /// Delete a component from the masters' blob store; refused while a registered framework
+    /// names it. Components no framework names are also collected after a grace period.
+    Delete(DeleteComponentArgs),
+}
+
+/// Arguments of `wasmos components delete`.
+#[derive(clap::Args)]
+pub struct DeleteComponentArgs {
+    /// The component's sha256 (64 hex digits, as `wasmos submit` and `wasmos frameworks` show).
+    sha256: String,
+    #[command(flatten)]
+    master: MasterArg,
+}
+
 /// What went wrong, and the exit status it gives.
 enum OpError {
     /// The master refused, or the outcome was not reached (exit 1).
@@ -643,6 +660,33 @@ async fn teardown_inner(args: TeardownArgs) -> Result<(), OpError> {
         } else {
             ""
         }
+    );
+    Ok(())
+}
+
+/// `wasmos components`.
+pub async fn components(command: ComponentsCommand) -> ExitCode {
+    match command {
+        ComponentsCommand::Delete(args) => exit(
+            "wasmos components delete",
+            delete_component_inner(args).await,
+        ),
+    }
+}
+
+async fn delete_component_inner(args: DeleteComponentArgs) -> Result<(), OpError> {
+    let (mut op, leader) = client::connect_leader(&args.master.master).await?;
+    let master = &leader;
+    let done = op
+        .delete_component(pb::DeleteComponentRequest {
+            sha256: args.sha256.clone(),
+        })
+        .await
+        .map_err(|s| OpError::from_status(master, &s))?
+        .into_inner();
+    println!(
+        "component {} deleted ({} bytes)",
+        args.sha256, done.size_bytes
     );
     Ok(())
 }

@@ -11,10 +11,15 @@
 //! nested core modules and components, so it costs microseconds however large the component)
 //! and refuses one that does not export `wasmos:framework/scheduler` and
 //! `wasmos:framework/executor`, or imports anything but the world's own interfaces and the WASI
-//! 0.2 packages the host links. Everything else (types, code) is validated when the framework
-//! host compiles the component.
+//! 0.2 packages the host links. Then [`wasmos_api::component_contents::check_contents`] walks
+//! every nested module and refuses one over a content bound (functions, code, nesting, data,
+//! ...), so nothing the master stores costs unbounded memory to compile. Types and code are
+//! validated when the framework host compiles the component.
+//!
+//! Deleting (an operator's, or the leader's collection of components no framework names) goes
+//! through the registry too (`Command::DeleteComponent`); see `core/components.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The component preamble and the digest type live in `wasmos-api`, shared with the agent and
@@ -74,6 +79,12 @@ pub enum BlobError {
          with the wasmos-guest SDK or against wit/framework.wit"
     )]
     NotAFramework(String),
+    /// A component over one of the content bounds
+    /// ([`wasmos_api::limits::COMPONENT_BOUNDS`]: functions, code, nesting, data, modules,
+    /// instances, imports and exports), refused before anything compiles it. The text names
+    /// the bound, the value and the limit.
+    #[error("component refused before compiling: {0}")]
+    Contents(#[from] wasmos_api::component_contents::ContentsError),
     /// An upload whose bytes do not hash to the digest its first chunk announced.
     #[error(
         "the uploaded bytes hash to {actual}, not to the expected {expected}; the upload is \
@@ -85,6 +96,25 @@ pub enum BlobError {
         /// The digest of the bytes received.
         actual: Digest,
     },
+    /// Storing the component would take the bytes of components no framework references
+    /// (uploads not yet subscribed, components of ended frameworks not yet collected) past
+    /// their cap. An upload counts against this until a framework names it, so a client with
+    /// no framework cannot fill the store.
+    #[error(
+        "components no framework references hold {used} of {limit} bytes, and this one of \
+         {size} bytes would pass the cap; subscribe a framework with an uploaded component \
+         first, delete unused ones (wasmos components delete), or wait for them to be \
+         collected"
+    )]
+    UnreferencedFull {
+        /// The refused component's size, in bytes.
+        size: u64,
+        /// The bytes of unreferenced components already held.
+        used: u64,
+        /// The cap,
+        /// [`MasterConfig::max_unreferenced_component_bytes`](crate::MasterConfig::max_unreferenced_component_bytes).
+        limit: u64,
+    },
     /// No component with this digest is stored: a framework names a component that was
     /// never uploaded (or was uploaded to a master whose store was lost).
     #[error(
@@ -94,13 +124,27 @@ pub enum BlobError {
     Unknown(Digest),
 }
 
-/// Components by digest, with a per-component and a total size cap.
+/// Components by digest, with a per-component and a total size cap, and for each when a
+/// framework last needed it (for [`BlobStore::collectible`]).
+///
+/// A framework names one component, so the per-component cap is also each framework's quota
+/// of the store (uploads carry no principal yet to hold a quota per tenant). Components no
+/// framework references are capped together ([`BlobStore::check_unreferenced_room`]) and
+/// collected after a grace period.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
-    blobs: BTreeMap<Digest, Arc<Vec<u8>>>,
+    blobs: BTreeMap<Digest, Stored>,
     used_bytes: u64,
     max_blob_bytes: u64,
     max_total_bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Stored {
+    bytes: Arc<Vec<u8>>,
+    /// When a sweep last found it referenced (or first saw it), master clock in
+    /// milliseconds; `None` until the first sweep after it was stored.
+    needed_ms: Option<u64>,
 }
 
 impl BlobStore {
@@ -121,7 +165,8 @@ impl BlobStore {
     }
 
     /// Checks that `bytes` may be stored at all (size, preamble, the `wasmos:framework` world's
-    /// exports and imports; see [`check_framework_world`]), before hashing them.
+    /// exports and imports, see [`check_framework_world`]; then what it contains, see
+    /// [`wasmos_api::component_contents::check_contents`]), before hashing them.
     pub fn check(&self, bytes: &[u8]) -> Result<(), BlobError> {
         let size = bytes.len() as u64;
         if size > self.max_blob_bytes {
@@ -130,7 +175,12 @@ impl BlobStore {
                 limit: self.max_blob_bytes,
             });
         }
-        check_framework_world(bytes)
+        check_framework_world(bytes)?;
+        wasmos_api::component_contents::check_contents(
+            bytes,
+            &wasmos_api::limits::COMPONENT_BOUNDS,
+        )?;
+        Ok(())
     }
 
     /// Stores `bytes` under `digest`, which must be `Digest::of(&bytes)`. Storing a blob that
@@ -149,7 +199,13 @@ impl BlobStore {
             });
         }
         self.used_bytes += size;
-        self.blobs.insert(digest, Arc::new(bytes));
+        self.blobs.insert(
+            digest,
+            Stored {
+                bytes: Arc::new(bytes),
+                needed_ms: None,
+            },
+        );
         Ok(())
     }
 
@@ -160,14 +216,79 @@ impl BlobStore {
             return;
         }
         self.used_bytes += bytes.len() as u64;
-        self.blobs.insert(digest, bytes);
+        self.blobs.insert(
+            digest,
+            Stored {
+                bytes,
+                needed_ms: None,
+            },
+        );
+    }
+
+    /// Drops the component with this digest; returns its size, or `None` if it was not held.
+    pub fn remove(&mut self, digest: &Digest) -> Option<u64> {
+        let stored = self.blobs.remove(digest)?;
+        let size = stored.bytes.len() as u64;
+        self.used_bytes -= size;
+        Some(size)
+    }
+
+    /// Bytes of the components not in `referenced`.
+    pub fn unreferenced_bytes(&self, referenced: &BTreeSet<Digest>) -> u64 {
+        self.blobs
+            .iter()
+            .filter(|(d, _)| !referenced.contains(d))
+            .map(|(_, s)| s.bytes.len() as u64)
+            .sum()
+    }
+
+    /// Refuses a new component of `size` bytes (not yet held) if the components not in
+    /// `referenced` would then hold more than `limit` bytes. A component already held is
+    /// always accepted (storing it again changes nothing).
+    pub fn check_unreferenced_room(
+        &self,
+        digest: &Digest,
+        size: u64,
+        referenced: &BTreeSet<Digest>,
+        limit: u64,
+    ) -> Result<(), BlobError> {
+        if self.contains(digest) {
+            return Ok(());
+        }
+        let used = self.unreferenced_bytes(referenced);
+        if used.saturating_add(size) > limit {
+            return Err(BlobError::UnreferencedFull { size, used, limit });
+        }
+        Ok(())
+    }
+
+    /// One garbage-collection sweep at `now`: components in `referenced` are marked needed
+    /// now, ones never swept before start their grace now, and the digests of those not
+    /// referenced for more than `grace_ms` are returned (the caller deletes them). A component
+    /// uploaded before its framework subscribes therefore has at least `grace_ms` to be named.
+    pub fn collectible(
+        &mut self,
+        referenced: &BTreeSet<Digest>,
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> Vec<Digest> {
+        let mut out = Vec::new();
+        for (digest, stored) in &mut self.blobs {
+            match stored.needed_ms {
+                _ if referenced.contains(digest) => stored.needed_ms = Some(now_ms),
+                None => stored.needed_ms = Some(now_ms),
+                Some(t) if now_ms.saturating_sub(t) > grace_ms => out.push(*digest),
+                Some(_) => {}
+            }
+        }
+        out
     }
 
     /// The component with this digest.
     pub fn get(&self, digest: &Digest) -> Result<Arc<Vec<u8>>, BlobError> {
         self.blobs
             .get(digest)
-            .cloned()
+            .map(|s| s.bytes.clone())
             .ok_or(BlobError::Unknown(*digest))
     }
 
@@ -412,6 +533,52 @@ mod tests {
         }
         section(11, &out, &mut b);
         b
+    }
+
+    /// A framework component (pi) with one more core module of `functions` empty functions
+    /// that nothing instantiates, encoded by hand.
+    fn pi_with_unused_module(functions: usize) -> Vec<u8> {
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        section(1, &[0x01, 0x60, 0x00, 0x00], &mut module);
+        let mut funcs = Vec::new();
+        leb(functions, &mut funcs);
+        funcs.extend(std::iter::repeat_n(0u8, functions));
+        section(3, &funcs, &mut module);
+        let mut code = Vec::new();
+        leb(functions, &mut code);
+        for _ in 0..functions {
+            code.extend_from_slice(&[0x02, 0x00, 0x0b]);
+        }
+        section(10, &code, &mut module);
+        let mut bytes = example("pi");
+        section(1, &module, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_framework_with_an_unused_module_of_too_many_functions_is_refused() {
+        use wasmos_api::limits::MAX_COMPONENT_FUNCTIONS;
+        let store = BlobStore::new(64 << 20, 1 << 30);
+        // pi's own 223 functions plus the extra module's, at the bound.
+        let own = wasmos_api::component_contents::check_contents(
+            &example("pi"),
+            &wasmos_api::limits::COMPONENT_BOUNDS,
+        )
+        .unwrap()
+        .functions as usize;
+        let at_bound = pi_with_unused_module(MAX_COMPONENT_FUNCTIONS as usize - own);
+        store.check(&at_bound).unwrap();
+        for extra in [MAX_COMPONENT_FUNCTIONS as usize - own + 1, 100_000] {
+            let e = store.check(&pi_with_unused_module(extra)).unwrap_err();
+            assert!(matches!(e, BlobError::Contents(_)), "{e:?}");
+            let text = e.to_string();
+            assert!(
+                text.contains("MAX_COMPONENT_FUNCTIONS")
+                    && text.contains(&format!("{}", own + extra))
+                    && text.contains("before compiling"),
+                "{text}"
+            );
+        }
     }
 
     const SCHEDULER: &str = "wasmos:framework/scheduler@0.1.0";

@@ -74,9 +74,16 @@ pub struct MasterConfig {
     /// (`--max-component-mb`, which also raises `max_blob_store_bytes` to at least this).
     pub max_component_bytes: u64,
     /// Most bytes the blob store holds in all; an upload that would pass it is refused with
-    /// `RESOURCE_EXHAUSTED` (components stay until the Raft issue adds garbage collection of
-    /// unreferenced ones). Default 1 GiB (no flag).
+    /// `RESOURCE_EXHAUSTED`. Default 1 GiB (no flag).
     pub max_blob_store_bytes: u64,
+    /// Most bytes of components that no registered framework references (fresh uploads, and
+    /// components of ended frameworks not yet collected); an upload that would pass it is
+    /// refused with `RESOURCE_EXHAUSTED`, so clients without a framework cannot fill the
+    /// store. Default 256 MiB (no flag; raised to at least `max_component_bytes`).
+    pub max_unreferenced_component_bytes: u64,
+    /// How long a component no framework references is kept before the leader deletes it:
+    /// time enough to upload and then subscribe. Default 10 minutes (no flag).
+    pub unreferenced_component_grace: Duration,
     /// Allocator knobs; see [`AllocatorConfig`]. Default [`AllocatorConfig::default`] (role
     /// weights are set separately, with `--weight` or `OperatorService.SetWeights`).
     pub allocator: AllocatorConfig,
@@ -180,6 +187,8 @@ impl Default for MasterConfig {
             max_message_bytes: wasmos_api::limits::MAX_MESSAGE_BYTES,
             max_component_bytes: 64 << 20,
             max_blob_store_bytes: 1 << 30,
+            max_unreferenced_component_bytes: 256 << 20,
+            unreferenced_component_grace: Duration::from_secs(600),
             allocator: AllocatorConfig::default(),
             connections: ConnectionConfig::default(),
         }

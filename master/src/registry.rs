@@ -260,6 +260,13 @@ pub enum Command {
         /// How to start its scheduler.
         spec: HostedSpec,
     },
+    /// Drops a component (an operator's delete, or garbage collection of one no framework
+    /// references). Refused while a registered framework names it; deleting one that is not
+    /// stored changes nothing.
+    DeleteComponent {
+        /// The digest, 64 lowercase hex digits.
+        sha256: String,
+    },
 }
 
 /// Why a command was refused. The registry is unchanged when `apply` returns one. Serializable
@@ -302,6 +309,14 @@ pub enum RegistryError {
     ComponentDigest {
         /// The digest given.
         sha256: String,
+    },
+    /// [`Command::DeleteComponent`] of a component a registered framework names.
+    #[error("component {sha256} is in use by framework {framework}; tear the framework down first")]
+    ComponentInUse {
+        /// The digest.
+        sha256: String,
+        /// A framework that names it.
+        framework: FrameworkId,
     },
     /// [`Command::SetQuota`] with a guarantee that does not fit in the limit.
     #[error("quota for role {role:?}: guarantee {guarantee} exceeds limit {limit}")]
@@ -363,7 +378,8 @@ pub struct Registry {
     /// How frameworks that ended through `finish` (or were failed by their host) ended.
     pub outcomes: BTreeMap<FrameworkId, FrameworkOutcome>,
     /// Framework components by sha256 (lowercase hex), which agents fetch and the framework
-    /// host runs; they stay after their framework ends.
+    /// host runs; they stay after their framework ends until an operator deletes them or the
+    /// leader collects them ([`Command::DeleteComponent`]).
     pub components: BTreeMap<String, BlobBytes>,
     /// Frameworks whose scheduler the master hosts, and how to start it; dropped with the
     /// framework.
@@ -491,6 +507,19 @@ impl Registry {
             Command::SetHosted { id, spec } => {
                 self.framework_mut(&id)?;
                 self.hosted.insert(id, spec);
+            }
+            Command::DeleteComponent { sha256 } => {
+                if let Some(f) = self
+                    .frameworks
+                    .values()
+                    .find(|f| f.component_sha256.as_deref() == Some(sha256.as_str()))
+                {
+                    return Err(RegistryError::ComponentInUse {
+                        sha256,
+                        framework: f.id.clone(),
+                    });
+                }
+                self.components.remove(&sha256);
             }
         }
         Ok(())

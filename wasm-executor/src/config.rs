@@ -100,6 +100,11 @@ pub struct RuntimeConfig {
     /// Maximum Wasm stack, in bytes; deeper recursion traps with a stack overflow. By default
     /// 1 MiB.
     pub max_wasm_stack: usize,
+    /// Most compiled components kept in memory. Loading one more drops the least recently
+    /// used one that no executor or scheduler holds (its machine code is freed once the last
+    /// holder lets go; the disk cache, if any, keeps it). Components in use are never dropped,
+    /// so the table may hold more while they are. By default 32.
+    pub max_loaded_components: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -112,6 +117,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(1),
             max_component_bytes: 64 << 20,
             max_wasm_stack: 1 << 20,
+            max_loaded_components: 32,
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum ComponentError {
          wasm32-wasip2 (or wrap the module with `wasm-tools component new`)"
     )]
     CoreModule,
+    /// Over one of the content bounds ([`wasmos_api::limits::COMPONENT_BOUNDS`]), refused
+    /// before it is compiled; the text names the bound, the value and the limit.
+    #[error("component refused before compiling: {0}")]
+    OverBound(wasmos_api::component_contents::ContentsError),
     /// The compiler refused it; the compiler's message.
     #[error("invalid component (truncated or corrupt?): {0}")]
     Invalid(String),

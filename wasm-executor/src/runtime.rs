@@ -44,10 +44,50 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     config: RuntimeConfig,
-    loaded: Mutex<HashMap<ComponentDigest, Arc<LoadedComponent>>>,
+    loaded: Mutex<LoadedTable>,
     disk: Option<DiskCache>,
     compiles: AtomicU64,
     stop_ticker: Arc<AtomicBool>,
+}
+
+/// The compiled components in memory, by digest, each with when it was last used (a counter),
+/// bounded by [`RuntimeConfig::max_loaded_components`].
+#[derive(Default)]
+struct LoadedTable {
+    entries: HashMap<ComponentDigest, (Arc<LoadedComponent>, u64)>,
+    clock: u64,
+}
+
+impl LoadedTable {
+    fn get(&mut self, digest: &ComponentDigest) -> Option<Arc<LoadedComponent>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(digest).map(|(c, used)| {
+            *used = clock;
+            c.clone()
+        })
+    }
+
+    /// Inserts `c`, then drops least recently used entries nobody else holds until at most
+    /// `max` remain (or only held ones do).
+    fn insert(&mut self, c: Arc<LoadedComponent>, max: usize) {
+        self.clock += 1;
+        self.entries.insert(c.digest, (c, self.clock));
+        while self.entries.len() > max {
+            let idle = self
+                .entries
+                .iter()
+                .filter(|(_, (c, _))| Arc::strong_count(c) == 1)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(d, _)| *d);
+            match idle {
+                Some(d) => {
+                    self.entries.remove(&d);
+                }
+                None => break,
+            }
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -135,7 +175,7 @@ impl WasmRuntime {
                 engine,
                 linker,
                 config,
-                loaded: Mutex::new(HashMap::new()),
+                loaded: Mutex::new(LoadedTable::default()),
                 disk,
                 compiles: AtomicU64::new(0),
                 stop_ticker,
@@ -173,7 +213,7 @@ impl WasmRuntime {
         check_header(bytes, self.inner.config.max_component_bytes)?;
         let digest = ComponentDigest::of(bytes);
         if let Some(c) = self.lock_loaded().get(&digest) {
-            return Ok(c.clone());
+            return Ok(c);
         }
         let engine = &self.inner.engine;
         let cached = self
@@ -185,6 +225,7 @@ impl WasmRuntime {
         let component = match cached {
             Some(c) => c,
             None => {
+                check_bounds(bytes)?;
                 self.inner.compiles.fetch_add(1, Ordering::Relaxed);
                 Component::new(engine, bytes)
                     .map_err(|e| ComponentError::Invalid(root_message(&e)))?
@@ -205,7 +246,8 @@ impl WasmRuntime {
             pre,
             size: bytes.len(),
         });
-        self.lock_loaded().insert(digest, loaded.clone());
+        self.lock_loaded()
+            .insert(loaded.clone(), self.inner.config.max_loaded_components);
         tracing::debug!(
             digest = %format_args!("sha256:{digest}"),
             from_disk,
@@ -224,12 +266,22 @@ impl WasmRuntime {
 
     /// A component loaded earlier, by digest.
     pub fn get(&self, digest: &ComponentDigest) -> Option<Arc<LoadedComponent>> {
-        self.lock_loaded().get(digest).cloned()
+        self.lock_loaded().get(digest)
     }
 
-    fn lock_loaded(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ComponentDigest, Arc<LoadedComponent>>> {
+    /// How many compiled components the in-memory table holds (at most
+    /// [`RuntimeConfig::max_loaded_components`] unless more are in use).
+    pub fn loaded_count(&self) -> usize {
+        self.lock_loaded().entries.len()
+    }
+
+    /// Drops the compiled component from the in-memory table (a framework that ended); its
+    /// memory is freed once no executor or scheduler holds it. The disk cache keeps it.
+    pub fn unload(&self, digest: &ComponentDigest) {
+        self.lock_loaded().entries.remove(digest);
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, LoadedTable> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts).
         self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -317,6 +369,18 @@ pub(crate) fn root_message(e: &wasmtime::Error) -> String {
     let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     parts.dedup();
     parts.join(": ")
+}
+
+/// Refuses a component over the content bounds before compiling it: the compiler's memory and
+/// time grow with what is inside (a 2.9 MB component of 100,000 functions took 1.4 GB to
+/// compile), and an agent or a framework host must not depend on the master having checked.
+/// Bytes that do not parse are left to the compiler, whose message names the problem.
+fn check_bounds(bytes: &[u8]) -> Result<(), ComponentError> {
+    use wasmos_api::component_contents::{ContentsError, check_contents};
+    match check_contents(bytes, &wasmos_api::limits::COMPONENT_BOUNDS) {
+        Ok(_) | Err(ContentsError::Malformed(_)) => Ok(()),
+        Err(e) => Err(ComponentError::OverBound(e)),
+    }
 }
 
 /// Cheap checks that give a precise message before the compiler gives a generic one.

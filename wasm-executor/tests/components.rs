@@ -149,3 +149,66 @@ fn compiled_components_are_cached_on_disk() {
         .expect("a corrupt cache entry is rebuilt");
     assert_eq!(third.compile_count(), 1);
 }
+
+/// `bytes` with a custom section appended: the same component under another digest.
+fn with_custom_section(mut bytes: Vec<u8>, tag: u8) -> Vec<u8> {
+    bytes.extend_from_slice(&[0, 3, 1, b'x', tag]);
+    bytes
+}
+
+#[test]
+fn a_component_over_a_content_bound_is_refused_without_compiling() {
+    // The reported case: a valid component whose unused inner module has 100,000 functions.
+    let mut wat = String::from("(component (core module");
+    for _ in 0..100_000 {
+        wat.push_str(" (func)");
+    }
+    wat.push_str("))");
+    let hostile = wat::parse_str(&wat).unwrap();
+    let rt = runtime();
+    let e = match rt.load(&hostile) {
+        Ok(_) => panic!("a component of 100,000 functions was compiled"),
+        Err(e) => e,
+    };
+    assert!(matches!(e, ComponentError::OverBound(_)), "{e:?}");
+    assert!(e.to_string().contains("MAX_COMPONENT_FUNCTIONS"), "{e}");
+    assert_eq!(rt.compile_count(), 0, "nothing was compiled");
+    // A well-behaved framework still loads on the same runtime.
+    rt.load(&example_bytes("pi")).unwrap();
+    assert_eq!(rt.compile_count(), 1);
+}
+
+#[test]
+fn the_in_memory_table_keeps_at_most_its_bound_of_idle_components() {
+    let rt = WasmRuntime::new(RuntimeConfig {
+        pooling: Some(small_pool()),
+        max_loaded_components: 2,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let pi = example_bytes("pi");
+    let digests: Vec<_> = (0..3u8)
+        .map(|tag| {
+            let bytes = with_custom_section(pi.clone(), tag);
+            rt.load(&bytes).unwrap().digest()
+        })
+        .collect();
+    assert_eq!(
+        rt.loaded_count(),
+        2,
+        "the least recently used idle one is dropped"
+    );
+    assert!(rt.get(&digests[0]).is_none());
+    assert!(rt.get(&digests[2]).is_some());
+
+    // Held components are never dropped, even past the bound.
+    let held: Vec<_> = (10..13u8)
+        .map(|tag| rt.load(&with_custom_section(pi.clone(), tag)).unwrap())
+        .collect();
+    assert_eq!(rt.loaded_count(), 3);
+    drop(held);
+    rt.load(&with_custom_section(pi.clone(), 20)).unwrap();
+    assert_eq!(rt.loaded_count(), 2);
+    rt.unload(&digests[2]);
+    assert!(rt.get(&digests[2]).is_none());
+}

@@ -80,7 +80,9 @@ impl From<RegistryError> for CoreError {
             RegistryError::UnknownFramework(_)
             | RegistryError::FrameworkTornDown(_)
             | RegistryError::UnknownAgent(_) => CoreError::NotFound(m),
-            RegistryError::FrameworkExists(_) => CoreError::Precondition(m),
+            RegistryError::FrameworkExists(_) | RegistryError::ComponentInUse { .. } => {
+                CoreError::Precondition(m)
+            }
             RegistryError::StateTooLarge(_) => CoreError::Exhausted(m),
         }
     }

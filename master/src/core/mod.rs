@@ -34,12 +34,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Notify, mpsc};
-use tracing::{info, warn};
+use tracing::warn;
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, TaskId};
 
 use crate::allocator::{Allocator, DrfAllocator, Millis};
-use crate::blobs::{BlobError, BlobStore, Digest};
+use crate::blobs::{BlobStore, Digest};
 use crate::config::MasterConfig;
 use crate::offers::OfferBook;
 use crate::registry::{AgentState, Command, FrameworkState, Registry, RegistryError};
@@ -47,6 +47,7 @@ use crate::tasks::TaskBook;
 
 mod agent_messages;
 mod agents;
+mod components;
 mod error;
 mod frameworks;
 mod launch;
@@ -269,19 +270,6 @@ impl MasterCore {
     /// The component blob store, read-only.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
-    }
-
-    /// Stores a component whose digest the caller computed (outside the lock) with
-    /// [`Digest::of`].
-    pub fn put_component(&mut self, digest: Digest, bytes: Vec<u8>) -> Result<(), BlobError> {
-        self.blobs.insert(digest, bytes)?;
-        let shared = self.blobs.get(&digest)?;
-        let _ = self.commit(Command::PutComponent {
-            sha256: digest.to_string(),
-            bytes: crate::registry::BlobBytes(shared),
-        });
-        info!(component = %digest, store_bytes = self.blobs.used_bytes(), "component stored");
-        Ok(())
     }
 
     /// The registry, read-only.

@@ -25,6 +25,7 @@ impl MasterCore {
         self.resend_unacknowledged_updates(now);
         self.lose_timed_out_launches(now);
         self.heartbeat_schedulers(now);
+        self.collect_unreferenced_components(now);
     }
 
     /// Offers past their timeout are rescinded and their resources return to the pool. An

@@ -1,5 +1,5 @@
 //! `OperatorService`: what an operator (the `wasmos` CLI) asks of the master: the cluster
-//! state, killing a task, tearing a framework down, weights and quotas, uploading a component,
+//! state, killing a task, tearing a framework down, weights and quotas, uploading and deleting a component,
 //! submitting a hosted framework and reading its result, and the Raft membership.
 //!
 //! `KillTask` and `TeardownFramework` go through the same core paths as a scheduler's own kill
@@ -169,6 +169,21 @@ impl OperatorService for Master {
             sha256: digest.to_string(),
             size_bytes,
         }))
+    }
+
+    async fn delete_component(
+        &self,
+        request: Request<pb::DeleteComponentRequest>,
+    ) -> Result<Response<pb::DeleteComponentResponse>, Status> {
+        self.leading()?;
+        let raw = request.into_inner().sha256;
+        let digest = Digest::parse(&raw).map_err(|e| ServiceError::Blob(e.into()))?;
+        let size_bytes = self
+            .core()
+            .delete_component(&digest)
+            .map_err(ServiceError::Core)?;
+        self.committed().await?;
+        Ok(Response::new(pb::DeleteComponentResponse { size_bytes }))
     }
 
     async fn submit_framework(

@@ -151,12 +151,13 @@ impl From<ServiceError> for Status {
 fn blob_status(e: BlobError) -> Status {
     match e {
         BlobError::Unknown(_) => Status::not_found(e.to_string()),
-        BlobError::TooLarge { .. } | BlobError::StoreFull { .. } => {
-            Status::resource_exhausted(e.to_string())
-        }
+        BlobError::TooLarge { .. }
+        | BlobError::StoreFull { .. }
+        | BlobError::UnreferencedFull { .. } => Status::resource_exhausted(e.to_string()),
         BlobError::BadDigest { .. }
         | BlobError::NotAComponent
         | BlobError::NotAFramework(_)
+        | BlobError::Contents(_)
         | BlobError::DigestMismatch { .. } => Status::invalid_argument(e.to_string()),
     }
 }

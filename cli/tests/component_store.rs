@@ -1,0 +1,178 @@
+//! The component store against real `wasmos master` and `wasmos agent` processes: a component
+//! over a content bound is refused at upload, `wasmos components delete` deletes one no
+//! framework names and refuses one a live framework names, and after each a well-behaved
+//! framework (pi) still runs on the same master.
+
+use std::process::Output;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use wasmos_api::proto as pb;
+use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
+
+mod common;
+
+use common::{MasterAndAgent, assert_pi, example, operator, output};
+use pb::scheduler_call::Call;
+use pb::scheduler_event::Event;
+
+async fn run(addr: &str, args: &[&str]) -> Output {
+    output(&[args, &["--master", addr]].concat()).await
+}
+
+fn leb(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb(content.len(), out);
+    out.extend_from_slice(content);
+}
+
+/// pi with one more core module of 100,000 empty functions that nothing instantiates: a valid
+/// framework component that used to take a master past 1 GB to compile.
+fn pi_with_100k_unused_functions() -> Vec<u8> {
+    let n = 100_000;
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[0x01, 0x60, 0x00, 0x00], &mut module);
+    let mut funcs = Vec::new();
+    leb(n, &mut funcs);
+    funcs.extend(std::iter::repeat_n(0u8, n));
+    section(3, &funcs, &mut module);
+    let mut code = Vec::new();
+    leb(n, &mut code);
+    for _ in 0..n {
+        code.extend_from_slice(&[0x02, 0x00, 0x0b]);
+    }
+    section(10, &code, &mut module);
+    let mut bytes = std::fs::read(example("pi")).unwrap();
+    section(1, &module, &mut bytes);
+    bytes
+}
+
+async fn upload(addr: &str, bytes: Vec<u8>) -> Result<String, tonic::Status> {
+    let mut op = operator(addr).await;
+    op.upload_component(tokio_stream::iter(vec![pb::UploadComponentChunk {
+        expected_sha256: String::new(),
+        data: bytes,
+    }]))
+    .await
+    .map(|r| r.into_inner().sha256)
+}
+
+async fn pi_runs(addr: &str) {
+    let out = output(&[
+        "submit",
+        &example("pi"),
+        "--master",
+        addr,
+        "--",
+        "4",
+        "5000",
+    ])
+    .await;
+    assert_pi(&out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_uploads_are_refused_deletes_are_checked_and_pi_still_runs() {
+    let cluster = MasterAndAgent::start().await;
+    let addr = cluster.addr.clone();
+
+    // Over a content bound: refused before anything compiles it, naming the bound.
+    let e = upload(&addr, pi_with_100k_unused_functions())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("MAX_COMPONENT_FUNCTIONS") && e.message().contains("100223"),
+        "{}",
+        e.message()
+    );
+    pi_runs(&addr).await;
+
+    // An upload no framework names is deleted; deleting it again says it is not there.
+    let mut orphan = std::fs::read(example("pi")).unwrap();
+    orphan.extend_from_slice(&[0, 3, 1, b'x', 1]);
+    let orphan = upload(&addr, orphan).await.unwrap();
+    let out = run(&addr, &["components", "delete", &orphan]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("component {orphan} deleted")),
+        "{stdout}"
+    );
+    let out = run(&addr, &["components", "delete", &orphan]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not in the master's blob store"),
+        "{stderr}"
+    );
+
+    // A component a live framework names is refused until the framework is torn down.
+    let mut named = std::fs::read(example("pi")).unwrap();
+    named.extend_from_slice(&[0, 3, 1, b'x', 2]);
+    let named = upload(&addr, named).await.unwrap();
+    let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::SchedulerCall {
+        call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
+            framework_info: Some(pb::FrameworkInfo {
+                id: String::new(),
+                name: "holder".into(),
+                role: "tests".into(),
+                principal: String::new(),
+                failover_timeout_seconds: 0.0,
+                component_sha256: named.clone(),
+            }),
+        })),
+    })
+    .await
+    .unwrap();
+    let mut events = client
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let fw = loop {
+        let msg = events.message().await.unwrap().expect("an event");
+        if let Some(Event::Subscribed(s)) = msg.event {
+            break s.framework_id;
+        }
+    };
+    let out = run(&addr, &["components", "delete", &named]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("in use by framework {fw}")),
+        "{stderr}"
+    );
+    pi_runs(&addr).await;
+
+    let out = run(&addr, &["teardown", &fw]).await;
+    assert!(out.status.success());
+    let out = run(&addr, &["components", "delete", &named]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(tx);
+    cluster.stop().await;
+}
