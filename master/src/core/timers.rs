@@ -8,6 +8,7 @@ use tracing::{debug, info, warn};
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, TaskId, TaskState, convert};
 
+use super::outbound::reason;
 use super::{Event, MasterCore};
 use crate::allocator::Millis;
 use crate::registry::{AgentState, Command, FrameworkState};

@@ -47,6 +47,7 @@ impl World {
                 attributes: vec![],
             }),
             tasks: vec![],
+            unhealthy_reason: String::new(),
         };
         let agent = core.agent_register(agent_conn, tx, reg, 0).unwrap();
         let (tx, rx) = mpsc::channel(queue);
