@@ -62,9 +62,9 @@ fn e2e_runs_a_cluster_of_processes_and_reports_every_key() {
     assert_eq!(iters[0].as_f64(), Some(first), "{report}");
     let mut rest: Vec<f64> = iters[1..].iter().filter_map(Value::as_f64).collect();
     rest.sort_by(f64::total_cmp);
-    assert_eq!(
-        later,
-        (rest[0] + rest[1]) / 2.0,
+    // The report rounds to 0.01 ms.
+    assert!(
+        (later - (rest[0] + rest[1]) / 2.0).abs() <= 0.006,
         "the median of the later ones: {report}"
     );
     assert!(

@@ -250,7 +250,11 @@ fn a_launch_never_reported_running_is_lost_after_the_timeout() {
     assert_eq!(lost.state, pb::TaskState::Lost as i32);
     assert_eq!(lost.reason, "launch_timeout");
     assert!(lost.message.contains("launch timeout"), "{}", lost.message);
-    assert!(w.state_of("stuck").is_none());
+    // It stays in the book, LOST, until its framework acknowledges that update.
+    assert_eq!(
+        w.state_of("stuck").unwrap().status.unwrap().state,
+        pb::TaskState::Lost as i32
+    );
     // The agent is told to kill it, and its resources are offered again.
     let sent = w.to_agent();
     assert!(
