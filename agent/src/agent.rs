@@ -463,7 +463,7 @@ impl Agent {
         if let Some(why) = self.unhealthy_reason() {
             // Nothing about it could be recorded, so it does not start. The LOST update is
             // held with the store's other writes and reaches the master once it recovers.
-            tracing::warn!(reason = %why, "launch refused: the agent is unhealthy");
+            tracing::debug!(task_id = %task.task_id, reason = %why, "launch refused: the agent is unhealthy");
             let msg = format!(
                 "agent {} is unhealthy and runs no new tasks: {why}",
                 task.agent_id
