@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wasmos_api::{AgentId, FrameworkId, TaskId, TaskInfo, TaskKind, TaskState, TaskStatus};
-use wasmos_wasm_executor::{ComponentDigest, ExecutorEvent, ExecutorPool, WasmRuntime};
+use wasmos_wasm_executor::{
+    ComponentDigest, EventPermit, EventReceiver, ExecutorEvent, ExecutorPool, WasmRuntime,
+};
 
 use crate::checkpoint::TaskRecord;
 use crate::config::AgentConfig;
@@ -567,7 +569,7 @@ impl Agent {
         framework_id: FrameworkId,
         task: TaskInfo,
         exit: ExitFuture,
-        mut events: Option<mpsc::UnboundedReceiver<ExecutorEvent>>,
+        mut events: Option<EventReceiver>,
     ) {
         let agent = self.clone();
         let span = tracing::info_span!(
@@ -591,14 +593,16 @@ impl Agent {
                         biased;
                         ended = &mut exit => break ended,
                         ev = next => match ev {
-                            Some(ev) => agent.executor_event(&framework_id, &task, ev).await,
+                            Some((ev, permit)) => {
+                                agent.executor_event(&framework_id, &task, ev, permit).await
+                            }
                             None => events = None,
                         },
                     }
                 };
                 if let Some(rx) = events.as_mut() {
-                    while let Ok(ev) = rx.try_recv() {
-                        agent.executor_event(&framework_id, &task, ev).await;
+                    while let Some((ev, permit)) = rx.try_recv() {
+                        agent.executor_event(&framework_id, &task, ev, permit).await;
                     }
                 }
                 let TaskExit {
@@ -630,7 +634,15 @@ impl Agent {
         );
     }
 
-    async fn executor_event(&self, framework_id: &FrameworkId, task: &TaskInfo, ev: ExecutorEvent) {
+    /// Forwards one executor event; `permit` (its place in the task's bounded queue) is freed
+    /// once the event has left: a progress once recorded, a message once the session took it.
+    async fn executor_event(
+        &self,
+        framework_id: &FrameworkId,
+        task: &TaskInfo,
+        ev: ExecutorEvent,
+        permit: Option<EventPermit>,
+    ) {
         match ev {
             ExecutorEvent::Progress { message, .. } => {
                 let r = self
@@ -653,6 +665,7 @@ impl Agent {
                         framework_id: framework_id.clone(),
                         executor_id: executor_id.clone(),
                         data,
+                        permit,
                     });
                 }
             }

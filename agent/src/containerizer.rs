@@ -13,10 +13,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wasmos_api::{FrameworkId, TaskInfo, TaskState};
-use wasmos_wasm_executor::{ComponentDigest, ExecutorEvent};
+use wasmos_wasm_executor::{ComponentDigest, EventReceiver};
 
 use crate::cgroups::TaskCgroup;
 
@@ -70,8 +69,9 @@ pub struct Launched {
     /// Resolves when the task ends.
     pub exit: ExitFuture,
     /// What the task's executor reports while it runs (Wasm tasks). Every event is in the
-    /// channel before `exit` resolves, so the agent can report them in order before the end.
-    pub events: Option<mpsc::UnboundedReceiver<ExecutorEvent>>,
+    /// queue before `exit` resolves, so the agent can report them in order before the end. The
+    /// queue is bounded per task ([`wasmos_wasm_executor::events`]).
+    pub events: Option<EventReceiver>,
 }
 
 /// What the agent records about a running task's container.

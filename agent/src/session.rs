@@ -437,7 +437,10 @@ async fn session(
                             data: fm.data,
                         },
                     ));
-                    if tx.send(m).await.is_err() {
+                    let sent = tx.send(m).await;
+                    // Frees the message's place in its task's bounded queue: it has left.
+                    drop(fm.permit);
+                    if sent.is_err() {
                         return Ok(true);
                     }
                 }

@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wasmos_api::launch::MAX_PAYLOAD_BYTES;
 use wasmos_api::{ExecutorId, FrameworkId, TaskInfo, TaskKind, TaskState};
-use wasmos_wasm_executor::{ExecutorEvent, ExecutorPool, TaskError, TaskLimits, TaskRequest};
+use wasmos_wasm_executor::{
+    EventPermit, ExecutorPool, QueueBounds, TaskError, TaskLimits, TaskRequest, event_queue,
+};
 
 use crate::containerizer::{
     ContainerCheckpoint, ContainerError, Containerizer, ExitFuture, LaunchContext, Launched,
@@ -25,7 +26,7 @@ pub const AGENT_RESTARTED: &str =
     "agent restarted: the Wasm executor instance running this task ended with the agent process";
 
 /// Bytes an executor sent to its framework's scheduler.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct FrameworkMessage {
     /// The framework whose scheduler gets the message.
     pub framework_id: FrameworkId,
@@ -33,6 +34,10 @@ pub struct FrameworkMessage {
     pub executor_id: ExecutorId,
     /// The bytes, as the executor sent them.
     pub data: Vec<u8>,
+    /// The message's place in its task's bounded event queue
+    /// ([`wasmos_wasm_executor::events`]), freed when this is dropped: once the message has
+    /// been handed to the master session. `None` for a message that holds no place.
+    pub permit: Option<EventPermit>,
 }
 
 /// Runs Wasm tasks.
@@ -97,7 +102,7 @@ impl Containerizer for WasmContainerizer {
                 usize::try_from(ctx.task.resources.mem_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX);
         }
-        let (events, events_rx) = mpsc::unbounded_channel::<ExecutorEvent>();
+        let (events, events_rx) = event_queue(QueueBounds::default());
         let req = TaskRequest {
             framework_id: ctx.framework_id.clone(),
             executor_id: executor_id.clone(),

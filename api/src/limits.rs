@@ -247,6 +247,22 @@ fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}…", &s[..end]).into()
 }
 
+/// Most events (progress updates and framework messages) one running Wasm task may have queued
+/// on its agent and not yet sent on: 64. Past it (or past
+/// [`MAX_QUEUED_EXECUTOR_EVENT_BYTES`]) the guest's `send-framework-message` traps, failing the
+/// task with a reason naming the cap, and a `progress` is coalesced with the next (the latest
+/// wins). An event is counted from the guest's call until the agent has handed it to its master
+/// session, so a guest that sends faster than the agent forwards, or while the agent is
+/// disconnected, holds at most this much of the agent's memory.
+pub const MAX_QUEUED_EXECUTOR_EVENTS: usize = 64;
+
+/// Most bytes (messages' lengths) of the events one running Wasm task may have queued on its
+/// agent: 16 MiB, four framework messages of the largest size
+/// ([`MAX_FRAMEWORK_MESSAGE_BYTES`]). See [`MAX_QUEUED_EXECUTOR_EVENTS`].
+pub const MAX_QUEUED_EXECUTOR_EVENT_BYTES: usize = 16 << 20;
+
+const _: () = assert!(MAX_FRAMEWORK_MESSAGE_BYTES <= MAX_QUEUED_EXECUTOR_EVENT_BYTES);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -273,9 +273,14 @@ extern bool wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_
 // Lines past the budget are dropped and counted in one line of the agent's log every 10 s.
 extern void wasmos_framework_executor_driver_log(wasmos_framework_executor_driver_log_level_t level, framework_string_t *message);
 // Reports progress on the current task; becomes a `running` status with this message, cut
-// to 4,096 bytes (ending in `… [message truncated]`).
+// to 4,096 bytes (ending in `… [message truncated]`). While 64 events or 16 MiB of this
+// task are queued unsent on the agent, a progress waits in one slot instead, replaced by
+// the next (the latest wins).
 extern void wasmos_framework_executor_driver_progress(framework_string_t *message);
-// Sends bytes to this framework's scheduler (`scheduler.framework-message`).
+// Sends bytes to this framework's scheduler (`scheduler.framework-message`), at most 4 MiB.
+// A task may have at most 64 events (messages and progress) or 16 MiB queued unsent on its
+// agent (`wasmos_api::limits::MAX_QUEUED_EXECUTOR_*`); a larger message, or one past that
+// bound, traps, failing the task with a reason naming the limit.
 extern void wasmos_framework_executor_driver_send_framework_message(framework_list_u8_t *data);
 
 // Exported Functions from `wasmos:framework/scheduler@0.1.0`

@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wasmos_api::{ComponentDigest, ExecutorId, FrameworkId, TaskId};
 use wasmtime::Store;
@@ -29,8 +28,8 @@ use wasmtime::Store;
 use crate::bindings::{ExecutorTask, Framework};
 use crate::config::{LimitMode, TaskLimits};
 use crate::error::TaskError;
+use crate::events::EventSender;
 use crate::host::{HostState, Role};
-use crate::host_api::ExecutorEvent;
 use crate::log_budget::LogBudget;
 use crate::output::CappedOutput;
 use crate::runtime::{LoadedComponent, WasmRuntime, root_message};
@@ -48,8 +47,9 @@ pub struct TaskRequest {
     pub payload: Vec<u8>,
     /// The task's limits; by default [`TaskLimits::default`] (from [`TaskRequest::new`]).
     pub limits: TaskLimits,
-    /// Where progress and framework messages go; `None` drops them.
-    pub events: Option<mpsc::UnboundedSender<ExecutorEvent>>,
+    /// Where progress and framework messages go (a bounded queue, [`crate::events`]); `None`
+    /// drops them.
+    pub events: Option<EventSender>,
     /// Cancelled to kill the task (the instance is discarded).
     pub kill: CancellationToken,
 }

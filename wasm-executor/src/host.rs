@@ -8,14 +8,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-use wasmos_api::limits::cut_status_message;
+use wasmos_api::limits::{MAX_FRAMEWORK_MESSAGE_BYTES, cut_status_message};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::types::{Filters, LogLevel, TaskInfo};
 use crate::bindings::wasmos::framework::{driver, executor_driver, types};
-use crate::host_api::{DriverHost, ExecutorEvent};
+use crate::events::EventSender;
+use crate::host_api::DriverHost;
 use crate::log_budget::LogBudget;
 
 /// Enforces a store's memory, table and instance caps, and remembers why it refused.
@@ -75,7 +75,7 @@ pub(crate) enum Role {
     /// An executor instance on an agent. Events of the task currently running go to `events`;
     /// its `log` lines are budgeted by `log`, shared by the framework's executors on this host.
     Executor {
-        events: Option<mpsc::UnboundedSender<ExecutorEvent>>,
+        events: Option<EventSender>,
         task_id: String,
         framework_id: String,
         log: Arc<Mutex<LogBudget>>,
@@ -116,10 +116,7 @@ impl HostState {
         }
     }
 
-    fn executor_events(
-        &mut self,
-        call: &str,
-    ) -> wasmtime::Result<(&Option<mpsc::UnboundedSender<ExecutorEvent>>, &str)> {
+    fn executor_events(&mut self, call: &str) -> wasmtime::Result<(&Option<EventSender>, &str)> {
         match &self.role {
             Role::Executor {
                 events, task_id, ..
@@ -182,22 +179,28 @@ impl executor_driver::Host for HostState {
         let (events, task_id) = self.executor_events("progress")?;
         if let Some(tx) = events {
             // It becomes a status message: cut to that bound, with its marker.
-            let message = cut_status_message(message);
-            let _ = tx.send(ExecutorEvent::Progress {
-                task_id: task_id.to_string(),
-                message,
-            });
+            // Past the task's queue bound it is coalesced: only the latest status matters.
+            tx.send_progress(task_id, cut_status_message(message));
         }
         Ok(())
     }
 
     fn send_framework_message(&mut self, data: Vec<u8>) -> wasmtime::Result<()> {
         let (events, task_id) = self.executor_events("send-framework-message")?;
+        if data.len() > MAX_FRAMEWORK_MESSAGE_BYTES {
+            // A trap: the WIT call returns nothing, and a silent drop would lose data the
+            // guest believes sent.
+            return Err(wasmtime::format_err!(
+                "send-framework-message refused: {} bytes; the limit of a framework message is \
+                 {MAX_FRAMEWORK_MESSAGE_BYTES} bytes (large data belongs in a task's result)",
+                data.len()
+            ));
+        }
         if let Some(tx) = events {
-            let _ = tx.send(ExecutorEvent::FrameworkMessage {
-                task_id: task_id.to_string(),
-                data,
-            });
+            // Past the task's queue bound (`wasmos_api::limits::MAX_QUEUED_EXECUTOR_*`) the
+            // call traps, so one guest cannot fill the agent's memory.
+            tx.send_message(task_id, data)
+                .map_err(|e| wasmtime::format_err!("{e}"))?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ pub mod bindings;
 mod cache;
 mod config;
 mod error;
+pub mod events;
 mod executor;
 mod host;
 mod host_api;
@@ -25,6 +26,7 @@ mod scheduler;
 
 pub use config::{LimitMode, PoolingConfig, RuntimeConfig, TaskLimits};
 pub use error::{ComponentError, TaskError};
+pub use events::{EventPermit, EventReceiver, EventSender, QueueBounds, QueueFull, event_queue};
 pub use executor::{ExecutorPool, TaskOutcome, TaskRequest};
 pub use host_api::{DriverHost, ExecutorEvent};
 pub use runtime::{EngineError, LoadedComponent, WasmRuntime};

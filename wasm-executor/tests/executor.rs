@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use wasmos_wasm_executor::{ExecutorEvent, LimitMode, TaskError, TaskLimits};
+use wasmos_wasm_executor::{
+    ExecutorEvent, LimitMode, QueueBounds, TaskError, TaskLimits, event_queue,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pi_executor_samples_points() {
@@ -127,12 +129,12 @@ async fn kill_interrupts_a_running_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_and_messages_reach_the_agent() {
     let h = harness(LimitMode::Fuel);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = event_queue(QueueBounds::default());
     let mut req = request("p", "p1", "progress:half way", limits());
     req.events = Some(tx);
     h.pool.run_task(&h.hostile, req).await.unwrap();
     assert_eq!(
-        rx.recv().await,
+        rx.recv().await.map(|(ev, _permit)| ev),
         Some(ExecutorEvent::Progress {
             task_id: "p1".into(),
             message: "half way".into()

@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use wasmos_wasm_executor::{LimitMode, TaskError, TaskLimits};
+use wasmos_wasm_executor::{
+    LimitMode, QueueBounds, TaskError, TaskLimits, event_queue,
+    events::{MAX_QUEUED_EXECUTOR_EVENT_BYTES, MAX_QUEUED_EXECUTOR_EVENTS},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_runs_out_of_fuel() {
@@ -232,4 +235,75 @@ async fn trapped_instances_do_not_leak_pool_slots() {
         assert_eq!(out.output, b"ok");
     }
     assert_eq!(h.pool.live_instances(), 6);
+}
+
+/// Floods `send-framework-message` with `n` messages of `bytes` while nothing drains the queue
+/// (as while the agent is disconnected): the guest's call past the bound traps, the queue holds
+/// no more than the bound, and a bystander still finishes.
+async fn flood(n: usize, bytes: usize) -> (Result<Vec<u8>, TaskError>, usize, usize) {
+    let h = harness(LimitMode::Fuel);
+    let (tx, rx) = event_queue(QueueBounds::default());
+    let mut req = request(
+        "hostile",
+        "flood",
+        &format!("message-flood:{n}:{bytes}"),
+        limits(),
+    );
+    req.events = Some(tx);
+    let hostile = h.pool.run_task(&h.hostile, req);
+    let bystander = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h.run("bystander", "echo:still here", limits()).await
+    };
+    let (hostile, bystander) = tokio::join!(hostile, bystander);
+    assert_eq!(
+        bystander.expect("the bystander finishes").output,
+        b"still here"
+    );
+    let queued = rx.queued_bytes();
+    let mut events = 0;
+    let mut rx = rx;
+    while rx.try_recv().is_some() {
+        events += 1;
+    }
+    (hostile.map(|o| o.output), queued, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_flood_is_refused_at_the_queue_bound() {
+    // Far past, by bytes: 1,000 messages of 1 MiB stop after 16.
+    let (r, queued, events) = flood(1000, 1 << 20).await;
+    let err = r.unwrap_err();
+    assert!(
+        matches!(&err, TaskError::Trap { message, .. }
+            if message.contains("send-framework-message refused")
+                && message.contains(&MAX_QUEUED_EXECUTOR_EVENT_BYTES.to_string())),
+        "{err}"
+    );
+    assert_eq!(queued, MAX_QUEUED_EXECUTOR_EVENT_BYTES);
+    assert_eq!(events, MAX_QUEUED_EXECUTOR_EVENT_BYTES >> 20);
+
+    // By count: at the bound all are queued, one past it traps.
+    let (r, _, events) = flood(MAX_QUEUED_EXECUTOR_EVENTS, 10).await;
+    assert_eq!(
+        r.unwrap(),
+        format!("sent {MAX_QUEUED_EXECUTOR_EVENTS}").as_bytes()
+    );
+    assert_eq!(events, MAX_QUEUED_EXECUTOR_EVENTS);
+    let (r, _, events) = flood(MAX_QUEUED_EXECUTOR_EVENTS + 1, 10).await;
+    assert!(matches!(r, Err(TaskError::Trap { .. })), "{r:?}");
+    assert_eq!(events, MAX_QUEUED_EXECUTOR_EVENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framework_message_past_its_size_limit_is_refused() {
+    let (r, _, events) = flood(1, (4 << 20) + 1).await;
+    assert!(
+        matches!(&r, Err(TaskError::Trap { message, .. }) if message.contains("limit of a framework message")),
+        "{r:?}"
+    );
+    assert_eq!(events, 0);
+    let (r, _, events) = flood(1, 4 << 20).await;
+    assert_eq!(r.unwrap(), b"sent 1");
+    assert_eq!(events, 1);
 }

@@ -19,6 +19,7 @@
 //! | `driver` | calls the scheduler-only `driver.suppress` from the executor (the host must refuse) |
 //! | `stderr:TEXT` | writes `TEXT` and a newline to stderr, returns `stderr written` |
 //! | `log-flood:N` | writes `N` lines of 100 bytes with `executor_driver::log`, returns `logged N` |
+//! | `message-flood:N:BYTES` | sends `N` framework messages of `BYTES` bytes each, returns `sent N` (a bounded host traps it first) |
 //!
 //! Anything else fails the task with `unknown hostile payload`.
 //!
@@ -184,6 +185,20 @@ impl Executor for Hostile {
                     executor_driver::info(&line);
                 }
                 Ok(format!("logged {n}").into_bytes())
+            }
+            "message-flood" => {
+                let (n, bytes) = arg.split_once(':').unwrap_or((arg, "0"));
+                let n: u64 = n
+                    .parse()
+                    .map_err(|e| format!("bad message-flood:N:BYTES {arg:?}: {e}"))?;
+                let bytes: usize = bytes
+                    .parse()
+                    .map_err(|e| format!("bad message-flood:N:BYTES {arg:?}: {e}"))?;
+                let data = vec![b'm'; bytes];
+                for _ in 0..n {
+                    executor_driver::send_framework_message(&data);
+                }
+                Ok(format!("sent {n}").into_bytes())
             }
             _ => Err(format!("unknown hostile payload {payload:?}")),
         }
