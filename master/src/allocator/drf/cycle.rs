@@ -9,6 +9,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::super::sorter::Sorter;
+use wasmos_api::FrameworkId;
+
 use super::super::{Allocation, Millis};
 use super::DrfAllocator;
 
@@ -87,7 +89,10 @@ impl DrfAllocator {
                 self.free.remove(&a);
             }
             self.allocation_seq += 1;
-            self.fw_mut(f).last_allocated = self.allocation_seq;
+            let (seq, cycle_no) = (self.allocation_seq, self.cycle_no);
+            let fw = self.fw_mut(f);
+            fw.last_allocated = seq;
+            fw.last_cycle = cycle_no;
             self.roles[r as usize].last_allocated = self.allocation_seq;
             self.rekey(f);
             cycle.out.push(Allocation {
@@ -97,6 +102,27 @@ impl DrfAllocator {
             });
             return Step::Allocated;
         }
+    }
+
+    /// See [`Allocator::waiting`](super::super::Allocator::waiting) and the parent module's
+    /// "Waiting frameworks".
+    pub(super) fn waiting_frameworks(&self, max: usize) -> Vec<(FrameworkId, f64)> {
+        let mut out: Vec<(FrameworkId, f64)> = Vec::new();
+        if max == 0 || self.cycle_no == 0 {
+            return out;
+        }
+        for r in self.role_sorter.iter().take(max) {
+            let waiting = self.roles[r as usize]
+                .sorter
+                .iter()
+                .map(|f| self.fw(f))
+                .filter(|fw| fw.last_cycle != self.cycle_no && fw.wanting_since < self.cycle_no)
+                .take(max);
+            out.extend(waiting.map(|fw| (fw.id.clone(), fw.allocated.dominant_share(&self.total))));
+        }
+        out.sort_by(|a, b| a.1.total_cmp(&b.1));
+        out.truncate(max);
+        out
     }
 
     pub(super) fn run_cycle(&mut self, now: Millis) -> Vec<Allocation> {
