@@ -38,6 +38,8 @@ pub struct OfferBook {
     by_agent: HashMap<AgentId, BTreeSet<OfferId>>,
     by_framework: HashMap<FrameworkId, BTreeSet<OfferId>>,
     expiry: BTreeSet<(Millis, OfferId)>,
+    /// Every offer by when it was made, oldest first (for early rescinds).
+    by_age: BTreeSet<(Millis, OfferId)>,
     /// Distinguishes this leader's offer ids from an earlier leader's.
     prefix: String,
     next: u64,
@@ -89,6 +91,7 @@ impl OfferBook {
         if let Some(at) = expires_ms {
             self.expiry.insert((at, id.clone()));
         }
+        self.by_age.insert((now, id.clone()));
         self.offers.insert(id, record.clone());
         record
     }
@@ -116,6 +119,7 @@ impl OfferBook {
         if let Some(at) = record.expires_ms {
             self.expiry.remove(&(at, id.clone()));
         }
+        self.by_age.remove(&(record.created_ms, id.clone()));
         Some(record)
     }
 
@@ -151,6 +155,15 @@ impl OfferBook {
         out
     }
 
+    /// The outstanding offers made at or before `made_by`, oldest first; each step costs
+    /// `O(log n)`, so a caller that takes a few pays for a few.
+    pub fn oldest(&self, made_by: Millis) -> impl Iterator<Item = &OfferRecord> + '_ {
+        self.by_age
+            .iter()
+            .take_while(move |(at, _)| *at <= made_by)
+            .filter_map(|(_, id)| self.offers.get(id))
+    }
+
     /// The outstanding offers of a framework.
     pub fn of_framework(&self, framework: &FrameworkId) -> Vec<&OfferRecord> {
         self.by_framework
@@ -183,11 +196,18 @@ mod tests {
         let o2 = book.create(f.clone(), a.clone(), r, 50, None);
         assert_ne!(o1.id, o2.id);
         assert_eq!(book.of_framework(&f).len(), 2);
+        assert_eq!(book.oldest(49).map(|o| &o.id).collect::<Vec<_>>(), [&o1.id]);
+        assert_eq!(book.oldest(50).count(), 2);
         assert!(book.remove_expired(99).is_empty());
         assert_eq!(book.remove_expired(100), vec![o1.clone()]);
         assert!(book.remove(&o1.id).is_none(), "an offer is removed once");
+        assert_eq!(
+            book.oldest(u64::MAX).map(|o| &o.id).collect::<Vec<_>>(),
+            [&o2.id]
+        );
         assert_eq!(book.remove_for_agent(&a), vec![o2]);
         assert!(book.is_empty());
+        assert_eq!(book.oldest(u64::MAX).count(), 0);
         assert!(book.remove_for_framework(&f).is_empty());
     }
 }

@@ -219,6 +219,13 @@ pub trait Allocator: Send {
     /// returned resources are counted as allocated to their frameworks from now on.
     fn allocate(&mut self, now: Millis) -> Vec<Allocation>;
 
+    /// Up to `max` frameworks that wanted offers (active, not suppressed) through the whole of
+    /// the last [`allocate`](Allocator::allocate) cycle and got nothing from it, each with its
+    /// dominant share (unweighted, counting everything it holds), lowest share first. The
+    /// master rescinds offers held by higher shares for them. Costs `O(max² log n)` plus the
+    /// last cycle's allocations, whatever the number of frameworks.
+    fn waiting(&self, max: usize) -> Vec<(FrameworkId, f64)>;
+
     /// What a framework holds (offered plus used), if it is known.
     fn framework_allocation(&self, framework: &FrameworkId) -> Option<Resources>;
     /// What a role's frameworks hold together, if the role is known.

@@ -62,6 +62,11 @@ impl Sorter {
         self.set.first().map(|&(_, m)| m)
     }
 
+    /// The members, lowest share first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.set.iter().map(|&(_, m)| m)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.set.is_empty()
     }

@@ -82,17 +82,25 @@ impl World {
 
     /// The offers `s` received since the last look: (offer id, agent id, resources).
     fn offers(s: &mut Sched) -> Vec<(String, String, pb::Resources)> {
+        Self::offers_and_rescinds(s).0
+    }
+
+    /// The offers `s` received since the last look, and how many offers were rescinded.
+    fn offers_and_rescinds(s: &mut Sched) -> (Vec<(String, String, pb::Resources)>, usize) {
         let mut out = Vec::new();
+        let mut rescinds = 0;
         while let Ok(Ok(ev)) = s.rx.try_recv() {
-            if let Some(Event::Offers(o)) = ev.event {
-                out.extend(
+            match ev.event {
+                Some(Event::Offers(o)) => out.extend(
                     o.offers
                         .into_iter()
                         .map(|x| (x.id, x.agent_id, x.resources.unwrap_or_default())),
-                );
+                ),
+                Some(Event::Rescind(_)) => rescinds += 1,
+                _ => {}
             }
         }
-        out
+        (out, rescinds)
     }
 
     fn call(&mut self, s: &Sched, call: Call) {
@@ -323,8 +331,18 @@ fn idle_subscribers_step_aside_and_a_later_framework_gets_offers_and_runs() {
             "no offer for the later framework in {CYCLES_ALLOWED} cycles"
         );
     }
-    // It launches two tasks on its first offer, and they finish.
-    let (offer_id, agent_id, _) = offers.remove(0);
+    launch_two_tasks_that_finish(&mut w, &mut later, offers.remove(0), t);
+}
+
+/// A pi-like framework's life after its first offer: it launches two tasks on it, the agent
+/// reports them finished, and the framework acknowledges both; the master forgets them.
+fn launch_two_tasks_that_finish(
+    w: &mut World,
+    later: &mut Sched,
+    offer: (String, String, pb::Resources),
+    t: Millis,
+) {
+    let (offer_id, agent_id, _) = offer;
     let launches = (0..2)
         .map(|i| pb::TaskInfo {
             task_id: format!("t{i}"),
@@ -396,4 +414,114 @@ fn idle_subscribers_step_aside_and_a_later_framework_gets_offers_and_runs() {
     }
     assert_eq!(finished, 2);
     assert!(w.core.tasks.of_framework(&later.fw).is_empty());
+}
+
+#[test]
+fn a_later_framework_beside_idle_subscribers_gets_offers_before_any_offer_times_out() {
+    // 500 frameworks in 5 roles on 20 agents subscribe and never answer; one more declines
+    // everything with a zero filter. 45 s later, before any offer could time out, a
+    // well-behaved framework subscribes: it waits at most a few cycles and the minimum hold
+    // for offers that idle frameworks sit on to be rescinded for it, then runs.
+    let mut w = World::new(20);
+    let timeout = MasterCore::ms(
+        w.core
+            .config
+            .offer_timeout
+            .expect("a default offer timeout"),
+    );
+    let cycles_allowed = 5 + w.core.min_offer_hold_ms().div_ceil(CYCLE_MS) as usize;
+    let _idle: Vec<Sched> = (0..500)
+        .map(|i| w.subscribe(&format!("idle{i}"), &format!("r{}", i % 5)))
+        .collect();
+    let mut decliner = w.subscribe("decliner", "r0");
+    let mut t = 0;
+    let decline = |w: &mut World, s: &mut Sched| {
+        let ids: Vec<String> = World::offers(s).into_iter().map(|o| o.0).collect();
+        if !ids.is_empty() {
+            w.decline(s, ids, 0.0);
+        }
+    };
+    while t < 45_000 {
+        w.cycle_at(t);
+        t += CYCLE_MS;
+        decline(&mut w, &mut decliner);
+    }
+    let mut later = w.subscribe("later", "r0");
+    let mut offers = Vec::new();
+    for cycle in 0..cycles_allowed {
+        w.cycle_at(t);
+        t += CYCLE_MS;
+        decline(&mut w, &mut decliner);
+        offers = World::offers(&mut later);
+        if !offers.is_empty() {
+            break;
+        }
+        assert!(
+            cycle + 1 < cycles_allowed,
+            "no offer for the later framework in {cycles_allowed} cycles"
+        );
+    }
+    assert!(t < timeout, "no offer had timed out yet");
+    launch_two_tasks_that_finish(&mut w, &mut later, offers.remove(0), t);
+}
+
+#[test]
+fn a_framework_that_answers_within_the_minimum_hold_is_never_rescinded_early() {
+    // One agent and two frameworks: `prompt` answers each offer three cycles after it came
+    // (within the hold) by declining it; `silent` never answers. Whenever one holds the agent
+    // the other waits at share zero. Only `silent` loses offers early.
+    let mut w = World::new(1);
+    assert!(3 * CYCLE_MS < w.core.min_offer_hold_ms());
+    let mut prompt = w.subscribe("prompt", "r");
+    let mut silent = w.subscribe("silent", "r");
+    let mut t = 0;
+    let (mut answered, mut silent_offers, mut silent_rescinds) = (0, 0, 0);
+    let mut held: Vec<(Millis, String)> = Vec::new();
+    for _ in 0..60 {
+        w.cycle_at(t);
+        let (offers, rescinds) = World::offers_and_rescinds(&mut prompt);
+        assert_eq!(
+            rescinds, 0,
+            "at {t} ms: an offer answered in time was rescinded"
+        );
+        held.extend(offers.into_iter().map(|o| (t, o.0)));
+        let due: Vec<String> = held
+            .extract_if(.., |(at, _)| t - *at >= 3 * CYCLE_MS)
+            .map(|(_, id)| id)
+            .collect();
+        if !due.is_empty() {
+            answered += due.len();
+            w.decline(&prompt, due, 0.0);
+        }
+        let (offers, rescinds) = World::offers_and_rescinds(&mut silent);
+        silent_offers += offers.len();
+        silent_rescinds += rescinds;
+        t += CYCLE_MS;
+    }
+    assert!(answered >= 3, "prompt had offers to answer: {answered}");
+    assert!(
+        silent_offers >= 1 && silent_rescinds >= 1,
+        "silent held the agent and lost it early"
+    );
+}
+
+#[test]
+fn equal_shares_do_not_rescind_each_other() {
+    // Two agents, two frameworks that each hold one offer unanswered and want more: both
+    // wait at the same share, so neither takes the other's offer (no ping-pong).
+    let mut w = World::new(2);
+    let mut a = w.subscribe("a", "r");
+    let mut b = w.subscribe("b", "r");
+    let mut t = 0;
+    w.cycle_at(t);
+    assert_eq!(World::offers(&mut a).len(), 1);
+    assert_eq!(World::offers(&mut b).len(), 1);
+    for _ in 0..40 {
+        t += CYCLE_MS;
+        w.cycle_at(t);
+        for s in [&mut a, &mut b] {
+            let (offers, rescinds) = World::offers_and_rescinds(s);
+            assert_eq!((offers.len(), rescinds), (0, 0), "at {t} ms");
+        }
+    }
 }

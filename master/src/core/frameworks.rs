@@ -318,6 +318,7 @@ impl MasterCore {
         }
         self.forget_answers_of(fw);
         self.idle.remove(fw);
+        self.early_rescinds.remove(fw);
         if let Err(e) = self.allocator.remove_framework(fw) {
             warn!(framework_id = %fw, error = %e, "allocator");
         }

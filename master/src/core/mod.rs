@@ -48,6 +48,7 @@ use crate::tasks::TaskBook;
 mod agent_messages;
 mod agents;
 mod components;
+mod early_rescind;
 mod error;
 mod frameworks;
 mod launch;
@@ -133,6 +134,9 @@ pub struct MasterCore {
     /// Frameworks that let an offer expire unanswered: suppressed in the allocator (they get
     /// no offers) until they accept, decline, revive or subscribe again.
     idle: HashSet<FrameworkId>,
+    /// Offers rescinded early from each framework since its last accept, decline, revive,
+    /// suppress or subscribe (see `early_rescind`).
+    early_rescinds: HashMap<FrameworkId, u32>,
     /// Admitted agents that have not re-registered with this master yet, and when the wait
     /// for them ends (a master that took over from another leader).
     awaiting_agents: HashMap<AgentId, Millis>,
@@ -165,6 +169,7 @@ impl MasterCore {
             outbox: None,
             awaiting_agents: HashMap::new(),
             idle: HashSet::new(),
+            early_rescinds: HashMap::new(),
         }
     }
 

@@ -68,8 +68,10 @@ impl MasterCore {
         true
     }
 
-    /// Forgets that `fw` let an offer expire; `resume` resumes its offers.
+    /// Forgets that `fw` let an offer expire or had offers rescinded early; `resume` resumes
+    /// its offers.
     pub(super) fn end_idle(&mut self, fw: &FrameworkId, resume: bool) {
+        self.early_rescinds.remove(fw);
         if self.idle.remove(fw) && resume {
             if let Err(e) = self.allocator.resume(fw) {
                 warn!(framework_id = %fw, error = %e, "resuming offers");

@@ -40,12 +40,7 @@ impl MasterCore {
             let _ = self
                 .allocator
                 .recover(&o.framework, &o.agent, o.resources, refuse_ms, now);
-            if self.idle.insert(o.framework.clone()) {
-                debug!(framework_id = %o.framework, "offer expired unanswered; no more offers until the framework answers or revives");
-                if let Err(e) = self.allocator.suppress(&o.framework) {
-                    warn!(framework_id = %o.framework, error = %e, "setting an idle framework aside");
-                }
-            }
+            self.set_aside(&o.framework, "an offer expired unanswered");
             self.send_scheduler(
                 &o.framework,
                 Event::Rescind(pb::scheduler_event::Rescind {
@@ -238,7 +233,9 @@ impl MasterCore {
         }
     }
 
-    /// Runs one allocation cycle and sends the resulting offers, one event per framework.
+    /// Runs one allocation cycle and sends the resulting offers, one event per framework;
+    /// then rescinds early, for frameworks the cycle left waiting, offers that higher shares
+    /// hold unanswered (`early_rescind`), for the next cycle to give away.
     pub fn allocate(&mut self, now: Millis) {
         let timeout = self.config.offer_timeout.map(Self::ms);
         let mut batches: BTreeMap<FrameworkId, Vec<pb::Offer>> = BTreeMap::new();
@@ -275,5 +272,6 @@ impl MasterCore {
             debug!(framework_id = %fw, count = offers.len(), "offers");
             self.send_scheduler(&fw, Event::Offers(pb::scheduler_event::Offers { offers }));
         }
+        self.rescind_for_waiting(now);
     }
 }

@@ -9,6 +9,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::super::sorter::Sorter;
+use wasmos_api::FrameworkId;
+
 use super::super::{Allocation, Millis};
 use super::DrfAllocator;
 
@@ -87,7 +89,10 @@ impl DrfAllocator {
                 self.free.remove(&a);
             }
             self.allocation_seq += 1;
-            self.fw_mut(f).last_allocated = self.allocation_seq;
+            let (seq, cycle_no) = (self.allocation_seq, self.cycle_no);
+            let fw = self.fw_mut(f);
+            fw.last_allocated = seq;
+            fw.last_cycle = cycle_no;
             self.roles[r as usize].last_allocated = self.allocation_seq;
             self.rekey(f);
             cycle.out.push(Allocation {
@@ -97,6 +102,27 @@ impl DrfAllocator {
             });
             return Step::Allocated;
         }
+    }
+
+    /// See [`Allocator::waiting`](super::super::Allocator::waiting) and the parent module's
+    /// "Waiting frameworks".
+    pub(super) fn waiting_frameworks(&self, max: usize) -> Vec<(FrameworkId, f64)> {
+        let mut out: Vec<(FrameworkId, f64)> = Vec::new();
+        if max == 0 || self.cycle_no == 0 {
+            return out;
+        }
+        for r in self.role_sorter.iter().take(max) {
+            let waiting = self.roles[r as usize]
+                .sorter
+                .iter()
+                .map(|f| self.fw(f))
+                .filter(|fw| fw.last_cycle != self.cycle_no && fw.wanting_since < self.cycle_no)
+                .take(max);
+            out.extend(waiting.map(|fw| (fw.id.clone(), fw.allocated.dominant_share(&self.total))));
+        }
+        out.sort_by(|a, b| a.1.total_cmp(&b.1));
+        out.truncate(max);
+        out
     }
 
     pub(super) fn run_cycle(&mut self, now: Millis) -> Vec<Allocation> {
@@ -177,6 +203,7 @@ mod tests {
     use super::super::DrfAllocator;
     use super::super::testing::{agent, cluster, fwk, res};
     use crate::allocator::{Allocation, Allocator, AllocatorConfig};
+    use wasmos_api::FrameworkId;
 
     /// Every framework declines everything it is offered with no filter at all (the worst a
     /// hostile framework can do once the master's decline floor is out of the way).
@@ -295,5 +322,35 @@ mod tests {
         al.add_agent(agent(2), res(8.0, 8192)).unwrap();
         let out = al.allocate(2);
         assert_eq!(out[0].framework, fwk(1));
+    }
+
+    #[test]
+    fn waiting_names_who_wanted_offers_through_a_cycle_and_got_none() {
+        // One agent, three frameworks: f0 gets the agent, f1 and f2 get nothing.
+        let mut al = cluster(1, &["a", "a", "b"]);
+        assert!(al.waiting(8).is_empty(), "no cycle ran yet");
+        al.allocate(0);
+        // Equal shares come in role order; compare as sets.
+        let names = |w: Vec<(FrameworkId, f64)>| {
+            let mut n: Vec<_> = w.into_iter().map(|x| x.0).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(
+            names(al.waiting(8)),
+            [fwk(1), fwk(2)],
+            "the served one is not waiting"
+        );
+        assert_eq!(names(al.waiting(1)).len(), 1, "at most `max`");
+        // A framework added after the cycle has not waited through one; a suppressed one
+        // does not want offers.
+        al.add_framework(fwk(3), "a", true).unwrap();
+        al.suppress(&fwk(2)).unwrap();
+        assert_eq!(names(al.waiting(8)), [fwk(1)]);
+        // Nothing is free in the next cycle: f0, which holds the agent, waits too, last.
+        al.allocate(1);
+        assert_eq!(names(al.waiting(8)), [fwk(0), fwk(1), fwk(3)]);
+        let w = al.waiting(8);
+        assert_eq!((&w[2].0, w[2].1), (&fwk(0), 1.0), "lowest share first");
     }
 }

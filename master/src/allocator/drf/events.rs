@@ -104,6 +104,8 @@ impl Allocator for DrfAllocator {
             active,
             suppressed: false,
             last_allocated: 0,
+            last_cycle: 0,
+            wanting_since: 0,
             key: None,
         }));
         self.framework_index.insert(framework, f);
@@ -246,6 +248,10 @@ impl Allocator for DrfAllocator {
 
     fn allocate(&mut self, now: Millis) -> Vec<Allocation> {
         self.run_cycle(now)
+    }
+
+    fn waiting(&self, max: usize) -> Vec<(FrameworkId, f64)> {
+        self.waiting_frameworks(max)
     }
 
     fn framework_allocation(&self, framework: &FrameworkId) -> Option<Resources> {

@@ -33,6 +33,14 @@
 //! Slots of removed agents and frameworks are not reused, so stale entries in the filter queue
 //! can never point at a newcomer; they are dropped when they come due.
 //!
+//! # Waiting frameworks
+//! [`Allocator::waiting`](super::Allocator::waiting) names the frameworks that wanted offers
+//! through the last cycle and got nothing from it, lowest share first, so the master can
+//! rescind offers held by higher shares for them (see `core/early_rescind.rs`). It looks only
+//! at the front of each sorter: at most `max` roles, lowest weighted share first, and in each
+//! the lowest-share frameworks that got nothing, stepping over those the cycle served (so it
+//! costs at most the cycle's own allocations plus `O(max² log n)`).
+//!
 //! # Where things are
 //! `holdings` counts who holds what where; `shares` orders roles and frameworks by share;
 //! `quota` creates roles and applies weights' and quotas' defaults and limits; `filters` keeps
@@ -92,6 +100,11 @@ struct FrameworkSlot {
     suppressed: bool,
     /// [`DrfAllocator::allocation_seq`] at its last allocation; 0 if it never had one.
     last_allocated: u64,
+    /// [`DrfAllocator::cycle_no`] of the cycle that last allocated to it; 0 if none did.
+    last_cycle: u64,
+    /// [`DrfAllocator::cycle_no`] when it last started wanting offers: it has waited through
+    /// a cycle only once a later cycle ran.
+    wanting_since: u64,
     /// The key under which it sits in its role's sorter, when it does.
     key: Option<Key>,
 }
@@ -145,6 +158,7 @@ pub struct DrfAllocator {
     filter_expiry: BTreeSet<(Millis, u32, u32)>,
     /// Per framework: (cycle number, next agent index to look at).
     cursors: Vec<(u64, u32)>,
+    /// Number of the last cycle run (cycles count from 1).
     cycle_no: u64,
     /// Counts allocations; each one stamps its framework and role, so that equal shares go to
     /// the least recently allocated (see [`Key`]).

@@ -56,11 +56,13 @@ impl DrfAllocator {
     /// wants offers, and the role into the role sorter iff it has sorted frameworks.
     pub(super) fn sync_membership(&mut self, f: u32) {
         let key = self.fw_key(f);
+        let cycle_no = self.cycle_no;
         let fw = self.fw_mut(f);
         let r = fw.role;
         match (fw.wants_offers(), fw.key) {
             (true, None) => {
                 fw.key = Some(key);
+                fw.wanting_since = cycle_no;
                 self.roles[r as usize].sorter.insert(key, f);
             }
             (false, Some(old)) => {
