@@ -50,6 +50,8 @@ pub(super) struct Replication {
     generation: AtomicU64,
     /// Whether this master leads and has built its core from the registry.
     pub(super) serving: AtomicBool,
+    /// Set when Raft stopped by itself (its store failed): this master never serves again.
+    failed: AtomicBool,
     /// Woken when the core queues a command.
     outbox: Arc<Notify>,
     /// How long a new leader waits for admitted agents to re-register.
@@ -65,6 +67,7 @@ impl Replication {
             durable,
             generation: AtomicU64::new(0),
             serving: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             outbox: Arc::new(Notify::new()),
             agent_reregister_wait,
         }
@@ -82,11 +85,14 @@ async fn quorum_confirms(node: &RaftNode) -> bool {
 impl Master {
     /// The error a master that does not serve answers with: not-leader with the leader's
     /// address when another master leads, without one while none serves yet (an election, or
-    /// this master taking over).
+    /// this master taking over); UNAVAILABLE once its Raft store failed.
     pub(super) fn not_leader(&self) -> ServiceError {
         let Some(r) = &self.raft else {
             return ServiceError::NotServing;
         };
+        if r.failed.load(Ordering::Acquire) {
+            return ServiceError::StoreFailed;
+        }
         let leader = match r.node.leader() {
             // Elected but still taking over: no master serves yet.
             Some((id, _)) if id == r.node.id() => None,
@@ -170,6 +176,9 @@ impl Master {
             };
             let serving = r.serving.load(Ordering::Acquire);
             if let Some(cause) = stopped {
+                if cause.is_some() {
+                    r.failed.store(true, Ordering::Release);
+                }
                 if serving {
                     self.step_down(&r);
                 }
