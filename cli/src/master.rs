@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use wasmos_master::raft::{RaftConfig, RaftNode};
+use wasmos_master::raft::{RaftConfig, RaftNode, StoreFaults};
 use wasmos_master::{Master, MasterConfig};
 
 use crate::duration_secs;
@@ -102,6 +102,10 @@ pub struct Args {
     /// missing as unreachable, in seconds.
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs, default_value = "2")]
     agent_reregister_wait: Duration,
+    /// For tests: the Raft store fails every write (as on a full disk) while this file
+    /// exists; the master then stops and exits non-zero.
+    #[arg(long, value_name = "FILE", hide = true)]
+    store_faults_while_exists: Option<PathBuf>,
 }
 
 /// Parses `ID=ADDR` (`2=10.0.0.2:5050`): an id above zero and a `host:port` address.
@@ -289,11 +293,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
-            let node = RaftNode::open(id, peers, dir.clone(), RaftConfig::default())
-                .await
-                .with_context(|| {
-                    format!("cannot start master {id} on the data dir {}", dir.display())
-                })?;
+            let faults = args
+                .store_faults_while_exists
+                .clone()
+                .map(StoreFaults::while_file_exists);
+            let node =
+                RaftNode::open_with_faults(id, peers, dir.clone(), RaftConfig::default(), faults)
+                    .await
+                    .with_context(|| {
+                        format!("cannot start master {id} on the data dir {}", dir.display())
+                    })?;
             let master = Master::replicated(config, node, args.agent_reregister_wait);
             if !args.weights.is_empty() {
                 let m = master.clone();

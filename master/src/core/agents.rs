@@ -146,6 +146,13 @@ impl MasterCore {
                             .is_ok()
                 }
                 None if state.is_terminal() => continue, // Its own status update will say so.
+                // The master declared it LOST (and the framework acknowledged that): it stays
+                // lost, and dies here.
+                None if self.tombstones.holds(&id, &fw, &task.task_id, now) => {
+                    warn!(framework_id = %fw, task_id = %task.task_id, "a task this master declared lost was reported again; killing it");
+                    to_kill.push((fw, task.task_id));
+                    continue;
+                }
                 None => {
                     let _ = self.tasks.insert(TaskRecord {
                         framework: fw.clone(),
@@ -208,7 +215,8 @@ impl MasterCore {
     }
 
     /// Marks a task LOST and tells its framework, by an update the master makes: the task
-    /// stays in the book, `LOST`, until the framework acknowledges it (resent meanwhile). A
+    /// stays in the book, `LOST`, until the framework acknowledges it (resent meanwhile), and
+    /// a tombstone after that, so that its agent reporting it again is told to kill it. A
     /// task already terminal keeps its own pending update (a terminal one with none is
     /// forgotten). `counted` says whether the allocator still counts the task's resources on
     /// its agent.
@@ -238,6 +246,8 @@ impl MasterCore {
             warn!(framework_id = %fw, task_id = %task, error = %e, "marking a task lost");
             return;
         }
+        // Remembered after the record goes, so that its agent reporting it later kills it.
+        self.tombstones.lay(&agent, fw, task, now);
         if counted {
             let _ = self.allocator.recover(fw, &agent, resources, 0, now);
         }

@@ -299,3 +299,87 @@ fn a_launch_reported_running_in_time_is_kept() {
         pb::TaskState::Running as i32
     );
 }
+
+#[test]
+fn a_task_lost_to_the_launch_timeout_is_killed_not_adopted_when_its_agent_reports_it() {
+    let mut w = World::new();
+    w.cycle_at(0);
+    let offer = World::offers(&w.events()).remove(0);
+    w.launch(offer, "late", 0);
+    w.cycle_at(LAUNCH_TIMEOUT_MS + LAUNCH_TIMEOUT_MS / 10);
+    let lost = w
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::Update(u) => u.status.clone().filter(|s| s.task_id == "late"),
+            _ => None,
+        })
+        .expect("the LOST update");
+    assert_eq!(lost.state, pb::TaskState::Lost as i32);
+    // The framework acknowledges it: the record leaves the book.
+    let ack = Call::Acknowledge(pb::scheduler_call::Acknowledge {
+        agent_id: lost.agent_id.clone(),
+        task_id: lost.task_id.clone(),
+        uuid: lost.uuid.clone(),
+    });
+    let now = LAUNCH_TIMEOUT_MS * 2;
+    assert!(w.core.scheduler_call(&w.fw, w.sched_conn, Some(ack), now));
+    assert!(
+        w.state_of("late").is_none(),
+        "acknowledged, it is forgotten"
+    );
+    w.to_agent();
+    // The agent comes back on a new connection, the task having started after all.
+    let (tx, agent_rx) = mpsc::channel(1024);
+    let conn = w.core.new_conn();
+    let reg = pb::agent_message::Register {
+        info: Some(pb::AgentInfo {
+            id: w.agent.to_string(),
+            hostname: "h".into(),
+            address: String::new(),
+            resources: Some(pb::Resources {
+                millicpus: 4000,
+                mem_mb: 4096,
+                disk_mb: 0,
+            }),
+            attributes: vec![],
+        }),
+        tasks: vec![pb::RunningTask {
+            framework_id: w.fw.to_string(),
+            task: Some(pb::TaskInfo {
+                task_id: "late".into(),
+                name: String::new(),
+                agent_id: w.agent.to_string(),
+                resources: Some(pb::Resources {
+                    millicpus: 1000,
+                    mem_mb: 128,
+                    disk_mb: 0,
+                }),
+                kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+                    executor_id: "e".into(),
+                    payload: vec![],
+                })),
+            }),
+            state: pb::TaskState::Running as i32,
+        }],
+        unhealthy_reason: String::new(),
+    };
+    w.core.agent_register(conn, tx, reg, now + 1).unwrap();
+    w.agent_conn = conn;
+    w.agent_rx = agent_rx;
+    // Not adopted: the master declared it lost, so it is killed there.
+    assert!(w.state_of("late").is_none(), "{:?}", w.state_of("late"));
+    let sent = w.to_agent();
+    assert!(
+        sent.iter().any(|m| matches!(m,
+            pb::master_message::Message::KillTasks(k) if k.tasks.iter().any(|t| t.task_id == "late"))),
+        "{sent:?}"
+    );
+    assert!(
+        !w.events().iter().any(|e| matches!(e,
+            Event::Update(u) if u.status.as_ref().is_some_and(|s| s.task_id == "late"))),
+        "the framework hears nothing more of the task"
+    );
+    let state = w.core.cluster_state(&Default::default());
+    assert_eq!(state.agents[0].active_tasks, 0);
+}

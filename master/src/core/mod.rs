@@ -56,6 +56,7 @@ mod operator;
 mod outbound;
 mod schedulers;
 mod timers;
+mod tombstones;
 mod view;
 
 pub use error::{CoreError, to_status};
@@ -126,6 +127,8 @@ pub struct MasterCore {
     last_resend_scan_ms: Millis,
     /// When `tick` last looked for launches that timed out.
     last_launch_scan_ms: Millis,
+    /// Tasks this master declared LOST, killed rather than adopted when reported later.
+    tombstones: tombstones::Tombstones,
     wake: Arc<Notify>,
     /// Framework components by digest (an index of the registry's components).
     blobs: BlobStore,
@@ -164,6 +167,7 @@ impl MasterCore {
             last_scheduler_heartbeat_ms: 0,
             last_resend_scan_ms: 0,
             last_launch_scan_ms: 0,
+            tombstones: Default::default(),
             blobs,
             wake,
             outbox: None,

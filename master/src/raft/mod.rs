@@ -6,6 +6,7 @@
 //!   machine that wraps [`Registry`] (snapshots are the serialized registry). Opening a store
 //!   checks every record and refuses a corrupt one with [`StoreError::Corrupt`], and one that
 //!   [`marker`] says held state but is now missing or empty with [`StoreError::Lost`].
+//! - [`faults`]: [`StoreFaults`], a switch that fails the store's writes (tests of a full disk).
 //! - [`marker`]: the file in the data dir that says it held a Raft store.
 //! - [`network`]: openraft's `RaftNetworkFactory` over lazily connected, reconnecting tonic
 //!   clients with per-call timeouts.
@@ -18,6 +19,7 @@
 //! the registry's own answer (`Ok` or the [`RegistryError`] that refused it).
 
 pub mod codec;
+pub mod faults;
 pub mod marker;
 pub mod network;
 pub mod node;
@@ -30,8 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::{Command, Registry, RegistryError};
 
+pub use faults::StoreFaults;
 pub use node::{Applied, MemberError, ProposeError, Proposer, RaftConfig, RaftNode, StartError};
-pub use store::{StoreError, open_store};
+pub use store::{StoreError, open_store, open_store_with_faults};
 
 /// A master's id in the Raft group (`wasmos master --id N`).
 pub type NodeId = u64;

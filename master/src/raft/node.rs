@@ -18,9 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::faults::StoreFaults;
 use super::network::NetworkFactory;
 use super::service::RaftService;
-use super::store::{RegistryHandle, StoreClosed, StoreError, open_store};
+use super::store::{RegistryHandle, StoreClosed, StoreError, open_store_with_faults};
 use super::{NodeId, Raft};
 use crate::registry::{Command, Registry, RegistryError};
 
@@ -235,10 +236,24 @@ impl RaftNode {
         data_dir: PathBuf,
         config: RaftConfig,
     ) -> Result<RaftNode, StartError> {
+        Self::open_with_faults(id, peers, data_dir, config, None).await
+    }
+
+    /// [`RaftNode::open`], with the store's writes failing while `faults` is on (tests of a
+    /// full or failing disk; see [`StoreFaults`]).
+    pub async fn open_with_faults(
+        id: NodeId,
+        peers: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+        config: RaftConfig,
+        faults: Option<StoreFaults>,
+    ) -> Result<RaftNode, StartError> {
         let raft_config = Arc::new(config.openraft()?);
-        let opened = tokio::task::spawn_blocking(move || open_store(&data_dir, id))
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))??;
+        let opened = tokio::task::spawn_blocking(move || {
+            open_store_with_faults(&data_dir, id, faults.as_ref())
+        })
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))??;
         let durable_commits = opened.log.durable_commits_counter();
         let network = NetworkFactory::new(id, config.heartbeat, config.heartbeat);
         let raft = Raft::new(id, raft_config, network, opened.log, opened.state_machine)

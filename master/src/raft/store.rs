@@ -47,6 +47,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::faults::{FaultyFile, StoreFaults};
 use super::{CommandResult, NodeId, TypeConfig, apply_command};
 use crate::registry::Registry;
 use crate::sync;
@@ -317,6 +318,16 @@ struct MarkerDue {
 /// missing, empty or stateless with [`StoreError::Lost`], and another master's data dir with
 /// [`StoreError::OtherMaster`].
 pub fn open_store(data_dir: &Path, node_id: NodeId) -> Result<OpenedStore, StoreError> {
+    open_store_with_faults(data_dir, node_id, None)
+}
+
+/// [`open_store`], with the file's writes failing while `faults` is on (for tests of a full
+/// or failing disk).
+pub fn open_store_with_faults(
+    data_dir: &Path,
+    node_id: NodeId,
+    faults: Option<&StoreFaults>,
+) -> Result<OpenedStore, StoreError> {
     let dir_err = |source| StoreError::DataDir {
         path: data_dir.to_path_buf(),
         source,
@@ -359,24 +370,40 @@ pub fn open_store(data_dir: &Path, node_id: NodeId) -> Result<OpenedStore, Store
         path: path.clone(),
         detail,
     };
-    let db = redb::Builder::new()
-        .set_check_integrity_on_open(true)
-        .create(&path)
-        .map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(d)) => corrupt(d),
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if matches!(
-                    io.kind(),
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-                ) =>
-            {
-                corrupt(io.to_string())
-            }
-            other => StoreError::Open {
-                path: path.clone(),
-                detail: other.to_string(),
-            },
-        })?;
+    let mut builder = redb::Builder::new();
+    builder.set_check_integrity_on_open(true);
+    let db = match faults {
+        None => builder.create(&path),
+        Some(faults) => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+            .and_then(redb::backends::FileBackend::new)
+            .and_then(|inner| {
+                builder.create_with_backend(FaultyFile {
+                    inner,
+                    faults: faults.clone(),
+                })
+            }),
+    }
+    .map_err(|e| match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(d)) => corrupt(d),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if matches!(
+                io.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+            ) =>
+        {
+            corrupt(io.to_string())
+        }
+        other => StoreError::Open {
+            path: path.clone(),
+            detail: other.to_string(),
+        },
+    })?;
     let open_err = |e: redb::Error| match e {
         redb::Error::Corrupted(d) => corrupt(d),
         other => StoreError::Open {

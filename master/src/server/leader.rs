@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use openraft::error::Fatal;
 use tokio::sync::{Notify, watch};
 use tonic::Status;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use wasmos_api::FrameworkId;
 use wasmos_api::proto as pb;
 
@@ -49,6 +50,8 @@ pub(super) struct Replication {
     generation: AtomicU64,
     /// Whether this master leads and has built its core from the registry.
     pub(super) serving: AtomicBool,
+    /// Set when Raft stopped by itself (its store failed): this master never serves again.
+    failed: AtomicBool,
     /// Woken when the core queues a command.
     outbox: Arc<Notify>,
     /// How long a new leader waits for admitted agents to re-register.
@@ -64,6 +67,7 @@ impl Replication {
             durable,
             generation: AtomicU64::new(0),
             serving: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             outbox: Arc::new(Notify::new()),
             agent_reregister_wait,
         }
@@ -81,11 +85,14 @@ async fn quorum_confirms(node: &RaftNode) -> bool {
 impl Master {
     /// The error a master that does not serve answers with: not-leader with the leader's
     /// address when another master leads, without one while none serves yet (an election, or
-    /// this master taking over).
+    /// this master taking over); UNAVAILABLE once its Raft store failed.
     pub(super) fn not_leader(&self) -> ServiceError {
         let Some(r) = &self.raft else {
             return ServiceError::NotServing;
         };
+        if r.failed.load(Ordering::Acquire) {
+            return ServiceError::StoreFailed;
+        }
         let leader = match r.node.leader() {
             // Elected but still taking over: no master serves yet.
             Some((id, _)) if id == r.node.id() => None,
@@ -135,8 +142,15 @@ impl Master {
 
     /// Follows the Raft metrics: takes over when this master becomes the leader and has
     /// applied the whole log, steps down when it is no longer the leader.
-    pub(super) async fn watch_leadership(self) {
-        let Some(r) = self.raft.clone() else { return };
+    ///
+    /// Returns when Raft stops: `Some(cause)` when it stopped by itself (its store failed to
+    /// write or read, or it panicked), after stepping down and logging the cause; `None` when
+    /// it was asked to stop. openraft does not restart after a failure, so a master left
+    /// running would never serve again: [`Master::serve`] stops and returns the failure.
+    pub(super) async fn watch_leadership(self) -> Option<String> {
+        let Some(r) = self.raft.clone() else {
+            return None;
+        };
         let id = r.node.id();
         let mut metrics = r.node.metrics();
         // Since when a majority has not confirmed this master's leadership (while it serves).
@@ -144,8 +158,13 @@ impl Master {
         // Set when it stopped serving for that reason, until it is no longer leader.
         let mut quorum_lost = false;
         loop {
-            let (leads, ready) = {
+            let (leads, ready, stopped) = {
                 let m = metrics.borrow_and_update();
+                let stopped = match &m.running_state {
+                    Ok(()) => None,
+                    Err(Fatal::Stopped) => Some(None),
+                    Err(fatal) => Some(Some(fatal.to_string())),
+                };
                 let leads = m.current_leader == Some(id) && m.state.is_leader();
                 // The leader's first entry of its term (a blank one) is applied: the state
                 // machine holds every change of earlier leaders.
@@ -153,9 +172,28 @@ impl Master {
                     && m.last_applied.is_some_and(|l| {
                         l.leader_id.term == m.current_term && Some(l.index) == m.last_log_index
                     });
-                (leads, ready)
+                (leads, ready, stopped)
             };
             let serving = r.serving.load(Ordering::Acquire);
+            if let Some(cause) = stopped {
+                if cause.is_some() {
+                    r.failed.store(true, Ordering::Release);
+                }
+                if serving {
+                    self.step_down(&r);
+                }
+                if let Some(cause) = &cause {
+                    error!(
+                        master_id = id,
+                        %cause,
+                        "the Raft store of this master failed and Raft stopped; this master \
+                         stops serving. Free disk space or fix the data dir (permissions, a \
+                         failing disk), then restart the master: it reopens its store and \
+                         rejoins its group"
+                    );
+                }
+                return cause;
+            }
             if !leads {
                 quorum_lost = false;
             }
@@ -186,7 +224,7 @@ impl Master {
             tokio::select! {
                 changed = metrics.changed() => {
                     if changed.is_err() {
-                        return;
+                        return None;
                     }
                 }
                 _ = tokio::time::sleep(LEADERSHIP_CHECK) => {}

@@ -62,7 +62,26 @@ pub enum ServeError {
     /// The gRPC server could not serve on its listener, or failed while serving.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The Raft member of a replicated master stopped by itself, most often because its store
+    /// could not write (a full or failing disk): openraft does not recover from that, so the
+    /// master stopped serving rather than answer from memory what it cannot make durable.
+    /// Restarting the master (after freeing space or fixing the data dir) reopens the store,
+    /// and the master rejoins its group.
+    #[error(
+        "the Raft store of master {id} failed: {cause}; the master stopped serving. Free disk \
+         space or fix the data dir, then restart it: it reopens its store and rejoins its group"
+    )]
+    RaftFailed {
+        /// The master's id in its Raft group.
+        id: crate::raft::NodeId,
+        /// What openraft reported (the storage error, or that it panicked).
+        cause: String,
+    },
 }
+
+/// How long a master whose Raft store failed lets open calls finish (they are answered
+/// UNAVAILABLE by then) before [`Master::serve`] returns anyway.
+const FAILED_DRAIN: Duration = Duration::from_secs(5);
 
 /// How long a new stream may take to send its first message (subscribe or register).
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -200,7 +219,8 @@ impl Master {
     }
 
     /// Serves the three gRPC services on `listener` and runs the timers, until the server
-    /// fails or `shutdown` resolves. Connections are admitted and closed under
+    /// fails, `shutdown` resolves, or (replicated) Raft stops by itself, which returns
+    /// [`ServeError::RaftFailed`] once open calls are answered (at most 5 s later). Connections are admitted and closed under
     /// [`MasterConfig::connections`](crate::ConnectionConfig); the caps chosen are logged once.
     pub async fn serve(
         self,
@@ -230,12 +250,31 @@ impl Master {
         let incoming = conn_limits::accept(listener, admission, &conns);
         let timers = tokio::spawn(self.clone().run_timers());
         let raft_service = self.raft.as_ref().map(|r| r.node.service());
+        // Set, and `failed_rx` told, when Raft stops by itself: the server then shuts down.
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
         let raft_tasks = self.raft.as_ref().map(|_| {
+            let watcher = self.clone().watch_leadership();
+            let failure = failure.clone();
             (
-                tokio::spawn(self.clone().watch_leadership()),
+                tokio::spawn(async move {
+                    if let Some(cause) = watcher.await {
+                        *lock(&failure) = Some(cause);
+                        let _ = failed_tx.send(());
+                    }
+                }),
                 tokio::spawn(self.clone().replicate()),
             )
         });
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                Ok(()) = failed_rx => {
+                    let _ = drain_tx.send(());
+                }
+            }
+        };
         let result = tonic::transport::Server::builder()
             // Dead peers: a connection that answers no PING within the timeout is closed,
             // even with streams open. Healthy peers answer, whatever their streams do.
@@ -260,14 +299,31 @@ impl Master {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, stop);
+        let drained = async {
+            // Only after a failure: a graceful shutdown waits for every open call.
+            if drain_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(FAILED_DRAIN).await;
+        };
+        let result = tokio::select! {
+            result = result => result,
+            () = drained => Ok(()),
+        };
         timers.abort();
         if let Some((leadership, replicator)) = raft_tasks {
             leadership.abort();
             replicator.abort();
         }
-        result.map_err(ServeError::from)
+        result?;
+        match (lock(&failure).take(), &self.raft) {
+            (Some(cause), Some(r)) => Err(ServeError::RaftFailed {
+                id: r.node.id(),
+                cause,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -39,6 +39,10 @@ pub(crate) enum ServiceError {
     /// A master kept in memory that does not serve (it always does; kept for completeness).
     #[error("the master is not serving")]
     NotServing,
+    /// The Raft store of this replicated master failed: it stopped serving and is about to
+    /// exit (another master takes over).
+    #[error("the Raft store of this master failed; it stopped serving; retry on another master")]
+    StoreFailed,
     /// This master does not lead; `leader` is the leader's address when known. The status
     /// message is [`wasmos_api::leader::not_leader_status`]'s.
     #[error("this master is not the leader")]
@@ -114,7 +118,7 @@ impl From<ServiceError> for Status {
                 wasmos_api::leader::not_leader_status(leader_addr.as_deref())
             }
             E::Core(c) => crate::core::to_status(&c),
-            E::NotServing | E::ReplicationStopped | E::CommitTimeout => {
+            E::NotServing | E::StoreFailed | E::ReplicationStopped | E::CommitTimeout => {
                 Status::unavailable(message)
             }
             // Raft's own words, without this table's prefix.
