@@ -1,18 +1,21 @@
 //! The Wasm containerizer: runs a task in its framework's executor instance (one per
 //! framework and executor id, from `wasmos_wasm_executor::ExecutorPool`), with the instance's
 //! memory capped by the task's resources. Kill interrupts the running call; a framework's
-//! teardown drops its instances.
+//! teardown drops its instances and its lease on its component, so the last framework of a
+//! component to end unloads it (`wasmos_wasm_executor::ComponentLease`).
 //!
 //! Wasm tasks live in the agent's process, so they do not survive an agent restart: recovery
 //! reports them FAILED with reason "agent restarted".
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use wasmos_api::launch::MAX_PAYLOAD_BYTES;
 use wasmos_api::{ExecutorId, FrameworkId, TaskInfo, TaskKind, TaskState};
 use wasmos_wasm_executor::{
-    EventPermit, ExecutorPool, QueueBounds, TaskError, TaskLimits, TaskRequest, event_queue,
+    ComponentLease, EventPermit, ExecutorPool, QueueBounds, TaskError, TaskLimits, TaskRequest,
+    event_queue,
 };
 
 use crate::containerizer::{
@@ -45,6 +48,8 @@ pub struct WasmContainerizer {
     pool: Arc<ExecutorPool>,
     components: Arc<ComponentStore>,
     limits: TaskLimits,
+    /// Each framework's claim on the component its tasks run, dropped at its teardown.
+    leases: Mutex<HashMap<FrameworkId, ComponentLease>>,
 }
 
 impl WasmContainerizer {
@@ -59,6 +64,7 @@ impl WasmContainerizer {
             pool,
             components,
             limits,
+            leases: Mutex::new(HashMap::new()),
         }
     }
 
@@ -96,6 +102,13 @@ impl Containerizer for WasmContainerizer {
             .get(digest)
             .await
             .map_err(|e| ContainerError::Failed(e.to_string()))?;
+        {
+            let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            if leases.get(ctx.framework_id).map(|l| l.digest()) != Some(digest) {
+                let lease = self.pool.runtime().lease(digest);
+                leases.insert(ctx.framework_id.clone(), lease);
+            }
+        }
         let mut limits = self.limits.clone();
         if ctx.task.resources.mem_mb > 0 {
             limits.memory_bytes =
@@ -155,6 +168,13 @@ impl Containerizer for WasmContainerizer {
 
     async fn shutdown_framework(&self, framework_id: &FrameworkId) {
         let n = self.pool.shutdown_framework(framework_id).await;
+        // After the instances: the last lease of a component unloads it.
+        let lease = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(framework_id);
+        drop(lease);
         tracing::debug!(%framework_id, instances = n, "executor instances shut down");
     }
 }

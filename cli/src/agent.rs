@@ -42,6 +42,8 @@ pub struct Args {
     /// exists.
     #[arg(long, value_name = "FILE", hide = true)]
     store_faults_while_exists: Option<PathBuf>,
+    #[command(flatten)]
+    compile: crate::compiler::CompileArgs,
 }
 
 /// Parses `--attributes` entries `key:value`.
@@ -122,6 +124,7 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
         session.hostname = h.clone();
     }
     let mut agent = AgentConfig::new(args.work_dir.clone());
+    agent.runtime.compiler = args.compile.compiler()?;
     agent.store_faults = args
         .store_faults_while_exists
         .clone()

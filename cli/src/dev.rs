@@ -53,6 +53,8 @@ pub struct Args {
     weights: Vec<(String, f64)>,
     #[command(flatten)]
     limits: submit::LimitArgs,
+    #[command(flatten)]
+    compile: crate::compiler::CompileArgs,
     /// Arguments passed to the framework's `init` with --run, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -169,7 +171,8 @@ impl Cluster {
             allocation_interval: Duration::from_millis(50),
             ..MasterConfig::default()
         };
-        let master = Master::new(config);
+        let master =
+            Master::new(config).with_framework_host(crate::master::framework_host(&args.compile)?);
         crate::master::apply_weights(&master, &args.weights)?;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -184,7 +187,8 @@ impl Cluster {
             std::fs::create_dir_all(&work_dir).with_context(|| {
                 format!("cannot create the agent directory {}", work_dir.display())
             })?;
-            let config = agent_config(work_dir, addr, share, i, n);
+            let mut config = agent_config(work_dir, addr, share, i, n);
+            config.agent.runtime.compiler = args.compile.compiler()?;
             let stop = stop.clone();
             tasks.spawn(async move {
                 let r = wasmos_agent::run_until_stopped(config, stop).await;

@@ -2,6 +2,7 @@
 
 mod agent;
 mod client;
+mod compiler;
 mod dev;
 mod display;
 mod master;
@@ -75,6 +76,18 @@ enum TaskCommand {
 }
 
 fn main() -> ExitCode {
+    // The component compiler child (hidden; see `compiler.rs`): before any thread starts, so
+    // that its memory limit covers everything it does.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref()
+        == Some(std::ffi::OsStr::new(
+            wasmos_wasm_executor::compile::COMPILE_SUBCOMMAND,
+        ))
+    {
+        let rest: Vec<_> = argv.collect();
+        let code = wasmos_wasm_executor::compile::child_main(&rest);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMOS_LOG")

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use wasmos_master::raft::{RaftConfig, RaftNode, StoreFaults};
-use wasmos_master::{Master, MasterConfig};
+use wasmos_master::{FrameworkHost, Master, MasterConfig};
+use wasmos_wasm_executor::RuntimeConfig;
 
 use crate::duration_secs;
 
@@ -58,6 +59,8 @@ pub struct Args {
     /// Largest framework component accepted, in MiB.
     #[arg(long, value_name = "MIB")]
     max_component_mb: Option<u64>,
+    #[command(flatten)]
+    compile: crate::compiler::CompileArgs,
     /// How long a new connection may take to send the HTTP/2 preface and first frame before it
     /// is closed, in seconds [default: 10].
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
@@ -160,6 +163,17 @@ pub fn apply_weights(master: &Master, weights: &[(String, f64)]) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("bad --weight: {e}"))
 }
 
+/// The host of this master's Wasm schedulers, compiling components in a child process under
+/// the compile budgets (on-demand allocation, as `Master::framework_host` makes by default).
+pub fn framework_host(compile: &crate::compiler::CompileArgs) -> anyhow::Result<FrameworkHost> {
+    FrameworkHost::new(RuntimeConfig {
+        pooling: None,
+        compiler: compile.compiler()?,
+        ..RuntimeConfig::default()
+    })
+    .context("cannot start the framework host")
+}
+
 impl Args {
     fn config(&self) -> anyhow::Result<MasterConfig> {
         let mut c = MasterConfig::default();
@@ -247,6 +261,7 @@ pub async fn run(args: Args) -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
+    let host = framework_host(&args.compile)?;
     if let Some((from, to)) = wasmos_master::server::raise_nofile_soft_limit() {
         tracing::info!(
             from,
@@ -273,7 +288,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 args.peers.is_empty() && args.id.is_none(),
                 "--id and --peers need --data-dir (a replicated master keeps its registry on disk)"
             );
-            let master = Master::new(config);
+            let master = Master::new(config).with_framework_host(host);
             apply_weights(&master, &args.weights)?;
             master
         }
@@ -303,7 +318,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("cannot start master {id} on the data dir {}", dir.display())
                     })?;
-            let master = Master::replicated(config, node, args.agent_reregister_wait);
+            let master = Master::replicated(config, node, args.agent_reregister_wait)
+                .with_framework_host(host);
             if !args.weights.is_empty() {
                 let m = master.clone();
                 let weights = args.weights.clone();

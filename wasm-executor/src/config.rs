@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::compile::Compiler;
+
 /// How CPU use by a guest is metered and interrupted.
 ///
 /// Measured on this project's reference machine with `wasmos-bench instantiate` (three CPU-bound
@@ -105,6 +107,11 @@ pub struct RuntimeConfig {
     /// holder lets go; the disk cache, if any, keeps it). Components in use are never dropped,
     /// so the table may hold more while they are. By default 32.
     pub max_loaded_components: usize,
+    /// Where components are compiled: in this process, or in a child process under a memory
+    /// and a time budget whose memory goes back to the system when it exits. By default
+    /// [`Compiler::InProcess`] (a library may have no compiler program to run); the `wasmos`
+    /// command sets [`Compiler::Subprocess`].
+    pub compiler: Compiler,
 }
 
 impl Default for RuntimeConfig {
@@ -118,6 +125,7 @@ impl Default for RuntimeConfig {
             max_component_bytes: 64 << 20,
             max_wasm_stack: 1 << 20,
             max_loaded_components: 32,
+            compiler: Compiler::default(),
         }
     }
 }

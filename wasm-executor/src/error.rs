@@ -49,6 +49,55 @@ pub enum ComponentError {
     /// The compiled-component cache failed.
     #[error("component cache: {0}")]
     Cache(String),
+    /// Compiling it went over the compile budget of [`crate::Compiler::Subprocess`]; the
+    /// component was refused and the compiler's memory given back.
+    #[error(
+        "compiling the component went over its {0}; the component is too large or complex to \
+         compile here: remove unused code and modules (e.g. `wasm-tools strip`, a release \
+         build with LTO), or ask the operator to raise the compile budget \
+         (--compile-memory-mb, --compile-timeout of the master and agents)"
+    )]
+    CompileBudget(CompileBudget),
+    /// The compiler process could not be run or failed for a reason other than the
+    /// component or its budget (a host problem, not the component's).
+    #[error("the component compiler failed: {message}")]
+    Compiler {
+        /// What failed.
+        message: String,
+    },
+    /// The compiler process's artifact does not load into this engine (a compiler program of
+    /// another version or configuration).
+    #[error(
+        "the compiled artifact does not load: {0}; the compiler program must be the same build \
+         as this one"
+    )]
+    Artifact(String),
+}
+
+/// Which compile budget a component went over, and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileBudget {
+    /// The compiler process's address-space limit.
+    Memory {
+        /// The limit, in bytes.
+        bytes: u64,
+    },
+    /// The compiler process's wall-clock limit.
+    Time {
+        /// The limit.
+        limit: Duration,
+    },
+}
+
+impl std::fmt::Display for CompileBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompileBudget::Memory { bytes } => {
+                write!(f, "memory budget of {} MiB", bytes.div_ceil(1 << 20))
+            }
+            CompileBudget::Time { limit } => write!(f, "time budget of {limit:?}"),
+        }
+    }
 }
 
 /// A task did not produce a result.

@@ -13,6 +13,7 @@
 
 pub mod bindings;
 mod cache;
+pub mod compile;
 mod config;
 mod error;
 pub mod events;
@@ -24,12 +25,13 @@ mod output;
 mod runtime;
 mod scheduler;
 
+pub use compile::{Compiler, SubprocessCompiler};
 pub use config::{LimitMode, PoolingConfig, RuntimeConfig, TaskLimits};
-pub use error::{ComponentError, TaskError};
+pub use error::{CompileBudget, ComponentError, TaskError};
 pub use events::{EventPermit, EventReceiver, EventSender, QueueBounds, QueueFull, event_queue};
 pub use executor::{ExecutorPool, TaskOutcome, TaskRequest};
 pub use host_api::{DriverHost, ExecutorEvent};
-pub use runtime::{EngineError, LoadedComponent, WasmRuntime};
+pub use runtime::{ComponentLease, EngineError, LoadedComponent, WasmRuntime};
 pub use scheduler::{SchedulerError, SchedulerInstance};
 /// The digest type lives in `wasmos-api` (the master's blob store names components by it too);
 /// re-exported because [`LoadedComponent::digest`] and [`WasmRuntime::get`] speak of it.

@@ -16,6 +16,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::bindings::FrameworkPre;
 use crate::cache::DiskCache;
+use crate::compile::{Compiler, compile_in_child, engine_config};
 use crate::config::{LimitMode, RuntimeConfig, TaskLimits};
 use crate::error::ComponentError;
 use crate::host::{HostState, Limiter, Role};
@@ -48,6 +49,53 @@ struct Inner {
     disk: Option<DiskCache>,
     compiles: AtomicU64,
     stop_ticker: Arc<AtomicBool>,
+    /// How many [`ComponentLease`]s each component has.
+    leases: Mutex<HashMap<ComponentDigest, usize>>,
+}
+
+/// A user's claim on a loaded component (a framework on an agent, a hosted scheduler on the
+/// master), from [`WasmRuntime::lease`]. When the last lease of a component is dropped, the
+/// component is unloaded from the in-memory table ([`WasmRuntime::unload`]), so the memory of
+/// its machine code goes back once no instance holds it, instead of waiting for the table's
+/// bound to push it out.
+pub struct ComponentLease {
+    runtime: std::sync::Weak<Inner>,
+    digest: ComponentDigest,
+}
+
+impl ComponentLease {
+    /// The leased component's digest.
+    pub fn digest(&self) -> ComponentDigest {
+        self.digest
+    }
+}
+
+impl Drop for ComponentLease {
+    fn drop(&mut self) {
+        let Some(inner) = self.runtime.upgrade() else {
+            return;
+        };
+        let last = {
+            let mut leases = inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+            match leases.get_mut(&self.digest) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    leases.remove(&self.digest);
+                    true
+                }
+            }
+        };
+        if last {
+            WasmRuntime { inner }.unload(&self.digest);
+            tracing::debug!(
+                digest = %format_args!("sha256:{}", self.digest),
+                "last user gone: component unloaded"
+            );
+        }
+    }
 }
 
 /// The compiled components in memory, by digest, each with when it was last used (a counter),
@@ -112,18 +160,7 @@ impl WasmRuntime {
     /// the framework imports, the disk cache if configured, and, for epoch metering, the ticker
     /// thread.
     pub fn new(config: RuntimeConfig) -> Result<Self, EngineError> {
-        let mut wt = Config::new();
-        wt.wasm_component_model(true);
-        wt.max_wasm_stack(config.max_wasm_stack);
-        match config.limit_mode {
-            LimitMode::Fuel => {
-                wt.consume_fuel(true);
-            }
-            LimitMode::Epoch => {
-                wt.epoch_interruption(true);
-            }
-            LimitMode::Unmetered => {}
-        }
+        let mut wt: Config = engine_config(config.limit_mode, config.max_wasm_stack);
         if let Some(p) = &config.pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(p.total_component_instances)
@@ -179,6 +216,7 @@ impl WasmRuntime {
                 disk,
                 compiles: AtomicU64::new(0),
                 stop_ticker,
+                leases: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -227,8 +265,7 @@ impl WasmRuntime {
             None => {
                 check_bounds(bytes)?;
                 self.inner.compiles.fetch_add(1, Ordering::Relaxed);
-                Component::new(engine, bytes)
-                    .map_err(|e| ComponentError::Invalid(root_message(&e)))?
+                self.compile(bytes)?
             }
         };
         let instance_pre = self
@@ -256,6 +293,27 @@ impl WasmRuntime {
         Ok(loaded)
     }
 
+    /// Compiles content-checked `bytes` with the configured [`Compiler`].
+    fn compile(&self, bytes: &[u8]) -> Result<Component, ComponentError> {
+        let engine = &self.inner.engine;
+        match &self.inner.config.compiler {
+            Compiler::InProcess => {
+                Component::new(engine, bytes).map_err(|e| ComponentError::Invalid(root_message(&e)))
+            }
+            Compiler::Subprocess(child) => {
+                let artifact = compile_in_child(child, &self.inner.config, bytes)?;
+                // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output. They are:
+                // the artifact of `Engine::precompile_component`, run by our compiler child (the
+                // configured program, this same build) on the component we content-checked
+                // above, read from the child's stdout pipe that nothing else writes to. wasmtime
+                // still checks the header and that the artifact matches this engine's
+                // configuration, and refuses it otherwise.
+                unsafe { Component::deserialize(engine, &artifact) }
+                    .map_err(|e| ComponentError::Artifact(root_message(&e)))
+            }
+        }
+    }
+
     /// [`WasmRuntime::load`] on a blocking thread.
     pub async fn load_async(&self, bytes: Vec<u8>) -> Result<Arc<LoadedComponent>, ComponentError> {
         let rt = self.clone();
@@ -279,6 +337,22 @@ impl WasmRuntime {
     /// memory is freed once no executor or scheduler holds it. The disk cache keeps it.
     pub fn unload(&self, digest: &ComponentDigest) {
         self.lock_loaded().entries.remove(digest);
+    }
+
+    /// Claims the component `digest` for one user until the lease is dropped; the last lease
+    /// dropped unloads it (see [`ComponentLease`]).
+    pub fn lease(&self, digest: ComponentDigest) -> ComponentLease {
+        *self
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(digest)
+            .or_default() += 1;
+        ComponentLease {
+            runtime: Arc::downgrade(&self.inner),
+            digest,
+        }
     }
 
     fn lock_loaded(&self) -> std::sync::MutexGuard<'_, LoadedTable> {

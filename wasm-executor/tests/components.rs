@@ -212,3 +212,21 @@ fn the_in_memory_table_keeps_at_most_its_bound_of_idle_components() {
     rt.unload(&digests[2]);
     assert!(rt.get(&digests[2]).is_none());
 }
+
+#[test]
+fn the_last_lease_of_a_component_unloads_it() {
+    let rt = runtime();
+    let pi = rt.load(&example_bytes("pi")).unwrap();
+    let digest = pi.digest();
+    drop(pi);
+    let a = rt.lease(digest);
+    let b = rt.lease(digest);
+    drop(a);
+    assert!(rt.get(&digest).is_some(), "unloaded while a lease is held");
+    drop(b);
+    assert!(
+        rt.get(&digest).is_none(),
+        "still loaded after the last lease"
+    );
+    assert_eq!(rt.loaded_count(), 0);
+}

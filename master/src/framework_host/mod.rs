@@ -15,6 +15,10 @@
 //! `Command`s); `set-timer` starts a tokio timer that calls `timer`; `finish` records the
 //! outcome in the registry and tears the framework down.
 //!
+//! The component is compiled (by the runtime's compiler: a budgeted child process under the
+//! `wasmos` command) when the framework starts; the driving task holds a lease on it, so the
+//! last hosted framework of a component to end unloads it from the runtime.
+//!
 //! Each callback runs under the framework's own fuel and memory caps and a wall-clock deadline
 //! ([`TaskLimits`], `limits.rs`). A callback that traps or exceeds a limit fails the framework
 //! with the error's message (recorded as its outcome; its tasks are killed) and the master
@@ -178,6 +182,8 @@ impl FrameworkHost {
             Digest::parse(&info.component_sha256).map_err(crate::blobs::BlobError::from)?;
         let bytes = ctx.core().blobs().get(&digest)?;
         let component = self.runtime.load_async(bytes.as_ref().clone()).await?;
+        // Held by the driving task: the last hosted framework of a component to end unloads it.
+        let lease = self.runtime.lease(component.digest());
 
         let pending = Arc::new(Mutex::new(Pending::default()));
         let driver = HostDriver {
@@ -242,6 +248,7 @@ impl FrameworkHost {
             async move {
                 // Unlisted when the task ends, however it ends (finished, failed, aborted).
                 let _listed = listed;
+                let _lease = lease;
                 driving.run(args, rx).await;
             }
             .instrument(span),
