@@ -40,6 +40,11 @@ const OFFERS_LOOKED_AT_PER_WAITING: usize = 4;
 /// without a word is a scheduler that does not answer.
 pub(super) const EARLY_RESCINDS_BEFORE_SET_ASIDE: u32 = 2;
 
+/// How long a framework stays set aside without a call (30 s): then it is offered again, so a
+/// live scheduler that only waits for offers (and drops rescinded ones) is slowed, never
+/// starved; one that never answers costs the cluster one offer per this interval.
+pub(super) const SET_ASIDE_MS: Millis = 30_000;
+
 impl MasterCore {
     /// How long an offer is left alone before it may be rescinded early: five allocation
     /// intervals, at least 1 s, and never more than the offer timeout (1.25 s at the default
@@ -107,7 +112,11 @@ impl MasterCore {
             *count += 1;
             if *count >= EARLY_RESCINDS_BEFORE_SET_ASIDE {
                 self.early_rescinds.remove(&o.framework);
-                self.set_aside(&o.framework, "its offers were rescinded early unanswered");
+                self.set_aside(
+                    &o.framework,
+                    "its offers were rescinded early unanswered",
+                    now,
+                );
             }
         }
         self.want_allocation();
@@ -115,12 +124,25 @@ impl MasterCore {
 
     /// Sets a framework that does not answer aside: suppressed in the allocator until it
     /// accepts, declines, revives or subscribes again (see `end_idle`).
-    pub(super) fn set_aside(&mut self, fw: &FrameworkId, why: &str) {
-        if self.idle.insert(fw.clone()) {
+    pub(super) fn set_aside(&mut self, fw: &FrameworkId, why: &str, now: Millis) {
+        if self.idle.insert(fw.clone(), now).is_none() {
             debug!(framework_id = %fw, why, "no more offers until the framework answers or revives");
             if let Err(e) = self.allocator.suppress(fw) {
                 warn!(framework_id = %fw, error = %e, "setting an idle framework aside");
             }
+        }
+    }
+
+    /// Offers again to frameworks set aside for [`SET_ASIDE_MS`] without a call.
+    pub(super) fn end_expired_set_asides(&mut self, now: Millis) {
+        let due: Vec<FrameworkId> = self
+            .idle
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(**since) >= SET_ASIDE_MS)
+            .map(|(fw, _)| fw.clone())
+            .collect();
+        for fw in due {
+            self.end_idle(&fw, true);
         }
     }
 }

@@ -525,3 +525,31 @@ fn equal_shares_do_not_rescind_each_other() {
         }
     }
 }
+
+#[test]
+fn a_set_aside_framework_is_offered_again_after_the_set_aside_time_without_a_call() {
+    // A live scheduler that only waits for offers: its one offer expires unanswered, so it is
+    // set aside; it makes no call, and after `SET_ASIDE_MS` it is offered the agent again.
+    use super::early_rescind::SET_ASIDE_MS;
+    let mut w = World::new(1);
+    let timeout = w.core.config.offer_timeout.unwrap().as_millis() as Millis;
+    let mut waiting = w.subscribe("waiting", "r");
+    let mut t = 0;
+    w.cycle_at(t);
+    assert_eq!(World::offers(&mut waiting).len(), 1);
+    let mut again = None;
+    while t < timeout + SET_ASIDE_MS + 2_000 {
+        t += CYCLE_MS;
+        w.cycle_at(t);
+        let (offers, _) = World::offers_and_rescinds(&mut waiting);
+        if !offers.is_empty() {
+            again = Some(t);
+            break;
+        }
+    }
+    let again = again.expect("offered again without a call");
+    assert!(
+        again >= timeout + SET_ASIDE_MS,
+        "offered again at {again} ms, before the set-aside time ended"
+    );
+}

@@ -29,7 +29,7 @@
 //! | `error` | [`CoreError`] and [`to_status`], its one table to gRPC codes |
 //! | `invariants` | (tests only) the agreement between the books that `proptests` checks |
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -134,9 +134,10 @@ pub struct MasterCore {
     blobs: BlobStore,
     /// Set when the registry is replicated: every command applied goes here too.
     outbox: Option<Outbox>,
-    /// Frameworks that let an offer expire unanswered: suppressed in the allocator (they get
-    /// no offers) until they accept, decline, revive or subscribe again.
-    idle: HashSet<FrameworkId>,
+    /// Frameworks set aside for not answering (an offer expired, or two rescinded early), with
+    /// when: suppressed in the allocator until they accept, decline, revive or subscribe again,
+    /// or `early_rescind::SET_ASIDE_MS` passes.
+    idle: HashMap<FrameworkId, Millis>,
     /// Offers rescinded early from each framework since its last accept, decline, revive,
     /// suppress or subscribe (see `early_rescind`).
     early_rescinds: HashMap<FrameworkId, u32>,
@@ -172,7 +173,7 @@ impl MasterCore {
             wake,
             outbox: None,
             awaiting_agents: HashMap::new(),
-            idle: HashSet::new(),
+            idle: HashMap::new(),
             early_rescinds: HashMap::new(),
         }
     }

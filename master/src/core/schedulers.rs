@@ -72,7 +72,7 @@ impl MasterCore {
     /// its offers.
     pub(super) fn end_idle(&mut self, fw: &FrameworkId, resume: bool) {
         self.early_rescinds.remove(fw);
-        if self.idle.remove(fw) && resume {
+        if self.idle.remove(fw).is_some() && resume {
             if let Err(e) = self.allocator.resume(fw) {
                 warn!(framework_id = %fw, error = %e, "resuming offers");
             }

@@ -40,7 +40,7 @@ impl MasterCore {
             let _ = self
                 .allocator
                 .recover(&o.framework, &o.agent, o.resources, refuse_ms, now);
-            self.set_aside(&o.framework, "an offer expired unanswered");
+            self.set_aside(&o.framework, "an offer expired unanswered", now);
             self.send_scheduler(
                 &o.framework,
                 Event::Rescind(pb::scheduler_event::Rescind {
@@ -272,6 +272,7 @@ impl MasterCore {
             debug!(framework_id = %fw, count = offers.len(), "offers");
             self.send_scheduler(&fw, Event::Offers(pb::scheduler_event::Offers { offers }));
         }
+        self.end_expired_set_asides(now);
         self.rescind_for_waiting(now);
     }
 }
