@@ -75,6 +75,7 @@ impl World {
             principal: String::new(),
             failover_timeout_seconds: 0.0,
             component_sha256: String::new(),
+            ..Default::default()
         };
         let fw = self.core.subscribe(conn, tx, Some(info), self.now).unwrap();
         Sched { fw, conn, rx }
@@ -193,6 +194,7 @@ fn an_accept_that_launches_nothing_is_a_decline_but_a_launch_remainder_keeps_its
         kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
             executor_id: "e".into(),
             payload: vec![],
+            ..Default::default()
         })),
     };
     w.call(
@@ -338,6 +340,7 @@ fn idle_subscribers_step_aside_and_a_later_framework_gets_offers_and_runs() {
             kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                 executor_id: "e".into(),
                 payload: vec![],
+                ..Default::default()
             })),
         })
         .collect();
