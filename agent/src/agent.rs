@@ -26,7 +26,7 @@ use crate::native::NativeContainerizer;
 use crate::sandbox::Sandboxes;
 use crate::status_queue::StatusQueue;
 use crate::store::{Op, Store, StoreError};
-use crate::wasm::{FrameworkMessage, WasmContainerizer};
+use crate::wasm::{FrameworkMessage, WasmContainerizer, WasmMaxima};
 
 const AGENT_ID_KEY: &str = "agent_id";
 
@@ -92,6 +92,9 @@ pub struct FrameworkContext {
     pub role: String,
     /// Its component, for Wasm tasks.
     pub component: Option<ComponentDigest>,
+    /// Its default deadline and fuel for Wasm tasks (`RunTasks.wasm_task_*`); by default none
+    /// (the agent's defaults).
+    pub wasm_budget: wasmos_api::WasmBudget,
 }
 
 /// A task the agent runs, as reported on (re-)registration.
@@ -221,6 +224,10 @@ impl Agent {
             pool,
             components,
             config.wasm_limits.clone(),
+            WasmMaxima {
+                timeout: config.max_wasm_task_timeout,
+                fuel: config.max_wasm_task_fuel,
+            },
         ));
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -516,6 +523,7 @@ impl Agent {
                 framework_id: &fw,
                 role: &framework.role,
                 component: framework.component,
+                framework_budget: framework.wasm_budget,
                 task: &task,
                 sandbox: &sandbox,
                 exit_file: &exit_file,
@@ -527,7 +535,7 @@ impl Agent {
             Err(e) => {
                 self.lock_tasks().remove(&key);
                 let state = e.state();
-                tracing::info!(%state, error = %e, "task could not start");
+                tracing::debug!(%state, error = %e, "task could not start");
                 if is_native {
                     self.inner.sandboxes.mark_done(&fw, &task.task_id);
                 }

@@ -28,6 +28,18 @@ pub const DEFAULT_WASM_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
 /// spins is stopped after minutes of CPU instead of holding a core for the whole deadline.
 pub const DEFAULT_WASM_TASK_FUEL: u64 = 100_000_000_000;
 
+/// The longest deadline a task or its framework may ask for on this agent unless the operator
+/// sets another (`wasmos agent --max-wasm-task-timeout`): 24 hours, a day of batch work.
+/// A task asking for more is refused with `TASK_ERROR`; the API's own ceiling is
+/// [`wasmos_api::limits::MAX_WASM_TASK_TIMEOUT_SECONDS`] (7 days).
+pub const DEFAULT_MAX_WASM_TASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// The largest fuel budget a task or its framework may ask for on this agent unless the
+/// operator sets another (`wasmos agent --max-wasm-task-fuel`): 10^12 units, ten times the
+/// default budget (minutes to an hour of CPU). A task asking for more is refused with
+/// `TASK_ERROR`; the API's own ceiling is [`wasmos_api::limits::MAX_WASM_TASK_FUEL`] (10^13).
+pub const DEFAULT_MAX_WASM_TASK_FUEL: u64 = 1_000_000_000_000;
+
 /// Settings of one agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -41,7 +53,17 @@ pub struct AgentConfig {
     /// for some. By default [`TaskLimits::default`] with a deadline of
     /// [`DEFAULT_WASM_TASK_TIMEOUT`] (1 h) and a fuel budget of [`DEFAULT_WASM_TASK_FUEL`]
     /// (10^11).
+    /// The deadline and fuel in `wasm_limits` are the defaults: a task's own
+    /// (`WasmTask.timeout_seconds`/`fuel`) or else its framework's
+    /// (`FrameworkInfo.wasm_task_*`) replace them, up to the maxima below.
     pub wasm_limits: TaskLimits,
+    /// The longest deadline a task or its framework may ask for; a task asking for more is
+    /// refused with `TASK_ERROR` naming this maximum. The default deadline is cut to it. By
+    /// default [`DEFAULT_MAX_WASM_TASK_TIMEOUT`] (24 h).
+    pub max_wasm_task_timeout: Duration,
+    /// The largest fuel budget a task or its framework may ask for, like
+    /// `max_wasm_task_timeout`. By default [`DEFAULT_MAX_WASM_TASK_FUEL`] (10^12).
+    pub max_wasm_task_fuel: u64,
     /// Resending of unacknowledged status updates.
     pub retry: RetryPolicy,
     /// Removal of finished tasks' sandboxes.
@@ -65,6 +87,8 @@ impl AgentConfig {
                 fuel: Some(DEFAULT_WASM_TASK_FUEL),
                 ..TaskLimits::default()
             },
+            max_wasm_task_timeout: DEFAULT_MAX_WASM_TASK_TIMEOUT,
+            max_wasm_task_fuel: DEFAULT_MAX_WASM_TASK_FUEL,
             retry: RetryPolicy::default(),
             gc: GcPolicy::default(),
             gc_interval: Duration::from_secs(60),

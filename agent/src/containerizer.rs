@@ -52,6 +52,8 @@ pub struct LaunchContext<'a> {
     pub role: &'a str,
     /// The framework's component, for Wasm tasks.
     pub component: Option<ComponentDigest>,
+    /// The framework's default deadline and fuel for its Wasm tasks; a task's own come first.
+    pub framework_budget: wasmos_api::WasmBudget,
     /// The task as the master launched it.
     pub task: &'a TaskInfo,
     /// The task's sandbox directory (exists).

@@ -387,6 +387,7 @@ mod tests {
                 framework_id: &fw,
                 role: "any",
                 component: None,
+                framework_budget: Default::default(),
                 task: &task,
                 sandbox: dir.path(),
                 exit_file: &dir.path().join("exit"),

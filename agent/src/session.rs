@@ -23,7 +23,7 @@ use wasmos_api::leader::leader_hint;
 use wasmos_api::limits::{AGENT_SESSION_MAX_MESSAGE_BYTES, STATUS_BATCH_BUDGET_BYTES};
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_client::AgentServiceClient;
-use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskInfo};
+use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskInfo, WasmBudget};
 
 use crate::agent::{Agent, AgentError, FrameworkContext};
 use crate::config::AgentConfig;
@@ -498,10 +498,24 @@ fn handle(agent: &Agent, m: pb::master_message::Message) -> Result<(), SessionEr
                 }
                 digest
             };
+            // Validated by the master; a value out of the API's bounds (a master of another
+            // version) is dropped, so the agent's default applies to it.
+            let wasm_budget = WasmBudget::from_wire(
+                "run_tasks.wasm_task_timeout_seconds",
+                run.wasm_task_timeout_seconds,
+                "run_tasks.wasm_task_fuel",
+                run.wasm_task_fuel,
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(framework_id = %framework_id, error = %e,
+                    "run_tasks with an invalid framework budget; the agent's defaults apply");
+                WasmBudget::default()
+            });
             let ctx = FrameworkContext {
                 framework_id,
                 role: run.role,
                 component,
+                wasm_budget,
             };
             let tasks: Vec<TaskInfo> = run
                 .tasks

@@ -9,10 +9,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wasmos_api::launch::MAX_PAYLOAD_BYTES;
-use wasmos_api::{ExecutorId, FrameworkId, TaskInfo, TaskKind, TaskState};
+use wasmos_api::{ExecutorId, FrameworkId, TaskInfo, TaskKind, TaskState, WasmBudget};
 use wasmos_wasm_executor::{
     ComponentLease, EventPermit, ExecutorPool, QueueBounds, TaskError, TaskLimits, TaskRequest,
     event_queue,
@@ -43,6 +44,87 @@ pub struct FrameworkMessage {
     pub permit: Option<EventPermit>,
 }
 
+/// The most a Wasm task or its framework may ask for on this agent (`AgentConfig::
+/// max_wasm_task_timeout`/`max_wasm_task_fuel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WasmMaxima {
+    /// The longest deadline (`wasmos agent --max-wasm-task-timeout`).
+    pub timeout: Duration,
+    /// The largest fuel budget (`wasmos agent --max-wasm-task-fuel`).
+    pub fuel: u64,
+}
+
+/// Where a task's deadline or fuel budget came from, for the messages that name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Task,
+    Framework,
+    Agent,
+}
+
+impl Source {
+    fn of<T>(task: Option<T>, framework: Option<T>) -> Source {
+        match (task, framework) {
+            (Some(_), _) => Source::Task,
+            (None, Some(_)) => Source::Framework,
+            (None, None) => Source::Agent,
+        }
+    }
+
+    fn describe(self, task_field: &str, framework_field: &str) -> String {
+        match self {
+            Source::Task => format!("the task's {task_field}"),
+            Source::Framework => format!("its framework's {framework_field}"),
+            Source::Agent => "this agent's default".into(),
+        }
+    }
+}
+
+/// The deadline and fuel budget one task runs with: its own, else its framework's, else the
+/// agent's default (cut to the agent's maximum); a value asked for above the maximum refuses
+/// the task. Also returns what to say when the task hits either.
+fn effective_limits(
+    template: &TaskLimits,
+    maxima: WasmMaxima,
+    task: WasmBudget,
+    framework: WasmBudget,
+) -> Result<(TaskLimits, Source, Source), ContainerError> {
+    let asked = task.or(framework);
+    let timeout_source = Source::of(task.timeout, framework.timeout);
+    let fuel_source = Source::of(task.fuel, framework.fuel);
+    if let Some(t) = asked.timeout
+        && t > maxima.timeout
+    {
+        return Err(ContainerError::Refused(format!(
+            "{} asks for a deadline of {} s; this agent's maximum is {} s (its operator's \
+             `wasmos agent --max-wasm-task-timeout`): ask for less",
+            timeout_source.describe(
+                "WasmTask.timeout_seconds",
+                "FrameworkInfo.wasm_task_timeout_seconds"
+            ),
+            t.as_secs_f64(),
+            maxima.timeout.as_secs_f64()
+        )));
+    }
+    if let Some(f) = asked.fuel
+        && f > maxima.fuel
+    {
+        return Err(ContainerError::Refused(format!(
+            "{} asks for a fuel budget of {f}; this agent's maximum is {} (its operator's \
+             `wasmos agent --max-wasm-task-fuel`): ask for less",
+            fuel_source.describe("WasmTask.fuel", "FrameworkInfo.wasm_task_fuel"),
+            maxima.fuel
+        )));
+    }
+    let mut limits = template.clone();
+    limits.timeout = asked.timeout.unwrap_or(limits.timeout.min(maxima.timeout));
+    limits.fuel = match asked.fuel {
+        Some(f) => Some(f),
+        None => Some(limits.fuel.unwrap_or(maxima.fuel).min(maxima.fuel)),
+    };
+    Ok((limits, timeout_source, fuel_source))
+}
+
 /// Runs Wasm tasks.
 pub struct WasmContainerizer {
     pool: Arc<ExecutorPool>,
@@ -50,21 +132,25 @@ pub struct WasmContainerizer {
     limits: TaskLimits,
     /// Each framework's claim on the component its tasks run, dropped at its teardown.
     leases: Mutex<HashMap<FrameworkId, ComponentLease>>,
+    maxima: WasmMaxima,
 }
 
 impl WasmContainerizer {
-    /// `limits` is the template for every task (its memory cap is replaced by the task's
-    /// memory when the task asks for some).
+    /// `limits` is the template for every task: its memory cap is replaced by the task's
+    /// memory when the task asks for some, its deadline and fuel by the task's or its
+    /// framework's (up to `maxima`; a task asking for more is refused).
     pub fn new(
         pool: Arc<ExecutorPool>,
         components: Arc<ComponentStore>,
         limits: TaskLimits,
+        maxima: WasmMaxima,
     ) -> Self {
         WasmContainerizer {
             pool,
             components,
             limits,
             leases: Mutex::new(HashMap::new()),
+            maxima,
         }
     }
 
@@ -84,6 +170,7 @@ impl Containerizer for WasmContainerizer {
         let TaskKind::Wasm {
             executor_id,
             payload,
+            budget,
         } = &ctx.task.kind
         else {
             return Err(ContainerError::Refused(
@@ -97,6 +184,8 @@ impl Containerizer for WasmContainerizer {
                     .into(),
             )
         })?;
+        let (mut limits, timeout_source, fuel_source) =
+            effective_limits(&self.limits, self.maxima, *budget, ctx.framework_budget)?;
         let component = self
             .components
             .get(digest)
@@ -109,7 +198,6 @@ impl Containerizer for WasmContainerizer {
                 leases.insert(ctx.framework_id.clone(), lease);
             }
         }
-        let mut limits = self.limits.clone();
         if ctx.task.resources.mem_mb > 0 {
             limits.memory_bytes =
                 usize::try_from(ctx.task.resources.mem_mb.saturating_mul(1 << 20))
@@ -142,6 +230,25 @@ impl Containerizer for WasmContainerizer {
                     data: Some(out.output),
                 },
                 Err(TaskError::Killed) => TaskExit::new(TaskState::Killed, "killed on request"),
+                Err(TaskError::Deadline(d)) => TaskExit::new(
+                    TaskState::Failed,
+                    format!(
+                        "task exceeded its deadline of {} s, set by {}",
+                        d.as_secs_f64(),
+                        timeout_source.describe(
+                            "WasmTask.timeout_seconds",
+                            "FrameworkInfo.wasm_task_timeout_seconds"
+                        )
+                    ),
+                ),
+                Err(TaskError::OutOfFuel { budget }) => TaskExit::new(
+                    TaskState::Failed,
+                    format!(
+                        "task ran out of fuel (budget {budget} units, set by {}); give it a \
+                         larger budget or do less work per task",
+                        fuel_source.describe("WasmTask.fuel", "FrameworkInfo.wasm_task_fuel")
+                    ),
+                ),
                 Err(e) => TaskExit::new(TaskState::Failed, e.to_string()),
             }
         });

@@ -42,6 +42,7 @@ fn agent_process() {
             framework_id: fw(FW),
             role: "batch".into(),
             component: None,
+            wasm_budget: Default::default(),
         };
         let task = command_task(
             "orphan",

@@ -17,6 +17,7 @@ fn ctx(name: &str) -> FrameworkContext {
         framework_id: fw(name),
         role: "batch".into(),
         component: None,
+        wasm_budget: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ fn agent_process() {
             framework_id: fw(FW),
             role: "batch".into(),
             component: None,
+            wasm_budget: Default::default(),
         };
         let wasm = FrameworkContext {
             component: Some(digest),

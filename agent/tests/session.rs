@@ -262,6 +262,7 @@ fn run_tasks(seen: &Mutex<Seen>, task: pb::TaskInfo) {
         tasks: vec![task],
         role: "*".into(),
         component_sha256: String::new(),
+        ..Default::default()
     };
     tx.try_send(master_message(pb::master_message::Message::RunTasks(run)))
         .unwrap();

@@ -31,6 +31,7 @@ fn ctx(name: &str, component: ComponentDigest) -> FrameworkContext {
         framework_id: fw(name),
         role: "batch".into(),
         component: Some(component),
+        wasm_budget: Default::default(),
     }
 }
 

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use crate::ids::IdError;
-use crate::launch::{Filters, MAX_PAYLOAD_BYTES, Offer, SpecError, TaskInfo, TaskKind, TaskStatus};
+use crate::launch::{
+    Filters, MAX_PAYLOAD_BYTES, Offer, SpecError, TaskInfo, TaskKind, TaskStatus, WasmBudget,
+};
 use crate::proto as pb;
 use crate::{ExecutorId, Resources, TaskState};
 
@@ -154,6 +156,18 @@ impl TryFrom<pb::TaskInfo> for TaskInfo {
             None => return Err(ConvertError::Missing { field: "task.kind" }),
             Some(pb::task_info::Kind::Wasm(w)) => TaskKind::Wasm {
                 executor_id: id::<ExecutorId>("task.wasm.executor_id", &w.executor_id)?,
+                budget: WasmBudget::from_wire(
+                    "wasm.timeout_seconds",
+                    w.timeout_seconds,
+                    "wasm.fuel",
+                    w.fuel,
+                )
+                .map_err(|why| -> ConvertError {
+                    match id("task.task_id", &t.task_id) {
+                        Ok(task) => SpecError::Invalid { task, why }.into(),
+                        Err(e) => e,
+                    }
+                })?,
                 payload: w.payload,
             },
             Some(pb::task_info::Kind::Command(c)) => TaskKind::Command {
@@ -179,9 +193,12 @@ impl From<&TaskInfo> for pb::TaskInfo {
             TaskKind::Wasm {
                 executor_id,
                 payload,
+                budget,
             } => pb::task_info::Kind::Wasm(pb::WasmTask {
                 executor_id: executor_id.to_string(),
                 payload: payload.clone(),
+                timeout_seconds: budget.timeout_seconds(),
+                fuel: budget.fuel,
             }),
             TaskKind::Command { argv, env } => pb::task_info::Kind::Command(pb::CommandTask {
                 argv: argv.clone(),
@@ -293,6 +310,7 @@ mod tests {
             kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                 executor_id: "e1".into(),
                 payload: vec![1, 2],
+                ..Default::default()
             })),
         }
     }

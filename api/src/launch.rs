@@ -5,13 +5,14 @@
 //! validated (ids, sizes), so code holding one of these may trust it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{AgentId, ExecutorId, FrameworkId, OfferId, Resources, TaskId, TaskState};
 
-use crate::limits::MAX_COMMAND_BYTES;
 pub use crate::limits::MAX_PAYLOAD_BYTES;
+use crate::limits::{MAX_COMMAND_BYTES, MAX_WASM_TASK_FUEL, MAX_WASM_TASK_TIMEOUT_SECONDS};
 /// Most arguments plus environment entries of a command task.
 pub const MAX_COMMAND_ITEMS: usize = 1024;
 /// Largest amount of any one resource accepted in a task or an agent (about 10^12: a billion
@@ -57,6 +58,10 @@ pub enum TaskKind {
         executor_id: ExecutorId,
         /// The bytes handed to the executor's `launch` (at most [`MAX_PAYLOAD_BYTES`]).
         payload: Vec<u8>,
+        /// This task's own deadline and fuel; by default none (its framework's, else the
+        /// agent's defaults apply).
+        #[serde(default)]
+        budget: WasmBudget,
     },
     /// A native command in a cgroup.
     Command {
@@ -65,6 +70,90 @@ pub enum TaskKind {
         /// Environment variables set for the command.
         env: Vec<(String, String)>,
     },
+}
+
+/// A Wasm task's own deadline and fuel budget (`WasmTask.timeout_seconds`/`fuel`), or a
+/// framework's defaults for its Wasm tasks (`FrameworkInfo.wasm_task_timeout_seconds`/
+/// `wasm_task_fuel`). `None` leaves the value to the next level: task, then framework, then
+/// the agent's default. By default both are `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WasmBudget {
+    /// The wall-clock deadline; at most [`MAX_WASM_TASK_TIMEOUT_SECONDS`], more than zero.
+    pub timeout: Option<Duration>,
+    /// The fuel budget; 1..=[`MAX_WASM_TASK_FUEL`].
+    pub fuel: Option<u64>,
+}
+
+impl WasmBudget {
+    /// A budget from its wire fields, named `timeout_field` and `fuel_field` in the refusal:
+    /// a timeout must be finite, above zero and at most [`MAX_WASM_TASK_TIMEOUT_SECONDS`]; a
+    /// fuel budget 1..=[`MAX_WASM_TASK_FUEL`].
+    pub fn from_wire(
+        timeout_field: &str,
+        timeout_seconds: Option<f64>,
+        fuel_field: &str,
+        fuel: Option<u64>,
+    ) -> Result<Self, String> {
+        let timeout = match timeout_seconds {
+            None => None,
+            Some(s) if !s.is_finite() || s <= 0.0 => {
+                return Err(format!(
+                    "{timeout_field} is {s}; give a number of seconds above 0 and at most \
+                     {MAX_WASM_TASK_TIMEOUT_SECONDS} (7 days), or leave it unset for the default"
+                ));
+            }
+            Some(s) if s > MAX_WASM_TASK_TIMEOUT_SECONDS => {
+                return Err(format!(
+                    "{timeout_field} is {s} s; the limit is {MAX_WASM_TASK_TIMEOUT_SECONDS} s \
+                     (7 days); long-running services belong in command tasks"
+                ));
+            }
+            Some(s) => {
+                let d = Duration::from_secs_f64(s);
+                if d.is_zero() {
+                    return Err(format!(
+                        "{timeout_field} is {s} s, which rounds to no time at all; give at \
+                         least a nanosecond"
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let fuel = match fuel {
+            Some(0) => {
+                return Err(format!(
+                    "{fuel_field} is 0; give 1..={MAX_WASM_TASK_FUEL}, or leave it unset for \
+                     the default"
+                ));
+            }
+            Some(f) if f > MAX_WASM_TASK_FUEL => {
+                return Err(format!(
+                    "{fuel_field} is {f}; the limit is {MAX_WASM_TASK_FUEL} (10^13)"
+                ));
+            }
+            f => f,
+        };
+        Ok(WasmBudget { timeout, fuel })
+    }
+
+    /// The deadline in seconds, for the wire.
+    pub fn timeout_seconds(&self) -> Option<f64> {
+        self.timeout.map(|d| d.as_secs_f64())
+    }
+
+    /// Each value of `self`, else of `fallback`.
+    pub fn or(self, fallback: WasmBudget) -> WasmBudget {
+        WasmBudget {
+            timeout: self.timeout.or(fallback.timeout),
+            fuel: self.fuel.or(fallback.fuel),
+        }
+    }
+
+    /// Checks a budget built in memory (not from the wire) against the same bounds.
+    pub fn check(&self, timeout_field: &str, fuel_field: &str) -> Result<(), String> {
+        WasmBudget::from_wire(timeout_field, self.timeout_seconds(), fuel_field, self.fuel)
+            .map(|_| ())
+    }
 }
 
 /// A task a scheduler wants to launch.
@@ -125,6 +214,11 @@ impl TaskInfo {
                  to people, so give printable text",
                 c as u32
             ));
+        }
+        if let TaskKind::Wasm { budget, .. } = &self.kind
+            && let Err(why) = budget.check("wasm.timeout_seconds", "wasm.fuel")
+        {
+            return bad(why);
         }
         match &self.kind {
             TaskKind::Wasm { payload, .. } if payload.len() > MAX_PAYLOAD_BYTES => bad(format!(
@@ -224,6 +318,7 @@ mod tests {
         TaskKind::Wasm {
             executor_id: ExecutorId::new("e").unwrap(),
             payload: vec![],
+            budget: WasmBudget::default(),
         }
     }
 
@@ -232,6 +327,7 @@ mod tests {
         let wasm = TaskKind::Wasm {
             executor_id: ExecutorId::new("e").unwrap(),
             payload: vec![],
+            budget: WasmBudget::default(),
         };
         assert!(
             task(wasm.clone(), Resources::new(0.1, 0, 0))
@@ -268,6 +364,7 @@ mod tests {
         let wasm = |n| TaskKind::Wasm {
             executor_id: ExecutorId::new("e").unwrap(),
             payload: vec![0; n],
+            budget: WasmBudget::default(),
         };
         let r = Resources::new(0.1, 0, 0);
         assert!(task(wasm(MAX_PAYLOAD_BYTES), r).validate().is_ok());
@@ -297,6 +394,7 @@ mod tests {
         let wasm = TaskKind::Wasm {
             executor_id: ExecutorId::new("e").unwrap(),
             payload: vec![],
+            budget: WasmBudget::default(),
         };
         let huge = Resources {
             millicpus: MAX_RESOURCE + 1,

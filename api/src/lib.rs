@@ -21,6 +21,6 @@ pub mod task;
 
 pub use component::{ComponentDigest, DigestError, DigestMismatch, WasmHeader};
 pub use ids::{AgentId, ExecutorId, FrameworkId, IdError, OfferId, TaskId};
-pub use launch::{Filters, Offer, SpecError, TaskInfo, TaskKind, TaskStatus};
+pub use launch::{Filters, Offer, SpecError, TaskInfo, TaskKind, TaskStatus, WasmBudget};
 pub use resources::{Resources, ResourcesError};
 pub use task::{TaskState, TransitionError};

@@ -412,3 +412,16 @@ pub const COMPONENT_BOUNDS: ComponentBounds = ComponentBounds {
     max_instances: MAX_COMPONENT_INSTANCES,
     max_imports_exports: MAX_COMPONENT_IMPORTS_EXPORTS,
 };
+
+/// Longest wall-clock deadline a framework (`FrameworkInfo.wasm_task_timeout_seconds`) or a
+/// task (`WasmTask.timeout_seconds`) may ask for its Wasm tasks, in seconds: 7 days. The
+/// master refuses more (INVALID_ARGUMENT at subscribe, an `ERROR` update at launch). Each
+/// agent applies its own, usually lower, maximum too (`wasmos agent --max-wasm-task-timeout`,
+/// by default 24 h). Long-running services belong in command tasks, which have no deadline.
+pub const MAX_WASM_TASK_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Largest fuel budget a framework (`FrameworkInfo.wasm_task_fuel`) or a task
+/// (`WasmTask.fuel`) may ask for its Wasm tasks: 10^13 units (about one per Wasm instruction;
+/// hours of CPU). The master refuses more like [`MAX_WASM_TASK_TIMEOUT_SECONDS`]; each agent
+/// applies its own maximum too (`wasmos agent --max-wasm-task-fuel`, by default 10^12).
+pub const MAX_WASM_TASK_FUEL: u64 = 10_000_000_000_000;

@@ -329,6 +329,7 @@ async fn run_framework(
         principal: "wasmos-bench".into(),
         failover_timeout_seconds: 0.0,
         component_sha256: digest.to_string(),
+        ..Default::default()
     };
     let start = Instant::now();
     let framework_id = op

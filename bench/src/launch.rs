@@ -112,6 +112,7 @@ fn task(name: &str, i: usize, kind: Kind) -> anyhow::Result<TaskInfo> {
         Kind::Wasm => TaskKind::Wasm {
             executor_id: ExecutorId::new(format!("e{}", i % EXECUTORS))?,
             payload: b"echo:x".to_vec(),
+            budget: Default::default(),
         },
         Kind::Native => TaskKind::Command {
             argv: vec!["true".into()],
@@ -198,6 +199,7 @@ async fn measure(args: Args) -> anyhow::Result<Value> {
         framework_id: FrameworkId::new("bench")?,
         role: "*".into(),
         component: Some(digest),
+        wasm_budget: Default::default(),
     };
     let limit = Duration::from_secs(300);
 

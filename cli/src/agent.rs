@@ -38,6 +38,18 @@ pub struct Args {
     /// This machine's name as the master shows it (default: the kernel's host name).
     #[arg(long)]
     hostname: Option<String>,
+    /// The longest deadline, in seconds, a Wasm task or its framework may ask for here
+    /// (`WasmTask.timeout_seconds`, `FrameworkInfo.wasm_task_timeout_seconds`); a task asking
+    /// for more is refused with TASK_ERROR naming this flag. Tasks that ask for none get 1 h
+    /// (or this, if lower).
+    #[arg(long, value_name = "SECONDS", default_value_t = 24.0 * 3600.0)]
+    max_wasm_task_timeout: f64,
+    /// The largest fuel budget (about one unit per Wasm instruction) a Wasm task or its
+    /// framework may ask for here (`WasmTask.fuel`, `FrameworkInfo.wasm_task_fuel`); a task
+    /// asking for more is refused with TASK_ERROR naming this flag. Tasks that ask for none
+    /// get 10^11 (or this, if lower).
+    #[arg(long, value_name = "N", default_value_t = wasmos_agent::config::DEFAULT_MAX_WASM_TASK_FUEL)]
+    max_wasm_task_fuel: u64,
     /// For tests: the agent's store fails every write (as on a full disk) while this file
     /// exists.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -125,6 +137,17 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
     }
     let mut agent = AgentConfig::new(args.work_dir.clone());
     agent.runtime.compiler = args.compile.compiler()?;
+    let t = args.max_wasm_task_timeout;
+    anyhow::ensure!(
+        t.is_finite() && t > 0.0,
+        "--max-wasm-task-timeout {t} must be a number of seconds above 0"
+    );
+    agent.max_wasm_task_timeout = std::time::Duration::from_secs_f64(t);
+    anyhow::ensure!(
+        args.max_wasm_task_fuel > 0,
+        "--max-wasm-task-fuel must be at least 1"
+    );
+    agent.max_wasm_task_fuel = args.max_wasm_task_fuel;
     agent.store_faults = args
         .store_faults_while_exists
         .clone()

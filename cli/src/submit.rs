@@ -66,6 +66,17 @@ pub struct LimitArgs {
     /// Wall-clock deadline of each scheduler callback, in seconds.
     #[arg(long, value_name = "SECONDS", value_parser = crate::duration_secs)]
     callback_timeout: Option<Duration>,
+    /// The deadline of each of the framework's Wasm tasks, in seconds
+    /// (`FrameworkInfo.wasm_task_timeout_seconds`): above 0, at most 604800 (7 days) and at
+    /// most each agent's `--max-wasm-task-timeout` (by default 24 h), or its tasks are refused.
+    /// By default each agent's default, 1 h.
+    #[arg(long, value_name = "SECONDS")]
+    task_timeout: Option<f64>,
+    /// The fuel budget of each of the framework's Wasm tasks (`FrameworkInfo.wasm_task_fuel`,
+    /// about one unit per Wasm instruction): 1..10^13 and at most each agent's
+    /// `--max-wasm-task-fuel` (by default 10^12). By default each agent's default, 10^11.
+    #[arg(long, value_name = "N")]
+    task_fuel: Option<u64>,
 }
 
 impl LimitArgs {
@@ -141,6 +152,8 @@ pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<
         principal: std::env::var("USER").unwrap_or_default(),
         failover_timeout_seconds: 0.0,
         component_sha256: digest,
+        wasm_task_timeout_seconds: submission.limits.task_timeout,
+        wasm_task_fuel: submission.limits.task_fuel,
     };
     let framework_id = op
         .submit_framework(pb::SubmitFrameworkRequest {

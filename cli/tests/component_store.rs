@@ -140,6 +140,7 @@ async fn hostile_uploads_are_refused_deletes_are_checked_and_pi_still_runs() {
                 principal: String::new(),
                 failover_timeout_seconds: 0.0,
                 component_sha256: named.clone(),
+                ..Default::default()
             }),
         })),
     })

@@ -87,6 +87,7 @@ impl Scheduler {
             principal: String::new(),
             failover_timeout_seconds: 0.0,
             component_sha256: component_sha256.into(),
+            ..Default::default()
         };
         tx.send(pb::SchedulerCall {
             call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
@@ -178,6 +179,7 @@ async fn an_uploaded_component_is_fetched_by_the_agent_and_its_task_finishes() {
         kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
             executor_id: "exec-1".into(),
             payload: b"echo:hi".to_vec(),
+            ..Default::default()
         })),
     };
     scheduler

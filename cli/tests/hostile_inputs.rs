@@ -54,6 +54,7 @@ impl Scheduler {
             principal: String::new(),
             failover_timeout_seconds: 0.0,
             component_sha256: component_sha256.into(),
+            ..Default::default()
         };
         tx.send(pb::SchedulerCall {
             call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
@@ -149,6 +150,7 @@ fn task(id: &str, agent: &str, res: Resources, payload: Vec<u8>) -> pb::TaskInfo
         kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
             executor_id: "exec".into(),
             payload,
+            ..Default::default()
         })),
     }
 }

@@ -163,6 +163,7 @@ impl Scheduler {
                     principal: "tester".into(),
                     failover_timeout_seconds: 0.0,
                     component_sha256: component_sha256.into(),
+                    ..Default::default()
                 }),
             })),
         })
@@ -267,6 +268,7 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
         kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
             executor_id: format!("exec-{id}"),
             payload: b"sleep:600000".to_vec(),
+            ..Default::default()
         })),
     };
     sched

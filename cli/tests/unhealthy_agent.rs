@@ -77,6 +77,7 @@ impl Scheduler {
                     principal: "tester".into(),
                     failover_timeout_seconds: 0.0,
                     component_sha256: component_sha256.into(),
+                    ..Default::default()
                 }),
             })),
         })
@@ -166,6 +167,7 @@ impl Scheduler {
             kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                 executor_id: format!("exec-{id}"),
                 payload: payload.as_bytes().to_vec(),
+                ..Default::default()
             })),
         };
         self.call(Call::Accept(pb::scheduler_call::Accept {

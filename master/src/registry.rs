@@ -53,6 +53,11 @@ pub struct FrameworkRecord {
     /// The sha256 of its component in the blob store (64 lowercase hex digits), which agents
     /// fetch to run its Wasm tasks; `None` for a framework of command tasks only.
     pub component_sha256: Option<String>,
+    /// The default deadline and fuel of its Wasm tasks (`FrameworkInfo.wasm_task_*`), carried
+    /// to agents in `RunTasks`; by default none (the agents' defaults). Fixed at the first
+    /// subscription.
+    #[serde(default)]
+    pub wasm_budget: wasmos_api::WasmBudget,
 }
 
 /// Longest key a framework may store with `driver.state-put`, in bytes.
@@ -550,6 +555,7 @@ mod tests {
             failover_timeout_ms: 1000,
             state: FrameworkState::Connected,
             component_sha256: None,
+            wasm_budget: Default::default(),
         }
     }
 

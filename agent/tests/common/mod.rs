@@ -193,6 +193,7 @@ pub fn wasm_task(id: &str, executor: &str, payload: &str, mem_mb: u64) -> TaskIn
         kind: TaskKind::Wasm {
             executor_id: ExecutorId::new(executor).unwrap(),
             payload: payload.as_bytes().to_vec(),
+            budget: Default::default(),
         },
     }
 }

@@ -126,6 +126,7 @@ mod tests {
             failover_timeout_ms: 1000,
             state: FrameworkState::Connected,
             component_sha256: Some(digest.to_string()),
+            wasm_budget: Default::default(),
         }))
         .unwrap();
     }

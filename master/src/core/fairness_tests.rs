@@ -75,6 +75,7 @@ impl World {
             principal: String::new(),
             failover_timeout_seconds: 0.0,
             component_sha256: String::new(),
+            ..Default::default()
         };
         let fw = self.core.subscribe(conn, tx, Some(info), self.now).unwrap();
         Sched { fw, conn, rx }
@@ -201,6 +202,7 @@ fn an_accept_that_launches_nothing_is_a_decline_but_a_launch_remainder_keeps_its
         kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
             executor_id: "e".into(),
             payload: vec![],
+            ..Default::default()
         })),
     };
     w.call(
@@ -356,6 +358,7 @@ fn launch_two_tasks_that_finish(
             kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                 executor_id: "e".into(),
                 payload: vec![],
+                ..Default::default()
             })),
         })
         .collect();

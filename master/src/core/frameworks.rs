@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use tracing::{info, warn};
 use wasmos_api::convert;
 use wasmos_api::proto as pb;
-use wasmos_api::{AgentId, FrameworkId, TaskId, TaskStatus};
+use wasmos_api::{AgentId, FrameworkId, TaskId, TaskStatus, WasmBudget};
 
 use super::{
     ConnId, CoreError, Event, MAX_NAME_LEN, MasterCore, SchedulerConn, SchedulerTx, ToAgent,
@@ -72,6 +72,13 @@ impl MasterCore {
             )));
         }
         let failover_timeout_ms = (failover.min(MAX_FAILOVER_SECONDS) * 1000.0) as Millis;
+        let wasm_budget = WasmBudget::from_wire(
+            "framework_info.wasm_task_timeout_seconds",
+            info.wasm_task_timeout_seconds,
+            "framework_info.wasm_task_fuel",
+            info.wasm_task_fuel,
+        )
+        .map_err(CoreError::Invalid)?;
         let component_sha256 = if info.component_sha256.is_empty() {
             None
         } else {
@@ -94,6 +101,7 @@ impl MasterCore {
                 failover_timeout_ms,
                 state: FrameworkState::Connected,
                 component_sha256,
+                wasm_budget,
             }))?;
             if let Err(e) = self.allocator.add_framework(id.clone(), &info.role, true) {
                 warn!(framework_id = %id, error = %e, "allocator refused a new framework");
@@ -123,6 +131,20 @@ impl MasterCore {
                      {:?} (subscribe without an id to run a new component)",
                     rec.component_sha256.as_deref().unwrap_or(""),
                     info.component_sha256
+                )));
+            }
+            let (asked, has) = (wasm_budget, rec.wasm_budget);
+            if (asked.timeout.is_some() && asked.timeout != has.timeout)
+                || (asked.fuel.is_some() && asked.fuel != has.fuel)
+            {
+                return Err(CoreError::Precondition(format!(
+                    "framework {id} has wasm_task_timeout_seconds {:?} and wasm_task_fuel {:?}; \
+                     a re-subscription cannot change them to {:?} and {:?} (leave them unset, \
+                     or subscribe without an id)",
+                    has.timeout_seconds(),
+                    has.fuel,
+                    asked.timeout_seconds(),
+                    asked.fuel
                 )));
             }
             self.commit(Command::UpdateFramework {

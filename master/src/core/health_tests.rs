@@ -61,6 +61,7 @@ impl World {
             principal: String::new(),
             failover_timeout_seconds: 0.0,
             component_sha256: String::new(),
+            ..Default::default()
         };
         let fw = core.subscribe(sched_conn, tx, Some(info), 0).unwrap();
         World {
@@ -131,6 +132,7 @@ impl World {
             kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                 executor_id: "e".into(),
                 payload: vec![],
+                ..Default::default()
             })),
         };
         let accept = Call::Accept(pb::scheduler_call::Accept {

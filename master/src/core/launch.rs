@@ -353,7 +353,7 @@ impl MasterCore {
             }
             return;
         }
-        let (role, component_sha256) = self
+        let (role, component_sha256, budget) = self
             .registry
             .frameworks
             .get(fw)
@@ -361,6 +361,7 @@ impl MasterCore {
                 (
                     f.role.clone(),
                     f.component_sha256.clone().unwrap_or_default(),
+                    f.wasm_budget,
                 )
             })
             .unwrap_or_default();
@@ -398,6 +399,8 @@ impl MasterCore {
                     tasks,
                     role: role.clone(),
                     component_sha256: component_sha256.clone(),
+                    wasm_task_timeout_seconds: budget.timeout_seconds(),
+                    wasm_task_fuel: budget.fuel,
                 }),
             );
         }
@@ -451,6 +454,7 @@ mod tests {
             kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                 executor_id: "e".repeat(128),
                 payload: vec![7; payload],
+                ..Default::default()
             })),
         }
     }
@@ -474,6 +478,7 @@ mod tests {
                     tasks: b,
                     role: "r".repeat(128),
                     component_sha256: "0".repeat(64),
+                    ..Default::default()
                 })),
             };
             assert!(

@@ -245,6 +245,7 @@ impl World {
                     principal: String::new(),
                     failover_timeout_seconds: [0.0, 2.0, 3600.0][failover as usize],
                     component_sha256: String::new(),
+                    ..Default::default()
                 };
                 match self.core.subscribe(conn, tx, Some(info), now) {
                     Ok(fw) => {
@@ -357,6 +358,7 @@ impl World {
                             0 | 1 => Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                                 executor_id: "e".into(),
                                 payload: vec![],
+                                ..Default::default()
                             })),
                             2 => Some(pb::task_info::Kind::Command(pb::CommandTask {
                                 argv: vec!["true".into()],

@@ -59,6 +59,7 @@ impl World {
             principal: String::new(),
             failover_timeout_seconds: 3600.0,
             component_sha256: String::new(),
+            ..Default::default()
         };
         let fw = core.subscribe(conn, tx, Some(info), 0).unwrap();
         World {
@@ -138,6 +139,7 @@ impl World {
                     kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                         executor_id: "e".into(),
                         payload: vec![],
+                        ..Default::default()
                     })),
                 })
                 .collect();

@@ -46,6 +46,7 @@ impl MasterCore {
                     principal: f.principal.clone(),
                     failover_timeout_seconds: f.failover_timeout_ms as f64 / 1000.0,
                     component_sha256: f.component_sha256.clone().unwrap_or_default(),
+                    ..Default::default()
                 }),
                 connected: self.schedulers.contains_key(&f.id),
                 allocated: self.allocator.framework_allocation(&f.id).map(Into::into),

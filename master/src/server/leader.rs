@@ -278,6 +278,7 @@ impl Master {
                             principal: f.principal.clone(),
                             failover_timeout_seconds: f.failover_timeout_ms as f64 / 1000.0,
                             component_sha256: f.component_sha256.clone().unwrap_or_default(),
+                            ..Default::default()
                         },
                         spec.clone(),
                     ))

@@ -68,6 +68,7 @@ pub fn framework_info(id: &str, role: &str, failover_seconds: f64) -> pb::Framew
         principal: "tester".into(),
         failover_timeout_seconds: failover_seconds,
         component_sha256: String::new(),
+        ..Default::default()
     }
 }
 
@@ -80,6 +81,7 @@ pub fn wasm_task(id: &str, agent: &str, cpus: f64, mem: u64) -> pb::TaskInfo {
         kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
             executor_id: "exec-1".into(),
             payload: b"work".to_vec(),
+            ..Default::default()
         })),
     }
 }

@@ -139,6 +139,7 @@ async fn a_hosted_scheduler_waits_for_its_state_to_commit_and_is_listed_while_it
                 principal: "tester".into(),
                 failover_timeout_seconds: 0.0,
                 component_sha256: digest.to_string(),
+                ..Default::default()
             },
             ["1", "0.1", "32", "--", "sleep", "1000"]
                 .map(String::from)

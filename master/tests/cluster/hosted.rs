@@ -64,6 +64,7 @@ fn hosted_info(name: &str, digest: &str) -> pb::FrameworkInfo {
         principal: "tester".into(),
         failover_timeout_seconds: 0.0,
         component_sha256: digest.into(),
+        ..Default::default()
     }
 }
 

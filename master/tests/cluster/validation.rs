@@ -148,3 +148,144 @@ async fn bad_subscriptions_are_refused() {
     let err = refused_subscription(addr, framework_info(&ok.id, "other", 1.0)).await;
     assert!(err.message().contains("cannot change"), "{err}");
 }
+
+const MAX_TIMEOUT: f64 = wasmos_api::limits::MAX_WASM_TASK_TIMEOUT_SECONDS;
+const MAX_FUEL: u64 = wasmos_api::limits::MAX_WASM_TASK_FUEL;
+
+/// Timeouts at the bound (accepted), one past, far past, and not a positive number.
+fn bad_timeouts() -> [(f64, &'static str); 7] {
+    [
+        (MAX_TIMEOUT + 0.001, "the limit is 604800"),
+        (MAX_TIMEOUT + 1.0, "the limit is 604800"),
+        (1e300, "the limit is 604800"),
+        (f64::INFINITY, "above 0"),
+        (f64::NAN, "above 0"),
+        (-1.0, "above 0"),
+        (0.0, "above 0"),
+    ]
+}
+
+fn bad_fuels() -> [(u64, &'static str); 3] {
+    [
+        (MAX_FUEL + 1, "the limit is 10000000000000"),
+        (u64::MAX, "the limit is 10000000000000"),
+        (0, "give 1..=10000000000000"),
+    ]
+}
+
+#[tokio::test]
+async fn a_frameworks_wasm_task_budget_out_of_bounds_is_refused_at_subscribe() {
+    let (addr, _master) = start_master(fast_config()).await;
+    for (t, needle) in bad_timeouts() {
+        let mut info = framework_info("", "web", 1.0);
+        info.wasm_task_timeout_seconds = Some(t);
+        let err = refused_subscription(addr, info).await;
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{t}: {err}");
+        assert!(
+            err.message()
+                .contains("framework_info.wasm_task_timeout_seconds")
+                && err.message().contains(needle),
+            "{t}: {err}"
+        );
+    }
+    for (f, needle) in bad_fuels() {
+        let mut info = framework_info("", "web", 1.0);
+        info.wasm_task_fuel = Some(f);
+        let err = refused_subscription(addr, info).await;
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{f}: {err}");
+        assert!(
+            err.message().contains("framework_info.wasm_task_fuel")
+                && err.message().contains(needle),
+            "{f}: {err}"
+        );
+    }
+    // At the bounds: accepted; a re-subscription may repeat them or leave them unset, not
+    // change them.
+    let mut info = framework_info("", "web", 60.0);
+    info.wasm_task_timeout_seconds = Some(MAX_TIMEOUT);
+    info.wasm_task_fuel = Some(MAX_FUEL);
+    let ok = Scheduler::subscribe(addr, info.clone()).await.unwrap();
+    info.id = ok.id.clone();
+    drop(Scheduler::subscribe(addr, info.clone()).await.unwrap());
+    let mut changed = info.clone();
+    changed.wasm_task_fuel = Some(1);
+    let err = refused_subscription(addr, changed).await;
+    assert!(
+        err.message().contains("wasm_task_fuel") && err.message().contains("cannot change"),
+        "{err}"
+    );
+    let mut unset = info;
+    unset.wasm_task_timeout_seconds = None;
+    unset.wasm_task_fuel = None;
+    drop(Scheduler::subscribe(addr, unset).await.unwrap());
+}
+
+fn budget_task(id: &str, agent: &str, timeout: Option<f64>, fuel: Option<u64>) -> pb::TaskInfo {
+    let mut t = wasm_task(id, agent, 0.1, 8);
+    if let Some(pb::task_info::Kind::Wasm(w)) = &mut t.kind {
+        w.timeout_seconds = timeout;
+        w.fuel = fuel;
+    }
+    t
+}
+
+#[tokio::test]
+async fn a_tasks_wasm_budget_out_of_bounds_is_refused_at_launch_and_the_frameworks_is_carried() {
+    let mut info = framework_info("", "web", 60.0);
+    info.wasm_task_timeout_seconds = Some(5.0);
+    info.wasm_task_fuel = Some(123);
+    let (_addr, _master, mut agent, mut sched) =
+        start_cluster(fast_config(), res(2.0, 1024), info).await;
+    let a = agent.id.clone();
+    let mut n = 0;
+    let mut cases: Vec<(pb::TaskInfo, &str, &str)> = Vec::new();
+    for (t, needle) in bad_timeouts() {
+        n += 1;
+        let id = format!("t{n}");
+        cases.push((
+            budget_task(&id, &a, Some(t), None),
+            "wasm.timeout_seconds",
+            needle,
+        ));
+    }
+    for (f, needle) in bad_fuels() {
+        n += 1;
+        let id = format!("t{n}");
+        cases.push((budget_task(&id, &a, None, Some(f)), "wasm.fuel", needle));
+    }
+    for (task, field, needle) in cases {
+        let id = task.task_id.clone();
+        let o = sched.offers().await.remove(0);
+        sched.accept(vec![o.id], vec![task]).await;
+        let st = sched.update_of(&id).await;
+        assert_eq!(st.state, pb::TaskState::Error as i32, "{id}: {st:?}");
+        assert!(
+            st.message.contains(field) && st.message.contains(needle),
+            "{id}: {:?} should name {field} and {needle:?}",
+            st.message
+        );
+    }
+    // At the bounds, and unset: launched, with the framework's defaults carried beside them.
+    let o = sched.offers().await.remove(0);
+    sched
+        .accept(
+            vec![o.id],
+            vec![
+                budget_task("at-max", &a, Some(MAX_TIMEOUT), Some(MAX_FUEL)),
+                budget_task("unset", &a, None, None),
+            ],
+        )
+        .await;
+    let run = agent.run_tasks().await;
+    assert_eq!(run.wasm_task_timeout_seconds, Some(5.0));
+    assert_eq!(run.wasm_task_fuel, Some(123));
+    let budgets: Vec<(Option<f64>, Option<u64>)> = run
+        .tasks
+        .iter()
+        .map(|t| match &t.kind {
+            Some(pb::task_info::Kind::Wasm(w)) => (w.timeout_seconds, w.fuel),
+            _ => panic!("a wasm task"),
+        })
+        .collect();
+    assert_eq!(budgets, [(Some(MAX_TIMEOUT), Some(MAX_FUEL)), (None, None)]);
+}

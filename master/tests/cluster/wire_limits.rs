@@ -12,6 +12,7 @@ fn with_payload(id: &str, agent: &str, bytes: usize) -> pb::TaskInfo {
     t.kind = Some(pb::task_info::Kind::Wasm(pb::WasmTask {
         executor_id: "exec-1".into(),
         payload: vec![b'p'; bytes],
+        ..Default::default()
     }));
     t
 }
