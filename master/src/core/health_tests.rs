@@ -360,6 +360,7 @@ fn a_task_lost_to_the_launch_timeout_is_killed_not_adopted_when_its_agent_report
                 kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
                     executor_id: "e".into(),
                     payload: vec![],
+                    ..Default::default()
                 })),
             }),
             state: pb::TaskState::Running as i32,
