@@ -677,6 +677,27 @@ async fn a_master_whose_store_file_was_lost_refuses_to_start() {
     master.wait().await.unwrap();
 }
 
+/// Each framework (as the master shows it) and each task's framework, state and message: what
+/// a timed-out wait shows.
+fn summary(s: &pb::ClusterState) -> String {
+    let fws: Vec<String> = s.frameworks.iter().map(|f| format!("{f:?}")).collect();
+    let tasks: Vec<String> = s
+        .tasks
+        .iter()
+        .map(|t| {
+            let st = t.status.as_ref();
+            format!(
+                "{}/{} {:?} {}",
+                t.framework_id,
+                st.map_or("", |s| s.task_id.as_str()),
+                st.map(|s| s.state),
+                st.map_or("", |s| s.message.as_str())
+            )
+        })
+        .collect();
+    format!("frameworks {fws:?}; tasks {tasks:?}")
+}
+
 /// Polls the masters (but `skip`) until one serves a state that `check` accepts; leader
 /// changes in between are fine.
 async fn wait_state<T>(
@@ -686,20 +707,23 @@ async fn wait_state<T>(
     mut check: impl FnMut(&pb::ClusterState) -> Option<T>,
 ) -> T {
     let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = None;
     loop {
         for (i, addr) in addrs.iter().enumerate() {
             if Some(i) == skip {
                 continue;
             }
-            if let Some(Ok(s)) = state_at(addr).await
-                && let Some(found) = check(&s)
-            {
-                return found;
+            if let Some(Ok(s)) = state_at(addr).await {
+                if let Some(found) = check(&s) {
+                    return found;
+                }
+                last = Some(s);
             }
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out waiting for {what}; the last state served: {}",
+            last.as_ref().map_or("none".to_string(), summary)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
