@@ -21,11 +21,11 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{oneshot, watch};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -129,122 +129,7 @@ pub struct Loaded {
     pub updates: Vec<(u64, Vec<u8>)>,
 }
 
-/// A switch that makes the store's file fail every write and sync (with ENOSPC) while it is
-/// on, as a full or failing disk does, for tests of what the agent does then. Cheap to clone;
-/// clones share the switch. Off by default.
-#[derive(Clone, Debug, Default)]
-pub struct StoreFaults {
-    flag: Arc<AtomicBool>,
-    file: Option<PathBuf>,
-}
-
-impl StoreFaults {
-    /// A switch, off.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A switch that is on while `path` exists (to fail another process's store from a test;
-    /// costs a `stat` per write of the store).
-    pub fn while_file_exists(path: impl Into<PathBuf>) -> Self {
-        StoreFaults {
-            flag: Arc::default(),
-            file: Some(path.into()),
-        }
-    }
-
-    /// Turns failing writes on (`true`) or off.
-    pub fn set_failing(&self, failing: bool) {
-        self.flag.store(failing, Ordering::SeqCst);
-    }
-
-    fn failing(&self) -> bool {
-        self.flag.load(Ordering::SeqCst) || self.file.as_ref().is_some_and(|f| f.exists())
-    }
-}
-
-/// redb's file backend, failing writes while a [`StoreFaults`] switch is on.
-#[derive(Debug)]
-struct FaultyFile {
-    inner: redb::backends::FileBackend,
-    faults: StoreFaults,
-}
-
-impl FaultyFile {
-    fn check(&self) -> Result<(), std::io::Error> {
-        if self.faults.failing() {
-            Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl StorageBackend for FaultyFile {
-    fn len(&self) -> Result<u64, std::io::Error> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-    fn close(&self) -> Result<(), std::io::Error> {
-        self.inner.close()
-    }
-    fn try_lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.inner.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.inner.try_lock_shared_range(start, end)
-    }
-    fn lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.inner.lock_range(start, end)
-    }
-    fn lock_shared_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.inner.lock_shared_range(start, end)
-    }
-    fn unlock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.inner.unlock_range(start, end)
-    }
-    fn query_lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.inner.query_lock_range(start, end)
-    }
-}
+pub use wasmos_api::store_faults::StoreFaults;
 
 /// Opens the database file, through the fault switch when there is one.
 fn open_db(path: &Path, faults: Option<&StoreFaults>) -> Result<Database, StoreError> {
@@ -265,10 +150,7 @@ fn open_db(path: &Path, faults: Option<&StoreFaults>) -> Result<Database, StoreE
             let inner =
                 redb::backends::FileBackend::new(file).map_err(|e| open_err(e.to_string()))?;
             Database::builder()
-                .create_with_backend(FaultyFile {
-                    inner,
-                    faults: faults.clone(),
-                })
+                .create_with_backend(faults.backend(inner))
                 .map_err(|e| open_err(e.to_string()))
         }
     }

@@ -1,8 +1,8 @@
 //! wasmos's shared domain types: the ids every component speaks of, `Resources` with checked
 //! arithmetic, the task state machine, and a framework component's digest and header check.
 //!
-//! This crate does no network I/O and its one file operation is a store marker's durable write
-//! ([`marker`]): the master, the agent and the Wasm executor all depend on it, so it stays small.
+//! This crate does no network I/O; its file operations are a store marker's durable write
+//! ([`marker`]) and a test switch that fails a store's writes ([`store_faults`]): the master, the agent and the Wasm executor all depend on it, so it stays small.
 //! Wire formats (`.proto`, generated into [`proto`]) live beside these types, and [`convert`] turns wire messages into domain types, validating them on the way in.
 
 #![warn(missing_docs)]
@@ -17,6 +17,7 @@ pub mod limits;
 pub mod marker;
 pub mod proto;
 pub mod resources;
+pub mod store_faults;
 pub mod task;
 
 pub use component::{ComponentDigest, DigestError, DigestMismatch, WasmHeader};

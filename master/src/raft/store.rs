@@ -47,7 +47,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::faults::{FaultyFile, StoreFaults};
+use super::faults::StoreFaults;
 use super::{CommandResult, NodeId, TypeConfig, apply_command};
 use crate::registry::Registry;
 use crate::sync;
@@ -382,12 +382,7 @@ pub fn open_store_with_faults(
             .open(&path)
             .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))
             .and_then(redb::backends::FileBackend::new)
-            .and_then(|inner| {
-                builder.create_with_backend(FaultyFile {
-                    inner,
-                    faults: faults.clone(),
-                })
-            }),
+            .and_then(|inner| builder.create_with_backend(faults.backend(inner))),
     }
     .map_err(|e| match e {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(d)) => corrupt(d),
