@@ -5,7 +5,7 @@
 //! bound from outside: Cranelift's memory and time grow with what is inside, used or not (a
 //! valid 2.9 MB component with a large unused module took 1.2 GB to compile, and the allocator
 //! kept most of it after). The content bounds (`wasmos_api::component_contents`) refuse the
-//! worst shapes before compiling; the child process bounds the rest. The child is the same
+//! worst shapes before compiling; the child process bounds the rest, and the parent reads back at most `max_artifact_bytes` of artifact. The child is the same
 //! program re-executed with [`COMPILE_SUBCOMMAND`]: it reads the component on stdin, sets
 //! `RLIMIT_AS` (its memory budget) and `RLIMIT_CPU` on itself, compiles with an engine of the
 //! parent's configuration (`Engine::precompile_component`) and writes the artifact to stdout.
@@ -71,6 +71,11 @@ pub struct SubprocessCompiler {
     /// refused with [`CompileBudget::Time`]. By default 60 s
     /// ([`SubprocessCompiler::DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
+    /// Most bytes of compiled artifact the parent reads back; a larger one is refused with
+    /// [`ComponentError::Compiler`] and the rest of it is discarded unread, so the parent never
+    /// holds more. By default 256 MiB ([`SubprocessCompiler::DEFAULT_MAX_ARTIFACT_BYTES`]),
+    /// far above what a component within the content bounds compiles to.
+    pub max_artifact_bytes: u64,
 }
 
 impl SubprocessCompiler {
@@ -78,6 +83,8 @@ impl SubprocessCompiler {
     pub const DEFAULT_MEMORY_LIMIT: u64 = 2 << 30;
     /// The default time budget: 60 s.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default cap on a compiled artifact: 256 MiB.
+    pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 256 << 20;
 
     /// A compiler child running `program` [`COMPILE_SUBCOMMAND`], with the default budgets.
     pub fn new(program: PathBuf) -> Self {
@@ -86,6 +93,7 @@ impl SubprocessCompiler {
             args: vec![COMPILE_SUBCOMMAND.into()],
             memory_limit: Self::DEFAULT_MEMORY_LIMIT,
             timeout: Self::DEFAULT_TIMEOUT,
+            max_artifact_bytes: Self::DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 
@@ -154,6 +162,7 @@ pub(crate) fn compile_in_child(
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let input = bytes.to_vec();
+    let max_artifact = compiler.max_artifact_bytes;
     let writer = std::thread::spawn(move || {
         if let Some(mut s) = stdin.take() {
             // A child that died early closes the pipe; its exit status says why.
@@ -163,7 +172,9 @@ pub(crate) fn compile_in_child(
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
         if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_end(&mut out);
+            // One byte past the cap tells a too-large artifact; the rest is drained unread.
+            let _ = s.take(max_artifact.saturating_add(1)).read_to_end(&mut out);
+            let _ = std::io::copy(s, &mut std::io::sink());
         }
         out
     });
@@ -199,6 +210,15 @@ pub(crate) fn compile_in_child(
         ?status,
         "compiler process ended"
     );
+    if artifact.len() as u64 > compiler.max_artifact_bytes {
+        return Err(ComponentError::Compiler {
+            message: format!(
+                "the compiled component is larger than the {} bytes the host reads back; \
+                 remove unused code from the component",
+                compiler.max_artifact_bytes
+            ),
+        });
+    }
     classify(status, artifact, stderr, compiler)
 }
 
@@ -372,4 +392,40 @@ fn limit_self(memory: u64, cpu_secs: u64) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn limit_self(_memory: u64, _cpu_secs: u64) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in compiler that writes `$0` zero bytes (its first argument after the script)
+    /// and reads its stdin.
+    fn writing(bytes: u64, cap: u64) -> SubprocessCompiler {
+        SubprocessCompiler {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "head -c \"$0\" /dev/zero; cat >/dev/null".into(),
+                bytes.to_string().into(),
+            ],
+            memory_limit: SubprocessCompiler::DEFAULT_MEMORY_LIMIT,
+            timeout: Duration::from_secs(60),
+            max_artifact_bytes: cap,
+        }
+    }
+
+    #[test]
+    fn an_artifact_past_the_cap_is_refused_and_not_held() {
+        let config = RuntimeConfig::default();
+        let cap = 4096;
+        let at = compile_in_child(&writing(cap, cap), &config, b"component").unwrap();
+        assert_eq!(at.len() as u64, cap, "at the cap it is read whole");
+        for past in [cap + 1, cap * 1000] {
+            let err = compile_in_child(&writing(past, cap), &config, b"component").unwrap_err();
+            let ComponentError::Compiler { message } = &err else {
+                panic!("{past} bytes: {err:?}")
+            };
+            assert!(message.contains("larger than the 4096 bytes"), "{message}");
+        }
+    }
 }
