@@ -52,6 +52,8 @@ pub struct Args {
     #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = crate::master::parse_weight)]
     weights: Vec<(String, f64)>,
     #[command(flatten)]
+    command_tasks: crate::master::CommandTaskArgs,
+    #[command(flatten)]
     limits: submit::LimitArgs,
     #[command(flatten)]
     compile: crate::compiler::CompileArgs,
@@ -169,6 +171,7 @@ impl Cluster {
             .context("cannot read the master's address")?;
         let config = MasterConfig {
             allocation_interval: Duration::from_millis(50),
+            command_task_roles: args.command_tasks.roles()?,
             ..MasterConfig::default()
         };
         let master =

@@ -14,7 +14,7 @@
 //! master's `--listen` address) forms a group of masters, of which only the leader serves and
 //! the others point callers at it. Without `--data-dir` the registry lives in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +86,8 @@ pub struct Args {
     /// A role's weight in the allocator's fair sharing (default 1); repeat for more roles.
     #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = parse_weight)]
     weights: Vec<(String, f64)>,
+    #[command(flatten)]
+    command_tasks: CommandTaskArgs,
     /// This master's id in its Raft group (with --peers; default 1).
     #[arg(long, value_name = "N")]
     id: Option<u64>,
@@ -109,6 +111,34 @@ pub struct Args {
     /// exists; the master then stops and exits non-zero.
     #[arg(long, value_name = "FILE", hide = true)]
     store_faults_while_exists: Option<PathBuf>,
+}
+
+/// `--command-task-roles`, shared by `wasmos master` and `wasmos dev`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct CommandTaskArgs {
+    /// Roles whose frameworks may launch native command tasks (processes on the agents,
+    /// outside the Wasm sandbox), comma-separated; `*` allows every role. By default no role
+    /// may: such a launch is refused with TASK_ERROR naming this flag.
+    #[arg(long, value_name = "ROLE,...|*", value_delimiter = ',')]
+    pub command_task_roles: Vec<String>,
+}
+
+impl CommandTaskArgs {
+    /// The master's setting: `None` (every role) for `*`, else the roles named (none by
+    /// default), each a valid role name.
+    pub fn roles(&self) -> anyhow::Result<Option<BTreeSet<String>>> {
+        if self.command_task_roles.iter().any(|r| r.trim() == "*") {
+            return Ok(None);
+        }
+        let mut roles = BTreeSet::new();
+        for r in &self.command_task_roles {
+            let r = r.trim();
+            wasmos_master::registry::validate_role(r)
+                .map_err(|e| anyhow::anyhow!("bad --command-task-roles entry {r:?}: {e}"))?;
+            roles.insert(r.to_string());
+        }
+        Ok(Some(roles))
+    }
 }
 
 /// Parses `ID=ADDR` (`2=10.0.0.2:5050`): an id above zero and a `host:port` address.
@@ -176,7 +206,10 @@ pub fn framework_host(compile: &crate::compiler::CompileArgs) -> anyhow::Result<
 
 impl Args {
     fn config(&self) -> anyhow::Result<MasterConfig> {
-        let mut c = MasterConfig::default();
+        let mut c = MasterConfig {
+            command_task_roles: self.command_tasks.roles()?,
+            ..MasterConfig::default()
+        };
         if let Some(d) = self.allocation_interval {
             anyhow::ensure!(
                 !d.is_zero(),

@@ -12,9 +12,9 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    Operator, WAIT, cgroups_unavailable, cluster_state, example, framework_pids, operator, output,
-    spawn_agent, start_master, start_master_with, succeeded, task_pids, wait_for_agents,
-    wait_for_state, wait_until, wasmos,
+    NATIVE_DEFAULT_ROLE, Operator, WAIT, cgroups_unavailable, cluster_state, example,
+    framework_pids, operator, output, spawn_agent, start_master, start_master_with, succeeded,
+    task_pids, wait_for_agents, wait_for_state, wait_until, wasmos,
 };
 use tokio::process::{Child, Command};
 use wasmos_api::proto as pb;
@@ -281,7 +281,7 @@ async fn service_brings_back_instances_whose_process_is_killed() {
     require_cgroups!();
     let service = example("service");
     let dir = tempfile::tempdir().unwrap();
-    let (mut master, addr) = start_master().await;
+    let (mut master, addr) = start_master_with(&NATIVE_DEFAULT_ROLE, Stdio::inherit()).await;
     let mut op = operator(&addr).await;
     let agents = start_agents(&mut op, &addr, dir.path(), "service", 2).await;
 
@@ -368,6 +368,8 @@ async fn dev_runs_service_until_its_crashing_instances_were_replaced() {
         "dev",
         "--agents",
         "2",
+        "--command-task-roles",
+        "default",
         "--run",
         &service,
         "--",
@@ -405,8 +407,22 @@ async fn dev_runs_service_for_a_while_then_stops_its_instances() {
     let service = example("service");
     let started = std::time::Instant::now();
     let out = output(&[
-        "dev", "--agents", "1", "--run", &service, "--", "--for", "1", "2", "0.1", "16", "--",
-        "sleep", "1000",
+        "dev",
+        "--agents",
+        "1",
+        "--command-task-roles",
+        "default",
+        "--run",
+        &service,
+        "--",
+        "--for",
+        "1",
+        "2",
+        "0.1",
+        "16",
+        "--",
+        "sleep",
+        "1000",
     ])
     .await;
     let result = succeeded(&out);
@@ -435,4 +451,26 @@ async fn dev_runs_service_for_a_while_then_stops_its_instances() {
         .await,
         "processes {left:?} of {fw} outlived wasmos dev"
     );
+}
+
+/// Native tasks are off by default for every role: `wasmos dev` without
+/// `--command-task-roles` refuses service's command tasks, the refusal names the flag, and
+/// service gives up instead of relaunching; with another role named, the same holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_refuses_native_tasks_of_a_role_not_named_by_command_task_roles() {
+    let service = example("service");
+    for extra in [&[][..], &["--command-task-roles", "ops"][..]] {
+        let mut args = vec!["dev", "--agents", "1"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--run", &service, "--", "1", "0.1", "16", "--", "true"]);
+        let out = output(&args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("role \"default\" may not run native command tasks")
+                && stderr.contains("--command-task-roles default")
+                && stderr.contains("a refused task is not launched again"),
+            "{extra:?}: {stderr}"
+        );
+    }
 }

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    MasterAndAgent, assert_pi, cgroups_unavailable, example, framework_pids, output, start_master,
-    wait_until,
+    MasterAndAgent, NATIVE_DEFAULT_ROLE, assert_pi, cgroups_unavailable, example, framework_pids,
+    output, start_master, wait_until,
 };
 
 /// One hostile scheduler: its `init` argument, extra `wasmos submit` flags, and the texts its
@@ -137,7 +137,7 @@ async fn a_scheduler_failed_while_its_task_runs_has_the_task_killed() {
         eprintln!("SKIPPED: native tasks need cgroups here: {why}");
         return;
     }
-    let cluster = MasterAndAgent::start().await;
+    let cluster = MasterAndAgent::start_with(&NATIVE_DEFAULT_ROLE).await;
     let hostile = example("hostile");
     let out = output(&[
         "submit",

@@ -19,9 +19,13 @@ use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 
 mod common;
 
-use common::{WAIT, example, operator, output, spawn_agent, start_master, wasmos};
+use common::{
+    NATIVE_DEFAULT_ROLE, WAIT, example, operator, output, spawn_agent, start_master,
+    start_master_with, wasmos,
+};
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
+use std::process::Stdio;
 
 /// Runs `wasmos ARGS --master ADDR` to its end.
 async fn run(addr: &str, args: &[&str]) -> Output {
@@ -515,7 +519,7 @@ async fn until_pids(file: &Path, what: &str, n: usize) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
-    let (mut master, addr) = start_master().await;
+    let (mut master, addr) = start_master_with(&NATIVE_DEFAULT_ROLE, Stdio::inherit()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut agent = start_agent(&addr, dir.path());
     agent_registered(&addr).await;

@@ -54,9 +54,11 @@ pub struct MasterConfig {
     /// `FAILED_PRECONDITION`.
     /// `None` allows every valid role. Default `None` (no flag).
     pub allowed_roles: Option<BTreeSet<String>>,
-    /// Roles whose frameworks may launch native command tasks (processes in cgroups on the
-    /// agent, outside the Wasm sandbox); other roles may launch only Wasm tasks. `None` allows
-    /// every role. Default `None` (no flag).
+    /// Roles whose frameworks may launch native command tasks (processes on the agent,
+    /// outside the Wasm sandbox); other roles may launch only Wasm tasks, and a command task
+    /// of theirs is refused with `TASK_ERROR` naming the flag. `None` allows every role.
+    /// Default: no role (`Some` of an empty set), since a native task is the one kind that
+    /// leaves the Wasm sandbox; `wasmos master --command-task-roles ROLE,...` (or `*`).
     pub command_task_roles: Option<BTreeSet<String>>,
     /// Events queued to one connection (scheduler, agent or hosted framework) before further
     /// ones are dropped (updates are resent; dropped offers time out). Bounds the memory a
@@ -182,7 +184,7 @@ impl Default for MasterConfig {
             scheduler_heartbeat_interval: Duration::from_secs(15),
             update_resend_interval: Duration::from_secs(10),
             allowed_roles: None,
-            command_task_roles: None,
+            command_task_roles: Some(BTreeSet::new()),
             connection_queue: 4096,
             max_message_bytes: wasmos_api::limits::MAX_MESSAGE_BYTES,
             max_component_bytes: 64 << 20,

@@ -114,6 +114,10 @@ pub async fn start_master() -> (Child, String) {
     start_master_with(&[], Stdio::inherit()).await
 }
 
+/// Master flags letting frameworks of the default role (that of `wasmos submit`) run native
+/// command tasks, which no role may by default.
+pub const NATIVE_DEFAULT_ROLE: [&str; 2] = ["--command-task-roles", "default"];
+
 /// Starts `wasmos master` on a free loopback port with `extra` flags (e.g. shorter agent
 /// timeouts, `--weight`), its stderr sent to `stderr`; returns the process and its address.
 pub async fn start_master_with(extra: &[&str], stderr: Stdio) -> (Child, String) {
@@ -162,7 +166,13 @@ impl MasterAndAgent {
     /// Starts the master, then the agent (without waiting for it to register: a framework
     /// gets offers once it does).
     pub async fn start() -> Self {
-        let (master, addr) = start_master().await;
+        Self::start_with(&[]).await
+    }
+
+    /// As [`MasterAndAgent::start`], with `master_flags` for the master (e.g.
+    /// `["--command-task-roles", "default"]` for a framework that runs native tasks).
+    pub async fn start_with(master_flags: &[&str]) -> Self {
+        let (master, addr) = start_master_with(master_flags, Stdio::inherit()).await;
         let dir = tempfile::tempdir().unwrap();
         let agent = spawn_agent(
             &addr,

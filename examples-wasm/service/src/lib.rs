@@ -3,8 +3,10 @@
 //! `wasmos submit service.wasm -- [OPTIONS] K CPUS MEM_MB [--] ARGV...` keeps `K` instances of a
 //! native command running, each a `command` task with `CPUS` cores (decimal, e.g. `0.25`) and
 //! `MEM_MB` MiB, which the agent enforces with cgroup limits. An instance whose task ends in any
-//! way (`finished`, `failed`, `killed`, `lost`, `error`) is launched again on the next offers that
-//! fit. Without options it never finishes by itself: it runs until the framework is torn down.
+//! way (`finished`, `failed`, `killed`, `lost`) is launched again on the next offers that
+//! fit; one that is refused (`error`: a role that may not run native tasks, a command the agent
+//! cannot start) fails the framework with the reason instead, since it would only be refused
+//! again. Without options it never finishes by itself: it runs until the framework is torn down.
 //! With `--for SECONDS` it stops after that long, and with `--until-replaced N` once `N`
 //! instances were replaced and all `K` run again; either way it finishes with a summary of what
 //! runs and what ended (the master then kills its tasks).
@@ -513,6 +515,20 @@ impl Scheduler for ServiceScheduler {
         }
         match status.state {
             TaskState::Running => inst.phase = Phase::Running,
+            TaskState::Error => {
+                // The master or agent refused the task as described (a role without the right
+                // to run it, an invalid command): launching it again would only be refused
+                // again, as fast as offers come.
+                let why = format!(
+                    "service: instance {i} ({}) was refused: {}; a refused task is not \
+                     launched again",
+                    status.task_id, status.message
+                );
+                self.publish();
+                self.finished = true;
+                driver::finish(Err(why));
+                return;
+            }
             TaskState::Unreachable => inst.phase = Phase::Unreachable,
             state if state.is_terminal() => {
                 let why = if status.message.is_empty() {

@@ -258,8 +258,11 @@ impl MasterCore {
                         && !allowed.contains(&role)
                     {
                         problems.push(format!(
-                            "task {}: role {role:?} may not run native command tasks",
-                            task.task_id
+                            "task {}: role {role:?} may not run native command tasks on this \
+                             master (allowed: {}); an operator allows them with \
+                             `--command-task-roles {role}` on `wasmos master` or `wasmos dev`",
+                            task.task_id,
+                            describe_roles(allowed)
                         ));
                     }
                     tasks.push(task);
@@ -430,6 +433,15 @@ fn run_tasks_batches(tasks: Vec<pb::TaskInfo>) -> Vec<Vec<pb::TaskInfo>> {
         }
     }
     batches
+}
+
+/// The roles of `--command-task-roles` as a refusal names them: `none` or `a, b`.
+fn describe_roles(roles: &std::collections::BTreeSet<String>) -> String {
+    if roles.is_empty() {
+        "none".into()
+    } else {
+        roles.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
 }
 
 #[cfg(test)]

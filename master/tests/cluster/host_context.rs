@@ -16,7 +16,7 @@ use wasmos_api::proto as pb;
 use wasmos_master::allocator::Millis;
 use wasmos_master::blobs::Digest;
 use wasmos_master::core::MasterCore;
-use wasmos_master::{FrameworkHost, HostContext};
+use wasmos_master::{FrameworkHost, HostContext, MasterConfig};
 use wasmos_wasm_executor::RuntimeConfig;
 
 use crate::harness::*;
@@ -71,7 +71,11 @@ async fn a_hosted_scheduler_waits_for_its_state_to_commit_and_is_listed_while_it
     let (open_commits, commits) = watch::channel(false);
     let ctx = BareContext {
         core: Arc::new(Mutex::new(MasterCore::new(
-            fast_config(),
+            MasterConfig {
+                // service runs native command tasks, which no role may by default.
+                command_task_roles: None,
+                ..fast_config()
+            },
             "test",
             Arc::new(Notify::new()),
         ))),

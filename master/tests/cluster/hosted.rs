@@ -13,7 +13,7 @@ use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 use wasmos_api::{ExecutorId, FrameworkId, TaskId};
 use wasmos_master::blobs::Digest;
 use wasmos_master::registry::FrameworkOutcome;
-use wasmos_master::{FrameworkHost, HostedFramework, Master};
+use wasmos_master::{FrameworkHost, HostedFramework, Master, MasterConfig};
 use wasmos_wasm_executor::{
     ExecutorPool, LimitMode, PoolingConfig, RuntimeConfig, TaskLimits, TaskRequest, WasmRuntime,
 };
@@ -316,7 +316,12 @@ async fn operators_submit_hosted_frameworks_and_read_their_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosted_state_puts_land_in_the_registry_and_updates_are_acknowledged() {
-    let (addr, master) = start_master(fast_config()).await;
+    let (addr, master) = start_master(MasterConfig {
+        // service runs native command tasks, which no role may by default.
+        command_task_roles: None,
+        ..fast_config()
+    })
+    .await;
     let mut agent = SimAgent::register(addr, "", res(2.0, 2048), vec![]).await;
     let digest = store(&master, example_bytes("service"));
     let host = FrameworkHost::with_runtime(runtime());
