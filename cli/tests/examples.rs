@@ -13,8 +13,8 @@ mod common;
 
 use common::{
     NATIVE_DEFAULT_ROLE, Operator, WAIT, cgroups_unavailable, cluster_state, example,
-    framework_pids, operator, output, spawn_agent, start_master, start_master_with, succeeded,
-    task_pids, wait_for_agents, wait_for_state, wait_until, wasmos,
+    framework_pids, operator, output, spawn_agent, start_master_with, succeeded, task_pids,
+    wait_for_agents, wait_for_state, wait_until, wasmos,
 };
 use tokio::process::{Child, Command};
 use wasmos_api::proto as pb;

@@ -704,6 +704,18 @@ async fn wait_state<T>(
     addrs: &[String],
     skip: Option<usize>,
     what: &str,
+    check: impl FnMut(&pb::ClusterState) -> Option<T>,
+) -> T {
+    wait_state_showing(addrs, skip, what, String::new, check).await
+}
+
+/// As [`wait_state`]; a wait that times out also shows what `context` returns then (e.g. the
+/// logs of processes the test started).
+async fn wait_state_showing<T>(
+    addrs: &[String],
+    skip: Option<usize>,
+    what: &str,
+    context: impl Fn() -> String,
     mut check: impl FnMut(&pb::ClusterState) -> Option<T>,
 ) -> T {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -722,8 +734,9 @@ async fn wait_state<T>(
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; the last state served: {}",
-            last.as_ref().map_or("none".to_string(), summary)
+            "timed out waiting for {what}; the last state served: {}\n{}",
+            last.as_ref().map_or("none".to_string(), summary),
+            context()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -762,19 +775,43 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
         (s.agents.iter().filter(|a| a.reachable).count() == 3).then_some(())
     })
     .await;
-    let submit = |component: String, args: Vec<String>| {
+    // Each submit's stderr goes to a file, so that a wait that times out can show it.
+    let stderr_file = |name: &str| dir.path().join(format!("{name}.stderr"));
+    let submit = |name: &str, component: String, args: Vec<String>| {
+        let file = std::fs::File::create(stderr_file(name)).unwrap();
         tokio::spawn(
             wasmos()
                 .args(["submit", &component, "--master", &all, "--"])
                 .args(args)
+                .env("RUST_LOG", "wasmos=debug,info")
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
+                .stderr(file)
                 .output(),
         )
     };
-    let logreg_run = submit(logreg.clone(), args.iter().map(|a| a.to_string()).collect());
-    let pi_run = submit(common::example("pi"), vec!["40".into(), "3000000".into()]);
-    wait_state(&addrs, None, "both frameworks running tasks", |s| {
+    let submit_stderr = |name: &str| std::fs::read_to_string(stderr_file(name)).unwrap_or_default();
+    let logreg_run = submit(
+        "logreg",
+        logreg.clone(),
+        args.iter().map(|a| a.to_string()).collect(),
+    );
+    let pi_run = submit(
+        "pi",
+        common::example("pi"),
+        vec!["40".into(), "3000000".into()],
+    );
+    let submits_so_far = || {
+        format!(
+            "logreg's stderr so far:\n{}\npi's stderr so far:\n{}",
+            submit_stderr("logreg"),
+            submit_stderr("pi")
+        )
+    };
+    let what = "both frameworks running tasks";
+    let submit_ended = wait_state_showing(&addrs, None, what, submits_so_far, |s| {
+        if logreg_run.is_finished() || pi_run.is_finished() {
+            return Some(true);
+        }
         let running: std::collections::HashSet<&str> = s
             .tasks
             .iter()
@@ -785,9 +822,24 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
             })
             .map(|t| t.framework_id.as_str())
             .collect();
-        (running.len() == 2).then_some(())
+        (running.len() == 2).then_some(false)
     })
     .await;
+    if submit_ended {
+        // A submit that ends before both run failed: show why.
+        for (name, run) in [("logreg", logreg_run), ("pi", pi_run)] {
+            if run.is_finished() {
+                let out = run.await.unwrap().unwrap();
+                panic!(
+                    "{name} ended before both frameworks ran tasks: {:?}\nstdout: {}\nstderr: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    submit_stderr(name)
+                );
+            }
+        }
+        unreachable!("a submit ended");
+    }
     let leader = find_leader(&addrs, &[]).await;
     let before = wait_state(&addrs, None, "the state before the kill", |s| {
         Some(s.clone())
@@ -830,7 +882,7 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
         assert!(
             out.status.success(),
             "{name} failed across the failover: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            submit_stderr(name)
         );
         if name == "logreg" {
             assert_eq!(logreg_accuracy(&stdout), expected, "{stdout}");
