@@ -44,6 +44,14 @@ pub const MAX_DRIVER_CALLS_PER_CALLBACK: usize = 65_536;
 /// call that crosses it is still queued; the next one fails the scheduler.
 pub const MAX_DRIVER_BYTES_PER_CALLBACK: usize = 64 << 20;
 
+/// Most bytes one call from a guest into the host may copy out of the guest's memory: 64 MiB
+/// (as [`MAX_DRIVER_BYTES_PER_CALLBACK`]; wasmtime's "hostcall fuel"). Lists and strings a
+/// guest passes are copied before the host looks at them, and one region of guest memory can
+/// be named many times: a `launch` of 1,024 tasks whose payloads all point at the same 4 MiB
+/// would copy 4 GiB. A call past it traps, failing the scheduler or task with a reason that
+/// says too much data was copied.
+pub const MAX_GUEST_CALL_BYTES: usize = MAX_DRIVER_BYTES_PER_CALLBACK;
+
 /// Most timers one hosted scheduler may have pending; `driver.set-timer` for a new id past it
 /// fails (the guest gets the error; nothing is logged). Setting a pending id again replaces it
 /// and is always allowed.

@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     MasterAndAgent, NATIVE_DEFAULT_ROLE, assert_pi, cgroups_unavailable, example, framework_pids,
-    output, start_master, wait_until,
+    output, start_master, vm_hwm_kib, wait_until,
 };
 
 /// One hostile scheduler: its `init` argument, extra `wasmos submit` flags, and the texts its
@@ -21,7 +21,7 @@ struct Case {
     reason: &'static [&'static str],
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     Case {
         mode: "offers-loop",
         // A small budget so that fuel, not the 10 s callback deadline, stops it.
@@ -43,6 +43,16 @@ const CASES: [Case; 4] = [
             "hostile launch refused",
             "-invented-by-hostile",
             "unknown or no longer valid",
+        ],
+    },
+    Case {
+        // 1,024 tasks whose payloads all name one 4 MiB region: 4 GiB for a host that copied
+        // each; the call stops at MAX_GUEST_CALL_BYTES instead.
+        mode: "alias-launch:1024",
+        flags: &[],
+        reason: &[
+            "scheduler resource-offers failed",
+            "too much data is being copied",
         ],
     },
     Case {
@@ -106,9 +116,18 @@ async fn hostile_schedulers_fail_with_clear_reasons_while_pi_completes() {
     }
 
     assert_pi(&pi_run.await.expect("the pi submit task"));
+    let peak_mib = vm_hwm_kib(cluster.master.id().unwrap()) >> 10;
+    eprintln!("the master's peak VmHWM: {peak_mib} MiB");
+    assert!(
+        peak_mib < MASTER_PEAK_BOUND_MIB,
+        "the master's memory peaked at {peak_mib} MiB"
+    );
 
     cluster.stop().await;
 }
+
+/// The master's peak resident memory while the hostile schedulers and pi run (MiB).
+const MASTER_PEAK_BOUND_MIB: u64 = 512;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_of_another_world_is_refused_at_upload() {

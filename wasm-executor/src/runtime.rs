@@ -423,6 +423,8 @@ impl WasmRuntime {
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // What one import call may copy out of the guest, however its lists alias.
+        store.set_hostcall_fuel(wasmos_api::limits::MAX_GUEST_CALL_BYTES);
         match self.inner.config.limit_mode {
             LimitMode::Fuel => {
                 store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;

@@ -297,11 +297,21 @@ pub fn cgroups_unavailable() -> Option<String> {
 
 /// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn vm_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS")
+}
+
+/// The peak resident memory of process `pid` so far, in KiB (`VmHWM` in `/proc/PID/status`).
+#[allow(dead_code)]
+pub fn vm_hwm_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM")
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }

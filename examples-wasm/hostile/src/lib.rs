@@ -38,6 +38,7 @@
 //! | `greedy:CPU_MILLIS:MEM_MIB:TASK_MS` | fills every offer with sleeping tasks of that size, forever |
 //! | `running-loop` | launches a native `sleep 600` task, then spins once it is `running` (the master must fail the scheduler and kill the task) |
 //! | `log-flood:N` | writes `N` lines of 100 bytes with `driver::log` inside `init`, then behaves as without it |
+//! | `alias-launch:N` | launches `N` Wasm tasks whose payloads all name one 4 MiB region of its memory (the host would copy `N` × 4 MiB); finishes with `hostile launch refused: ...` should the call return |
 //! | `timers:N` | sets `N` timers (ids `0..N`, one hour each) inside `init`, sets timer 0 again, and finishes with `Ok("timers: S set, R refused, reset 0: ok; first refusal: ERROR")` (`reset 0: err: ERROR` if setting a pending id again failed) |
 //!
 //! `foreign-offer` and `overcommit` end the framework with `driver::finish(Err(..))` carrying
@@ -221,6 +222,8 @@ enum Mode {
     Greedy(Greedy),
     /// Launches a long native task, then spins once it runs.
     RunningLoop { launched: bool },
+    /// Launches this many tasks whose payloads alias one region.
+    AliasLaunch(usize),
 }
 
 /// `greedy:CPU_MILLIS:MEM_MIB:TASK_MS`.
@@ -325,7 +328,40 @@ impl Greedy {
 /// Launches `task` on `offer_ids`; finishes the framework if the launch call is refused.
 /// Returns whether the launch call was accepted (the master may still refuse it later).
 fn launch_or_finish(offer_ids: &[String], task: TaskInfo) -> bool {
-    match driver::launch(offer_ids, &[task]) {
+    launch_or_finish_many(offer_ids, std::slice::from_ref(&task))
+}
+
+/// `alias-launch:N`: one `launch` of `n` tasks whose payloads are the same 4 MiB of memory,
+/// as a guest writing the call's arguments by hand could name it. The guest itself holds 4 MiB
+/// and `n` small records; a host that copied every payload would hold `n` × 4 MiB.
+fn alias_launch(offer_id: &str, agent_id: &str, n: usize) {
+    let payload = std::mem::ManuallyDrop::new(vec![7u8; 4 << 20]);
+    let tasks: Vec<TaskInfo> = (0..n)
+        .map(|i| {
+            // SAFETY: every alias shares `payload`'s buffer, which is never freed (it and the
+            // tasks are leaked below), and nothing writes through them: the host only reads.
+            let alias = unsafe {
+                Vec::from_raw_parts(
+                    payload.as_ptr() as *mut u8,
+                    payload.len(),
+                    payload.capacity(),
+                )
+            };
+            TaskInfo::wasm(
+                format!("alias-{i}"),
+                agent_id,
+                Resources::cpu_mem(10, 16),
+                "hostile",
+                alias,
+            )
+        })
+        .collect();
+    let tasks = std::mem::ManuallyDrop::new(tasks);
+    let _ = launch_or_finish_many(&[offer_id.to_string()], &tasks);
+}
+
+fn launch_or_finish_many(offer_ids: &[String], tasks: &[TaskInfo]) -> bool {
+    match driver::launch(offer_ids, tasks) {
         Ok(()) => true,
         Err(e) => {
             driver::finish(Err(format!("hostile launch refused: {e}")));
@@ -377,6 +413,12 @@ impl Scheduler for HostileScheduler {
                 "overcommit" => mode = Some(Mode::Overcommit { launched: false }),
                 "greedy" => mode = Some(Mode::Greedy(Greedy::parse(rest)?)),
                 "running-loop" => mode = Some(Mode::RunningLoop { launched: false }),
+                "alias-launch" => {
+                    let n: usize = rest
+                        .parse()
+                        .map_err(|e| format!("bad alias-launch:N {rest:?}: {e}"))?;
+                    mode = Some(Mode::AliasLaunch(n));
+                }
                 "log-flood" => {
                     let n: u64 = rest
                         .parse()
@@ -452,6 +494,12 @@ impl Scheduler for HostileScheduler {
                     Vec::new(),
                 );
                 *launched = launch_or_finish(std::slice::from_ref(&offer.id), task);
+            }
+            Mode::AliasLaunch(n) => {
+                let Some(offer) = offers.first() else {
+                    return;
+                };
+                alias_launch(&offer.id, &offer.agent_id, *n);
             }
         }
     }
