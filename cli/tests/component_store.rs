@@ -6,16 +6,12 @@
 
 use std::process::Output;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 
 mod common;
 
+use common::scheduler::Scheduler;
 use common::{MasterAndAgent, assert_pi, example, operator, output, vm_rss_kib};
-use pb::scheduler_call::Call;
-use pb::scheduler_event::Event;
 
 async fn run(addr: &str, args: &[&str]) -> Output {
     output(&[args, &["--master", addr]].concat()).await
@@ -137,36 +133,14 @@ async fn hostile_uploads_are_refused_deletes_are_checked_and_pi_still_runs() {
     let mut named = std::fs::read(example("pi")).unwrap();
     named.extend_from_slice(&[0, 3, 1, b'x', 2]);
     let named = upload(&addr, named).await.unwrap();
-    let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let (tx, rx) = mpsc::channel(8);
-    tx.send(pb::SchedulerCall {
-        call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
-            framework_info: Some(pb::FrameworkInfo {
-                id: String::new(),
-                name: "holder".into(),
-                role: "tests".into(),
-                principal: String::new(),
-                failover_timeout_seconds: 0.0,
-                component_sha256: named.clone(),
-                ..Default::default()
-            }),
-        })),
-    })
-    .await
-    .unwrap();
-    let mut events = client
-        .subscribe(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let fw = loop {
-        let msg = events.message().await.unwrap().expect("an event");
-        if let Some(Event::Subscribed(s)) = msg.event {
-            break s.framework_id;
-        }
+    let info = pb::FrameworkInfo {
+        name: "holder".into(),
+        role: "tests".into(),
+        component_sha256: named.clone(),
+        ..Default::default()
     };
+    let holder = Scheduler::subscribe(&addr, info).await;
+    let fw = holder.id.clone();
     let out = run(&addr, &["components", "delete", &named]).await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -184,7 +158,7 @@ async fn hostile_uploads_are_refused_deletes_are_checked_and_pi_still_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    drop(tx);
+    drop(holder);
     cluster.stop().await;
 }
 

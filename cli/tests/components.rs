@@ -8,22 +8,28 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use wasmos_agent::{AgentConfig, ComponentFetcher, MasterFetcher, RunConfig, SessionConfig};
 use wasmos_api::Resources;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::operator_service_client::OperatorServiceClient;
-use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 use wasmos_master::{Master, MasterConfig};
 use wasmos_wasm_executor::{ComponentDigest, PoolingConfig, RuntimeConfig};
 
-use pb::scheduler_call::Call;
-use pb::scheduler_event::Event;
+mod common;
 
-/// How long any single wait may take before the test fails (generous for a busy machine).
-const WAIT: Duration = Duration::from_secs(60);
+use common::WAIT;
+use common::scheduler::Scheduler;
+
+/// The framework of these tests, naming component `component_sha256`.
+fn framework(component_sha256: &str) -> pb::FrameworkInfo {
+    pb::FrameworkInfo {
+        name: "components-test".into(),
+        role: "tests".into(),
+        component_sha256: component_sha256.into(),
+        ..Default::default()
+    }
+}
 
 fn hostile_bytes() -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,63 +75,6 @@ async fn upload(
         .map(|r| r.into_inner())
 }
 
-struct Scheduler {
-    tx: mpsc::Sender<pb::SchedulerCall>,
-    events: tonic::Streaming<pb::SchedulerEvent>,
-}
-
-impl Scheduler {
-    async fn subscribe(addr: SocketAddr, component_sha256: &str) -> Result<Self, tonic::Status> {
-        let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel(64);
-        let info = pb::FrameworkInfo {
-            id: String::new(),
-            name: "components-test".into(),
-            role: "tests".into(),
-            principal: String::new(),
-            failover_timeout_seconds: 0.0,
-            component_sha256: component_sha256.into(),
-            ..Default::default()
-        };
-        tx.send(pb::SchedulerCall {
-            call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
-                framework_info: Some(info),
-            })),
-        })
-        .await
-        .unwrap();
-        let events = client
-            .subscribe(ReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        Ok(Scheduler { tx, events })
-    }
-
-    async fn call(&self, call: Call) {
-        self.tx
-            .send(pb::SchedulerCall { call: Some(call) })
-            .await
-            .unwrap();
-    }
-
-    /// Skips events until `f` picks one.
-    async fn wait_for<T>(&mut self, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.events.message())
-                .await
-                .expect("the awaited event in time")
-                .expect("stream ok")
-                .expect("stream open");
-            if let Some(t) = msg.event.as_ref().and_then(&mut f) {
-                return t;
-            }
-        }
-    }
-}
-
 fn agent_config(work_dir: PathBuf, master: SocketAddr) -> RunConfig {
     let mut agent = AgentConfig::new(work_dir);
     // A small pool so that the test fits beside others in one machine's address space.
@@ -162,15 +111,10 @@ async fn an_uploaded_component_is_fetched_by_the_agent_and_its_task_finishes() {
     let config = agent_config(dir.path().join("work"), addr);
     let agent = tokio::spawn(wasmos_agent::run_until_stopped(config, stop.clone()));
 
-    let mut scheduler = Scheduler::subscribe(addr, &digest)
+    let mut scheduler = Scheduler::try_subscribe(&addr.to_string(), framework(&digest))
         .await
         .expect("subscription with an uploaded component");
-    let offer = scheduler
-        .wait_for(|e| match e {
-            Event::Offers(o) => o.offers.first().cloned(),
-            _ => None,
-        })
-        .await;
+    let offer = scheduler.offer().await;
     let task = pb::TaskInfo {
         task_id: "echo-1".into(),
         name: "echo".into(),
@@ -182,28 +126,11 @@ async fn an_uploaded_component_is_fetched_by_the_agent_and_its_task_finishes() {
             ..Default::default()
         })),
     };
-    scheduler
-        .call(Call::Accept(pb::scheduler_call::Accept {
-            offer_ids: vec![offer.id.clone()],
-            launches: vec![task],
-            filters: None,
-        }))
-        .await;
+    scheduler.accept(&offer, vec![task], None).await;
     let mut seen = Vec::new();
     let terminal = loop {
-        let status = scheduler
-            .wait_for(|e| match e {
-                Event::Update(u) => u.status.clone(),
-                _ => None,
-            })
-            .await;
-        scheduler
-            .call(Call::Acknowledge(pb::scheduler_call::Acknowledge {
-                agent_id: status.agent_id.clone(),
-                task_id: status.task_id.clone(),
-                uuid: status.uuid.clone(),
-            }))
-            .await;
+        let status = scheduler.next_update().await;
+        scheduler.ack(&status).await;
         let state = pb::TaskState::try_from(status.state).unwrap();
         seen.push(state);
         if !matches!(
@@ -252,7 +179,7 @@ async fn bad_uploads_and_unknown_digests_are_refused_clearly() {
     assert!(e.message().contains("not a Wasm component"), "{e}");
 
     let unknown = ComponentDigest::of(&bytes).to_hex();
-    let e = Scheduler::subscribe(addr, &unknown)
+    let e = Scheduler::try_subscribe(&addr.to_string(), framework(&unknown))
         .await
         .err()
         .expect("subscription with a component never uploaded is refused");

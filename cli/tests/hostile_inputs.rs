@@ -9,16 +9,14 @@ mod common;
 
 use std::time::Duration;
 
+use common::scheduler::Scheduler;
 use common::{
-    MasterAndAgent, WAIT, assert_pi, cluster_state, example, operator, output, vm_rss_kib,
+    MasterAndAgent, assert_pi, cluster_state, example, operator, output, vm_rss_kib,
     wait_for_agents,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wasmos_api::Resources;
 use wasmos_api::limits::{MAX_PAYLOAD_BYTES, MAX_REFUSAL_MESSAGE_BYTES, MAX_TASKS_PER_LAUNCH};
 use wasmos_api::proto as pb;
-use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
@@ -31,115 +29,6 @@ const MASTER_RSS_BOUND_MIB: u64 = 256;
 /// The agent's resident memory stays below this after running the three tasks at the payload
 /// cap and pi (MiB). Measured: near 20 MiB at start, 80 to 140 MiB after.
 const AGENT_RSS_BOUND_MIB: u64 = 512;
-
-struct Scheduler {
-    tx: mpsc::Sender<pb::SchedulerCall>,
-    events: tonic::Streaming<pb::SchedulerEvent>,
-    id: String,
-}
-
-impl Scheduler {
-    async fn subscribe(addr: &str, component_sha256: &str) -> Self {
-        let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("the scheduler API answers")
-            // Updates carry a task's data of up to the payload cap.
-            .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(16 << 20);
-        let (tx, rx) = mpsc::channel(64);
-        let info = pb::FrameworkInfo {
-            id: String::new(),
-            name: "at-the-limits".into(),
-            role: "tenant".into(),
-            principal: String::new(),
-            failover_timeout_seconds: 0.0,
-            component_sha256: component_sha256.into(),
-            ..Default::default()
-        };
-        tx.send(pb::SchedulerCall {
-            call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
-                framework_info: Some(info),
-            })),
-        })
-        .await
-        .unwrap();
-        let events = client
-            .subscribe(ReceiverStream::new(rx))
-            .await
-            .expect("subscribed")
-            .into_inner();
-        let mut s = Scheduler {
-            tx,
-            events,
-            id: String::new(),
-        };
-        s.id = s
-            .wait_for(|e| match e {
-                Event::Subscribed(sub) => Some(sub.framework_id.clone()),
-                _ => None,
-            })
-            .await;
-        s
-    }
-
-    async fn call(&self, call: Call) {
-        self.tx
-            .send(pb::SchedulerCall { call: Some(call) })
-            .await
-            .expect("the stream is open");
-    }
-
-    /// Skips events until `f` picks one.
-    async fn wait_for<T>(&mut self, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.events.message())
-                .await
-                .expect("the awaited event in time")
-                .expect("the stream is healthy")
-                .expect("the stream is open");
-            if let Some(t) = msg.event.as_ref().and_then(&mut f) {
-                return t;
-            }
-        }
-    }
-
-    async fn offer(&mut self) -> pb::Offer {
-        self.wait_for(|e| match e {
-            Event::Offers(o) => o.offers.first().cloned(),
-            _ => None,
-        })
-        .await
-    }
-
-    async fn accept(&self, offer: &pb::Offer, launches: Vec<pb::TaskInfo>) {
-        self.call(Call::Accept(pb::scheduler_call::Accept {
-            offer_ids: vec![offer.id.clone()],
-            launches,
-            filters: None,
-        }))
-        .await
-    }
-
-    /// The next update, acknowledged.
-    async fn update(&mut self) -> pb::TaskStatus {
-        let st = self
-            .wait_for(|e| match e {
-                Event::Update(u) => u.status.clone(),
-                _ => None,
-            })
-            .await;
-        if !st.uuid.is_empty() {
-            self.call(Call::Acknowledge(pb::scheduler_call::Acknowledge {
-                agent_id: st.agent_id.clone(),
-                task_id: st.task_id.clone(),
-                uuid: st.uuid.clone(),
-            }))
-            .await;
-        }
-        st
-    }
-}
 
 fn task(id: &str, agent: &str, res: Resources, payload: Vec<u8>) -> pb::TaskInfo {
     pb::TaskInfo {
@@ -190,7 +79,14 @@ async fn a_tenant_at_every_wire_limit_leaves_its_cluster_mates_running() {
     op.upload_component(tokio_stream::iter(chunks))
         .await
         .expect("the component uploads");
-    let mut sched = Scheduler::subscribe(addr, &digest).await;
+    let info = pb::FrameworkInfo {
+        name: "at-the-limits".into(),
+        role: "tenant".into(),
+        component_sha256: digest.clone(),
+        ..Default::default()
+    };
+    // Updates carry a task's data of up to the payload cap.
+    let mut sched = Scheduler::subscribe_with_message_limit(addr, info, 16 << 20).await;
 
     // Far past the task cap: refused whole with one error event, no update per task.
     let offer = sched.offer().await;
@@ -204,7 +100,7 @@ async fn a_tenant_at_every_wire_limit_leaves_its_cluster_mates_running() {
             )
         })
         .collect();
-    sched.accept(&offer, far_past).await;
+    sched.accept(&offer, far_past, None).await;
     let e = sched
         .wait_for(|e| match e {
             Event::Error(e) => Some(e.clone()),
@@ -230,7 +126,7 @@ async fn a_tenant_at_every_wire_limit_leaves_its_cluster_mates_running() {
             )
         })
         .collect();
-    sched.accept(&offer, at_cap).await;
+    sched.accept(&offer, at_cap, None).await;
     for _ in 0..MAX_TASKS_PER_LAUNCH {
         let st = sched.update().await;
         assert_eq!(st.state, pb::TaskState::Error as i32, "{st:?}");
@@ -251,7 +147,7 @@ async fn a_tenant_at_every_wire_limit_leaves_its_cluster_mates_running() {
             )
         })
         .collect();
-    sched.accept(&offer, big).await;
+    sched.accept(&offer, big, None).await;
     let mut finished = 0;
     while finished < 3 {
         let st = sched.update().await;

@@ -12,13 +12,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Child;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 
 mod common;
 
+use common::scheduler::Scheduler;
 use common::{
     NATIVE_DEFAULT_ROLE, WAIT, example, operator, output, spawn_agent, start_master,
     start_master_with, wasmos,
@@ -146,86 +144,14 @@ fn state_of(tasks: &[Value], id: &str) -> Option<String> {
         .map(|t| t["state"].as_str().unwrap_or("").to_string())
 }
 
-/// A scheduler connected over gRPC that acknowledges only what the test says.
-struct Scheduler {
-    tx: mpsc::Sender<pb::SchedulerCall>,
-    events: tonic::Streaming<pb::SchedulerEvent>,
-}
-
-impl Scheduler {
-    async fn subscribe(addr: &str, component_sha256: &str) -> (Self, String) {
-        let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("the scheduler API answers");
-        let (tx, rx) = mpsc::channel(64);
-        tx.send(pb::SchedulerCall {
-            call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
-                framework_info: Some(pb::FrameworkInfo {
-                    id: String::new(),
-                    name: "ops-external".into(),
-                    role: "tests".into(),
-                    principal: "tester".into(),
-                    failover_timeout_seconds: 0.0,
-                    component_sha256: component_sha256.into(),
-                    ..Default::default()
-                }),
-            })),
-        })
-        .await
-        .unwrap();
-        let events = client
-            .subscribe(ReceiverStream::new(rx))
-            .await
-            .expect("subscribed")
-            .into_inner();
-        let mut s = Scheduler { tx, events };
-        let id = s
-            .next(|e| match e {
-                Event::Subscribed(s) => Some(s.framework_id.clone()),
-                _ => None,
-            })
-            .await
-            .expect("a subscribed event");
-        (s, id)
-    }
-
-    async fn call(&self, call: Call) {
-        self.tx
-            .send(pb::SchedulerCall { call: Some(call) })
-            .await
-            .unwrap();
-    }
-
-    /// Skips events until `f` picks one; `None` when the master closed the stream.
-    async fn next<T>(&mut self, mut f: impl FnMut(&Event) -> Option<T>) -> Option<T> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.events.message())
-                .await
-                .expect("the awaited event in time");
-            let Ok(Some(msg)) = msg else { return None };
-            if let Some(t) = msg.event.as_ref().and_then(&mut f) {
-                return Some(t);
-            }
-        }
-    }
-
-    async fn update(&mut self) -> pb::TaskStatus {
-        self.next(|e| match e {
-            Event::Update(u) => u.status.clone(),
-            _ => None,
-        })
-        .await
-        .expect("an update before the stream closed")
-    }
-
-    async fn ack(&self, s: &pb::TaskStatus) {
-        self.call(Call::Acknowledge(pb::scheduler_call::Acknowledge {
-            agent_id: s.agent_id.clone(),
-            task_id: s.task_id.clone(),
-            uuid: s.uuid.clone(),
-        }))
-        .await;
+/// An external framework of role `tests` naming component `component_sha256`.
+fn framework(component_sha256: &str) -> pb::FrameworkInfo {
+    pb::FrameworkInfo {
+        name: "ops-external".into(),
+        role: "tests".into(),
+        principal: "tester".into(),
+        component_sha256: component_sha256.into(),
+        ..Default::default()
     }
 }
 
@@ -252,14 +178,9 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
 
     // A framework that launches two long Wasm tasks and acknowledges only up to RUNNING.
     let digest = upload_hostile(&addr).await;
-    let (mut sched, fw) = Scheduler::subscribe(&addr, &digest).await;
-    let offer = sched
-        .next(|e| match e {
-            Event::Offers(o) => o.offers.first().cloned(),
-            _ => None,
-        })
-        .await
-        .expect("an offer");
+    let mut sched = Scheduler::subscribe(&addr, framework(&digest)).await;
+    let fw = sched.id.clone();
+    let offer = sched.offer().await;
     let sleeper = |id: &str| pb::TaskInfo {
         task_id: id.into(),
         name: format!("{id}-name"),
@@ -276,11 +197,11 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
         })),
     };
     sched
-        .call(Call::Accept(pb::scheduler_call::Accept {
-            offer_ids: vec![offer.id.clone()],
-            launches: vec![sleeper("sleeper-1"), sleeper("sleeper-2")],
-            filters: None,
-        }))
+        .accept(
+            &offer,
+            vec![sleeper("sleeper-1"), sleeper("sleeper-2")],
+            None,
+        )
         .await;
     // No more offers: this test never answers them, and offers held would starve the second
     // framework below until they time out.
@@ -289,7 +210,7 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
         .await;
     let mut running = HashSet::new();
     while running.len() < 2 {
-        let s = sched.update().await;
+        let s = sched.next_update().await;
         sched.ack(&s).await;
         match pb::TaskState::try_from(s.state) {
             Ok(pb::TaskState::Running) => {
@@ -373,7 +294,7 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
     let out = ok(&addr, &["kill", "sleeper-1"]).await;
     assert!(out.contains("sleeper-1 KILLED"), "{out}");
     let killed = sched
-        .next(|e| match e {
+        .wait_for_or_end(|e| match e {
             Event::Update(u) => u
                 .status
                 .clone()
@@ -406,23 +327,14 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
     fails(&addr, &["kill", "bad/id"], 1, "may use only letters").await;
 
     // The same task id in a second framework: a kill must name the framework.
-    let (mut sched2, fw2) = Scheduler::subscribe(&addr, &digest).await;
-    let offer2 = sched2
-        .next(|e| match e {
-            Event::Offers(o) => o.offers.first().cloned(),
-            _ => None,
-        })
-        .await
-        .expect("an offer for the second framework");
+    let mut sched2 = Scheduler::subscribe(&addr, framework(&digest)).await;
+    let fw2 = sched2.id.clone();
+    let offer2 = sched2.offer().await;
     sched2
-        .call(Call::Accept(pb::scheduler_call::Accept {
-            offer_ids: vec![offer2.id.clone()],
-            launches: vec![sleeper("sleeper-2")],
-            filters: None,
-        }))
+        .accept(&offer2, vec![sleeper("sleeper-2")], None)
         .await;
     loop {
-        let s = sched2.update().await;
+        let s = sched2.next_update().await;
         sched2.ack(&s).await;
         if s.state == pb::TaskState::Running as i32 {
             break;
@@ -432,7 +344,7 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
     assert!(stderr.contains(&fw) && stderr.contains(&fw2), "{stderr}");
     let out = ok(&addr, &["kill", "sleeper-2", "--framework", &fw2]).await;
     assert!(out.contains("sleeper-2 KILLED"), "{out}");
-    let killed = sched2.update().await;
+    let killed = sched2.next_update().await;
     assert_eq!(killed.state, pb::TaskState::Killed as i32, "{killed:?}");
     sched2.ack(&killed).await;
     let out = ok(&addr, &["teardown", &fw2]).await;
@@ -447,7 +359,7 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
         "{out}"
     );
     let closed = sched
-        .next(|e| match e {
+        .wait_for_or_end(|e| match e {
             Event::Error(err) if err.fatal => Some(err.message.clone()),
             _ => None,
         })

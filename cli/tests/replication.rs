@@ -10,15 +10,13 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 
 mod common;
 
+use common::scheduler::Scheduler;
 use common::{WAIT, operator, wasmos};
 use pb::scheduler_call::Call;
-use pb::scheduler_event::Event;
 
 /// Starts `wasmos master` on `listen` with `extra` flags; returns the process and the
 /// address it listens on.
@@ -70,34 +68,17 @@ async fn wait_serving(addr: &str) -> pb::ClusterState {
     }
 }
 
-/// Subscribes an external framework and returns its id and the open call channel.
+/// Subscribes an external framework of role `analytics` (kept for an hour when disconnected)
+/// and returns its id and the open call channel; its event stream is dropped.
 async fn subscribe(addr: &str, name: &str) -> (String, mpsc::Sender<pb::SchedulerCall>) {
-    let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("the scheduler API answers");
-    let (tx, rx) = mpsc::channel(8);
-    tx.send(pb::SchedulerCall {
-        call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
-            framework_info: Some(pb::FrameworkInfo {
-                name: name.into(),
-                role: "analytics".into(),
-                failover_timeout_seconds: 3600.0,
-                ..Default::default()
-            }),
-        })),
-    })
-    .await
-    .unwrap();
-    let mut events = client
-        .subscribe(ReceiverStream::new(rx))
-        .await
-        .expect("subscribed")
-        .into_inner();
-    let first = events.message().await.unwrap().expect("an event");
-    let Some(Event::Subscribed(s)) = first.event else {
-        panic!("expected Subscribed, got {first:?}");
+    let info = pb::FrameworkInfo {
+        name: name.into(),
+        role: "analytics".into(),
+        failover_timeout_seconds: 3600.0,
+        ..Default::default()
     };
-    (s.framework_id, tx)
+    let s = Scheduler::subscribe(addr, info).await;
+    (s.id, s.tx)
 }
 
 async fn upload(addr: &str, bytes: Vec<u8>) -> String {

@@ -9,13 +9,11 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 
 mod common;
 
+use common::scheduler::Scheduler;
 use common::{WAIT, example, operator, output, spawn_agent, start_master};
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
@@ -57,128 +55,28 @@ where
     }
 }
 
-struct Scheduler {
-    tx: mpsc::Sender<pb::SchedulerCall>,
-    events: tonic::Streaming<pb::SchedulerEvent>,
-}
-
-impl Scheduler {
-    async fn subscribe(addr: &str, component_sha256: &str) -> Self {
-        let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("the scheduler API answers");
-        let (tx, rx) = mpsc::channel(64);
-        tx.send(pb::SchedulerCall {
-            call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
-                framework_info: Some(pb::FrameworkInfo {
-                    id: String::new(),
-                    name: "health".into(),
-                    role: "tests".into(),
-                    principal: "tester".into(),
-                    failover_timeout_seconds: 0.0,
-                    component_sha256: component_sha256.into(),
-                    ..Default::default()
-                }),
-            })),
-        })
-        .await
-        .unwrap();
-        let events = client
-            .subscribe(ReceiverStream::new(rx))
-            .await
-            .expect("subscribed")
-            .into_inner();
-        Scheduler { tx, events }
-    }
-
-    async fn call(&self, call: Call) {
-        self.tx
-            .send(pb::SchedulerCall { call: Some(call) })
-            .await
-            .unwrap();
-    }
-
-    /// The next event before `deadline`, or `None` when none came.
-    async fn event_before(&mut self, deadline: tokio::time::Instant) -> Option<Event> {
-        match tokio::time::timeout_at(deadline, self.events.message()).await {
-            Err(_) => None,
-            Ok(Ok(Some(m))) => m.event,
-            Ok(other) => panic!("the scheduler stream ended: {other:?}"),
-        }
-    }
-
-    /// Skips events until `f` picks one.
-    async fn next<T>(&mut self, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let e = self
-                .event_before(deadline)
-                .await
-                .expect("the awaited event in time");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    }
-
-    async fn offer(&mut self) -> pb::Offer {
-        self.next(|e| match e {
-            Event::Offers(o) => o.offers.first().cloned(),
-            _ => None,
-        })
-        .await
-    }
-
-    /// The next update of `task` in `state`, acknowledging every update on the way.
-    async fn update(&mut self, task: &str, state: pb::TaskState) -> pb::TaskStatus {
-        loop {
-            let s = self
-                .next(|e| match e {
-                    Event::Update(u) => u.status.clone(),
-                    _ => None,
-                })
-                .await;
-            self.ack(&s).await;
-            if s.task_id == task && s.state == state as i32 {
-                return s;
-            }
-        }
-    }
-
-    async fn ack(&self, s: &pb::TaskStatus) {
-        self.call(Call::Acknowledge(pb::scheduler_call::Acknowledge {
-            agent_id: s.agent_id.clone(),
-            task_id: s.task_id.clone(),
-            uuid: s.uuid.clone(),
-        }))
-        .await;
-    }
-
-    async fn launch(&self, offer: &pb::Offer, id: &str, payload: &str) {
-        let task = pb::TaskInfo {
-            task_id: id.into(),
-            name: id.into(),
-            agent_id: offer.agent_id.clone(),
-            resources: Some(pb::Resources {
-                millicpus: 250,
-                mem_mb: 64,
-                disk_mb: 0,
-            }),
-            kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
-                executor_id: format!("exec-{id}"),
-                payload: payload.as_bytes().to_vec(),
-                ..Default::default()
-            })),
-        };
-        self.call(Call::Accept(pb::scheduler_call::Accept {
-            offer_ids: vec![offer.id.clone()],
-            launches: vec![task],
-            filters: Some(pb::Filters {
-                refuse_seconds: Some(1.0),
-            }),
-        }))
-        .await;
-    }
+/// Launches task `id` with `payload` for the `hostile` executor on `offer`, refusing the
+/// remainder for only 1 s.
+async fn launch(sched: &Scheduler, offer: &pb::Offer, id: &str, payload: &str) {
+    let task = pb::TaskInfo {
+        task_id: id.into(),
+        name: id.into(),
+        agent_id: offer.agent_id.clone(),
+        resources: Some(pb::Resources {
+            millicpus: 250,
+            mem_mb: 64,
+            disk_mb: 0,
+        }),
+        kind: Some(pb::task_info::Kind::Wasm(pb::WasmTask {
+            executor_id: format!("exec-{id}"),
+            payload: payload.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+    };
+    let filters = pb::Filters {
+        refuse_seconds: Some(1.0),
+    };
+    sched.accept(offer, vec![task], Some(filters)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,10 +111,17 @@ async fn an_agent_whose_store_fails_is_unhealthy_and_recovers_without_losing_an_
         .expect("upload accepted")
         .into_inner()
         .sha256;
-    let mut sched = Scheduler::subscribe(&addr, &digest).await;
+    let info = pb::FrameworkInfo {
+        name: "health".into(),
+        role: "tests".into(),
+        principal: "tester".into(),
+        component_sha256: digest,
+        ..Default::default()
+    };
+    let mut sched = Scheduler::subscribe(&addr, info).await;
     let offer = sched.offer().await;
-    sched.launch(&offer, "sleeper", "sleep:600000").await;
-    sched.update("sleeper", pb::TaskState::Running).await;
+    launch(&sched, &offer, "sleeper", "sleep:600000").await;
+    sched.update_of("sleeper", pb::TaskState::Running).await;
 
     // The disk fills. The agent says so; its offers go and do not come back (the accept's
     // remainder was refused for only 1 s).
@@ -276,7 +181,7 @@ async fn an_agent_whose_store_fails_is_unhealthy_and_recovers_without_losing_an_
     // The disk is freed: the agent reopens its store, the held update arrives, the agent is
     // healthy and offered again, and a new task completes.
     std::fs::remove_file(&fault).unwrap();
-    let killed = sched.update("sleeper", pb::TaskState::Killed).await;
+    let killed = sched.update_of("sleeper", pb::TaskState::Killed).await;
     assert_eq!(killed.agent_id, offer.agent_id);
     until("the agent reports itself healthy", || async {
         let a = agents_json(&addr).await;
@@ -284,8 +189,8 @@ async fn an_agent_whose_store_fails_is_unhealthy_and_recovers_without_losing_an_
     })
     .await;
     let offer = sched.offer().await;
-    sched.launch(&offer, "after", "echo:done").await;
-    sched.update("after", pb::TaskState::Finished).await;
+    launch(&sched, &offer, "after", "echo:done").await;
+    sched.update_of("after", pb::TaskState::Finished).await;
 
     let _ = agent.kill().await;
     let _ = master.kill().await;

@@ -1,8 +1,14 @@
 //! Shared helpers for the tests that run the real `wasmos` binary: locating the example
 //! components, running `wasmos` commands to their end, starting `wasmos master` and `wasmos
-//! agent` processes, and watching the master through its `OperatorService`.
+//! agent` processes, and watching the master through its `OperatorService`; a framework's
+//! `SchedulerService` client is in [`scheduler`].
+//!
+//! Each test binary compiles this module whole and uses a part of it, hence `dead_code` is
+//! allowed here (and in the submodules).
 
 #![allow(dead_code)]
+
+pub mod scheduler;
 
 use std::ffi::OsStr;
 use std::fmt::Debug;
