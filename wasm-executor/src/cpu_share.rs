@@ -71,6 +71,8 @@ pub struct CpuGovernor {
     capacity: u64,
     hard_cap: bool,
     registry: Mutex<Registry>,
+    /// CPU ns charged to every task since creation.
+    charged: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +114,7 @@ impl CpuGovernor {
             capacity: capacity_millicpus.max(1),
             hard_cap,
             registry: Mutex::new(Registry::default()),
+            charged: AtomicU64::new(0),
         }
     }
 
@@ -128,6 +131,17 @@ impl CpuGovernor {
     /// How many tasks want CPU now (have yielded and are not blocked in a host call).
     pub fn runnable_tasks(&self) -> usize {
         self.lock().entries.iter().flatten().count()
+    }
+
+    /// CPU time charged to all tasks together since this governor was created.
+    pub fn charged(&self) -> Duration {
+        Duration::from_nanos(self.charged.load(Ordering::Relaxed))
+    }
+
+    /// Σ declared millicpus of the tasks that want CPU now (0 counted as
+    /// [`MIN_MILLICPUS`]).
+    pub fn runnable_millicpus(&self) -> u64 {
+        self.lock().weight
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -325,6 +339,7 @@ pub async fn governed<F: Future>(
             };
             first = false;
             meter.add(used);
+            share.governor.charged.fetch_add(used, Ordering::Relaxed);
             let g = share.governor.clone();
             match r {
                 Poll::Ready(out) => Poll::Ready(Step::Done(out)),
