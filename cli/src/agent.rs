@@ -225,4 +225,31 @@ mod tests {
         assert!(resources("cpus:four", dir).is_err());
         assert!(resources("cpus:0;mem:0", dir).is_err());
     }
+
+    #[derive(clap::Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(extra: &[&str]) -> anyhow::Result<RunConfig> {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().to_str().unwrap().to_string();
+        let mut argv = vec!["agent", "--master", "m:1", "--work-dir", &work];
+        argv.extend_from_slice(extra);
+        config(&Cmd::try_parse_from(argv)?.args)
+    }
+
+    #[test]
+    fn wasm_cpu_flags_set_the_capacity_and_the_hard_cap() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.agent.wasm_cpu, wasmos_agent::WasmCpu::default());
+        assert!(!c.agent.wasm_cpu.hard_cap);
+        let c = parse(&["--wasm-cpus", "1.5", "--wasm-cpu-hard-cap"]).unwrap();
+        assert_eq!(c.agent.wasm_cpu.capacity_millicpus, Some(1500));
+        assert!(c.agent.wasm_cpu.hard_cap);
+        let e = parse(&["--wasm-cpus", "0"]).unwrap_err().to_string();
+        assert!(e.contains("--wasm-cpus 0 must be"), "{e}");
+    }
 }
