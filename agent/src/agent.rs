@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wasmos_api::{AgentId, FrameworkId, TaskId, TaskInfo, TaskKind, TaskState, TaskStatus};
 use wasmos_wasm_executor::{
-    ComponentDigest, EventPermit, EventReceiver, ExecutorEvent, ExecutorPool, WasmRuntime,
+    ComponentDigest, CpuGovernor, EventPermit, EventReceiver, ExecutorEvent, ExecutorPool,
+    WasmRuntime,
 };
 
 use crate::checkpoint::TaskRecord;
@@ -214,7 +215,13 @@ impl Agent {
         }
         let runtime =
             WasmRuntime::new(runtime_config).map_err(|e| AgentError::Runtime(e.to_string()))?;
-        let pool = Arc::new(ExecutorPool::new(runtime.clone(), work.join("executors")));
+        let cpu_capacity = config.wasm_cpu.capacity_millicpus.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as u64 * 1000
+        });
+        let governor = Arc::new(CpuGovernor::new(cpu_capacity, config.wasm_cpu.hard_cap));
+        let pool = Arc::new(
+            ExecutorPool::new(runtime.clone(), work.join("executors")).with_cpu_governor(governor),
+        );
         let components = Arc::new(ComponentStore::new(
             runtime,
             fetcher,

@@ -40,6 +40,23 @@ pub const DEFAULT_MAX_WASM_TASK_TIMEOUT: Duration = Duration::from_secs(24 * 360
 /// `TASK_ERROR`; the API's own ceiling is [`wasmos_api::limits::MAX_WASM_TASK_FUEL`] (10^13).
 pub const DEFAULT_MAX_WASM_TASK_FUEL: u64 = 1_000_000_000_000;
 
+/// How the agent shares CPU among its Wasm tasks (`wasmos_wasm_executor::cpu_share`).
+///
+/// Tasks that want CPU always get it in proportion to their declared `millicpus`, and
+/// together use at most `capacity_millicpus`. The hard cap is off by default, as Mesos's CFS
+/// quota is (`--cgroups_enable_cfs`): an idle agent's CPU is better spent finishing batch work
+/// early than left idle, and the proportion rule already gives every task its declared share
+/// when the agent is busy. An operator who sells CPU by the share, or wants run times that do
+/// not depend on the neighbours, turns it on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct WasmCpu {
+    /// The CPU Wasm tasks share, in millicpus. By default `None`: the `cpus` this agent offers
+    /// (its `--resources`, else every CPU of the machine).
+    pub capacity_millicpus: Option<u64>,
+    /// Holds each Wasm task to its declared share even when CPU is idle. By default off.
+    pub hard_cap: bool,
+}
+
 /// Settings of one agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -64,6 +81,9 @@ pub struct AgentConfig {
     /// The largest fuel budget a task or its framework may ask for, like
     /// `max_wasm_task_timeout`. By default [`DEFAULT_MAX_WASM_TASK_FUEL`] (10^12).
     pub max_wasm_task_fuel: u64,
+    /// How Wasm tasks share CPU. By default [`WasmCpu::default`]: in proportion to their
+    /// `millicpus` within the offered CPUs, no hard cap.
+    pub wasm_cpu: WasmCpu,
     /// Resending of unacknowledged status updates.
     pub retry: RetryPolicy,
     /// Removal of finished tasks' sandboxes.
@@ -89,6 +109,7 @@ impl AgentConfig {
             },
             max_wasm_task_timeout: DEFAULT_MAX_WASM_TASK_TIMEOUT,
             max_wasm_task_fuel: DEFAULT_MAX_WASM_TASK_FUEL,
+            wasm_cpu: WasmCpu::default(),
             retry: RetryPolicy::default(),
             gc: GcPolicy::default(),
             gc_interval: Duration::from_secs(60),

@@ -32,7 +32,7 @@ pub mod store;
 pub mod wasm;
 
 pub use agent::{Agent, AgentError, FrameworkContext, RecoveryReport, RunningTask};
-pub use config::AgentConfig;
+pub use config::{AgentConfig, WasmCpu};
 pub use containerizer::{ContainerCheckpoint, ContainerError, Containerizer, TaskExit};
 pub use fetch::{ComponentFetcher, FetchError, MemoryFetcher};
 pub use master_fetch::MasterFetcher;

@@ -117,7 +117,17 @@ pub async fn run_until(
     if config.session.masters.is_empty() {
         return Err(RunError::NoMasters);
     }
-    let (agent, report) = Agent::open(config.agent.clone(), fetcher).await?;
+    let resources = config
+        .session
+        .resources
+        .unwrap_or_else(|| measure_resources(&config.agent.work_dir));
+    let mut agent_config = config.agent.clone();
+    // Wasm tasks share the CPUs this agent offers unless the operator named another capacity.
+    agent_config
+        .wasm_cpu
+        .capacity_millicpus
+        .get_or_insert(resources.millicpus);
+    let (agent, report) = Agent::open(agent_config, fetcher).await?;
     tracing::info!(
         adopted = report.adopted.len(),
         ended = report.ended.len(),
@@ -132,10 +142,6 @@ pub async fn run_until(
             .run(transport.clone(), stop.clone()),
     );
     let mut messages = agent.take_framework_messages();
-    let resources = config
-        .session
-        .resources
-        .unwrap_or_else(|| measure_resources(&config.agent.work_dir));
     let mut backoff = config.session.reconnect_initial;
     let mut i = 0usize;
     // The leader hint to follow next, and how many hints were followed in a row.

@@ -212,6 +212,8 @@ impl Containerizer for WasmContainerizer {
             limits,
             events: Some(events),
             kill: ctx.kill.clone(),
+            millicpus: ctx.task.resources.millicpus,
+            cpu_meter: Default::default(),
         };
         let pool = self.pool.clone();
         let exit = Box::pin(async move {

@@ -50,6 +50,17 @@ pub struct Args {
     /// get 10^11 (or this, if lower).
     #[arg(long, value_name = "N", default_value_t = wasmos_agent::config::DEFAULT_MAX_WASM_TASK_FUEL)]
     max_wasm_task_fuel: u64,
+    /// The CPU, in cores, that Wasm tasks share on this agent (e.g. 1.5). Tasks that want CPU
+    /// always get it in proportion to their declared cpus and together use at most this much.
+    /// By default the cpus this agent offers (--resources, else every CPU of the machine).
+    #[arg(long, value_name = "CPUS")]
+    wasm_cpus: Option<f64>,
+    /// Holds each Wasm task to its declared cpus even when CPU is idle (a 0.25-CPU task uses at
+    /// most a quarter of a core). Off by default: a task may then use idle CPU beyond its
+    /// share, and gets at least its share whenever the agent is busy. Turn it on for run times
+    /// that do not depend on the neighbours, or to sell CPU by the share.
+    #[arg(long)]
+    wasm_cpu_hard_cap: bool,
     /// For tests: the agent's store fails every write (as on a full disk) while this file
     /// exists.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -148,6 +159,14 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
         "--max-wasm-task-fuel must be at least 1"
     );
     agent.max_wasm_task_fuel = args.max_wasm_task_fuel;
+    if let Some(c) = args.wasm_cpus {
+        anyhow::ensure!(
+            c.is_finite() && c >= 0.001,
+            "--wasm-cpus {c} must be a number of cores of at least 0.001"
+        );
+        agent.wasm_cpu.capacity_millicpus = Some((c * 1000.0).round() as u64);
+    }
+    agent.wasm_cpu.hard_cap = args.wasm_cpu_hard_cap;
     agent.store_faults = args
         .store_faults_while_exists
         .clone()
@@ -205,5 +224,32 @@ mod tests {
         assert!(r.millicpus >= 1000, "cpus measured");
         assert!(resources("cpus:four", dir).is_err());
         assert!(resources("cpus:0;mem:0", dir).is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(extra: &[&str]) -> anyhow::Result<RunConfig> {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().to_str().unwrap().to_string();
+        let mut argv = vec!["agent", "--master", "m:1", "--work-dir", &work];
+        argv.extend_from_slice(extra);
+        config(&Cmd::try_parse_from(argv)?.args)
+    }
+
+    #[test]
+    fn wasm_cpu_flags_set_the_capacity_and_the_hard_cap() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.agent.wasm_cpu, wasmos_agent::WasmCpu::default());
+        assert!(!c.agent.wasm_cpu.hard_cap);
+        let c = parse(&["--wasm-cpus", "1.5", "--wasm-cpu-hard-cap"]).unwrap();
+        assert_eq!(c.agent.wasm_cpu.capacity_millicpus, Some(1500));
+        assert!(c.agent.wasm_cpu.hard_cap);
+        let e = parse(&["--wasm-cpus", "0"]).unwrap_err().to_string();
+        assert!(e.contains("--wasm-cpus 0 must be"), "{e}");
     }
 }

@@ -27,6 +27,7 @@ use wasmtime::Store;
 
 use crate::bindings::{ExecutorTask, Framework};
 use crate::config::{LimitMode, TaskLimits};
+use crate::cpu_share::{CpuGovernor, CpuMeter, governed};
 use crate::error::TaskError;
 use crate::events::EventSender;
 use crate::host::{HostState, Role};
@@ -52,6 +53,12 @@ pub struct TaskRequest {
     pub events: Option<EventSender>,
     /// Cancelled to kill the task (the instance is discarded).
     pub kill: CancellationToken,
+    /// The CPU the task declared, in millicpus: its weight in the pool's [`CpuGovernor`] (0
+    /// counts as [`crate::cpu_share::MIN_MILLICPUS`]). By default 0.
+    pub millicpus: u64,
+    /// Where the task's CPU time is counted while it runs (when the pool has a governor). By
+    /// default a fresh meter.
+    pub cpu_meter: CpuMeter,
 }
 
 impl TaskRequest {
@@ -70,6 +77,8 @@ impl TaskRequest {
             limits: TaskLimits::default(),
             events: None,
             kill: CancellationToken::new(),
+            millicpus: 0,
+            cpu_meter: CpuMeter::default(),
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct ExecutorPool {
     slots: Mutex<HashMap<SlotKey, Slot>>,
     /// Each framework's log budget, shared by its executors in this pool.
     log_budgets: Mutex<HashMap<FrameworkId, Arc<Mutex<LogBudget>>>>,
+    /// Shares CPU among tasks by their declared millicpus; `None` lets them run unchecked.
+    governor: Option<Arc<CpuGovernor>>,
 }
 
 impl ExecutorPool {
@@ -114,7 +125,20 @@ impl ExecutorPool {
             work_dir: work_dir.into(),
             slots: Mutex::new(HashMap::new()),
             log_budgets: Mutex::new(HashMap::new()),
+            governor: None,
         }
+    }
+
+    /// This pool with its tasks' CPU shared by `governor` (see [`crate::cpu_share`]); without
+    /// one (the default), tasks run as fast as the async runtime polls them.
+    pub fn with_cpu_governor(mut self, governor: Arc<CpuGovernor>) -> Self {
+        self.governor = Some(governor);
+        self
+    }
+
+    /// The governor sharing this pool's CPU, if any.
+    pub fn cpu_governor(&self) -> Option<&Arc<CpuGovernor>> {
+        self.governor.as_ref()
     }
 
     /// The runtime this pool instantiates with.
@@ -244,6 +268,12 @@ impl ExecutorPool {
             .bindings
             .wasmos_framework_executor()
             .call_launch(&mut inst.store, &task);
+        let call = async {
+            match &self.governor {
+                Some(g) => governed(g.clone(), req.millicpus, req.cpu_meter.clone(), call).await,
+                None => call.await,
+            }
+        };
         let result = tokio::select! {
             r = tokio::time::timeout(limits.timeout, call) => match r {
                 Ok(r) => r,

@@ -15,6 +15,7 @@ pub mod bindings;
 mod cache;
 pub mod compile;
 mod config;
+pub mod cpu_share;
 mod error;
 pub mod events;
 mod executor;
@@ -27,6 +28,7 @@ mod scheduler;
 
 pub use compile::{Compiler, SubprocessCompiler};
 pub use config::{LimitMode, PoolingConfig, RuntimeConfig, TaskLimits};
+pub use cpu_share::{CpuGovernor, CpuMeter};
 pub use error::{CompileBudget, ComponentError, TaskError};
 pub use events::{EventPermit, EventReceiver, EventSender, QueueBounds, QueueFull, event_queue};
 pub use executor::{ExecutorPool, TaskOutcome, TaskRequest};
