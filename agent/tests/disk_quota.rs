@@ -27,10 +27,12 @@ fn ctx(name: &str) -> FrameworkContext {
     }
 }
 
-/// An agent polling sandboxes every `interval`.
+/// An agent polling sandboxes every `interval`, giving tasks that ask for no disk the same
+/// quota as the others.
 async fn agent(dir: &tempfile::TempDir, interval: Duration) -> TestAgent {
     let mut c = config(dir.path().to_path_buf());
     c.native.disk_watch_interval = interval;
+    c.native.default_disk_mb = QUOTA_MB;
     start(c, Arc::new(MemoryFetcher::new())).await
 }
 
@@ -40,9 +42,19 @@ fn usage(sandbox: &Path) -> u64 {
     }
 }
 
-/// Runs `script` with an 8 MiB quota and returns its terminal state, message and sandbox.
+/// Runs `script` with an 8 MiB quota and returns its terminal state, message and stdout.
 async fn run(t: &TestAgent, f: &str, id: &str, script: &str) -> (TaskState, String, String) {
-    let task = command_task(id, script, Resources::new(0.5, 64, QUOTA_MB));
+    run_with_disk(t, f, id, script, QUOTA_MB).await
+}
+
+async fn run_with_disk(
+    t: &TestAgent,
+    f: &str,
+    id: &str,
+    script: &str,
+    disk_mb: u64,
+) -> (TaskState, String, String) {
+    let task = command_task(id, script, Resources::new(0.5, 64, disk_mb));
     assert_eq!(
         t.agent.launch(&ctx(f), task).await.unwrap(),
         TaskState::Running
@@ -111,8 +123,10 @@ async fn one_big_file_stops_at_the_quota_by_rlimit_fsize() {
     assert!(!sandbox.join("f").exists(), "the big file was removed");
     assert!(usage(&sandbox) < 64 << 10);
 
-    // Far past, and the program is the task itself: killed by SIGXFSZ.
-    let (state, message, _) = run(&t, f, "bigger", "exec head -c 1G /dev/zero > f").await;
+    // Far past, and the program is the task itself: killed by SIGXFSZ. The task asks for no
+    // disk, so it gets the agent's default quota (set to 8 MiB here).
+    let script = "exec head -c 200M /dev/zero > f";
+    let (state, message, _) = run_with_disk(&t, f, "bigger", script, 0).await;
     assert_quota_failure(state, &message);
     assert!(message.contains("SIGXFSZ"), "{message}");
 }
