@@ -102,6 +102,14 @@ pub struct NativeCheckpoint {
     pub exit_file: PathBuf,
     /// The memory limit, for the OOM message.
     pub memory_limit_mb: u64,
+    /// The task's sandbox, whose disk usage is watched. Empty in records written before disk
+    /// quotas (their tasks are not watched).
+    #[serde(default)]
+    pub sandbox: PathBuf,
+    /// The sandbox's disk quota in MiB (`disk_quota`); 0 in records written before disk
+    /// quotas, for which none is enforced.
+    #[serde(default)]
+    pub disk_limit_mb: u64,
 }
 
 /// A task could not be started.

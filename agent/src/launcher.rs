@@ -57,6 +57,9 @@ pub enum LaunchError {
     /// The task process could not be moved into its cgroup.
     #[error("the command could not join its cgroup: {0}")]
     JoinCgroup(io::Error),
+    /// The task's file size limit could not be set.
+    #[error("the command's file size limit (RLIMIT_FSIZE) could not be set: {0}")]
+    FileSizeLimit(io::Error),
     /// The task process could not change into its sandbox directory.
     #[error("the command could not enter its sandbox: {0}")]
     Chdir(io::Error),
@@ -86,6 +89,9 @@ pub struct CommandSpec<'a> {
     pub max_output_bytes: u64,
     /// The cgroup the command runs in (created beforehand).
     pub cgroup: &'a TaskCgroup,
+    /// The task's `RLIMIT_FSIZE` in bytes: its sandbox's disk quota, so that one file cannot
+    /// pass it between two polls of the sandbox's usage (`disk_quota`).
+    pub max_file_bytes: u64,
 }
 
 /// How a task process ended, as its supervisor recorded it.
@@ -245,6 +251,10 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
         keep: &keep,
         cap: spec.max_output_bytes,
         marker: &marker,
+        fsize: libc::rlimit {
+            rlim_cur: spec.max_file_bytes,
+            rlim_max: spec.max_file_bytes,
+        },
     };
     // SAFETY: after fork the child runs only `supervise`, which makes async-signal-safe system
     // calls on memory prepared above and never returns (it ends in `_exit`).
@@ -289,6 +299,7 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
         return Err(match stage {
             STAGE_CGROUP => LaunchError::JoinCgroup(source),
             STAGE_CHDIR => LaunchError::Chdir(source),
+            STAGE_FSIZE => LaunchError::FileSizeLimit(source),
             _ => LaunchError::Exec {
                 program: resolved.display().to_string(),
                 source,
@@ -301,6 +312,7 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
 const STAGE_CGROUP: u32 = 1;
 const STAGE_CHDIR: u32 = 2;
 const STAGE_EXEC: u32 = 3;
+const STAGE_FSIZE: u32 = 4;
 
 /// Tells the agent which stage failed and why, then exits with `code`.
 unsafe fn fail_start(c: &ChildCtx<'_>, stage: u32, code: i32) -> ! {
@@ -329,6 +341,7 @@ struct ChildCtx<'a> {
     keep: &'a [RawFd],
     cap: u64,
     marker: &'a [u8],
+    fsize: libc::rlimit,
 }
 
 /// Closes every descriptor from 3 up except those in `keep` (sorted).
@@ -551,6 +564,11 @@ unsafe fn start_task(c: &ChildCtx<'_>, out: RawFd, err: RawFd) -> ! {
         libc::dup2(err, 2);
         // Rust ignores SIGPIPE and the runtime may block signals; a command expects neither.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // A write past the disk quota ends the task with SIGXFSZ (reported as the quota).
+        libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+        if libc::setrlimit(libc::RLIMIT_FSIZE, &c.fsize) != 0 {
+            fail_start(c, STAGE_FSIZE, 126);
+        }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());

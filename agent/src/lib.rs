@@ -4,7 +4,7 @@
 //! - [`Agent`] is the core: launch, kill, framework teardown, recovery after a restart.
 //! - [`containerizer`] is the trait over the two ways a task runs: [`wasm`] (the framework's
 //!   executor instance under wasmtime) and [`native`] (a command in a cgroup, via [`cgroups`]
-//!   and [`launcher`]).
+//!   and [`launcher`]), whose sandboxes [`disk_quota`] holds to their disk quota.
 //! - [`status_queue`] holds every status update durably until the master acknowledges it;
 //!   [`store`] is the redb file behind it and behind the task [`checkpoint`]; [`marker`]
 //!   tells a lost store from a new one.
@@ -20,6 +20,7 @@ pub mod cgroups;
 pub mod checkpoint;
 pub mod config;
 pub mod containerizer;
+pub mod disk_quota;
 pub mod fetch;
 pub mod launcher;
 pub mod marker;

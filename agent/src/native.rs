@@ -5,7 +5,11 @@
 //! when cgroups cannot be used here: there is no unconfined fallback, since a task's limits
 //! are a promise to the other tasks on the machine.
 //!
-//! What lives elsewhere: the process plumbing (`launcher`), the cgroup files (`cgroups`).
+//! Each task's sandbox is held to its disk quota (`disk_quota`): a task over it is killed and
+//! fails with the reason, and its sandbox is emptied but for its output.
+//!
+//! What lives elsewhere: the process plumbing (`launcher`), the cgroup files (`cgroups`), the
+//! disk usage measure (`disk_quota`).
 
 use std::time::Duration;
 
@@ -17,6 +21,7 @@ use crate::containerizer::{
     ContainerCheckpoint, ContainerError, Containerizer, ExitFuture, LaunchContext, Launched,
     NativeCheckpoint, TaskExit,
 };
+use crate::disk_quota::{self, Overrun, OverrunCause};
 use crate::launcher::{self, CommandSpec, ExitRecord};
 
 /// Settings of the native containerizer.
@@ -35,6 +40,12 @@ pub struct NativeConfig {
     pub pids_max: u64,
     /// Memory limit of a task that asks for no memory, in MiB.
     pub default_mem_mb: u64,
+    /// Disk quota of the sandbox of a task that asks for no disk (`disk_mb` 0), in MiB. By
+    /// default 1024 (`wasmos agent --default-task-disk-mb`).
+    pub default_disk_mb: u64,
+    /// How often a running task's sandbox usage is measured against its disk quota
+    /// (`disk_quota`). By default 500 ms (`wasmos agent --disk-watch-interval`).
+    pub disk_watch_interval: Duration,
 }
 
 impl Default for NativeConfig {
@@ -46,6 +57,8 @@ impl Default for NativeConfig {
             max_output_bytes: 10 << 20,
             pids_max: 4096,
             default_mem_mb: 64,
+            default_disk_mb: 1024,
+            disk_watch_interval: Duration::from_millis(500),
         }
     }
 }
@@ -77,11 +90,28 @@ impl NativeContainerizer {
         self.hierarchy.as_ref().ok()
     }
 
+    fn watch_config(&self) -> WatchConfig {
+        WatchConfig {
+            grace: self.config.kill_grace,
+            disk_interval: self.config.disk_watch_interval,
+            max_output_bytes: self.config.max_output_bytes,
+        }
+    }
+
     fn role_allowed(&self, role: &str) -> bool {
         self.config
             .allowed_roles
             .iter()
             .any(|r| r == "*" || r == role)
+    }
+
+    /// The disk quota of a task's sandbox, in MiB.
+    fn disk_limit_mb(&self, task: &TaskInfo) -> u64 {
+        if task.resources.disk_mb == 0 {
+            self.config.default_disk_mb
+        } else {
+            task.resources.disk_mb
+        }
     }
 
     fn limits(&self, task: &TaskInfo) -> CgroupLimits {
@@ -159,6 +189,7 @@ impl Containerizer for NativeContainerizer {
             .as_ref()
             .map_err(|why| ContainerError::Refused(format!("native task refused: {why}")))?;
         let limits = self.limits(ctx.task);
+        let disk_limit_mb = self.disk_limit_mb(ctx.task);
         let cgroup = hierarchy
             .create(
                 ctx.framework_id.as_str(),
@@ -173,6 +204,7 @@ impl Containerizer for NativeContainerizer {
             exit_file: ctx.exit_file,
             max_output_bytes: self.config.max_output_bytes,
             cgroup: &cgroup,
+            max_file_bytes: disk_limit_mb.saturating_mul(1 << 20),
         };
         let pid = match launcher::spawn(&spec) {
             Ok(pid) => pid,
@@ -193,6 +225,8 @@ impl Containerizer for NativeContainerizer {
             cgroup,
             exit_file: ctx.exit_file.to_path_buf(),
             memory_limit_mb: limits.memory_bytes >> 20,
+            sandbox: ctx.sandbox.to_path_buf(),
+            disk_limit_mb,
         };
         tracing::debug!(
             framework_id = %ctx.framework_id, task_id = %ctx.task.task_id, pid,
@@ -202,7 +236,7 @@ impl Containerizer for NativeContainerizer {
             checkpoint.clone(),
             true,
             ctx.kill,
-            self.config.kill_grace,
+            self.watch_config(),
         ));
         Ok(Launched {
             checkpoint: ContainerCheckpoint::Native(checkpoint),
@@ -230,20 +264,30 @@ impl Containerizer for NativeContainerizer {
             task_id = %task.task_id, pid = ck.supervisor_pid, alive,
             "recovering native task"
         );
-        Box::pin(watch(ck.clone(), alive, kill, self.config.kill_grace))
+        Box::pin(watch(ck.clone(), alive, kill, self.watch_config()))
     }
 
     async fn shutdown_framework(&self, _framework_id: &FrameworkId) {}
 }
 
-/// Waits for a native task to end (killing it when asked), then turns its recorded exit and
-/// its cgroup's OOM count into a [`TaskExit`] and removes the cgroup.
+/// What [`watch`] needs of the containerizer's settings.
+#[derive(Clone, Copy, Debug)]
+struct WatchConfig {
+    grace: Duration,
+    disk_interval: Duration,
+    max_output_bytes: u64,
+}
+
+/// Waits for a native task to end (killing it when asked, or when its sandbox passes its disk
+/// quota), then turns its recorded exit, its cgroup's OOM count and its disk usage into a
+/// [`TaskExit`], removes the cgroup, and empties the sandbox of a task over its quota.
 async fn watch(
     ck: NativeCheckpoint,
     supervisor_alive: bool,
     kill: CancellationToken,
-    grace: Duration,
+    config: WatchConfig,
 ) -> TaskExit {
+    let WatchConfig { grace, .. } = config;
     let pid = ck.supervisor_pid;
     let exited = async move {
         if supervisor_alive {
@@ -251,9 +295,25 @@ async fn watch(
         }
     };
     tokio::pin!(exited);
+    let quota = ck.disk_limit_mb > 0 && !ck.sandbox.as_os_str().is_empty();
+    let disk = async {
+        if quota && supervisor_alive {
+            disk_quota::watch(ck.sandbox.clone(), ck.disk_limit_mb, config.disk_interval).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::pin!(disk);
     let mut kill_note = None;
+    let mut overrun = None;
     tokio::select! {
         () = &mut exited => {}
+        over = &mut disk => {
+            // As the OOM killer does: no grace, in which it would write on.
+            ck.cgroup.signal_all(libc::SIGKILL);
+            exited.as_mut().await;
+            overrun = Some(over);
+        }
         () = kill.cancelled() => {
             ck.cgroup.signal_all(libc::SIGTERM);
             tokio::select! {
@@ -281,9 +341,66 @@ async fn watch(
         tracing::warn!(pid, "cgroup cleanup thread failed");
     }
     let _ = std::fs::remove_file(&ck.exit_file);
-    let exit = classify(record, oom, kill_note, supervisor_alive, ck.memory_limit_mb);
+    if quota && overrun.is_none() && kill_note.is_none() {
+        overrun = final_disk_check(&ck, record).await;
+    }
+    if let Some(over) = &overrun {
+        let sandbox = ck.sandbox.clone();
+        // The supervisor writes at most the cap and the truncation marker to each.
+        let keep = config.max_output_bytes.saturating_add(128);
+        let left = tokio::task::spawn_blocking(move || disk_quota::free_space(&sandbox, keep))
+            .await
+            .unwrap_or_default();
+        tracing::debug!(
+            pid,
+            used = over.used_bytes,
+            left,
+            "sandbox over its disk quota emptied"
+        );
+    }
+    let exit = match overrun {
+        Some(over) => TaskExit::new(TaskState::Failed, over.message()),
+        None => classify(record, oom, kill_note, supervisor_alive, ck.memory_limit_mb),
+    };
     tracing::debug!(pid, state = %exit.state, message = %exit.message, "native task ended");
     exit
+}
+
+/// The last look at an ended task's sandbox: over its quota, or killed by SIGXFSZ (a file
+/// reached `RLIMIT_FSIZE`, which is the quota), it failed for its quota, whatever it exited
+/// with.
+async fn final_disk_check(ck: &NativeCheckpoint, record: Option<ExitRecord>) -> Option<Overrun> {
+    let limit = ck.disk_limit_mb.saturating_mul(1 << 20);
+    let sandbox = ck.sandbox.clone();
+    let step = tokio::task::spawn_blocking(move || disk_quota::measure(&sandbox, limit))
+        .await
+        .ok()?;
+    disk_verdict(record, step, ck.disk_limit_mb)
+}
+
+/// Whether an ended task with this exit and this last measure of its sandbox passed its quota.
+fn disk_verdict(
+    record: Option<ExitRecord>,
+    step: disk_quota::Step,
+    limit_mb: u64,
+) -> Option<Overrun> {
+    let (used_bytes, partial) = match step {
+        disk_quota::Step::Done(b) => (b, false),
+        disk_quota::Step::Partial(b) => (b, true),
+    };
+    let cause = if record == Some(ExitRecord::Signal(libc::SIGXFSZ)) {
+        OverrunCause::FileSizeLimit
+    } else if used_bytes > limit_mb.saturating_mul(1 << 20) {
+        OverrunCause::MeasuredAtEnd
+    } else {
+        return None;
+    };
+    Some(Overrun {
+        cause,
+        used_bytes,
+        partial,
+        limit_mb,
+    })
 }
 
 fn classify(
@@ -346,6 +463,7 @@ fn signal_name(s: i32) -> &'static str {
         libc::SIGBUS => "SIGBUS",
         libc::SIGPIPE => "SIGPIPE",
         libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
         _ => "signal",
     }
 }
@@ -420,5 +538,33 @@ mod tests {
         let e = classify(None, false, Some("killed".into()), true, 1);
         assert_eq!(e.state, TaskState::Killed);
         assert_eq!(classify(None, false, None, false, 1).state, TaskState::Lost);
+    }
+
+    #[test]
+    fn an_ended_task_over_its_quota_or_killed_by_sigxfsz_failed_for_its_quota() {
+        use disk_quota::Step;
+        let code0 = Some(ExitRecord::Code(0));
+        assert_eq!(disk_verdict(code0, Step::Done(1 << 20), 1), None);
+        let over = disk_verdict(code0, Step::Done((1 << 20) + 1), 1).unwrap();
+        assert_eq!(over.cause, OverrunCause::MeasuredAtEnd);
+        assert!(
+            over.message().contains("of its 1 MiB quota"),
+            "{}",
+            over.message()
+        );
+        // SIGXFSZ: a file reached the limit, even if the sandbox is under it (the file was
+        // written elsewhere, or removed before the end).
+        let xfsz = Some(ExitRecord::Signal(libc::SIGXFSZ));
+        let over = disk_verdict(xfsz, Step::Done(4096), 8).unwrap();
+        assert_eq!(over.cause, OverrunCause::FileSizeLimit);
+        assert!(
+            over.message().contains("RLIMIT_FSIZE"),
+            "{}",
+            over.message()
+        );
+        assert_eq!(
+            disk_verdict(Some(ExitRecord::Signal(libc::SIGKILL)), Step::Done(4096), 8),
+            None
+        );
     }
 }

@@ -61,6 +61,18 @@ pub struct Args {
     /// that do not depend on the neighbours, or to sell CPU by the share.
     #[arg(long)]
     wasm_cpu_hard_cap: bool,
+    /// Disk quota, in MiB, of the sandbox of a native task that asks for no disk (disk_mb 0).
+    /// A task whose sandbox (its files, its stdout and stderr) passes its quota (its disk_mb,
+    /// or this) is killed and fails with a reason starting "disk quota exceeded", naming the
+    /// quota and the usage, and its files but stdout and stderr are removed at once. One file
+    /// past the quota gets SIGXFSZ (RLIMIT_FSIZE).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    default_task_disk_mb: u64,
+    /// How often, in seconds, a native task's sandbox usage is measured against its disk
+    /// quota; each measure looks at 20,000 directory entries at most, so a larger sandbox is
+    /// measured over several intervals.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    disk_watch_interval: f64,
     /// For tests: the agent's store fails every write (as on a full disk) while this file
     /// exists.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -167,6 +179,17 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
         agent.wasm_cpu.capacity_millicpus = Some((c * 1000.0).round() as u64);
     }
     agent.wasm_cpu.hard_cap = args.wasm_cpu_hard_cap;
+    anyhow::ensure!(
+        args.default_task_disk_mb > 0,
+        "--default-task-disk-mb must be at least 1"
+    );
+    agent.native.default_disk_mb = args.default_task_disk_mb;
+    let d = args.disk_watch_interval;
+    anyhow::ensure!(
+        d.is_finite() && (0.01..=3600.0).contains(&d),
+        "--disk-watch-interval {d} must be a number of seconds from 0.01 to 3600"
+    );
+    agent.native.disk_watch_interval = std::time::Duration::from_secs_f64(d);
     agent.store_faults = args
         .store_faults_while_exists
         .clone()
