@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod containerizer;
 pub mod fetch;
+pub mod isolation;
 pub mod launcher;
 pub mod marker;
 pub mod master_fetch;
