@@ -208,7 +208,7 @@ impl Agent {
         }
         let queue = StatusQueue::new(store.clone(), &loaded.meta, &loaded.updates, config.retry)?;
 
-        let native = Arc::new(NativeContainerizer::new(config.native.clone()));
+        let native = Arc::new(NativeContainerizer::new(config.native.clone(), &work));
         let mut runtime_config = config.runtime.clone();
         if runtime_config.cache_dir.is_none() {
             runtime_config.cache_dir = Some(work.join("compiled"));
@@ -798,6 +798,12 @@ impl Agent {
             .map(|(f, t)| (f.to_string(), t.to_string()))
             .collect();
         self.inner.sandboxes.gc(&self.inner.config.gc, &live)
+    }
+
+    /// How native tasks are isolated on this agent: what is on, what is missing, and whether
+    /// they are refused for it.
+    pub fn native_isolation(&self) -> &crate::isolation::Isolation {
+        self.inner.native.isolation()
     }
 
     /// The sandbox directory of a native task.

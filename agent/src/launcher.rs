@@ -2,8 +2,14 @@
 //! itself in its cgroup.
 //!
 //! The agent forks a **supervisor** (no exec: it runs a loop of raw system calls only, which is
-//! what a child of a multi-threaded process may do) and the supervisor forks the **task**, which
-//! joins its cgroup, enters its sandbox and execs the command. The supervisor copies the task's
+//! what a child of a multi-threaded process may do). The supervisor forks the task's **init**
+//! (into a new PID namespace when that is on, where it is PID 1), which joins the task's
+//! cgroup, enters a new mount namespace and pivots into the task's root (see `isolation`), and
+//! forks the **task**, which drops its privileges (capabilities, uid, no-new-privs, seccomp),
+//! enters its sandbox and execs the command. The init forwards TERM, INT, HUP, QUIT, USR1 and
+//! USR2 to the task (a PID 1 ignores signals it has no handler for, so the kill path's SIGTERM
+//! would otherwise be lost), reaps orphans, and hands the task's wait status to the supervisor
+//! through a pipe; when the init exits, whatever is left in its PID namespace is killed. The supervisor copies the task's
 //! stdout and stderr into size-capped files in the sandbox, waits for the task, and writes how
 //! it ended to an exit file beside the sandbox. Because the supervisor belongs to neither the
 //! agent nor the task's cgroup, the task keeps its output pipes when the agent is killed, its
@@ -22,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cgroups::TaskCgroup;
+use crate::isolation::{Piece, TaskIsolation};
 
 /// PATH given to a task whose environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -63,6 +70,23 @@ pub enum LaunchError {
     /// The task process could not change into its sandbox directory.
     #[error("the command could not enter its sandbox: {0}")]
     Chdir(io::Error),
+    /// A piece of the task's isolation could not be applied.
+    #[error("cannot isolate the command ({piece}): {source}")]
+    Isolate {
+        /// The piece (`"mount"`, `"pid"`, `"user"`, ...).
+        piece: &'static str,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The program exists on the host but not in the task's own root.
+    #[error(
+        "cannot execute {program:?}: it is not in the task's root, which holds /usr, /bin, \
+         /sbin, /lib*, part of /etc and the sandbox (at /sandbox); put the program in one of them"
+    )]
+    NotInRoot {
+        /// The program, as resolved on `PATH`.
+        program: String,
+    },
     /// `execve` of the program failed.
     #[error("cannot execute {program:?}: {source}")]
     Exec {
@@ -79,9 +103,10 @@ pub struct CommandSpec<'a> {
     /// [`DEFAULT_PATH`]) unless it contains a '/'.
     pub argv: &'a [String],
     /// The task's environment: it gets exactly these, plus `PATH` ([`DEFAULT_PATH`]) when
-    /// they have none and `WASMOS_SANDBOX` (its sandbox directory).
+    /// they have none and `WASMOS_SANDBOX` (its sandbox directory, as the task sees it).
     pub env: &'a [(String, String)],
-    /// The task's working directory; stdout and stderr are written here.
+    /// The task's sandbox on the host; stdout and stderr are written here. The task works in
+    /// it (at `/sandbox` when it has its own mount namespace).
     pub sandbox: &'a Path,
     /// Where the supervisor records the exit (outside the sandbox).
     pub exit_file: &'a Path,
@@ -92,6 +117,8 @@ pub struct CommandSpec<'a> {
     /// The task's `RLIMIT_FSIZE` in bytes: its sandbox's disk quota, so that one file cannot
     /// pass it between two polls of the sandbox's usage (`disk_quota`).
     pub max_file_bytes: u64,
+    /// Its isolation, prepared beforehand ([`TaskIsolation::none`] for none).
+    pub isolation: &'a TaskIsolation,
 }
 
 /// How a task process ended, as its supervisor recorded it.
@@ -170,7 +197,10 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
     }
     env.push((
         "WASMOS_SANDBOX".into(),
-        spec.sandbox.to_string_lossy().into_owned(),
+        spec.isolation
+            .sandbox_path(spec.sandbox)
+            .to_string_lossy()
+            .into_owned(),
     ));
     let path_var = env
         .iter()
@@ -189,7 +219,7 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let cwd = cstr(spec.sandbox)?;
+    let cwd = cstr(spec.isolation.sandbox_path(spec.sandbox))?;
     let exit_tmp = cstr(spec.exit_file.with_extension("tmp"))?;
     let exit_final = cstr(spec.exit_file)?;
     let _ = std::fs::remove_file(spec.exit_file);
@@ -255,6 +285,7 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
             rlim_cur: spec.max_file_bytes,
             rlim_max: spec.max_file_bytes,
         },
+        iso: spec.isolation,
     };
     // SAFETY: after fork the child runs only `supervise`, which makes async-signal-safe system
     // calls on memory prepared above and never returns (it ends in `_exit`).
@@ -300,6 +331,17 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
             STAGE_CGROUP => LaunchError::JoinCgroup(source),
             STAGE_CHDIR => LaunchError::Chdir(source),
             STAGE_FSIZE => LaunchError::FileSizeLimit(source),
+            s if s >= STAGE_PIECE => LaunchError::Isolate {
+                piece: Piece::ALL
+                    .get((s - STAGE_PIECE) as usize)
+                    .map_or("fork", |p| p.name()),
+                source,
+            },
+            _ if errno == libc::ENOENT && spec.isolation.mounts.is_some() => {
+                LaunchError::NotInRoot {
+                    program: resolved.display().to_string(),
+                }
+            }
             _ => LaunchError::Exec {
                 program: resolved.display().to_string(),
                 source,
@@ -313,6 +355,39 @@ const STAGE_CGROUP: u32 = 1;
 const STAGE_CHDIR: u32 = 2;
 const STAGE_EXEC: u32 = 3;
 const STAGE_FSIZE: u32 = 4;
+/// `STAGE_PIECE + i` is the failure of `Piece::ALL[i]`; past them, the init's fork.
+const STAGE_PIECE: u32 = 16;
+const STAGE_FORK: u32 = STAGE_PIECE + Piece::ALL.len() as u32;
+
+fn piece_stage(piece: Piece) -> u32 {
+    STAGE_PIECE + Piece::ALL.iter().position(|p| *p == piece).unwrap_or(0) as u32
+}
+
+/// Signals the init passes on to the task.
+const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// The task's pid, in the init process (0 elsewhere).
+static TASK_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = TASK_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+unsafe fn set_errno(e: i32) {
+    // SAFETY: writes this thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
 
 /// Tells the agent which stage failed and why, then exits with `code`.
 unsafe fn fail_start(c: &ChildCtx<'_>, stage: u32, code: i32) -> ! {
@@ -342,6 +417,7 @@ struct ChildCtx<'a> {
     cap: u64,
     marker: &'a [u8],
     fsize: libc::rlimit,
+    iso: &'a TaskIsolation,
 }
 
 /// Closes every descriptor from 3 up except those in `keep` (sorted).
@@ -391,14 +467,30 @@ unsafe fn supervise(c: &ChildCtx<'_>) -> ! {
             record_exit(c, b"exit ", 126);
             libc::_exit(1);
         }
+        // The init hands over the task's wait status here (4 bytes fit in any pipe, so its
+        // write never blocks); the task loses its copy at exec.
+        let mut status_pipe = [0; 2];
+        if libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) != 0 {
+            record_exit(c, b"exit ", 126);
+            libc::_exit(1);
+        }
+        if c.iso.pid && libc::unshare(libc::CLONE_NEWPID) != 0 {
+            let e = *libc::__errno_location();
+            record_exit(c, b"exit ", 126);
+            set_errno(e);
+            fail_start(c, piece_stage(Piece::Pid), 1);
+        }
+        // The first child in a new PID namespace is its PID 1.
         let task = libc::fork();
         if task < 0 {
             record_exit(c, b"exit ", 126);
             libc::_exit(1);
         }
         if task == 0 {
-            start_task(c, out_pipe[1], err_pipe[1]);
+            libc::close(status_pipe[0]);
+            run_init(c, out_pipe[1], err_pipe[1], status_pipe[1]);
         }
+        libc::close(status_pipe[1]);
         libc::close(out_pipe[1]);
         libc::close(err_pipe[1]);
         libc::close(c.devnull);
@@ -481,6 +573,11 @@ unsafe fn supervise(c: &ChildCtx<'_>) -> ! {
                 }
             }
         }
+        // The task's own status, as its init saw it; the init's when it died first.
+        let mut task_status = [0u8; 4];
+        if libc::read(status_pipe[0], task_status.as_mut_ptr().cast(), 4) == 4 {
+            status = libc::c_int::from_ne_bytes(task_status);
+        }
         if libc::WIFEXITED(status) {
             record_exit(c, b"exit ", libc::WEXITSTATUS(status));
         } else if libc::WIFSIGNALED(status) {
@@ -549,14 +646,76 @@ unsafe fn record_exit(c: &ChildCtx<'_>, kind: &[u8], n: i32) {
     }
 }
 
-/// The task: joins the cgroup, sets up stdio, execs. Never returns.
-unsafe fn start_task(c: &ChildCtx<'_>, out: RawFd, err: RawFd) -> ! {
+/// The task's init: joins the cgroup, enters the task's mount namespace and root, forks the
+/// task, forwards signals to it, reaps, and hands the task's wait status to the supervisor on
+/// `status`. Never returns.
+unsafe fn run_init(c: &ChildCtx<'_>, out: RawFd, err: RawFd, status: RawFd) -> ! {
     unsafe {
         for &fd in c.procs {
             if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                 // Running outside the cgroup would break the promise of limits.
                 fail_start(c, STAGE_CGROUP, 125);
             }
+        }
+        if let Some(mounts) = &c.iso.mounts
+            && let Err(e) = mounts.apply()
+        {
+            set_errno(e.errno);
+            fail_start(c, piece_stage(e.piece), 126);
+        }
+        // Signals stay blocked until the task's pid is known, so none is lost in between.
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        for s in FORWARDED {
+            libc::sigaddset(&mut block, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &block, std::ptr::null_mut());
+        for s in FORWARDED {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = forward_signal as extern "C" fn(libc::c_int) as usize;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(s, &act, std::ptr::null_mut());
+        }
+        let task = libc::fork();
+        if task < 0 {
+            fail_start(c, STAGE_FORK, 126);
+        }
+        if task == 0 {
+            libc::close(status);
+            start_task(c, out, err);
+        }
+        TASK_PID.store(task, std::sync::atomic::Ordering::Relaxed);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &block, std::ptr::null_mut());
+        libc::close(out);
+        libc::close(err);
+        libc::close(c.ready);
+        libc::close(c.devnull);
+        for &fd in c.procs {
+            libc::close(fd);
+        }
+        let mut wait_status: libc::c_int = 0;
+        loop {
+            let mut st: libc::c_int = 0;
+            let r = libc::waitpid(-1, &mut st, 0);
+            if r == task {
+                wait_status = st;
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                break;
+            }
+        }
+        write_all(status, &wait_status.to_ne_bytes());
+        libc::_exit(0)
+    }
+}
+
+/// The task: sets up stdio, drops its privileges, enters its sandbox, execs. Never returns.
+unsafe fn start_task(c: &ChildCtx<'_>, out: RawFd, err: RawFd) -> ! {
+    unsafe {
+        for s in FORWARDED {
+            libc::signal(s, libc::SIG_DFL);
         }
         libc::setpgid(0, 0);
         libc::dup2(c.devnull, 0);
@@ -572,6 +731,10 @@ unsafe fn start_task(c: &ChildCtx<'_>, out: RawFd, err: RawFd) -> ! {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        if let Err(e) = c.iso.drop_privileges() {
+            set_errno(e.errno);
+            fail_start(c, piece_stage(e.piece), 126);
+        }
         if libc::chdir(c.cwd) != 0 {
             fail_start(c, STAGE_CHDIR, 126);
         }

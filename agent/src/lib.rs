@@ -22,6 +22,7 @@ pub mod config;
 pub mod containerizer;
 pub mod disk_quota;
 pub mod fetch;
+pub mod isolation;
 pub mod launcher;
 pub mod marker;
 pub mod master_fetch;

@@ -8,8 +8,13 @@
 //! Each task's sandbox is held to its disk quota (`disk_quota`): a task over it is killed and
 //! fails with the reason, and its sandbox is emptied but for its output.
 //!
+//! Each task is isolated as `isolation` describes (own uid, mount and PID namespaces, no new
+//! privileges, no capabilities, a seccomp filter); when a piece does not work here, every
+//! native task is refused with the missing pieces named, unless the operator accepted weaker
+//! isolation.
+//!
 //! What lives elsewhere: the process plumbing (`launcher`), the cgroup files (`cgroups`), the
-//! disk usage measure (`disk_quota`).
+//! disk usage measure (`disk_quota`), the isolation settings and probe (`isolation`).
 
 use std::time::Duration;
 
@@ -22,6 +27,7 @@ use crate::containerizer::{
     NativeCheckpoint, TaskExit,
 };
 use crate::disk_quota::{self, Overrun, OverrunCause};
+use crate::isolation::{Isolation, IsolationConfig};
 use crate::launcher::{self, CommandSpec, ExitRecord};
 
 /// Settings of the native containerizer.
@@ -46,6 +52,9 @@ pub struct NativeConfig {
     /// How often a running task's sandbox usage is measured against its disk quota
     /// (`disk_quota`). By default 500 ms (`wasmos agent --disk-watch-interval`).
     pub disk_watch_interval: Duration,
+    /// How tasks are isolated from each other and from the agent. By default every piece,
+    /// one uid per framework from 100000-165535, no root roles, weaker isolation refused.
+    pub isolation: IsolationConfig,
 }
 
 impl Default for NativeConfig {
@@ -59,6 +68,7 @@ impl Default for NativeConfig {
             default_mem_mb: 64,
             default_disk_mb: 1024,
             disk_watch_interval: Duration::from_millis(500),
+            isolation: IsolationConfig::default(),
         }
     }
 }
@@ -67,17 +77,30 @@ impl Default for NativeConfig {
 pub struct NativeContainerizer {
     config: NativeConfig,
     hierarchy: Result<CgroupHierarchy, String>,
+    isolation: Isolation,
 }
 
 impl NativeContainerizer {
-    /// Detects cgroups. Never fails: without cgroups, every native launch is refused with the
-    /// reason found here (see [`NativeContainerizer::unavailable_reason`]).
-    pub fn new(config: NativeConfig) -> Self {
+    /// Detects cgroups and probes isolation (`work_dir` holds the tasks' root mount point and
+    /// the uid claims). Never fails: without cgroups, or without a wanted piece of isolation
+    /// that the operator did not waive, every native launch is refused with the reason found
+    /// here (see [`NativeContainerizer::unavailable_reason`]).
+    pub fn new(config: NativeConfig, work_dir: &std::path::Path) -> Self {
         let hierarchy = CgroupHierarchy::detect(&config.cgroup_name).map_err(|e| e.to_string());
         if let Err(why) = &hierarchy {
             tracing::warn!(%why, "native tasks will be refused");
         }
-        NativeContainerizer { config, hierarchy }
+        let isolation = Isolation::new(config.isolation.clone(), work_dir);
+        NativeContainerizer {
+            config,
+            hierarchy,
+            isolation,
+        }
+    }
+
+    /// The isolation of native tasks: what is on, what is missing.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
     }
 
     /// Why native tasks are refused on this machine, or `None` when cgroups work.
@@ -188,6 +211,13 @@ impl Containerizer for NativeContainerizer {
             .hierarchy
             .as_ref()
             .map_err(|why| ContainerError::Refused(format!("native task refused: {why}")))?;
+        if let Some(why) = self.isolation.refusal() {
+            return Err(ContainerError::Refused(why));
+        }
+        let isolation = self
+            .isolation
+            .prepare(ctx.framework_id.as_str(), ctx.role, ctx.sandbox)
+            .map_err(|e| ContainerError::Failed(format!("cannot isolate the task: {e}")))?;
         let limits = self.limits(ctx.task);
         let disk_limit_mb = self.disk_limit_mb(ctx.task);
         let cgroup = hierarchy
@@ -205,6 +235,7 @@ impl Containerizer for NativeContainerizer {
             max_output_bytes: self.config.max_output_bytes,
             cgroup: &cgroup,
             max_file_bytes: disk_limit_mb.saturating_mul(1 << 20),
+            isolation: &isolation,
         };
         let pid = match launcher::spawn(&spec) {
             Ok(pid) => pid,
@@ -484,9 +515,11 @@ mod tests {
     #[tokio::test]
     async fn without_cgroups_native_tasks_are_refused_with_the_reason() {
         let why = "the agent is not running as root, so it cannot create cgroups";
+        let dir = tempfile::tempdir().unwrap();
         let n = NativeContainerizer {
             config: NativeConfig::default(),
             hierarchy: Err(CgroupError::Unavailable(why.into()).to_string()),
+            isolation: Isolation::new(IsolationConfig::none(), dir.path()),
         };
         let task = TaskInfo {
             task_id: TaskId::new("t").unwrap(),

@@ -385,6 +385,8 @@ async fn session(
             })
             .collect(),
         unhealthy_reason: agent.unhealthy_reason().unwrap_or_default(),
+        isolation: agent.native_isolation().enabled(),
+        isolation_warning: agent.native_isolation().warning().unwrap_or_default(),
     };
     tx.send(message(pb::agent_message::Message::Register(register)))
         .await

@@ -91,11 +91,19 @@ async fn an_agent_whose_store_was_lost_refuses_and_a_fresh_one_kills_the_old_tas
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let pid: i32 = std::fs::read_to_string(&pid_file)
+    // The task's host pid, from its cgroup (in its own PID namespace, `$$` is not it): the
+    // `sleep`, beside its namespace's init.
+    let cgroup = wasmos_agent::cgroups::CgroupHierarchy::detect("wasmos-test")
         .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        .existing(FW, "orphan")
+        .expect("the task's cgroup");
+    let pid: i32 = cgroup
+        .pids()
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .expect("the task's sleep runs");
     assert!(process_alive(pid), "the task outlives its agent");
     let store = work.join("agent.redb");
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use wasmos_agent::isolation::Piece;
 use wasmos_agent::native::task_cgroup;
 use wasmos_agent::{FrameworkContext, MemoryFetcher};
 use wasmos_api::{Resources, TaskState};
@@ -259,12 +260,17 @@ async fn native_tasks_are_refused_for_roles_not_allowed() {
 async fn a_program_that_cannot_be_executed_fails_with_the_reason() {
     require_cgroups!();
     let dir = tempfile::tempdir().unwrap();
-    let t = agent(&dir).await;
+    // The task's own root holds no file the test could plant, so this one runs without it.
+    let mut c = config(dir.path().to_path_buf());
+    c.native.isolation.wanted.retain(|p| *p != Piece::Mount);
+    // Then the task's uid must be able to walk to its sandbox.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let t = start(c, Arc::new(MemoryFetcher::new())).await;
     let mut task = command_task("noexec", "", Resources::new(0.1, 16, 0));
     // Exists, is executable, but is not a program the kernel can run.
     let fake = dir.path().join("fake-program");
     std::fs::write(&fake, b"\x00\x01not an executable").unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     task.kind = wasmos_api::TaskKind::Command {
         argv: vec![fake.display().to_string()],

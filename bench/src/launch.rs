@@ -11,6 +11,11 @@
 //!
 //! By default all tasks are launched at once (throughput, latency including queueing);
 //! `--serial` launches one at a time and waits for its end (latency without queueing).
+//!
+//! Native tasks are measured twice in one run: with the agent's full isolation (its default:
+//! own uid, mount and PID namespaces, no capabilities, no-new-privs, seccomp; the usual keys
+//! and `isolated_running_ms_*`) and without any (`plain_running_ms_*`), so `isolation` (the
+//! list of pieces that were on) has a price beside it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use wasmos_agent::isolation::IsolationConfig;
 use wasmos_agent::{
     Agent, AgentConfig, FrameworkContext, MemoryFetcher, QueuedUpdate, StatusQueue, TransportError,
     UpdateTransport,
@@ -166,10 +172,39 @@ pub fn run(args: Args) -> anyhow::Result<Value> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(measure(args))
+    rt.block_on(async {
+        let isolated = measure(&args, IsolationConfig::default()).await?;
+        if args.kind != Kind::Native {
+            return Ok(isolated.json);
+        }
+        let plain = measure(&args, IsolationConfig::none()).await?;
+        let mut out = isolated.json;
+        if let Value::Object(m) = &mut out {
+            m.insert("isolation".into(), json!(isolated.isolation));
+            m.insert(
+                "isolated_running_ms_p50".into(),
+                isolated.running_p50.into(),
+            );
+            m.insert(
+                "isolated_running_ms_p99".into(),
+                isolated.running_p99.into(),
+            );
+            m.insert("plain_running_ms_p50".into(), plain.running_p50.into());
+            m.insert("plain_running_ms_p99".into(), plain.running_p99.into());
+        }
+        Ok(out)
+    })
 }
 
-async fn measure(args: Args) -> anyhow::Result<Value> {
+/// One measured run: its JSON and, for the native comparison, its launch-to-RUNNING figures.
+struct Measured {
+    json: Value,
+    running_p50: f64,
+    running_p99: f64,
+    isolation: Vec<String>,
+}
+
+async fn measure(args: &Args, isolation: IsolationConfig) -> anyhow::Result<Measured> {
     let (kind, n) = (args.kind, args.tasks);
     let dir = tempfile::tempdir().context("cannot create a temporary work directory")?;
     let fetcher = Arc::new(MemoryFetcher::new());
@@ -181,9 +216,17 @@ async fn measure(args: Args) -> anyhow::Result<Value> {
         )
     })?;
     let digest = fetcher.add(bytes);
-    let (agent, _) = Agent::open(AgentConfig::new(dir.path()), fetcher)
+    let mut config = AgentConfig::new(dir.path());
+    config.native.isolation = isolation;
+    let (agent, _) = Agent::open(config, fetcher)
         .await
         .context("cannot open the benchmark agent")?;
+    let pieces = agent.native_isolation().enabled();
+    if let Some(why) = agent.native_isolation().refusal()
+        && kind == Kind::Native
+    {
+        bail!("{why}");
+    }
     let recorder = Arc::new(Recorder {
         queue: agent.status_queue().clone(),
         ended: Mutex::new(HashMap::new()),
@@ -261,14 +304,22 @@ async fn measure(args: Args) -> anyhow::Result<Value> {
         terminal.push(end.saturating_duration_since(*t0));
     }
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    Ok(json!({
+    let running_p50 = ms(percentile(&mut running, 50.0));
+    let running_p99 = ms(percentile(&mut running, 99.0));
+    let json = json!({
         "kind": kind.name(),
         "tasks": n,
         "serial": args.serial,
         "tasks_per_s": (n as f64 / elapsed.as_secs_f64()).round(),
-        "running_ms_p50": ms(percentile(&mut running, 50.0)),
-        "running_ms_p99": ms(percentile(&mut running, 99.0)),
+        "running_ms_p50": running_p50,
+        "running_ms_p99": running_p99,
         "terminal_ms_p50": ms(percentile(&mut terminal, 50.0)),
         "terminal_ms_p99": ms(percentile(&mut terminal, 99.0)),
-    }))
+    });
+    Ok(Measured {
+        json,
+        running_p50,
+        running_p99,
+        isolation: pieces,
+    })
 }

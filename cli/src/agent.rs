@@ -73,6 +73,31 @@ pub struct Args {
     /// measured over several intervals.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
     disk_watch_interval: f64,
+    /// The uids native tasks run as: each framework gets one of FIRST-LAST (gid = uid, no
+    /// supplementary groups), claimed on its first task in DIR/uids/ and kept across
+    /// restarts. Its sandbox is chowned to it, mode 0700.
+    #[arg(
+        long,
+        value_name = "FIRST-LAST",
+        default_value = "100000-165535",
+        conflicts_with = "task_user"
+    )]
+    task_uid_range: String,
+    /// Run every native task as this one user (a name from /etc/passwd, or UID[:GID]) instead
+    /// of one uid per framework from --task-uid-range; root is refused. Tasks of different
+    /// frameworks then share a uid and are kept apart by their mount and PID namespaces only.
+    #[arg(long, value_name = "USER")]
+    task_user: Option<String>,
+    /// Roles whose native tasks run as root, with their capabilities and without the seccomp
+    /// filter (still in their own mount and PID namespaces). By default none.
+    #[arg(long, value_name = "ROLE,...", value_delimiter = ',')]
+    root_task_roles: Vec<String>,
+    /// Run native tasks even when part of their isolation (user, mount, pid, no_new_privs,
+    /// caps, seccomp) does not work here; the missing pieces are skipped, logged, and listed
+    /// in the agent's registration (`wasmos agents`). Without it such an agent refuses every
+    /// native task with a message naming what is missing.
+    #[arg(long)]
+    allow_weak_isolation: bool,
     /// For tests: the agent's store fails every write (as on a full disk) while this file
     /// exists.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -190,6 +215,19 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
         "--disk-watch-interval {d} must be a number of seconds from 0.01 to 3600"
     );
     agent.native.disk_watch_interval = std::time::Duration::from_secs_f64(d);
+    agent.native.isolation.user = match &args.task_user {
+        Some(u) => wasmos_agent::isolation::TaskUser::named(u)
+            .map_err(|e| anyhow::anyhow!("--task-user: {e}"))?,
+        None => wasmos_agent::isolation::TaskUser::parse_range(&args.task_uid_range)
+            .map_err(|e| anyhow::anyhow!("--task-uid-range: {e}"))?,
+    };
+    agent.native.isolation.root_task_roles = args
+        .root_task_roles
+        .iter()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    agent.native.isolation.allow_weak = args.allow_weak_isolation;
     agent.store_faults = args
         .store_faults_while_exists
         .clone()

@@ -40,6 +40,9 @@ With --json, prints a JSON array with one object per agent:
   unhealthy agent, one whose store cannot write, takes no tasks and none of it is offered; the
   table's STATE then reads \"unhealthy: REASON\"); active_tasks (number of non-terminal tasks);
   attributes (object of strings);
+  isolation (array of the pieces of native-task isolation on: user, mount, pid, no_new_privs,
+  caps, seccomp; empty while the agent is not connected); isolation_warning (string: the
+  pieces it runs without because its operator passed --allow-weak-isolation, or null);
   total, used, available (resources: what it has, what its non-terminal tasks use, what is
   neither used nor offered). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
 
@@ -325,6 +328,9 @@ async fn agents_inner(args: AgentsArgs) -> Result<(), OpError> {
                     "reachable": a.reachable,
                     "state": if a.reachable { "reachable" } else { "unreachable" },
                     "health": health_json(a),
+                    "isolation": a.isolation,
+                    "isolation_warning": (!a.isolation_warning.is_empty())
+                        .then_some(a.isolation_warning.as_str()),
                     "active_tasks": a.active_tasks,
                     "attributes": attributes,
                     "total": resources_json(info.resources.as_ref()),
@@ -361,6 +367,13 @@ async fn agents_inner(args: AgentsArgs) -> Result<(), OpError> {
                 format!("{}/{}", cpus(used.millicpus), cpus(total.millicpus)),
                 format!("{}/{}", used.mem_mb, total.mem_mb),
                 attributes.join(","),
+                match (a.isolation.is_empty(), a.isolation_warning.is_empty()) {
+                    (true, true) => "none".into(),
+                    (_, true) => a.isolation.join(","),
+                    (_, false) => {
+                        format!("{} (weak: {})", a.isolation.join(","), a.isolation_warning)
+                    }
+                },
             ]
         })
         .collect();
@@ -374,6 +387,7 @@ async fn agents_inner(args: AgentsArgs) -> Result<(), OpError> {
             "CPUS USED/TOTAL",
             "MEM MIB USED/TOTAL",
             "ATTRIBUTES",
+            "ISOLATION",
         ],
         &rows,
     );

@@ -306,9 +306,15 @@ async fn service_brings_back_instances_whose_process_is_killed() {
     })
     .await;
 
-    // Kill instance 0's process (the command itself, found by its task's cgroup).
-    let first = task_pids(&fw, "service-0-1");
-    assert_eq!(first.len(), 1, "one process in service-0-1's cgroup");
+    // Kill instance 0's process (the command itself, found by its task's cgroup, beside the
+    // init of its PID namespace).
+    let first: Vec<_> = task_pids(&fw, "service-0-1")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .collect();
+    assert_eq!(first.len(), 1, "one command in service-0-1's cgroup");
     sigkill(first[0]).await;
 
     // The framework launches a replacement that runs as a new process, and both run again.
@@ -329,8 +335,13 @@ async fn service_brings_back_instances_whose_process_is_killed() {
     assert!(!submit.is_finished(), "only one instance was replaced yet");
 
     // The second replacement ends the run, with a summary of both.
-    let other = task_pids(&fw, "service-1-1");
-    assert_eq!(other.len(), 1, "one process in service-1-1's cgroup");
+    let other: Vec<_> = task_pids(&fw, "service-1-1")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .collect();
+    assert_eq!(other.len(), 1, "one command in service-1-1's cgroup");
     sigkill(other[0]).await;
     let result = succeeded(&finished(submit).await);
     assert!(

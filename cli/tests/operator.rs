@@ -396,13 +396,26 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-/// The pids the service's instances appended to `file`, in order.
-fn pids(file: &Path) -> Vec<u32> {
-    std::fs::read_to_string(file)
+/// The host pids of the service's instances (the `sleep` commands in framework `fw`'s task
+/// cgroups) seen so far, in order: those recorded in `file`, then any new ones, which are
+/// appended to it. (A task in its own PID namespace cannot tell its host pid, nor write
+/// outside its sandbox, so the test looks from outside.)
+fn pids(file: &Path, fw: &str) -> Vec<u32> {
+    let mut seen: Vec<u32> = std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
-        .collect()
+        .collect();
+    for p in common::framework_pids(fw) {
+        let sleeping =
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep");
+        if sleeping && !seen.contains(&p) {
+            seen.push(p);
+        }
+    }
+    let text: String = seen.iter().map(|p| format!("{p}\n")).collect();
+    let _ = std::fs::write(file, text);
+    seen
 }
 
 /// Waits until the RUNNING tasks of framework `fw` are `ids` (sorted); `what` names the wait.
@@ -421,9 +434,9 @@ async fn until_running(addr: &str, fw: &str, what: &str, ids: &[&str]) {
 }
 
 /// Waits until `file` lists `n` pids and returns them; `what` names the wait.
-async fn until_pids(file: &Path, what: &str, n: usize) -> Vec<u32> {
+async fn until_pids(file: &Path, fw: &str, what: &str, n: usize) -> Vec<u32> {
     until(what, || async {
-        let p = pids(file);
+        let p = pids(file, fw);
         (p.len() == n).then_some(p)
     })
     .await
@@ -436,9 +449,9 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
     let mut agent = start_agent(&addr, dir.path());
     agent_registered(&addr).await;
 
-    // Two instances of a native command that records its pid, kept running by `service`.
+    // Two instances of a native command, kept running by `service`; the test notes their pids.
     let pid_file = dir.path().join("pids");
-    let script = format!("echo $$ >> {}; exec /bin/sleep 600", pid_file.display());
+    let script = "exec /bin/sleep 600".to_string();
     let submit = wasmos()
         .args([
             "submit",
@@ -465,7 +478,7 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
         &["service-0-1", "service-1-1"],
     )
     .await;
-    let first = until_pids(&pid_file, "both instances recorded their pids", 2).await;
+    let first = until_pids(&pid_file, &fw, "both instances recorded their pids", 2).await;
     assert!(first.iter().all(|p| alive(*p)), "{first:?}");
 
     let frameworks = json(&addr, &["frameworks"]).await;
@@ -490,7 +503,7 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
         &["service-0-2", "service-1-1"],
     )
     .await;
-    let after = until_pids(&pid_file, "the replacement recorded its pid", 3).await;
+    let after = until_pids(&pid_file, &fw, "the replacement recorded its pid", 3).await;
     let dead: Vec<u32> = first.iter().copied().filter(|p| !alive(*p)).collect();
     assert_eq!(dead.len(), 1, "exactly one of {first:?} was killed");
     assert!(alive(after[2]), "the replacement {} runs", after[2]);
@@ -503,7 +516,7 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
         "{out}"
     );
     assert_eq!(json(&addr, &["frameworks"]).await, Vec::<Value>::new());
-    let all = pids(&pid_file);
+    let all = pids(&pid_file, &fw);
     until("every instance's process is dead", || async {
         all.iter().all(|p| !alive(*p)).then_some(())
     })
@@ -537,7 +550,7 @@ async fn a_hosted_service_replaces_a_killed_task_and_teardown_stops_it() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("torn down"), "{stderr}");
     // No instance was started after the teardown.
-    assert_eq!(pids(&pid_file), all);
+    assert_eq!(pids(&pid_file, &fw), all);
 
     agent.kill().await.expect("kill the agent");
     master.kill().await.expect("kill the master");

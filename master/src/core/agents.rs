@@ -39,6 +39,18 @@ impl MasterCore {
         now: Millis,
     ) -> Result<AgentId, CoreError> {
         let unhealthy_reason = reg.unhealthy_reason;
+        let isolation = (
+            reg.isolation
+                .into_iter()
+                .take(16)
+                .map(|p| p.chars().filter(|c| !c.is_control()).take(64).collect())
+                .collect(),
+            reg.isolation_warning
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(1024)
+                .collect(),
+        );
         let info = reg
             .info
             .ok_or_else(|| CoreError::Invalid("register.info is missing".into()))?;
@@ -108,6 +120,7 @@ impl MasterCore {
                 tx,
                 last_heartbeat_ms: now,
                 unhealthy: None,
+                isolation,
             },
         );
         self.set_agent_health(&id, unhealthy_reason, now);
@@ -301,6 +314,14 @@ impl MasterCore {
     /// connected).
     pub fn agent_unhealthy_reason(&self, agent: &AgentId) -> Option<&str> {
         self.agents.get(agent).and_then(|c| c.unhealthy.as_deref())
+    }
+
+    /// The native-task isolation a connected agent reported: the pieces on, and its warning.
+    pub fn agent_isolation(&self, agent: &AgentId) -> (Vec<String>, String) {
+        self.agents
+            .get(agent)
+            .map(|c| c.isolation.clone())
+            .unwrap_or_default()
     }
 
     /// Rescinds an agent's offers and takes it out of the allocator (if it is in it).

@@ -57,6 +57,8 @@ impl World {
                 }),
                 tasks: vec![],
                 unhealthy_reason: String::new(),
+                isolation: vec![],
+                isolation_warning: String::new(),
             };
             let id = w.core.agent_register(conn, tx, reg, 0).unwrap();
             w.agents.push(rx);

@@ -50,6 +50,8 @@ impl World {
             }),
             tasks: vec![],
             unhealthy_reason: String::new(),
+            isolation: vec![],
+            isolation_warning: String::new(),
         };
         let agent = core.agent_register(agent_conn, tx, reg, 0).unwrap();
         let (tx, sched_rx) = mpsc::channel(1024);
@@ -366,6 +368,8 @@ fn a_task_lost_to_the_launch_timeout_is_killed_not_adopted_when_its_agent_report
             state: pb::TaskState::Running as i32,
         }],
         unhealthy_reason: String::new(),
+        isolation: vec![],
+        isolation_warning: String::new(),
     };
     w.core.agent_register(conn, tx, reg, now + 1).unwrap();
     w.agent_conn = conn;

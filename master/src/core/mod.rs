@@ -96,6 +96,9 @@ struct AgentConn {
     last_heartbeat_ms: Millis,
     /// Why the agent said it cannot take tasks; `None` while it can.
     unhealthy: Option<String>,
+    /// The pieces of native-task isolation it reported on, and its warning (at most 16
+    /// names of 64 bytes, and 1,024 bytes of warning, kept).
+    isolation: (Vec<String>, String),
 }
 
 /// Longest framework name, principal, agent hostname or address accepted.

@@ -294,6 +294,8 @@ impl World {
                     }),
                     tasks,
                     unhealthy_reason: String::new(),
+                    isolation: vec![],
+                    isolation_warning: String::new(),
                 };
                 if let Ok(agent) = self.core.agent_register(conn, tx, reg, now) {
                     self.agent_ids[a] = Some(agent.clone());

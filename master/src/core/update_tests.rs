@@ -48,6 +48,8 @@ impl World {
             }),
             tasks: vec![],
             unhealthy_reason: String::new(),
+            isolation: vec![],
+            isolation_warning: String::new(),
         };
         let agent = core.agent_register(agent_conn, tx, reg, 0).unwrap();
         let (tx, rx) = mpsc::channel(queue);

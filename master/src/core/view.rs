@@ -65,32 +65,37 @@ impl MasterCore {
             .registry
             .agents
             .values()
-            .map(|a| pb::AgentSummary {
-                info: Some(pb::AgentInfo {
-                    id: a.id.to_string(),
-                    hostname: a.hostname.clone(),
-                    address: a.address.clone(),
-                    resources: Some(a.resources.into()),
-                    attributes: convert::attributes_pb(&a.attributes),
-                }),
-                reachable: matches!(a.state, AgentState::Active),
-                available: Some(
-                    self.allocator
-                        .agent_available(&a.id)
+            .map(|a| {
+                let (isolation, isolation_warning) = self.agent_isolation(&a.id);
+                pb::AgentSummary {
+                    isolation,
+                    isolation_warning,
+                    info: Some(pb::AgentInfo {
+                        id: a.id.to_string(),
+                        hostname: a.hostname.clone(),
+                        address: a.address.clone(),
+                        resources: Some(a.resources.into()),
+                        attributes: convert::attributes_pb(&a.attributes),
+                    }),
+                    reachable: matches!(a.state, AgentState::Active),
+                    available: Some(
+                        self.allocator
+                            .agent_available(&a.id)
+                            .unwrap_or_default()
+                            .into(),
+                    ),
+                    active_tasks: live_by_agent.get(&a.id).map_or(0, |l| l.0),
+                    unhealthy_reason: self
+                        .agent_unhealthy_reason(&a.id)
                         .unwrap_or_default()
-                        .into(),
-                ),
-                active_tasks: live_by_agent.get(&a.id).map_or(0, |l| l.0),
-                unhealthy_reason: self
-                    .agent_unhealthy_reason(&a.id)
-                    .unwrap_or_default()
-                    .to_string(),
-                used: Some(
-                    live_by_agent
-                        .get(&a.id)
-                        .map_or(Resources::ZERO, |l| l.1)
-                        .into(),
-                ),
+                        .to_string(),
+                    used: Some(
+                        live_by_agent
+                            .get(&a.id)
+                            .map_or(Resources::ZERO, |l| l.1)
+                            .into(),
+                    ),
+                }
             })
             .collect();
         let mut tasks: Vec<pb::TaskSummary> = self

@@ -281,6 +281,8 @@ impl SimAgent {
                     }),
                     tasks,
                     unhealthy_reason: String::new(),
+                    isolation: vec![],
+                    isolation_warning: String::new(),
                 },
             )),
         })

@@ -102,6 +102,8 @@ async fn a_hosted_scheduler_waits_for_its_state_to_commit_and_is_listed_while_it
                 }),
                 tasks: vec![],
                 unhealthy_reason: String::new(),
+                isolation: vec![],
+                isolation_warning: String::new(),
             },
             now,
         )
