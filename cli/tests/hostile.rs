@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     MasterAndAgent, NATIVE_DEFAULT_ROLE, assert_pi, cgroups_unavailable, example, framework_pids,
-    output, start_master, vm_hwm_kib, wait_until,
+    output, start_master, succeeded, vm_hwm_kib, wait_until,
 };
 
 /// One hostile scheduler: its `init` argument, extra `wasmos submit` flags, and the texts its
@@ -185,6 +185,50 @@ async fn a_scheduler_failed_while_its_task_runs_has_the_task_killed() {
         wait_until(|| framework_pids(&framework).is_empty()).await,
         "framework {framework}'s task still has processes: {:?}",
         framework_pids(&framework)
+    );
+    cluster.stop().await;
+}
+
+/// A hosted scheduler gives one Wasm task its own fuel budget or deadline through the WIT task
+/// record (`wasm-task.fuel`, `wasm-task.timeout-seconds`): a spinning task with 10^8 fuel
+/// runs out of it, one with a 1 s deadline (and the default fuel, minutes of work) fails at
+/// the deadline, each naming the task's own field; fuel 0 is refused at launch, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_schedulers_task_budget_is_its_own() {
+    let cluster = MasterAndAgent::start().await;
+    let addr = cluster.addr.clone();
+    let hostile = example("hostile");
+    let run = |mode: &str| {
+        let args: Vec<String> = ["submit", &hostile, "--master", &addr, "--", mode]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        tokio::spawn(async move { output(&args).await })
+    };
+    let fuel = run("budget:100000000:-:loop");
+    let deadline = run("budget:-:1:loop");
+    let zero = run("budget:0:-:loop");
+
+    let out = fuel.await.unwrap();
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains("budget task failed")
+            && stdout.contains("ran out of fuel (budget 100000000 units, set by the task's"),
+        "{stdout}"
+    );
+    let out = deadline.await.unwrap();
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains("budget task failed")
+            && stdout.contains("exceeded its deadline of 1 s, set by the task's"),
+        "{stdout}"
+    );
+    let out = zero.await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("hostile launch refused") && stderr.contains("fuel"),
+        "{stderr}"
     );
     cluster.stop().await;
 }

@@ -146,9 +146,21 @@ void framework_list_u8_free(framework_list_u8_t *ptr) {
   }
 }
 
+void framework_option_f64_free(framework_option_f64_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void framework_option_u64_free(framework_option_u64_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
 void wasmos_framework_types_wasm_task_free(wasmos_framework_types_wasm_task_t *ptr) {
   framework_string_free(&ptr->executor_id);
   framework_list_u8_free(&ptr->payload);
+  framework_option_f64_free(&ptr->timeout_seconds);
+  framework_option_u64_free(&ptr->fuel);
 }
 
 void framework_list_string_free(framework_list_string_t *ptr) {

@@ -54,12 +54,30 @@ typedef struct {
   size_t len;
 } framework_list_u8_t;
 
+typedef struct {
+  bool is_some;
+  double val;
+} framework_option_f64_t;
+
+typedef struct {
+  bool is_some;
+  uint64_t val;
+} framework_option_u64_t;
+
 // A task for the framework's own executor.
 typedef struct wasmos_framework_types_wasm_task_t {
   // Tasks with the same executor id on one agent share one executor instance.
   framework_string_t   executor_id;
   // Opaque bytes handed to the executor's `launch`.
   framework_list_u8_t   payload;
+  // This task's wall-clock deadline in seconds; none: the framework's, else the agent's
+  // default (1 h). Finite, above 0 and at most 604800 (7 days), else the launch is
+  // refused; an agent refuses one over its `--max-wasm-task-timeout` (default 24 h).
+  framework_option_f64_t   timeout_seconds;
+  // This task's fuel budget (about one unit per Wasm instruction); none: the
+  // framework's, else the agent's default (10^11). 1 to 10^13, else the launch is
+  // refused; an agent refuses one over its `--max-wasm-task-fuel` (default 10^12).
+  framework_option_u64_t   fuel;
 } wasmos_framework_types_wasm_task_t;
 
 typedef struct {
@@ -303,6 +321,10 @@ void framework_list_tuple2_string_string_free(framework_list_tuple2_string_strin
 void wasmos_framework_types_offer_free(wasmos_framework_types_offer_t *ptr);
 
 void framework_list_u8_free(framework_list_u8_t *ptr);
+
+void framework_option_f64_free(framework_option_f64_t *ptr);
+
+void framework_option_u64_free(framework_option_u64_t *ptr);
 
 void wasmos_framework_types_wasm_task_free(wasmos_framework_types_wasm_task_t *ptr);
 

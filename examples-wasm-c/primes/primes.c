@@ -268,6 +268,9 @@ static void launch_on(exports_wasmos_framework_scheduler_offer_t *offer) {
         str_t payload;
         framework_string_dup(&payload, buf);
         t->kind.val.wasm.payload = (framework_list_u8_t){payload.ptr, payload.len};
+        /* The framework's deadline and fuel budget (or the agent's defaults). */
+        t->kind.val.wasm.timeout_seconds.is_some = false;
+        t->kind.val.wasm.fuel.is_some = false;
     }
     framework_list_string_t offer_ids = {&offer->id, 1};
     str_t err;

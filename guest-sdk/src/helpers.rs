@@ -164,8 +164,28 @@ impl TaskInfo {
             kind: TaskKind::Wasm(WasmTask {
                 executor_id: executor_id.into(),
                 payload: payload.into(),
+                timeout_seconds: None,
+                fuel: None,
             }),
         }
+    }
+
+    /// This Wasm task with its own wall-clock deadline instead of its framework's (or the
+    /// agent's 1 h default). A native task is returned unchanged: it has no deadline.
+    pub fn with_timeout_seconds(mut self, seconds: f64) -> TaskInfo {
+        if let TaskKind::Wasm(w) = &mut self.kind {
+            w.timeout_seconds = Some(seconds);
+        }
+        self
+    }
+
+    /// This Wasm task with its own fuel budget instead of its framework's (or the agent's
+    /// 10^11 default). A native task is returned unchanged.
+    pub fn with_fuel(mut self, fuel: u64) -> TaskInfo {
+        if let TaskKind::Wasm(w) = &mut self.kind {
+            w.fuel = Some(fuel);
+        }
+        self
     }
 
     /// A native command task (`argv[0]` looked up on the agent's PATH, nothing inherited from

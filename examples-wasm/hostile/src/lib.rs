@@ -39,6 +39,7 @@
 //! | `running-loop` | launches a native `sleep 600` task, then spins once it is `running` (the master must fail the scheduler and kill the task) |
 //! | `log-flood:N` | writes `N` lines of 100 bytes with `driver::log` inside `init`, then behaves as without it |
 //! | `alias-launch:N` | launches `N` Wasm tasks whose payloads all name one 4 MiB region of its memory (the host would copy `N` × 4 MiB); finishes with `hostile launch refused: ...` should the call return |
+//! | `budget:FUEL:SECONDS:PAYLOAD` | launches one task running `PAYLOAD` (e.g. `loop`) with its own fuel budget and deadline (`-` leaves one unset), and finishes with `Ok("budget task STATE: MESSAGE")` once it ends (`Err("hostile launch refused: ...")` if refused) |
 //! | `timers:N` | sets `N` timers (ids `0..N`, one hour each) inside `init`, sets timer 0 again, and finishes with `Ok("timers: S set, R refused, reset 0: ok; first refusal: ERROR")` (`reset 0: err: ERROR` if setting a pending id again failed) |
 //!
 //! `foreign-offer` and `overcommit` end the framework with `driver::finish(Err(..))` carrying
@@ -224,6 +225,13 @@ enum Mode {
     RunningLoop { launched: bool },
     /// Launches this many tasks whose payloads alias one region.
     AliasLaunch(usize),
+    /// Launches one task with its own budget; reports how it ended.
+    Budget {
+        fuel: Option<u64>,
+        timeout_seconds: Option<f64>,
+        payload: String,
+        launched: bool,
+    },
 }
 
 /// `greedy:CPU_MILLIS:MEM_MIB:TASK_MS`.
@@ -413,6 +421,35 @@ impl Scheduler for HostileScheduler {
                 "overcommit" => mode = Some(Mode::Overcommit { launched: false }),
                 "greedy" => mode = Some(Mode::Greedy(Greedy::parse(rest)?)),
                 "running-loop" => mode = Some(Mode::RunningLoop { launched: false }),
+                "budget" => {
+                    let usage = "usage: budget:FUEL:SECONDS:PAYLOAD (- for unset)";
+                    let mut parts = rest.splitn(3, ':');
+                    let (Some(fuel), Some(secs), Some(payload)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        return Err(format!("bad budget spec {rest:?}; {usage}"));
+                    };
+                    let fuel = match fuel {
+                        "-" => None,
+                        n => Some(
+                            n.parse::<u64>()
+                                .map_err(|e| format!("bad fuel {n:?}: {e}; {usage}"))?,
+                        ),
+                    };
+                    let timeout_seconds = match secs {
+                        "-" => None,
+                        n => Some(
+                            n.parse::<f64>()
+                                .map_err(|e| format!("bad seconds {n:?}: {e}; {usage}"))?,
+                        ),
+                    };
+                    mode = Some(Mode::Budget {
+                        fuel,
+                        timeout_seconds,
+                        payload: payload.to_string(),
+                        launched: false,
+                    });
+                }
                 "alias-launch" => {
                     let n: usize = rest
                         .parse()
@@ -501,6 +538,30 @@ impl Scheduler for HostileScheduler {
                 };
                 alias_launch(&offer.id, &offer.agent_id, *n);
             }
+            Mode::Budget {
+                fuel,
+                timeout_seconds,
+                payload,
+                launched,
+            } => {
+                let Some(offer) = offers.first().filter(|_| !*launched) else {
+                    return;
+                };
+                let mut task = TaskInfo::wasm(
+                    "budget-1",
+                    &offer.agent_id,
+                    Resources::cpu_mem(100, 32),
+                    "hostile",
+                    payload.as_bytes(),
+                );
+                if let Some(f) = fuel {
+                    task = task.with_fuel(*f);
+                }
+                if let Some(t) = timeout_seconds {
+                    task = task.with_timeout_seconds(*t);
+                }
+                *launched = launch_or_finish(std::slice::from_ref(&offer.id), task);
+            }
         }
     }
 
@@ -522,6 +583,13 @@ impl Scheduler for HostileScheduler {
                 }
             }
             Mode::Greedy(g) => g.status_update(&status),
+            Mode::Budget { .. } if status.state == TaskState::Error => {
+                driver::finish(Err(format!("hostile launch refused: {}", status.message)))
+            }
+            Mode::Budget { .. } if status.state.is_terminal() => driver::finish(Ok(format!(
+                "budget task {}: {}",
+                status.state, status.message
+            ))),
             Mode::RunningLoop { .. } if status.state == TaskState::Running => spin(),
             Mode::RunningLoop { .. } if status.state.is_terminal() => driver::finish(Err(format!(
                 "running-loop task {} ended before the scheduler spun: {} {}",

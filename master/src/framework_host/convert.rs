@@ -20,7 +20,8 @@ pub(super) fn task_to_pb(t: wit::TaskInfo) -> pb::TaskInfo {
         wit::TaskKind::Wasm(w) => pb::task_info::Kind::Wasm(pb::WasmTask {
             executor_id: w.executor_id,
             payload: w.payload,
-            ..Default::default()
+            timeout_seconds: w.timeout_seconds,
+            fuel: w.fuel,
         }),
         wit::TaskKind::Command(c) => pb::task_info::Kind::Command(pb::CommandTask {
             argv: c.argv,

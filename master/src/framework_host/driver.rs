@@ -354,6 +354,8 @@ mod tests {
                 kind: wit::TaskKind::Wasm(wit::WasmTask {
                     executor_id: "e".into(),
                     payload: vec![],
+                    timeout_seconds: None,
+                    fuel: None,
                 }),
             })
             .collect()
