@@ -541,4 +541,88 @@ mod tests {
         fs::write(dir.path().join("cpu.max"), "50000 100000\n").unwrap();
         assert_eq!(cg.cpu_quota().unwrap(), Some((50_000, 100_000)));
     }
+
+    /// The cgroup2 mount of a hybrid host (v1 controllers, an empty unified hierarchy), if
+    /// this process may write there.
+    fn unified_mount() -> Option<PathBuf> {
+        let p = PathBuf::from("/sys/fs/cgroup/unified");
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        (root && p.join("cgroup.procs").exists()).then_some(p)
+    }
+
+    /// cgroup v2 as far as a hybrid host allows: its cgroup2 hierarchy has no controllers
+    /// (cpu, memory and pids are bound to the v1 hierarchies and cannot move while those hold
+    /// cgroups), so a v2 hierarchy there is refused, naming the controller it cannot enable
+    /// and what the agent needs; and a v2 cgroup's limits are written as the v2 files.
+    #[test]
+    fn a_v2_hierarchy_without_controllers_is_refused_and_v2_limits_are_the_v2_files() {
+        if let Some(unified) = unified_mount() {
+            let h = CgroupHierarchy::v2_at(unified.join("wasmos-test-refusal")).unwrap();
+            let e = h.prepare().unwrap_err().to_string();
+            let _ = fs::remove_dir(unified.join("wasmos-test-refusal"));
+            assert!(
+                e.contains("cannot enable the cpu controller") && e.contains("delegated subtree"),
+                "{e}"
+            );
+        } else {
+            eprintln!("SKIPPED the refusal half: no writable /sys/fs/cgroup/unified here");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cg = TaskCgroup {
+            version: CgroupVersion::V2,
+            dirs: vec![dir.path().to_path_buf()],
+        };
+        fs::write(dir.path().join("memory.swap.max"), "max").unwrap();
+        cg.apply_limits(&CgroupLimits {
+            millicpus: 250,
+            memory_bytes: 64 << 20,
+            pids: 100,
+        })
+        .unwrap();
+        let read = |f: &str| fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(
+            read("cpu.max"),
+            format!("{} {CFS_PERIOD_US}", CFS_PERIOD_US / 4)
+        );
+        assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("memory.swap.max"), "0");
+        assert_eq!(read("pids.max"), "100");
+    }
+
+    /// A process placed in a real v2 cgroup (on the host's cgroup2 mount) through
+    /// `procs_files` is listed by `pids`, and `signal_all(SIGKILL)` ends it through
+    /// `cgroup.kill`; `remove` then removes the cgroup.
+    #[test]
+    fn a_process_in_a_v2_cgroup_is_listed_and_killed_through_cgroup_kill() {
+        let Some(unified) = unified_mount() else {
+            eprintln!("SKIPPED: no writable cgroup2 mount at /sys/fs/cgroup/unified");
+            return;
+        };
+        let dir = unified.join(format!("wasmos-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cg = TaskCgroup {
+            version: CgroupVersion::V2,
+            dirs: vec![dir.clone()],
+        };
+        assert!(
+            dir.join("cgroup.kill").exists(),
+            "this kernel has cgroup.kill"
+        );
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        for f in cg.procs_files() {
+            fs::write(f, pid.to_string()).unwrap();
+        }
+        assert_eq!(cg.pids(), vec![pid]);
+        assert_eq!(cg.signal_all(libc::SIGKILL), 1);
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        cg.remove();
+        assert!(!dir.exists(), "the cgroup was removed");
+    }
 }
