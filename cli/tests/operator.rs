@@ -230,8 +230,23 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
     aligned(header, line, "CPUS USED/TOTAL", "0.5/4");
     aligned(header, line, "MEM MIB USED/TOTAL", "128/4096");
     aligned(header, line, "ATTRIBUTES", "rack:r1");
+    // A real agent as root probes native-task isolation at start and registers what is on.
+    let full = "user,mount,pid,no_new_privs,caps,seccomp";
+    if common::cgroups_unavailable().is_none() {
+        aligned(header, line, "ISOLATION", full);
+    }
     let agents = json(&addr, &["agents"]).await;
     let a = &agents[0];
+    if common::cgroups_unavailable().is_none() {
+        let on: Vec<&str> = a["isolation"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no isolation list in {a}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(on.join(","), full, "{a}");
+        assert_eq!(a["isolation_warning"], Value::Null, "{a}");
+    }
     assert_eq!(a["id"], agent_id.as_str());
     assert_eq!(a["hostname"], "ops-host");
     assert_eq!(a["state"], "reachable");
