@@ -47,11 +47,12 @@ pub enum LaunchError {
     /// An argument or environment entry cannot be passed to `execve`.
     #[error("argument or environment entry contains a NUL byte")]
     Nul,
-    /// A file the task needs (its output files, stdin, its cgroup's `cgroup.procs`) could not
+    /// A file the task needs (its output files, stdin, the file that puts it in its cgroup)
+    /// could not
     /// be opened.
     #[error("cannot prepare {what} {path}: {source}")]
     Prepare {
-        /// What the file is for (`"stdout file"`, `"stdin"`, `"cgroup.procs"`).
+        /// What the file is for (`"stdout file"`, `"stdin"`, `"cgroup membership file"`).
         what: &'static str,
         /// The file.
         path: PathBuf,
@@ -235,7 +236,7 @@ pub fn spawn(spec: &CommandSpec<'_>) -> Result<i32, LaunchError> {
         .cgroup
         .procs_files()
         .iter()
-        .map(|p| open_file(p, "cgroup.procs", false))
+        .map(|p| open_file(p, "cgroup membership file", false))
         .collect::<Result<_, _>>()?;
     let procs_fds: Vec<RawFd> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let marker = format!(

@@ -247,6 +247,15 @@ impl Containerizer for NativeContainerizer {
                 )));
             }
         };
+        // The task has exec'd: from now on it gets its own CPU share.
+        if let Err(e) = cgroup.limit_cpu(limits.millicpus) {
+            let cg = cgroup.clone();
+            let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+            tokio::spawn(launcher::wait_exit(pid));
+            return Err(ContainerError::Failed(format!(
+                "cannot set the task's CPU quota: {e}"
+            )));
+        }
         // The supervisor is our child and cannot be reaped before we look, so this is its
         // start time, not a successor's.
         let start = launcher::process_start_time(pid).unwrap_or(0);
