@@ -405,8 +405,9 @@ impl Acl {
         self.enforce
     }
 
-    /// Authenticates the call's token (with enforcement), decides `action`, and audits the
-    /// outcome (a refusal always, an allowed call when it is mutating).
+    /// Authenticates the call's token (with enforcement) and decides `action`; the verdict
+    /// carries the audit record (a refusal always, an allowed call when it is mutating),
+    /// written by [`Verdict::audited`] once the caller has let go of the registry's lock.
     pub fn authorize(
         &self,
         metadata: &MetadataMap,
@@ -414,28 +415,26 @@ impl Acl {
         action: &Action,
         registry: &Registry,
         now: Millis,
-    ) -> Result<Caller, Denied> {
+    ) -> Verdict<Caller> {
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
         let result = self
             .authenticate(metadata, &peer, action, registry, now)
             .and_then(|caller| decide(&caller, action, registry).map(|()| caller));
-        match &result {
-            Ok(c) => {
-                if action.mutating() {
-                    self.audit(
-                        now,
-                        &c.principal,
-                        &c.accessor,
-                        action,
-                        Outcome::Allowed,
-                        "",
-                        &peer,
-                    );
-                }
-            }
+        let record = match &result {
+            Ok(c) => action.mutating().then(|| {
+                record(
+                    now,
+                    &c.principal,
+                    &c.accessor,
+                    action,
+                    Outcome::Allowed,
+                    "",
+                    &peer,
+                )
+            }),
             Err(d) => {
                 let (principal, accessor) = self.who(metadata, registry);
-                self.audit(
+                Some(record(
                     now,
                     &principal,
                     &accessor,
@@ -443,23 +442,26 @@ impl Acl {
                     Outcome::Denied,
                     &d.to_string(),
                     &peer,
-                );
+                ))
             }
-        }
-        result
+        };
+        Verdict { result, record }
     }
 
     /// Re-decides `action` for a caller authenticated earlier (a call on an open stream),
-    /// with its token's current rights; audits a refusal.
+    /// with its token's current rights; the verdict carries the record of a refusal.
     pub fn recheck(
         &self,
         caller: &Caller,
         action: &Action,
         registry: &Registry,
         now: Millis,
-    ) -> Result<(), Denied> {
+    ) -> Verdict<()> {
         let Some(hash) = &caller.secret_sha256 else {
-            return Ok(());
+            return Verdict {
+                result: Ok(()),
+                record: None,
+            };
         };
         let result = match registry.acl.by_hash(hash).filter(|t| t.live_at(now)) {
             None => Err(Denied::Unauthenticated(format!(
@@ -472,8 +474,8 @@ impl Acl {
                 decide(&fresh, action, registry)
             }
         };
-        if let Err(d) = &result {
-            self.audit(
+        let record = result.as_ref().err().map(|d| {
+            record(
                 now,
                 &caller.principal,
                 &caller.accessor,
@@ -481,9 +483,9 @@ impl Acl {
                 Outcome::Denied,
                 &d.to_string(),
                 &caller.peer,
-            );
-        }
-        result
+            )
+        });
+        Verdict { result, record }
     }
 
     /// Whether `caller`'s token is still accepted (always, without enforcement).
@@ -502,44 +504,6 @@ impl Acl {
     /// Receives a change on every revocation.
     pub fn watch_revocations(&self) -> watch::Receiver<u64> {
         self.revocations.subscribe()
-    }
-
-    /// Records an allowed mutating call that [`Acl::authorize`] could not see the end of (or
-    /// any other audit event), as `caller`.
-    pub fn audit_allowed(&self, now: Millis, caller: &Caller, action: &Action) {
-        self.audit(
-            now,
-            &caller.principal,
-            &caller.accessor,
-            action,
-            Outcome::Allowed,
-            "",
-            &caller.peer,
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn audit(
-        &self,
-        now: Millis,
-        principal: &str,
-        accessor: &str,
-        action: &Action,
-        outcome: Outcome,
-        reason: &str,
-        peer: &str,
-    ) {
-        self.audit.record(&AuditRecord {
-            time_ms: now,
-            time: rfc3339(now),
-            principal: principal.to_string(),
-            accessor: accessor.to_string(),
-            action: action.name().to_string(),
-            object: action.object(),
-            outcome,
-            reason: reason.to_string(),
-            peer: peer.to_string(),
-        });
     }
 
     /// The principal and accessor of the call's token if it is a known one (for auditing a
@@ -606,6 +570,47 @@ impl Acl {
             rights: Rights::of(&token.policies, &registry.acl.policies),
             peer: peer.to_string(),
         })
+    }
+}
+
+/// A decision and the audit record it leaves: call [`Verdict::audited`] to write the record
+/// (outside any lock) and get the decision.
+#[must_use = "a verdict must be audited"]
+#[derive(Debug)]
+pub struct Verdict<T> {
+    result: Result<T, Denied>,
+    record: Option<AuditRecord>,
+}
+
+impl<T> Verdict<T> {
+    /// Writes the audit record, if any, to `acl`'s log and returns the decision.
+    pub fn audited(self, acl: &Acl) -> Result<T, Denied> {
+        if let Some(r) = &self.record {
+            acl.audit.record(r);
+        }
+        self.result
+    }
+}
+
+fn record(
+    now: Millis,
+    principal: &str,
+    accessor: &str,
+    action: &Action,
+    outcome: Outcome,
+    reason: &str,
+    peer: &str,
+) -> AuditRecord {
+    AuditRecord {
+        time_ms: now,
+        time: rfc3339(now),
+        principal: principal.to_string(),
+        accessor: accessor.to_string(),
+        action: action.name().to_string(),
+        object: action.object(),
+        outcome,
+        reason: reason.to_string(),
+        peer: peer.to_string(),
     }
 }
 

@@ -30,15 +30,15 @@ impl Master {
         action: &Action,
     ) -> Result<Caller, Status> {
         let now = self.now();
-        let core = self.core();
-        self.acl
-            .authorize(
-                request.metadata(),
-                request.remote_addr(),
-                action,
-                core.registry(),
-                now,
-            )
+        let verdict = self.acl.authorize(
+            request.metadata(),
+            request.remote_addr(),
+            action,
+            self.core().registry(),
+            now,
+        );
+        verdict
+            .audited(&self.acl)
             .map_err(|d| ServiceError::Denied(d).into())
     }
 

@@ -57,13 +57,11 @@ impl SchedulerService for Master {
                 framework: info.and_then(|i| FrameworkId::new(i.id.clone()).ok()),
             }
         };
-        let caller = {
-            let now = self.now();
-            let core = self.core();
-            self.acl()
-                .authorize(&metadata, peer, &action, core.registry(), now)
-                .map_err(ServiceError::Denied)?
-        };
+        let now = self.now();
+        let verdict = self
+            .acl()
+            .authorize(&metadata, peer, &action, self.core().registry(), now);
+        let caller = verdict.audited(self.acl()).map_err(ServiceError::Denied)?;
         if caller.authenticated()
             && let Some(info) = sub.framework_info.as_mut()
         {
@@ -162,10 +160,10 @@ impl Master {
         let action = Action::LaunchNative {
             framework: framework.clone(),
         };
-        let refused = {
-            let core = self.core();
-            self.acl().recheck(caller, &action, core.registry(), now)
-        };
+        let verdict = self
+            .acl()
+            .recheck(caller, &action, self.core().registry(), now);
+        let refused = verdict.audited(self.acl());
         match refused {
             Ok(()) => call,
             Err(denied) => {
