@@ -10,6 +10,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::operator_service_client::OperatorServiceClient;
@@ -20,8 +23,44 @@ use crate::display::escape_controls_keep_lines;
 /// told.
 pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
 
-/// A connected operator client.
-pub type OperatorClient = OperatorServiceClient<Channel>;
+/// A connected operator client; every call carries the token given to [`set_token`].
+pub type OperatorClient = OperatorServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// The token every call to a master carries (`--token` / `WASMOS_TOKEN`), set once at start.
+static TOKEN: std::sync::OnceLock<Option<MetadataValue<Ascii>>> = std::sync::OnceLock::new();
+
+/// Sets the token later calls carry as `authorization: Bearer <token>`; refused when it is
+/// not printable ASCII.
+pub fn set_token(token: Option<&str>) -> Result<(), String> {
+    let value = match token.map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse::<MetadataValue<Ascii>>()
+                .map_err(|_| {
+                    "the token (--token or WASMOS_TOKEN) is not printable ASCII".to_string()
+                })?,
+        ),
+    };
+    let _ = TOKEN.set(value);
+    Ok(())
+}
+
+/// Adds the `authorization` header of [`set_token`]'s token to each call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BearerToken;
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(Some(v)) = TOKEN.get() {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Largest gRPC message sent to or accepted from the master.
 const MAX_MESSAGE: usize = 16 << 20;
@@ -197,9 +236,11 @@ pub async fn connect(master: &str) -> Result<OperatorClient, Failure> {
              running there? pass its address with --master"
         ))
     })?;
-    Ok(OperatorServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE))
+    Ok(
+        OperatorServiceClient::with_interceptor(channel, BearerToken)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+    )
 }
 
 /// A gRPC status as a sentence, naming the leader when the master is not it ("this master is

@@ -1,5 +1,6 @@
 //! The `wasmos` command. Thin glue: each subcommand parses its flags and calls a library crate.
 
+mod acl;
 mod agent;
 mod client;
 mod compiler;
@@ -19,6 +20,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "wasmos", version, about)]
 struct Cli {
+    /// The token calls to a master carry (as `authorization: Bearer TOKEN`); needed by a
+    /// master started with --acl. By default the environment variable WASMOS_TOKEN, which
+    /// is better than the flag: a flag shows in `ps`.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +59,18 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    /// Bootstrap the ACLs and define policies.
+    Acl {
+        #[command(subcommand)]
+        command: acl::AclCommand,
+    },
+    /// Create, list and revoke tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: acl::TokensCommand,
+    },
+    /// Read a master's audit log (refusals and mutating calls) from its data dir.
+    Audit(acl::AuditArgs),
     /// Work with single tasks, without a cluster.
     Task {
         #[command(subcommand)]
@@ -96,6 +114,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Err(e) = client::set_token(
+        cli.token
+            .clone()
+            .or_else(|| std::env::var("WASMOS_TOKEN").ok())
+            .as_deref(),
+    ) {
+        eprintln!("wasmos: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,6 +151,9 @@ fn main() -> ExitCode {
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,
+            Command::Acl { command } => acl::acl(command).await,
+            Command::Tokens { command } => acl::tokens(command).await,
+            Command::Audit(args) => acl::audit(args),
         }
     })
 }

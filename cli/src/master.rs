@@ -88,6 +88,13 @@ pub struct Args {
     weights: Vec<(String, f64)>,
     #[command(flatten)]
     command_tasks: CommandTaskArgs,
+    /// Enforce ACLs: every call needs a token (`--token`/WASMOS_TOKEN) whose policies grant
+    /// it; until `wasmos acl bootstrap` creates the first token, only that call is served.
+    /// Off by default for now (every call is then allowed, as principal `anonymous`); it
+    /// will become the default for every master but `wasmos dev`. Refusals and mutating
+    /// calls are audited in DIR/audit.jsonl with --data-dir (read it with `wasmos audit`).
+    #[arg(long)]
+    acl: bool,
     /// This master's id in its Raft group (with --peers; default 1).
     #[arg(long, value_name = "N")]
     id: Option<u64>,
@@ -208,6 +215,8 @@ impl Args {
     fn config(&self) -> anyhow::Result<MasterConfig> {
         let mut c = MasterConfig {
             command_task_roles: self.command_tasks.roles()?,
+            enforce_acl: self.acl,
+            audit_dir: self.data_dir.clone(),
             ..MasterConfig::default()
         };
         if let Some(d) = self.allocation_interval {

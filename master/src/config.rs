@@ -60,6 +60,15 @@ pub struct MasterConfig {
     /// Default: no role (`Some` of an empty set), since a native task is the one kind that
     /// leaves the Wasm sandbox; `wasmos master --command-task-roles ROLE,...` (or `*`).
     pub command_task_roles: Option<BTreeSet<String>>,
+    /// Whether calls need a token whose policies grant them (`crate::acl`): default deny,
+    /// `UNAUTHENTICATED` without a valid token, `PERMISSION_DENIED` naming the rule without
+    /// the right. Default false for now (`wasmos master --acl` turns it on); every call is
+    /// then allowed as principal `anonymous`.
+    pub enforce_acl: bool,
+    /// Where the audit log is written (`DIR/audit.jsonl`, rotated at 16 MiB); `None` writes
+    /// it to the tracing target `wasmos::audit` only. Default `None` (`wasmos master`
+    /// uses its `--data-dir`).
+    pub audit_dir: Option<std::path::PathBuf>,
     /// Events queued to one connection (scheduler, agent or hosted framework) before further
     /// ones are dropped (updates are resent; dropped offers time out). Bounds the memory a
     /// slow client can pin. Default 4096 (no flag).
@@ -185,6 +194,8 @@ impl Default for MasterConfig {
             update_resend_interval: Duration::from_secs(10),
             allowed_roles: None,
             command_task_roles: Some(BTreeSet::new()),
+            enforce_acl: false,
+            audit_dir: None,
             connection_queue: 4096,
             max_message_bytes: wasmos_api::limits::MAX_MESSAGE_BYTES,
             max_component_bytes: 64 << 20,

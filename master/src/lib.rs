@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod allocator;
 pub mod blobs;
 pub mod config;

@@ -272,6 +272,23 @@ pub enum Command {
         /// The digest, 64 lowercase hex digits.
         sha256: String,
     },
+    /// Stores the first management token (`wasmos acl bootstrap`); refused once the ACLs are
+    /// bootstrapped.
+    AclBootstrap(crate::acl::TokenRecord),
+    /// Stores a new token (its secret's hash only).
+    PutToken(crate::acl::TokenRecord),
+    /// Forgets a token: it is refused from now on.
+    RevokeToken {
+        /// The token's accessor.
+        accessor: String,
+    },
+    /// Defines or replaces a policy.
+    PutPolicy {
+        /// Its name.
+        name: String,
+        /// What it grants.
+        policy: crate::acl::Policy,
+    },
 }
 
 /// Why a command was refused. The registry is unchanged when `apply` returns one. Serializable
@@ -333,6 +350,10 @@ pub enum RegistryError {
         /// The limit it exceeds.
         limit: Resources,
     },
+    /// An ACL command ([`Command::AclBootstrap`], [`Command::PutToken`],
+    /// [`Command::RevokeToken`], [`Command::PutPolicy`]) refused.
+    #[error(transparent)]
+    Acl(#[from] crate::acl::AclStateError),
 }
 
 /// Checks a role name: 1 to [`MAX_ROLE_LEN`] bytes of `[A-Za-z0-9._/-]`, `/`-separated
@@ -389,6 +410,9 @@ pub struct Registry {
     /// Frameworks whose scheduler the master hosts, and how to start it; dropped with the
     /// framework.
     pub hosted: BTreeMap<FrameworkId, HostedSpec>,
+    /// Tokens (hashes only) and policies. Last, so that a snapshot written before it existed
+    /// decodes with the default appended (`raft::store`).
+    pub acl: crate::acl::AclState,
 }
 
 impl Registry {
@@ -526,6 +550,12 @@ impl Registry {
                 }
                 self.components.remove(&sha256);
             }
+            Command::AclBootstrap(token) => self.acl.bootstrap(token)?,
+            Command::PutToken(token) => self.acl.put_token(token)?,
+            Command::RevokeToken { accessor } => {
+                self.acl.revoke(&accessor)?;
+            }
+            Command::PutPolicy { name, policy } => self.acl.put_policy(name, policy)?,
         }
         Ok(())
     }

@@ -29,7 +29,9 @@ impl Scheduler {
     /// Subscribes `info` at the master at `addr` and waits for the `Subscribed` event; panics
     /// when the master refuses. Messages are bounded by tonic's defaults (4 MiB decoding).
     pub async fn subscribe(addr: &str, info: pb::FrameworkInfo) -> Self {
-        Self::connect(addr, info, None).await.expect("subscribed")
+        Self::connect(addr, info, None, None)
+            .await
+            .expect("subscribed")
     }
 
     /// As [`Scheduler::subscribe`], with messages of up to `max_message_bytes` either way (a
@@ -39,7 +41,7 @@ impl Scheduler {
         info: pb::FrameworkInfo,
         max_message_bytes: usize,
     ) -> Self {
-        Self::connect(addr, info, Some(max_message_bytes))
+        Self::connect(addr, info, Some(max_message_bytes), None)
             .await
             .expect("subscribed")
     }
@@ -47,13 +49,24 @@ impl Scheduler {
     /// As [`Scheduler::subscribe`], but a refusal of the subscription (e.g. of a component
     /// never uploaded) is returned as the RPC's status instead of panicking.
     pub async fn try_subscribe(addr: &str, info: pb::FrameworkInfo) -> Result<Self, tonic::Status> {
-        Self::connect(addr, info, None).await
+        Self::connect(addr, info, None, None).await
+    }
+
+    /// As [`Scheduler::try_subscribe`], sending `token` as `authorization: Bearer TOKEN` (for
+    /// a master that enforces ACLs).
+    pub async fn try_subscribe_as(
+        addr: &str,
+        info: pb::FrameworkInfo,
+        token: &str,
+    ) -> Result<Self, tonic::Status> {
+        Self::connect(addr, info, None, Some(token)).await
     }
 
     async fn connect(
         addr: &str,
         info: pb::FrameworkInfo,
         max_message_bytes: Option<usize>,
+        token: Option<&str>,
     ) -> Result<Self, tonic::Status> {
         let mut client = SchedulerServiceClient::connect(format!("http://{addr}"))
             .await
@@ -71,10 +84,14 @@ impl Scheduler {
         })
         .await
         .expect("the call channel is open");
-        let events = client
-            .subscribe(ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(t) = token {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("an ASCII token"),
+            );
+        }
+        let events = client.subscribe(request).await?.into_inner();
         let mut s = Scheduler {
             tx,
             events,

@@ -84,6 +84,10 @@ impl From<RegistryError> for CoreError {
                 CoreError::Precondition(m)
             }
             RegistryError::StateTooLarge(_) => CoreError::Exhausted(m),
+            RegistryError::Acl(crate::acl::AclStateError::Invalid(_)) => CoreError::Invalid(m),
+            RegistryError::Acl(crate::acl::AclStateError::Conflict(_)) => {
+                CoreError::Precondition(m)
+            }
         }
     }
 }

@@ -45,6 +45,7 @@ use crate::offers::OfferBook;
 use crate::registry::{AgentState, Command, FrameworkState, Registry, RegistryError};
 use crate::tasks::TaskBook;
 
+mod acl;
 mod agent_messages;
 mod agents;
 mod components;

@@ -246,8 +246,18 @@ fn decode_snapshot(record: &[u8]) -> Result<StoredSnapshot, String> {
 }
 
 fn decode_registry(data: &[u8]) -> Result<Registry, String> {
-    super::codec::from_slice(data)
-        .map_err(|e| format!("the snapshot's registry does not decode: {e}"))
+    super::codec::from_slice(data).or_else(|e| {
+        // A snapshot written before the registry had its last field (`acl`): postcard
+        // encodes a struct as its fields in order, so appending the field's default makes it
+        // a current one.
+        let mut upgraded = data.to_vec();
+        upgraded.extend(
+            super::codec::to_vec(&crate::acl::AclState::default())
+                .map_err(|e| format!("the default ACL state does not encode: {e}"))?,
+        );
+        super::codec::from_slice(&upgraded)
+            .map_err(|_| format!("the snapshot's registry does not decode: {e}"))
+    })
 }
 
 fn read_err(e: impl Into<redb::Error>) -> StorageError<NodeId> {
@@ -1114,6 +1124,22 @@ mod tests {
     use openraft::{CommittedLeaderId, Membership, RaftLogReader};
 
     use crate::registry::Command;
+
+    #[test]
+    fn a_snapshot_from_before_the_acl_state_decodes_with_none() {
+        let mut reg = Registry::default();
+        reg.apply(Command::SetWeight {
+            role: "r".into(),
+            weight: 2.0,
+        })
+        .unwrap();
+        let current = super::super::codec::to_vec(&reg).unwrap();
+        let tail = super::super::codec::to_vec(&crate::acl::AclState::default()).unwrap();
+        // What a master without the `acl` field wrote: the same bytes without the tail.
+        let old = &current[..current.len() - tail.len()];
+        assert_eq!(decode_registry(old).unwrap(), reg);
+        assert!(decode_registry(&current[..3]).is_err());
+    }
 
     struct Builder;
 

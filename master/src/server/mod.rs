@@ -20,6 +20,7 @@
 //! itself: it takes a `TcpListener`, so tests can use port 0.
 
 mod agent_service;
+mod authz;
 mod conn_limits;
 mod leader;
 mod operator_service;
@@ -103,6 +104,8 @@ pub struct Master {
     wake: Arc<Notify>,
     /// Runs hosted schedulers, and knows which run; created on first use unless given.
     host: Arc<Mutex<Option<FrameworkHost>>>,
+    /// The authorization layer every service calls (`authz.rs`).
+    acl: Arc<crate::acl::Acl>,
 }
 
 impl Master {
@@ -114,6 +117,10 @@ impl Master {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let epoch = format!("{start_ms:x}");
+        let acl = Arc::new(crate::acl::Acl::new(
+            config.enforce_acl,
+            config.audit_dir.as_deref(),
+        ));
         let core = MasterCore::new(config, &epoch, wake.clone());
         Master {
             core: Arc::new(Mutex::new(core)),
@@ -123,6 +130,7 @@ impl Master {
             raft: None,
             wake,
             host: Arc::new(Mutex::new(None)),
+            acl,
         }
     }
 

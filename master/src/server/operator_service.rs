@@ -2,6 +2,9 @@
 //! state, killing a task, tearing a framework down, weights and quotas, uploading and deleting a component,
 //! submitting a hosted framework and reading its result, and the Raft membership.
 //!
+//! Every call asks the authorization layer first (`Master::authorize`, `authz.rs`); the token
+//! and policy calls' bodies live there too.
+//!
 //! `KillTask` and `TeardownFramework` go through the same core paths as a scheduler's own kill
 //! and teardown calls; `SubmitFramework` starts the framework in the [`FrameworkHost`].
 
@@ -14,6 +17,7 @@ use wasmos_api::{FrameworkId, TaskId};
 
 use super::Master;
 use super::status::ServiceError;
+use crate::acl::Action;
 use crate::allocator::Quota;
 use crate::blobs::{BlobError, Digest};
 use crate::framework_host::FrameworkHost;
@@ -49,10 +53,11 @@ impl Master {
 impl OperatorService for Master {
     async fn get_state(
         &self,
-        _request: Request<pb::GetStateRequest>,
+        request: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::ClusterState>, Status> {
         self.leading()?;
-        let state = self.cluster_state();
+        let caller = self.authorize(&request, &Action::ReadState)?;
+        let state = Self::filter_state(&caller, self.cluster_state());
         Ok(Response::new(state))
     }
 
@@ -61,10 +66,20 @@ impl OperatorService for Master {
         request: Request<pb::KillTaskRequest>,
     ) -> Result<Response<pb::KillTaskResponse>, Status> {
         self.leading()?;
-        let r = request.into_inner();
-        let task: TaskId = convert::id("task_id", &r.task_id).map_err(ServiceError::Convert)?;
+        let task: TaskId =
+            convert::id("task_id", &request.get_ref().task_id).map_err(ServiceError::Convert)?;
         let framework: Option<FrameworkId> =
-            convert::opt_id("framework_id", &r.framework_id).map_err(ServiceError::Convert)?;
+            convert::opt_id("framework_id", &request.get_ref().framework_id)
+                .map_err(ServiceError::Convert)?;
+        let frameworks = match &framework {
+            Some(f) => vec![f.clone()],
+            None => self.core().frameworks_with_task(&task),
+        };
+        let action = Action::KillTask {
+            task: task.to_string(),
+            frameworks,
+        };
+        self.authorize(&request, &action)?;
         let now = self.now();
         let kill = self
             .core()
@@ -82,8 +97,14 @@ impl OperatorService for Master {
         request: Request<pb::TeardownFrameworkRequest>,
     ) -> Result<Response<pb::TeardownFrameworkResponse>, Status> {
         self.leading()?;
-        let raw = request.into_inner().framework_id;
-        let fw: FrameworkId = convert::id("framework_id", &raw).map_err(ServiceError::Convert)?;
+        let fw: FrameworkId = convert::id("framework_id", &request.get_ref().framework_id)
+            .map_err(ServiceError::Convert)?;
+        self.authorize(
+            &request,
+            &Action::Teardown {
+                framework: fw.clone(),
+            },
+        )?;
         // Read first: a hosted scheduler leaves the host's set as soon as it has stopped.
         let hosted = self
             .started_framework_host()
@@ -109,6 +130,13 @@ impl OperatorService for Master {
         request: Request<pb::SetWeightsRequest>,
     ) -> Result<Response<pb::SetWeightsResponse>, Status> {
         self.leading()?;
+        let roles = request
+            .get_ref()
+            .weights
+            .iter()
+            .map(|w| w.role.clone())
+            .collect();
+        self.authorize(&request, &Action::SetWeights { roles })?;
         let weights = request
             .into_inner()
             .weights
@@ -127,6 +155,7 @@ impl OperatorService for Master {
         request: Request<Streaming<pb::UploadComponentChunk>>,
     ) -> Result<Response<pb::UploadComponentResponse>, Status> {
         self.leading()?;
+        self.authorize(&request, &Action::UploadComponent)?;
         let mut chunks = request.into_inner();
         let limit = self.core().blobs().max_blob_bytes();
         let mut bytes = Vec::new();
@@ -176,7 +205,13 @@ impl OperatorService for Master {
         request: Request<pb::DeleteComponentRequest>,
     ) -> Result<Response<pb::DeleteComponentResponse>, Status> {
         self.leading()?;
-        let raw = request.into_inner().sha256;
+        let raw = request.get_ref().sha256.clone();
+        self.authorize(
+            &request,
+            &Action::DeleteComponent {
+                sha256: raw.clone(),
+            },
+        )?;
         let digest = Digest::parse(&raw).map_err(|e| ServiceError::Blob(e.into()))?;
         let size_bytes = self
             .core()
@@ -191,8 +226,19 @@ impl OperatorService for Master {
         request: Request<pb::SubmitFrameworkRequest>,
     ) -> Result<Response<pb::SubmitFrameworkResponse>, Status> {
         self.leading()?;
+        let role = request
+            .get_ref()
+            .info
+            .as_ref()
+            .map(|i| i.role.clone())
+            .unwrap_or_default();
+        let caller = self.authorize(&request, &Action::SubmitFramework { role })?;
         let r = request.into_inner();
-        let info = r.info.ok_or(ServiceError::SubmitWithoutInfo)?;
+        let mut info = r.info.ok_or(ServiceError::SubmitWithoutInfo)?;
+        if caller.authenticated() {
+            // A framework belongs to the principal of the token that submitted it.
+            info.principal = caller.principal.clone();
+        }
         if !info.id.is_empty() {
             return Err(ServiceError::SubmitWithId.into());
         }
@@ -215,9 +261,15 @@ impl OperatorService for Master {
         request: Request<pb::GetFrameworkResultRequest>,
     ) -> Result<Response<pb::GetFrameworkResultResponse>, Status> {
         self.leading()?;
-        let raw = request.into_inner().framework_id;
+        let raw = request.get_ref().framework_id.clone();
         let fw: wasmos_api::FrameworkId =
             convert::id("framework_id", &raw).map_err(ServiceError::Convert)?;
+        self.authorize(
+            &request,
+            &Action::ReadFrameworkResult {
+                framework: fw.clone(),
+            },
+        )?;
         // An outcome is reported only once it is committed: a new leader knows it too.
         self.committed().await?;
         let core = self.core();
@@ -240,9 +292,10 @@ impl OperatorService for Master {
 
     async fn list_members(
         &self,
-        _request: Request<pb::ListMembersRequest>,
+        request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         self.leading()?;
+        self.authorize(&request, &Action::ListMembers)?;
         Ok(Response::new(self.members()?))
     }
 
@@ -251,6 +304,12 @@ impl OperatorService for Master {
         request: Request<pb::AddMemberRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         self.leading()?;
+        self.authorize(
+            &request,
+            &Action::AddMember {
+                id: request.get_ref().id,
+            },
+        )?;
         let r = request.into_inner();
         if r.id == 0 {
             return Err(ServiceError::MemberIdZero.into());
@@ -274,6 +333,12 @@ impl OperatorService for Master {
         request: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         self.leading()?;
+        self.authorize(
+            &request,
+            &Action::RemoveMember {
+                id: request.get_ref().id,
+            },
+        )?;
         let id = request.into_inner().id;
         let node = self.replication()?;
         if !node.members().contains_key(&id) {
@@ -292,6 +357,12 @@ impl OperatorService for Master {
         request: Request<pb::SetQuotaRequest>,
     ) -> Result<Response<pb::SetQuotaResponse>, Status> {
         self.leading()?;
+        self.authorize(
+            &request,
+            &Action::SetQuota {
+                role: request.get_ref().role.clone(),
+            },
+        )?;
         let r = request.into_inner();
         let quota = (!r.remove).then(|| Quota {
             guarantee: convert::resources(r.guarantee),
@@ -302,5 +373,40 @@ impl OperatorService for Master {
             .map_err(ServiceError::Core)?;
         self.committed().await?;
         Ok(Response::new(pb::SetQuotaResponse {}))
+    }
+
+    async fn bootstrap_acl(
+        &self,
+        request: Request<pb::BootstrapAclRequest>,
+    ) -> Result<Response<pb::TokenSecret>, Status> {
+        self.bootstrap_acl_call(request).await
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::TokenSecret>, Status> {
+        self.create_token_call(request).await
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        self.list_tokens_call(request).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        self.revoke_token_call(request).await
+    }
+
+    async fn apply_policy(
+        &self,
+        request: Request<pb::ApplyPolicyRequest>,
+    ) -> Result<Response<pb::ApplyPolicyResponse>, Status> {
+        self.apply_policy_call(request).await
     }
 }

@@ -20,6 +20,8 @@
 //! - `UNAVAILABLE`: retry later (no majority in time, replication stopped, an agent that does
 //!   not answer).
 //! - `DEADLINE_EXCEEDED`: a stream's first message did not come in time.
+//! - `UNAUTHENTICATED`: no valid token on a master that enforces ACLs; `PERMISSION_DENIED`:
+//!   the token's policies lack the right (the message names it).
 //! - `INTERNAL`: the master itself is misconfigured (the Wasm engine).
 
 use tonic::Status;
@@ -106,6 +108,15 @@ pub(crate) enum ServiceError {
     /// A hosted framework could not be started.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// The authorization layer refused the call (`crate::acl`): no valid token
+    /// (`UNAUTHENTICATED`) or a right its policies do not grant (`PERMISSION_DENIED`, the
+    /// message names the rule).
+    #[error(transparent)]
+    Denied(#[from] crate::acl::Denied),
+    /// A token or policy request that is malformed (a TTL too long, a policy that does not
+    /// parse).
+    #[error("{0}")]
+    AclRequest(String),
 }
 
 impl From<ServiceError> for Status {
@@ -146,6 +157,9 @@ impl From<ServiceError> for Status {
             E::MemberExists(_) => Status::already_exists(message),
             E::Host(HostError::Engine(_)) => Status::internal(message),
             E::Blob(b) | E::Host(HostError::Blob(b)) => blob_status(b),
+            E::Denied(crate::acl::Denied::Unauthenticated(_)) => Status::unauthenticated(message),
+            E::Denied(crate::acl::Denied::Forbidden(_)) => Status::permission_denied(message),
+            E::AclRequest(_) => Status::invalid_argument(message),
         }
     }
 }

@@ -1,0 +1,807 @@
+//! The one authorization layer: every call any API serves (the gRPC services now, the HTTP
+//! API later) names an [`Action`] and asks [`Acl::authorize`], which authenticates the bearer
+//! token, decides with [`decide`] (pure: the caller's rights, the action, the registry) and
+//! writes the audit record. Nothing else in the master decides who may do what.
+//!
+//! Default deny: with enforcement on (`wasmos master --acl`), a call without a valid token is
+//! refused `UNAUTHENTICATED`, and one whose token lacks the right `PERMISSION_DENIED` naming
+//! the rule. With enforcement off every call is allowed as principal `anonymous` (mutating
+//! calls are still audited).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot, watch};
+use tonic::metadata::MetadataMap;
+use wasmos_api::FrameworkId;
+
+use super::audit::{AuditLog, AuditRecord, Outcome, rfc3339};
+use super::policy::Rights;
+use super::tokens::hash_secret;
+use crate::allocator::Millis;
+use crate::registry::Registry;
+
+/// The principal of calls made without enforcement, or without a valid token.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// How often an open stream re-checks its token besides on every revocation (so an expired
+/// token's stream ends within this).
+pub const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a call asks to do, with the object it acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create the first management token (allowed once, without a token).
+    Bootstrap,
+    /// Subscribe a framework under `role`; `framework` is set to fail over to a registered one.
+    Subscribe {
+        /// The role asked for.
+        role: String,
+        /// The framework re-subscribed, if any.
+        framework: Option<FrameworkId>,
+    },
+    /// Submit a hosted framework under `role`.
+    SubmitFramework {
+        /// The role asked for.
+        role: String,
+    },
+    /// Launch native command tasks for `framework` (in its role).
+    LaunchNative {
+        /// The framework launching.
+        framework: FrameworkId,
+    },
+    /// Upload a component.
+    UploadComponent,
+    /// Delete a component.
+    DeleteComponent {
+        /// Its digest.
+        sha256: String,
+    },
+    /// Read the cluster state (always allowed; filtered by [`Caller::sees_all`]).
+    ReadState,
+    /// Read how a framework ended.
+    ReadFrameworkResult {
+        /// The framework.
+        framework: FrameworkId,
+    },
+    /// Kill a task of these frameworks (all that have a live task of that id).
+    KillTask {
+        /// The task.
+        task: String,
+        /// Its frameworks.
+        frameworks: Vec<FrameworkId>,
+    },
+    /// Tear a framework down.
+    Teardown {
+        /// The framework.
+        framework: FrameworkId,
+    },
+    /// Set role weights.
+    SetWeights {
+        /// The roles.
+        roles: Vec<String>,
+    },
+    /// Set or remove a role's quota.
+    SetQuota {
+        /// The role.
+        role: String,
+    },
+    /// List the Raft members.
+    ListMembers,
+    /// Add a master to the Raft group.
+    AddMember {
+        /// Its id.
+        id: u64,
+    },
+    /// Remove a master from the Raft group.
+    RemoveMember {
+        /// Its id.
+        id: u64,
+    },
+    /// Create a token.
+    CreateToken {
+        /// For whom.
+        principal: String,
+    },
+    /// List tokens.
+    ListTokens,
+    /// Revoke a token.
+    RevokeToken {
+        /// Its accessor.
+        accessor: String,
+    },
+    /// Define or replace a policy.
+    ApplyPolicy {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl Action {
+    /// The action's name in audit records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Bootstrap => "acl.bootstrap",
+            Action::Subscribe { .. } => "framework.subscribe",
+            Action::SubmitFramework { .. } => "framework.submit",
+            Action::LaunchNative { .. } => "task.launch_native",
+            Action::UploadComponent => "component.upload",
+            Action::DeleteComponent { .. } => "component.delete",
+            Action::ReadState => "state.read",
+            Action::ReadFrameworkResult { .. } => "framework.result",
+            Action::KillTask { .. } => "task.kill",
+            Action::Teardown { .. } => "framework.teardown",
+            Action::SetWeights { .. } => "role.weights",
+            Action::SetQuota { .. } => "role.quota",
+            Action::ListMembers => "members.list",
+            Action::AddMember { .. } => "members.add",
+            Action::RemoveMember { .. } => "members.remove",
+            Action::CreateToken { .. } => "tokens.create",
+            Action::ListTokens => "tokens.list",
+            Action::RevokeToken { .. } => "tokens.revoke",
+            Action::ApplyPolicy { .. } => "acl.policy_apply",
+        }
+    }
+
+    /// What it acts on, for audit records.
+    pub fn object(&self) -> String {
+        match self {
+            Action::Subscribe { role, framework } => match framework {
+                Some(f) => format!("role {role} framework {f}"),
+                None => format!("role {role}"),
+            },
+            Action::SubmitFramework { role } => format!("role {role}"),
+            Action::LaunchNative { framework }
+            | Action::ReadFrameworkResult { framework }
+            | Action::Teardown { framework } => format!("framework {framework}"),
+            Action::DeleteComponent { sha256 } => format!("component {sha256}"),
+            Action::KillTask { task, frameworks } => {
+                let fws: Vec<String> = frameworks.iter().map(|f| f.to_string()).collect();
+                format!("task {task} of {}", fws.join(","))
+            }
+            Action::SetWeights { roles } => format!("roles {}", roles.join(",")),
+            Action::SetQuota { role } => format!("role {role}"),
+            Action::AddMember { id } | Action::RemoveMember { id } => format!("member {id}"),
+            Action::CreateToken { principal } => format!("principal {principal}"),
+            Action::RevokeToken { accessor } => format!("token {accessor}"),
+            Action::ApplyPolicy { name } => format!("policy {name}"),
+            Action::Bootstrap
+            | Action::UploadComponent
+            | Action::ReadState
+            | Action::ListMembers
+            | Action::ListTokens => String::new(),
+        }
+    }
+
+    /// Whether it changes something (audited when allowed too; reads only when refused).
+    pub fn mutating(&self) -> bool {
+        !matches!(
+            self,
+            Action::ReadState
+                | Action::ReadFrameworkResult { .. }
+                | Action::ListMembers
+                | Action::ListTokens
+        )
+    }
+}
+
+/// Who is calling, once authenticated.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token's principal ([`ANONYMOUS`] without enforcement).
+    pub principal: String,
+    /// The token's accessor (empty without enforcement).
+    pub accessor: String,
+    /// The hash of the token's secret, to check later that it is still valid.
+    secret_sha256: Option<String>,
+    /// The rights of the token's policies (every right without enforcement).
+    pub rights: Rights,
+    /// The caller's address, when known.
+    pub peer: String,
+}
+
+impl Caller {
+    /// Whether listings show this caller other principals' frameworks.
+    pub fn sees_all(&self) -> bool {
+        self.rights.merged.see_all_frameworks
+    }
+
+    /// Whether enforcement authenticated this caller by a token (false: open master).
+    pub fn authenticated(&self) -> bool {
+        self.secret_sha256.is_some()
+    }
+}
+
+/// Why a call was refused; [`Denied::Unauthenticated`] maps to `UNAUTHENTICATED`,
+/// [`Denied::Forbidden`] to `PERMISSION_DENIED`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// No token, a malformed header, or a token the cluster does not know (revoked, expired).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The token is valid but lacks the right; the message names the rule.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// Reads the bearer secret from `authorization: Bearer <secret>`.
+pub fn bearer(metadata: &MetadataMap) -> Result<Option<&str>, Denied> {
+    let Some(v) = metadata.get("authorization") else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| Denied::Unauthenticated("the authorization header is not text".into()))?;
+    match v.strip_prefix("Bearer ") {
+        Some(s) if !s.trim().is_empty() => Ok(Some(s.trim())),
+        _ => Err(Denied::Unauthenticated(
+            "the authorization header must be `Bearer <token>`".into(),
+        )),
+    }
+}
+
+fn forbid(c: &Caller, rule: &str, what: String) -> Result<(), Denied> {
+    Err(Denied::Forbidden(format!(
+        "principal {:?} may not {what}: none of its policies grants `{rule}`",
+        c.principal
+    )))
+}
+
+fn owner<'r>(registry: &'r Registry, fw: &FrameworkId) -> Option<&'r str> {
+    registry.frameworks.get(fw).map(|f| f.principal.as_str())
+}
+
+/// Decides `action` for `caller`: the rules, in one place. Pure.
+pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(), Denied> {
+    let r = &caller.rights.merged;
+    let me = caller.principal.as_str();
+    match action {
+        Action::Bootstrap | Action::ReadState | Action::ListMembers => Ok(()),
+        Action::Subscribe { role, framework } => {
+            if !caller.rights.may_register(role) {
+                return forbid(
+                    caller,
+                    "roles",
+                    format!("register frameworks under role {role:?}"),
+                );
+            }
+            match framework
+                .as_ref()
+                .and_then(|f| owner(registry, f).map(|o| (f, o)))
+            {
+                Some((f, o)) if o != me => Err(Denied::Forbidden(format!(
+                    "principal {me:?} may not re-subscribe framework {f}: it belongs to {o:?}"
+                ))),
+                _ => Ok(()),
+            }
+        }
+        Action::SubmitFramework { role } => {
+            if caller.rights.may_register(role) {
+                Ok(())
+            } else {
+                forbid(
+                    caller,
+                    "roles",
+                    format!("register frameworks under role {role:?}"),
+                )
+            }
+        }
+        Action::LaunchNative { framework } => {
+            let role = registry
+                .frameworks
+                .get(framework)
+                .map(|f| f.role.as_str())
+                .unwrap_or_default();
+            if caller.rights.may_run_native(role) {
+                Ok(())
+            } else {
+                forbid(
+                    caller,
+                    "native_task_roles",
+                    format!("launch native command tasks in role {role:?}"),
+                )
+            }
+        }
+        Action::UploadComponent | Action::DeleteComponent { .. } => {
+            if r.upload_components {
+                Ok(())
+            } else {
+                forbid(
+                    caller,
+                    "upload_components",
+                    "upload or delete components".into(),
+                )
+            }
+        }
+        Action::ReadFrameworkResult { framework } => match owner(registry, framework) {
+            Some(o) if o != me && !r.see_all_frameworks => forbid(
+                caller,
+                "see_all_frameworks",
+                format!("read framework {framework}, which belongs to {o:?}"),
+            ),
+            _ => Ok(()),
+        },
+        Action::KillTask { frameworks, .. } => {
+            for f in frameworks {
+                if let Some(o) = owner(registry, f)
+                    && o != me
+                    && !r.manage_all_frameworks
+                {
+                    return forbid(
+                        caller,
+                        "manage_all_frameworks",
+                        format!("kill tasks of framework {f}, which belongs to {o:?}"),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Action::Teardown { framework } => match owner(registry, framework) {
+            Some(o) if o != me && !r.manage_all_frameworks => forbid(
+                caller,
+                "manage_all_frameworks",
+                format!("tear down framework {framework}, which belongs to {o:?}"),
+            ),
+            _ => Ok(()),
+        },
+        Action::SetWeights { .. } | Action::SetQuota { .. } => {
+            if r.weights_and_quotas {
+                Ok(())
+            } else {
+                forbid(
+                    caller,
+                    "weights_and_quotas",
+                    "change role weights or quotas".into(),
+                )
+            }
+        }
+        Action::AddMember { .. } | Action::RemoveMember { .. } => {
+            if r.raft_membership {
+                Ok(())
+            } else {
+                forbid(
+                    caller,
+                    "raft_membership",
+                    "change the Raft membership".into(),
+                )
+            }
+        }
+        Action::CreateToken { .. }
+        | Action::ListTokens
+        | Action::RevokeToken { .. }
+        | Action::ApplyPolicy { .. } => {
+            if r.manage_tokens {
+                Ok(())
+            } else {
+                forbid(caller, "manage_tokens", "manage tokens or policies".into())
+            }
+        }
+    }
+}
+
+/// The authorization layer of one master: whether it enforces, its audit log, and the
+/// revocation signal open streams watch.
+#[derive(Debug)]
+pub struct Acl {
+    enforce: bool,
+    audit: AuditLog,
+    revocations: watch::Sender<u64>,
+}
+
+impl Acl {
+    /// A layer that enforces (or not) and audits to `audit_dir/audit.jsonl` (and the tracing
+    /// target `wasmos::audit`).
+    pub fn new(enforce: bool, audit_dir: Option<&std::path::Path>) -> Acl {
+        Acl {
+            enforce,
+            audit: AuditLog::new(audit_dir),
+            revocations: watch::channel(0).0,
+        }
+    }
+
+    /// Whether calls need a token.
+    pub fn enforcing(&self) -> bool {
+        self.enforce
+    }
+
+    /// Authenticates the call's token (with enforcement) and decides `action`; the verdict
+    /// carries the audit record (a refusal always, an allowed call when it is mutating),
+    /// written by [`Verdict::audited`] once the caller has let go of the registry's lock.
+    pub fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        peer: Option<SocketAddr>,
+        action: &Action,
+        registry: &Registry,
+        now: Millis,
+    ) -> Verdict<Caller> {
+        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        let result = self
+            .authenticate(metadata, &peer, action, registry, now)
+            .and_then(|caller| {
+                if !self.enforce {
+                    // An open master allows everything, re-subscriptions included.
+                    return Ok(caller);
+                }
+                decide(&caller, action, registry).map(|()| caller)
+            });
+        let record = match &result {
+            Ok(c) => action.mutating().then(|| {
+                record(
+                    now,
+                    &c.principal,
+                    &c.accessor,
+                    action,
+                    Outcome::Allowed,
+                    "",
+                    &peer,
+                )
+            }),
+            Err(d) => {
+                let (principal, accessor) = self.who(metadata, registry);
+                Some(record(
+                    now,
+                    &principal,
+                    &accessor,
+                    action,
+                    Outcome::Denied,
+                    &d.to_string(),
+                    &peer,
+                ))
+            }
+        };
+        Verdict { result, record }
+    }
+
+    /// Re-decides `action` for a caller authenticated earlier (a call on an open stream),
+    /// with its token's current rights; the verdict carries the record of a refusal.
+    pub fn recheck(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        registry: &Registry,
+        now: Millis,
+    ) -> Verdict<()> {
+        let Some(hash) = &caller.secret_sha256 else {
+            return Verdict {
+                result: Ok(()),
+                record: None,
+            };
+        };
+        let result = match registry.acl.by_hash(hash).filter(|t| t.live_at(now)) {
+            None => Err(Denied::Unauthenticated(format!(
+                "token {} was revoked or expired",
+                caller.accessor
+            ))),
+            Some(t) => {
+                let mut fresh = caller.clone();
+                fresh.rights = Rights::of(&t.policies, &registry.acl.policies);
+                decide(&fresh, action, registry)
+            }
+        };
+        let record = result.as_ref().err().map(|d| {
+            record(
+                now,
+                &caller.principal,
+                &caller.accessor,
+                action,
+                Outcome::Denied,
+                &d.to_string(),
+                &caller.peer,
+            )
+        });
+        Verdict { result, record }
+    }
+
+    /// Whether `caller`'s token is still accepted (always, without enforcement).
+    pub fn still_valid(&self, caller: &Caller, registry: &Registry, now: Millis) -> bool {
+        match &caller.secret_sha256 {
+            None => true,
+            Some(h) => registry.acl.by_hash(h).is_some_and(|t| t.live_at(now)),
+        }
+    }
+
+    /// Tells open streams that a token was revoked, so that they re-check theirs at once.
+    pub fn revoked(&self) {
+        self.revocations.send_modify(|n| *n += 1);
+    }
+
+    /// Receives a change on every revocation.
+    pub fn watch_revocations(&self) -> watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// The principal and accessor of the call's token if it is a known one (for auditing a
+    /// refusal), else [`ANONYMOUS`].
+    fn who(&self, metadata: &MetadataMap, registry: &Registry) -> (String, String) {
+        match bearer(metadata)
+            .ok()
+            .flatten()
+            .and_then(|s| registry.acl.by_hash(&hash_secret(s)))
+        {
+            Some(t) => (t.principal.clone(), t.accessor.clone()),
+            None => (ANONYMOUS.to_string(), String::new()),
+        }
+    }
+
+    fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        peer: &str,
+        action: &Action,
+        registry: &Registry,
+        now: Millis,
+    ) -> Result<Caller, Denied> {
+        let open = Caller {
+            principal: ANONYMOUS.to_string(),
+            accessor: String::new(),
+            secret_sha256: None,
+            rights: Rights::of(
+                &[super::policy::MANAGEMENT.to_string()],
+                &Default::default(),
+            ),
+            peer: peer.to_string(),
+        };
+        if !self.enforce || *action == Action::Bootstrap {
+            return Ok(open);
+        }
+        if !registry.acl.bootstrapped {
+            return Err(Denied::Unauthenticated(
+                "this master enforces ACLs and has no token yet: create the first management \
+                 token with `wasmos acl bootstrap`"
+                    .into(),
+            ));
+        }
+        let secret = bearer(metadata)?.ok_or_else(|| {
+            Denied::Unauthenticated(
+                "this master enforces ACLs: pass a token with --token or WASMOS_TOKEN".into(),
+            )
+        })?;
+        let hash = hash_secret(secret);
+        let token = registry
+            .acl
+            .by_hash(&hash)
+            .ok_or_else(|| Denied::Unauthenticated("the token is not known (revoked?)".into()))?;
+        if !token.live_at(now) {
+            return Err(Denied::Unauthenticated(format!(
+                "token {} expired; ask for a new one",
+                token.accessor
+            )));
+        }
+        Ok(Caller {
+            principal: token.principal.clone(),
+            accessor: token.accessor.clone(),
+            secret_sha256: Some(hash),
+            rights: Rights::of(&token.policies, &registry.acl.policies),
+            peer: peer.to_string(),
+        })
+    }
+}
+
+/// A decision and the audit record it leaves: call [`Verdict::audited`] to write the record
+/// (outside any lock) and get the decision.
+#[must_use = "a verdict must be audited"]
+#[derive(Debug)]
+pub struct Verdict<T> {
+    result: Result<T, Denied>,
+    record: Option<AuditRecord>,
+}
+
+impl<T> Verdict<T> {
+    /// Writes the audit record, if any, to `acl`'s log and returns the decision.
+    pub fn audited(self, acl: &Acl) -> Result<T, Denied> {
+        if let Some(r) = &self.record {
+            acl.audit.record(r);
+        }
+        self.result
+    }
+}
+
+fn record(
+    now: Millis,
+    principal: &str,
+    accessor: &str,
+    action: &Action,
+    outcome: Outcome,
+    reason: &str,
+    peer: &str,
+) -> AuditRecord {
+    AuditRecord {
+        time_ms: now,
+        time: rfc3339(now),
+        principal: principal.to_string(),
+        accessor: accessor.to_string(),
+        action: action.name().to_string(),
+        object: action.object(),
+        outcome,
+        reason: reason.to_string(),
+        peer: peer.to_string(),
+    }
+}
+
+/// Ends an open stream when its caller's token is revoked or expires: `close` gets the
+/// status to end the outbound stream with, and `stop` wakes the stream's reader. Runs until
+/// then or until the outbound stream is dropped. `valid` re-checks the token.
+pub async fn watch_token(
+    mut revocations: watch::Receiver<u64>,
+    mut close: oneshot::Sender<tonic::Status>,
+    stop: Arc<Notify>,
+    valid: impl Fn() -> bool,
+) {
+    loop {
+        tokio::select! {
+            _ = revocations.changed() => {}
+            () = tokio::time::sleep(RECHECK_INTERVAL) => {}
+            () = close.closed() => return,
+        }
+        if !valid() {
+            let _ = close.send(tonic::Status::unauthenticated(
+                "the token of this stream was revoked or expired; the stream is closed",
+            ));
+            stop.notify_one();
+            return;
+        }
+    }
+}
+
+/// An outbound stream that ends with the status [`watch_token`] sends.
+pub struct Closable<S> {
+    inner: S,
+    close: Option<oneshot::Receiver<tonic::Status>>,
+    done: bool,
+}
+
+impl<S> Closable<S> {
+    /// Wraps `inner`, ending it with the status received on `close`.
+    pub fn new(inner: S, close: oneshot::Receiver<tonic::Status>) -> Self {
+        Closable {
+            inner,
+            close: Some(close),
+            done: false,
+        }
+    }
+}
+
+impl<T, S> futures_util::Stream for Closable<S>
+where
+    S: futures_util::Stream<Item = Result<T, tonic::Status>> + Unpin,
+{
+    type Item = Result<T, tonic::Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(c) = self.close.as_mut() {
+            match std::pin::Pin::new(c).poll(cx) {
+                Poll::Ready(Ok(status)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(Err(_)) => self.close = None,
+                Poll::Pending => {}
+            }
+        }
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::policy::Policy;
+    use crate::registry::{FrameworkRecord, FrameworkState};
+
+    fn caller(name: &str, p: Policy) -> Caller {
+        Caller {
+            principal: name.into(),
+            accessor: String::new(),
+            secret_sha256: Some(String::new()),
+            rights: Rights { merged: p },
+            peer: String::new(),
+        }
+    }
+
+    fn registry_with(fw: &str, principal: &str) -> (Registry, FrameworkId) {
+        let id = FrameworkId::new(fw).unwrap();
+        let mut reg = Registry::default();
+        reg.frameworks.insert(
+            id.clone(),
+            FrameworkRecord {
+                id: id.clone(),
+                name: "n".into(),
+                role: "eng".into(),
+                principal: principal.into(),
+                failover_timeout_ms: 0,
+                state: FrameworkState::Connected,
+                component_sha256: None,
+                wasm_budget: Default::default(),
+            },
+        );
+        (reg, id)
+    }
+
+    #[test]
+    fn default_deny_names_the_rule() {
+        let (reg, fw) = registry_with("f1", "alice");
+        let bob = caller("bob", Policy::default());
+        for (action, rule) in [
+            (
+                Action::Subscribe {
+                    role: "eng".into(),
+                    framework: None,
+                },
+                "roles",
+            ),
+            (
+                Action::LaunchNative {
+                    framework: fw.clone(),
+                },
+                "native_task_roles",
+            ),
+            (Action::UploadComponent, "upload_components"),
+            (
+                Action::Teardown {
+                    framework: fw.clone(),
+                },
+                "manage_all_frameworks",
+            ),
+            (
+                Action::KillTask {
+                    task: "t".into(),
+                    frameworks: vec![fw.clone()],
+                },
+                "manage_all_frameworks",
+            ),
+            (
+                Action::ReadFrameworkResult {
+                    framework: fw.clone(),
+                },
+                "see_all_frameworks",
+            ),
+            (
+                Action::SetQuota { role: "eng".into() },
+                "weights_and_quotas",
+            ),
+            (Action::AddMember { id: 2 }, "raft_membership"),
+            (Action::ListTokens, "manage_tokens"),
+        ] {
+            let err = decide(&bob, &action, &reg).unwrap_err();
+            assert!(err.to_string().contains(rule), "{action:?}: {err}");
+        }
+        let alice = caller("alice", Policy::default());
+        assert!(
+            decide(
+                &alice,
+                &Action::Teardown {
+                    framework: fw.clone()
+                },
+                &reg
+            )
+            .is_ok()
+        );
+        let other = caller(
+            "bob",
+            Policy {
+                roles: vec!["eng".into()],
+                ..Default::default()
+            },
+        );
+        let hijack = Action::Subscribe {
+            role: "eng".into(),
+            framework: Some(fw),
+        };
+        assert!(
+            decide(&other, &hijack, &reg)
+                .unwrap_err()
+                .to_string()
+                .contains("belongs to")
+        );
+    }
+}

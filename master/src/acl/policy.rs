@@ -1,0 +1,222 @@
+//! Policies: named sets of rights that tokens are bound to, and the one function that says
+//! whether a set of policies grants an [`Action`](super::Action).
+//!
+//! Default deny: a right not granted by any of a token's policies is refused. A policy is a
+//! small JSON document (`wasmos acl policy apply NAME FILE`) whose every field is off by
+//! default; the built-in policy [`MANAGEMENT`] grants everything and cannot be redefined.
+//! Rights of several policies add up (the union).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The built-in policy that grants every right (the bootstrap token's).
+pub const MANAGEMENT: &str = "management";
+
+/// Longest policy name accepted, in bytes.
+pub const MAX_POLICY_NAME_LEN: usize = 64;
+
+/// Most role patterns one policy may list in each of its role lists.
+pub const MAX_ROLE_PATTERNS: usize = 256;
+
+/// One policy: what the holder of a token bound to it may do. Every field is off (empty) by
+/// default, so `{}` grants nothing beyond reading its own frameworks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Roles the holder may register (subscribe or submit) frameworks under. A pattern is a
+    /// role name (`eng`), a role and everything below it (`eng/*`, which also matches `eng`),
+    /// or `*` (every role). Default: none.
+    pub roles: Vec<String>,
+    /// Roles in which the holder's frameworks may launch native command tasks (same patterns;
+    /// the master's `--command-task-roles` must allow the role too). Default: none.
+    pub native_task_roles: Vec<String>,
+    /// Whether the holder may upload (and delete) components. Default false.
+    pub upload_components: bool,
+    /// Whether listings (`GetState`) show other principals' frameworks and tasks, and whether
+    /// the holder may read their results. Without it listings are filtered to its own
+    /// frameworks, never refused. Default false.
+    pub see_all_frameworks: bool,
+    /// Whether the holder may kill tasks of and tear down frameworks it does not own (its own
+    /// it always may). Default false.
+    pub manage_all_frameworks: bool,
+    /// Whether the holder may change role weights and quotas. Default false.
+    pub weights_and_quotas: bool,
+    /// Whether the holder may change the Raft membership (`operator members add|remove`).
+    /// Default false.
+    pub raft_membership: bool,
+    /// Whether the holder may create, list and revoke tokens and apply policies. Default false.
+    pub manage_tokens: bool,
+}
+
+impl Policy {
+    /// The built-in [`MANAGEMENT`] policy: every right.
+    pub fn management() -> Policy {
+        Policy {
+            roles: vec!["*".into()],
+            native_task_roles: vec!["*".into()],
+            upload_components: true,
+            see_all_frameworks: true,
+            manage_all_frameworks: true,
+            weights_and_quotas: true,
+            raft_membership: true,
+            manage_tokens: true,
+        }
+    }
+
+    /// Parses a policy document (JSON), checking its role patterns.
+    pub fn parse(text: &str) -> Result<Policy, String> {
+        let policy: Policy =
+            serde_json::from_str(text).map_err(|e| format!("the policy is not valid: {e}"))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Checks the role patterns: each is `*`, a valid role name, or a valid role name
+    /// followed by `/*`; at most [`MAX_ROLE_PATTERNS`] per list.
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, list) in [
+            ("roles", &self.roles),
+            ("native_task_roles", &self.native_task_roles),
+        ] {
+            if list.len() > MAX_ROLE_PATTERNS {
+                return Err(format!(
+                    "{field} lists {} patterns; at most {MAX_ROLE_PATTERNS} are allowed",
+                    list.len()
+                ));
+            }
+            for p in list {
+                if p == "*" {
+                    continue;
+                }
+                let role = p.strip_suffix("/*").unwrap_or(p);
+                crate::registry::validate_role(role)
+                    .map_err(|e| format!("{field} pattern {p:?}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a policy name: 1 to [`MAX_POLICY_NAME_LEN`] bytes of `[A-Za-z0-9._-]`.
+pub fn validate_policy_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_POLICY_NAME_LEN {
+        return Err(format!(
+            "policy name {name:?} must be 1..{MAX_POLICY_NAME_LEN} bytes"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "policy name {name:?}: only letters, digits, '.', '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `pattern` (see [`Policy::roles`]) matches `role`.
+pub fn role_matches(pattern: &str, role: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix("/*") {
+        Some(prefix) => {
+            role == prefix
+                || role
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }
+        None => pattern == role,
+    }
+}
+
+/// The rights of a token: the union of its policies' (unknown names grant nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rights {
+    /// The union of the policies, as one policy.
+    pub merged: Policy,
+}
+
+impl Rights {
+    /// The union of the policies named, looked up in `defined` (plus the built-in
+    /// [`MANAGEMENT`]).
+    pub fn of(names: &[String], defined: &BTreeMap<String, Policy>) -> Rights {
+        let mut m = Policy::default();
+        for name in names {
+            let p = if name == MANAGEMENT {
+                Policy::management()
+            } else {
+                match defined.get(name) {
+                    Some(p) => p.clone(),
+                    None => continue,
+                }
+            };
+            m.roles.extend(p.roles);
+            m.native_task_roles.extend(p.native_task_roles);
+            m.upload_components |= p.upload_components;
+            m.see_all_frameworks |= p.see_all_frameworks;
+            m.manage_all_frameworks |= p.manage_all_frameworks;
+            m.weights_and_quotas |= p.weights_and_quotas;
+            m.raft_membership |= p.raft_membership;
+            m.manage_tokens |= p.manage_tokens;
+        }
+        Rights { merged: m }
+    }
+
+    /// Whether frameworks may be registered under `role`.
+    pub fn may_register(&self, role: &str) -> bool {
+        self.merged.roles.iter().any(|p| role_matches(p, role))
+    }
+
+    /// Whether native command tasks may be launched in `role`.
+    pub fn may_run_native(&self, role: &str) -> bool {
+        self.merged
+            .native_task_roles
+            .iter()
+            .any(|p| role_matches(p, role))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_patterns() {
+        assert!(role_matches("*", "x/y"));
+        assert!(role_matches("eng", "eng"));
+        assert!(!role_matches("eng", "eng/batch"));
+        assert!(role_matches("eng/*", "eng"));
+        assert!(role_matches("eng/*", "eng/batch"));
+        assert!(!role_matches("eng/*", "engineering"));
+    }
+
+    #[test]
+    fn policies_parse_deny_by_default_and_add_up() {
+        let p = Policy::parse(r#"{"roles": ["eng/*"]}"#).unwrap();
+        assert!(!p.upload_components && !p.manage_tokens);
+        assert!(Policy::parse(r#"{"roles": ["../x"]}"#).is_err());
+        assert!(Policy::parse(r#"{"rolez": []}"#).is_err());
+        let defined: BTreeMap<_, _> = [
+            ("a".to_string(), p),
+            (
+                "b".to_string(),
+                Policy {
+                    upload_components: true,
+                    ..Default::default()
+                },
+            ),
+        ]
+        .into();
+        let r = Rights::of(&["a".into(), "b".into(), "missing".into()], &defined);
+        assert!(r.may_register("eng/x") && !r.may_register("ops"));
+        assert!(r.merged.upload_components && !r.may_run_native("eng"));
+        assert!(
+            Rights::of(&[MANAGEMENT.into()], &defined)
+                .merged
+                .manage_tokens
+        );
+    }
+}
