@@ -771,11 +771,50 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
         )
     };
     let submit_stderr = |name: &str| std::fs::read_to_string(stderr_file(name)).unwrap_or_default();
+    // Frameworks whose tasks run in a state: their ids.
+    let running_frameworks = |s: &pb::ClusterState| -> std::collections::HashSet<String> {
+        s.tasks
+            .iter()
+            .filter(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|st| st.state == pb::TaskState::Running as i32)
+            })
+            .map(|t| t.framework_id.clone())
+            .collect()
+    };
+    // logreg first, until one of its tasks runs (it compiles and loads its data, which can
+    // take long on a busy machine), then pi, until one of pi's runs too: so the leader is
+    // killed while both are under way. Submitted together, a busy machine could let pi
+    // finish before logreg's first task ran, and both be gone from the state before the
+    // wait saw them running together.
     let logreg_run = submit(
         "logreg",
         logreg.clone(),
         args.iter().map(|a| a.to_string()).collect(),
     );
+    let logreg_id = wait_state_showing(
+        &addrs,
+        None,
+        "logreg running a task",
+        || format!("logreg's stderr so far:\n{}", submit_stderr("logreg")),
+        |s| {
+            if logreg_run.is_finished() {
+                return Some(None);
+            }
+            running_frameworks(s).into_iter().next().map(Some)
+        },
+    )
+    .await;
+    let Some(logreg_id) = logreg_id else {
+        let out = logreg_run.await.unwrap().unwrap();
+        panic!(
+            "logreg ended before it ran a task: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            submit_stderr("logreg")
+        );
+    };
     let pi_run = submit(
         "pi",
         common::example("pi"),
@@ -788,31 +827,23 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
             submit_stderr("pi")
         )
     };
-    let what = "both frameworks running tasks";
-    let submit_ended = wait_state_showing(&addrs, None, what, submits_so_far, |s| {
+    let submit_ended = wait_state_showing(&addrs, None, "pi running a task", submits_so_far, |s| {
         if logreg_run.is_finished() || pi_run.is_finished() {
             return Some(true);
         }
-        let running: std::collections::HashSet<&str> = s
-            .tasks
+        running_frameworks(s)
             .iter()
-            .filter(|t| {
-                t.status
-                    .as_ref()
-                    .is_some_and(|st| st.state == pb::TaskState::Running as i32)
-            })
-            .map(|t| t.framework_id.as_str())
-            .collect();
-        (running.len() == 2).then_some(false)
+            .any(|id| *id != logreg_id)
+            .then_some(false)
     })
     .await;
     if submit_ended {
-        // A submit that ends before both run failed: show why.
+        // A submit that ends before both run failed, or pi outran every poll: show why.
         for (name, run) in [("logreg", logreg_run), ("pi", pi_run)] {
             if run.is_finished() {
                 let out = run.await.unwrap().unwrap();
                 panic!(
-                    "{name} ended before both frameworks ran tasks: {:?}\nstdout: {}\nstderr: {}",
+                    "{name} ended before pi was seen running: {:?}\nstdout: {}\nstderr: {}",
                     out.status,
                     String::from_utf8_lossy(&out.stdout),
                     submit_stderr(name)
