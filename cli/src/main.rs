@@ -1,6 +1,7 @@
 //! The `wasmos` command. Thin glue: each subcommand parses its flags and calls a library crate.
 
 mod agent;
+mod certs;
 mod client;
 mod compiler;
 mod dev;
@@ -10,6 +11,7 @@ mod members;
 mod ops;
 mod submit;
 mod task_run;
+mod tls_args;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,12 @@ enum Command {
     Operator {
         #[command(subcommand)]
         command: OperatorCommand,
+    },
+    /// Make the cluster's TLS certificates: a CA, then one certificate per master, agent and
+    /// client, each naming its role.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
     },
     /// Work with single tasks, without a cluster.
     Task {
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
             Command::Operator {
                 command: OperatorCommand::Members { command },
             } => members::run(command).await,
+            Command::Certs { command } => certs::run(command),
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,
