@@ -421,3 +421,59 @@ async fn a_stalled_tls_handshake_is_closed_at_the_handshake_timeout() {
     );
     master.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tls_masters_elect_a_leader_over_tls_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path()).await;
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    drop(listeners);
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    let mut masters = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut master = wasmos()
+            .args(["master", "--listen", addr, "--id", &(i + 1).to_string()])
+            .args(["--peers", &peers.join(",")])
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("m{}", i + 1)))
+            // One master certificate for all three: each is also a client of the others.
+            .args(certs.flags("master", "m1"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("wasmos master starts");
+        first_line(&mut master, "the master says where it listens").await;
+        masters.push(master);
+    }
+    // A leader exists only once two masters voted over TLS Raft; the group then serves.
+    let all = addrs.join(",");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let out = output_with(
+            &["agents", "--master", &all],
+            &certs.env("ca", "client", "c1"),
+        )
+        .await;
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no TLS group served within {WAIT:?}: {}",
+            stderr(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for mut m in masters {
+        m.kill().await.unwrap();
+    }
+}
