@@ -307,8 +307,13 @@ mod tests {
             status_text_at("m1:5050", &hinted)
                 .ends_with("(the master at m1:5050 is not the leader; try --master m2:5050)")
         );
-        let bare = tonic::Status::unavailable("");
-        assert_eq!(status_text(&bare), "Unavailable");
-        assert_eq!(status_text_at("m1:5050", &bare), "Unavailable");
+        let bare = tonic::Status::not_found("");
+        assert_eq!(status_text(&bare), "NotFound");
+        assert_eq!(status_text_at("m1:5050", &bare), "NotFound");
+        // A broken connection of a plain-text client (the test runs without WASMOS_TLS_*)
+        // says how to speak TLS.
+        let broken = tonic::Status::unavailable("");
+        assert!(status_text(&broken).starts_with("Unavailable (the connection broke"));
+        assert!(status_text_at("m1:5050", &broken).contains("WASMOS_TLS_CERT"));
     }
 }
