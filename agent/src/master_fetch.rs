@@ -9,6 +9,7 @@ use std::time::Duration;
 use tonic::transport::Endpoint;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_client::AgentServiceClient;
+use wasmos_api::tls::TlsMaterial;
 use wasmos_wasm_executor::ComponentDigest;
 
 use crate::fetch::{ComponentFetcher, FetchError};
@@ -16,16 +17,10 @@ use crate::fetch::{ComponentFetcher, FetchError};
 /// Largest component fetched by default, in bytes (the master's default upload cap).
 pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 64 << 20;
 
-/// The gRPC endpoint of a master given as `host:port` or `http://host:port`.
-pub(crate) fn master_endpoint(master: &str) -> Result<Endpoint, String> {
-    let uri = if master.contains("://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    };
-    Endpoint::from_shared(uri)
-        .map(|e| e.connect_timeout(Duration::from_secs(5)))
-        .map_err(|e| format!("bad master address {master:?}: {e}"))
+/// The gRPC endpoint of a master given as `host:port` or `http://host:port`, over mutual TLS
+/// with `tls` when given.
+pub(crate) fn master_endpoint(master: &str, tls: Option<&TlsMaterial>) -> Result<Endpoint, String> {
+    wasmos_api::tls::endpoint(master, tls, Duration::from_secs(5))
 }
 
 /// Fetches components from the masters at `masters`.
@@ -33,6 +28,7 @@ pub(crate) fn master_endpoint(master: &str) -> Result<Endpoint, String> {
 pub struct MasterFetcher {
     masters: Vec<String>,
     max_bytes: u64,
+    tls: Option<TlsMaterial>,
 }
 
 impl MasterFetcher {
@@ -42,7 +38,15 @@ impl MasterFetcher {
         MasterFetcher {
             masters,
             max_bytes: DEFAULT_MAX_COMPONENT_BYTES,
+            tls: None,
         }
+    }
+
+    /// Fetches over mutual TLS with `tls` (the agent's certificate, key and the cluster CA);
+    /// `None`: plain text.
+    pub fn with_tls(mut self, tls: Option<TlsMaterial>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Refuses components above `max_bytes`.
@@ -56,7 +60,7 @@ impl MasterFetcher {
         master: &str,
         digest: &ComponentDigest,
     ) -> Result<Vec<u8>, (bool, String)> {
-        let endpoint = master_endpoint(master).map_err(|e| (false, e))?;
+        let endpoint = master_endpoint(master, self.tls.as_ref()).map_err(|e| (false, e))?;
         let channel = endpoint
             .connect()
             .await

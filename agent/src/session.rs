@@ -23,6 +23,7 @@ use wasmos_api::leader::leader_hint;
 use wasmos_api::limits::{AGENT_SESSION_MAX_MESSAGE_BYTES, STATUS_BATCH_BUDGET_BYTES};
 use wasmos_api::proto as pb;
 use wasmos_api::proto::agent_service_client::AgentServiceClient;
+use wasmos_api::tls::TlsMaterial;
 use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskInfo, WasmBudget};
 
 use crate::agent::{Agent, AgentError, FrameworkContext};
@@ -58,6 +59,10 @@ pub struct SessionConfig {
     pub reconnect_initial: Duration,
     /// Longest wait between reconnection attempts.
     pub reconnect_max: Duration,
+    /// The agent's TLS files (an agent certificate, its key, the cluster CA), to talk to the
+    /// masters over mutual TLS, checking that each is a master; `None` (the default): plain
+    /// text.
+    pub tls: Option<TlsMaterial>,
 }
 
 impl SessionConfig {
@@ -71,6 +76,7 @@ impl SessionConfig {
             attributes: BTreeMap::new(),
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -104,7 +110,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 
 /// [`run`] until `stop` is cancelled.
 pub async fn run_until_stopped(config: RunConfig, stop: CancellationToken) -> Result<(), RunError> {
-    let fetcher = Arc::new(MasterFetcher::new(config.session.masters.clone()));
+    let fetcher = Arc::new(
+        MasterFetcher::new(config.session.masters.clone()).with_tls(config.session.tls.clone()),
+    );
     run_until(config, fetcher, stop).await
 }
 
@@ -356,7 +364,7 @@ async fn session(
     messages: &mut Option<mpsc::UnboundedReceiver<FrameworkMessage>>,
     registered: &mut bool,
 ) -> Result<bool, SessionError> {
-    let endpoint = master_endpoint(master).map_err(SessionError::Address)?;
+    let endpoint = master_endpoint(master, cfg.tls.as_ref()).map_err(SessionError::Address)?;
     let channel = endpoint
         .connect()
         .await

@@ -104,6 +104,8 @@ pub struct Args {
     store_faults_while_exists: Option<PathBuf>,
     #[command(flatten)]
     compile: crate::compiler::CompileArgs,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 /// Parses `--attributes` entries `key:value`.
@@ -180,6 +182,9 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
         session.resources = Some(resources(spec, &args.work_dir)?);
     }
     session.attributes = attributes;
+    // An agent certificate (`wasmos certs issue agent NAME`): masters let it open agent
+    // sessions and fetch components, nothing else.
+    session.tls = args.tls.load(wasmos_api::identity::Role::Agent)?;
     if let Some(h) = &args.hostname {
         session.hostname = h.clone();
     }

@@ -206,24 +206,42 @@ pub async fn connect_leader(master: &str) -> Result<(OperatorClient, String), Fa
     Ok((connect(&leader).await?, leader))
 }
 
-/// `host:port` → `http://host:port`; an address with a scheme is kept.
-fn endpoint(master: &str) -> String {
-    if master.contains("://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    }
+/// The environment variables that give the CLI's operator and scheduler clients their TLS
+/// files: a client (or master) certificate, its key, and the cluster CA. All three or none.
+pub const TLS_ENV: [&str; 3] = ["WASMOS_TLS_CERT", "WASMOS_TLS_KEY", "WASMOS_TLS_CA"];
+
+/// The CLI's TLS files from [`TLS_ENV`], read once per process: `None` when none of the
+/// variables is set (plain text), an error when only some are or the files are unusable.
+pub fn client_tls() -> Result<Option<&'static wasmos_api::tls::TlsMaterial>, Failure> {
+    static TLS: std::sync::OnceLock<Result<Option<wasmos_api::tls::TlsMaterial>, String>> =
+        std::sync::OnceLock::new();
+    let loaded = TLS.get_or_init(|| {
+        let [cert, key, ca] = TLS_ENV.map(|name| std::env::var_os(name).filter(|v| !v.is_empty()));
+        match (cert, key, ca) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => wasmos_api::tls::TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+                ca: ca.into(),
+            }
+            .load(None)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+            _ => Err(format!("set all of {} or none of them", TLS_ENV.join(", "))),
+        }
+    });
+    loaded
+        .as_ref()
+        .map(Option::as_ref)
+        .map_err(|e| Failure::Refused(e.clone()))
 }
 
-/// Connects to the operator API of the master at `master` (waiting up to 5 s).
+/// Connects to the operator API of the master at `master` (waiting up to 5 s), over mutual
+/// TLS when [`client_tls`] gives files.
 pub async fn connect(master: &str) -> Result<OperatorClient, Failure> {
-    let endpoint = Channel::from_shared(endpoint(master))
-        .map_err(|e| {
-            Failure::Refused(format!(
-                "bad master address {master:?} ({e}); write --master HOST:PORT"
-            ))
-        })?
-        .connect_timeout(CONNECT_TIMEOUT);
+    let tls = client_tls()?;
+    let endpoint = wasmos_api::tls::endpoint(master, tls, CONNECT_TIMEOUT)
+        .map_err(|e| Failure::Refused(format!("{e}; write --master HOST:PORT")))?;
     let channel = endpoint.connect().await.map_err(|e| {
         let mut why = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -231,9 +249,15 @@ pub async fn connect(master: &str) -> Result<OperatorClient, Failure> {
             why = format!("{why}: {s}");
             source = s.source();
         }
+        let hint = if tls.is_some() {
+            "is `wasmos master` running there, serving TLS with a certificate from the same CA \
+             as WASMOS_TLS_CA?"
+        } else {
+            "is `wasmos master` (or `wasmos dev`) running there? pass its address with \
+             --master. If it serves TLS, set WASMOS_TLS_CERT, WASMOS_TLS_KEY and WASMOS_TLS_CA"
+        };
         Failure::Refused(format!(
-            "cannot connect to a master at {master} ({why}); is `wasmos master` (or `wasmos dev`) \
-             running there? pass its address with --master"
+            "cannot connect to a master at {master} ({why}); {hint}"
         ))
     })?;
     Ok(
@@ -243,9 +267,41 @@ pub async fn connect(master: &str) -> Result<OperatorClient, Failure> {
     )
 }
 
+/// What to add to a broken-connection status: a TLS master closes a plain-text connection
+/// at its first bytes, and refuses a foreign certificate after the client thinks the handshake
+/// done, which the client sees only as a cancelled or unavailable call ("transport error").
+fn plain_text_hint(s: &tonic::Status) -> &'static str {
+    // The close may also land in the middle of the client's HTTP/2 preface, as an h2 error.
+    let broken = match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => true,
+        tonic::Code::Internal => s.message().contains("h2 protocol error"),
+        _ => false,
+    };
+    if !broken || wasmos_api::leader::leader_hint(s).is_some() {
+        return "";
+    }
+    match client_tls() {
+        Ok(None) => {
+            " (the connection broke; if the master serves TLS, set WASMOS_TLS_CERT, \
+             WASMOS_TLS_KEY and WASMOS_TLS_CA to a client certificate, its key and the cluster CA)"
+        }
+        Ok(Some(_)) => {
+            " (the connection broke; the master may have refused the certificate in \
+             WASMOS_TLS_CERT: is it issued by this cluster's CA, and not expired?)"
+        }
+        Err(_) => "",
+    }
+}
+
 /// A gRPC status as a sentence, naming the leader when the master is not it ("this master is
 /// not the leader; try --master LEADER"). A status without a message shows its code.
 pub fn status_text(s: &tonic::Status) -> String {
+    let hint = plain_text_hint(s);
+    let text = status_text_bare(s);
+    format!("{text}{hint}")
+}
+
+fn status_text_bare(s: &tonic::Status) -> String {
     match wasmos_api::leader::leader_hint(s) {
         Some(leader) => format!(
             "{} (this master is not the leader; try --master {leader})",
@@ -268,7 +324,7 @@ pub fn status_text_at(master: &str, s: &tonic::Status) -> String {
         Some(leader) => {
             format!("{text} (the master at {master} is not the leader; try --master {leader})")
         }
-        None => text,
+        None => format!("{text}{}", plain_text_hint(s)),
     }
 }
 
@@ -292,8 +348,13 @@ mod tests {
             status_text_at("m1:5050", &hinted)
                 .ends_with("(the master at m1:5050 is not the leader; try --master m2:5050)")
         );
-        let bare = tonic::Status::unavailable("");
-        assert_eq!(status_text(&bare), "Unavailable");
-        assert_eq!(status_text_at("m1:5050", &bare), "Unavailable");
+        let bare = tonic::Status::not_found("");
+        assert_eq!(status_text(&bare), "NotFound");
+        assert_eq!(status_text_at("m1:5050", &bare), "NotFound");
+        // A broken connection of a plain-text client (the test runs without WASMOS_TLS_*)
+        // says how to speak TLS.
+        let broken = tonic::Status::unavailable("");
+        assert!(status_text(&broken).starts_with("Unavailable (the connection broke"));
+        assert!(status_text_at("m1:5050", &broken).contains("WASMOS_TLS_CERT"));
     }
 }

@@ -2,6 +2,7 @@
 
 mod acl;
 mod agent;
+mod certs;
 mod client;
 mod compiler;
 mod dev;
@@ -11,6 +12,7 @@ mod members;
 mod ops;
 mod submit;
 mod task_run;
+mod tls_args;
 
 use std::process::ExitCode;
 
@@ -71,6 +73,12 @@ enum Command {
     },
     /// Read a master's audit log (refusals and mutating calls) from its data dir.
     Audit(acl::AuditArgs),
+    /// Make the cluster's TLS certificates: a CA, then one certificate per master, agent and
+    /// client, each naming its role.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
+    },
     /// Work with single tasks, without a cluster.
     Task {
         #[command(subcommand)]
@@ -148,6 +156,7 @@ fn main() -> ExitCode {
             Command::Operator {
                 command: OperatorCommand::Members { command },
             } => members::run(command).await,
+            Command::Certs { command } => certs::run(command),
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,

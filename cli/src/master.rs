@@ -13,6 +13,10 @@
 //! survives restarts; `--id N --peers ID=ADDR,...` (this master included, ADDR being each
 //! master's `--listen` address) forms a group of masters, of which only the leader serves and
 //! the others point callers at it. Without `--data-dir` the registry lives in memory.
+//!
+//! TLS: `--tls-cert`, `--tls-key` and `--tls-ca` (a master certificate from `wasmos certs`)
+//! make every link mutual TLS, Raft to the peers included. Without them the master serves
+//! plain text on loopback only, unless `--insecure` (which warns at every start).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -30,8 +34,16 @@ use crate::duration_secs;
 #[derive(clap::Args)]
 pub struct Args {
     /// Address to serve the scheduler, agent and operator gRPC APIs on (port 0 picks one).
+    /// A non-loopback address needs --tls-cert, --tls-key and --tls-ca (or --insecure).
     #[arg(long, value_name = "ADDR", default_value = crate::client::DEFAULT_MASTER)]
     listen: SocketAddr,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
+    /// Serve plain text on a non-loopback address: anyone who reaches the port can register
+    /// as an agent, operate the cluster or join the Raft group, and every link can be read.
+    /// Warns at every start. Not needed on loopback.
+    #[arg(long)]
+    insecure: bool,
     /// How often the allocator runs when nothing changes, in seconds.
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
     allocation_interval: Option<Duration>,
@@ -61,8 +73,8 @@ pub struct Args {
     max_component_mb: Option<u64>,
     #[command(flatten)]
     compile: crate::compiler::CompileArgs,
-    /// How long a new connection may take to send the HTTP/2 preface and first frame before it
-    /// is closed, in seconds [default: 10].
+    /// How long a new connection may take to complete its TLS handshake (with --tls-cert) and
+    /// send the HTTP/2 preface and first frame before it is closed, in seconds [default: 10].
     #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
     handshake_timeout: Option<Duration>,
     /// How long a connection with no call open is kept before it is closed, in seconds; 0
@@ -301,7 +313,31 @@ pub async fn run(args: Args) -> ExitCode {
     }
 }
 
+/// The master's TLS files, or why it may not serve without them: a master bound to a
+/// non-loopback address refuses to serve plain text unless `--insecure`, and then warns.
+fn master_tls(args: &Args) -> anyhow::Result<Option<wasmos_api::tls::TlsMaterial>> {
+    let tls = args.tls.load(wasmos_api::identity::Role::Master)?;
+    if tls.is_none() && !args.listen.ip().is_loopback() {
+        anyhow::ensure!(
+            args.insecure,
+            "refusing to serve plain text on the non-loopback address {}: anyone who reaches it \
+             could register as an agent, operate the cluster or join the Raft group. Give \
+             --tls-cert, --tls-key and --tls-ca (`wasmos certs init`, then `wasmos certs issue \
+             master NAME --host ADDR`), listen on 127.0.0.1, or pass --insecure",
+            args.listen
+        );
+        eprintln!(
+            "wasmos master: WARNING: serving plain text on {} (--insecure): no encryption and \
+             no certificate checks; anyone who reaches this port can register as an agent, \
+             operate the cluster and join the Raft group",
+            args.listen
+        );
+    }
+    Ok(tls)
+}
+
 async fn serve(args: Args) -> anyhow::Result<()> {
+    let tls = master_tls(&args)?;
     let config = args.config()?;
     let host = framework_host(&args.compile)?;
     if let Some((from, to)) = wasmos_master::server::raise_nofile_soft_limit() {
@@ -354,12 +390,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 .store_faults_while_exists
                 .clone()
                 .map(StoreFaults::while_file_exists);
-            let node =
-                RaftNode::open_with_faults(id, peers, dir.clone(), RaftConfig::default(), faults)
-                    .await
-                    .with_context(|| {
-                        format!("cannot start master {id} on the data dir {}", dir.display())
-                    })?;
+            let raft_config = RaftConfig {
+                tls: tls.clone(),
+                ..RaftConfig::default()
+            };
+            let node = RaftNode::open_with_faults(id, peers, dir.clone(), raft_config, faults)
+                .await
+                .with_context(|| {
+                    format!("cannot start master {id} on the data dir {}", dir.display())
+                })?;
             let master = Master::replicated(config, node, args.agent_reregister_wait)
                 .with_framework_host(host);
             if !args.weights.is_empty() {
@@ -384,6 +423,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         per_ip,
         nofile.map_or("unlimited".to_string(), |n| n.to_string()),
     );
+    let master = match tls {
+        Some(tls) => {
+            eprintln!(
+                "wasmos master: serving mutual TLS as {} (clients need a certificate from the CA \
+                 {})",
+                tls.identity(),
+                tls.files().ca.display()
+            );
+            master.with_tls(tls)
+        }
+        None => master,
+    };
     println!("wasmos master listening on {bound}");
     let served = master
         .clone()

@@ -132,6 +132,8 @@ async fn start_master(net: &Net, dir: &std::path::Path, i: usize) -> Child {
             "master",
         ])
         .args(["--listen", &net.addr(i), "--allocation-interval", "0.05"])
+        // Namespace addresses are not loopback; this test is about partitions, not TLS.
+        .arg("--insecure")
         .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
         .arg("--data-dir")
         .arg(dir.join(format!("m{i}")))

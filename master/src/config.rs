@@ -109,7 +109,7 @@ pub struct MasterConfig {
 /// closed at once; refusals are counted in one rate-limited warning.
 #[derive(Clone, Debug)]
 pub struct ConnectionConfig {
-    /// How long a new connection may take to send the HTTP/2 preface and its first frame (the
+    /// How long a new connection may take to complete its TLS handshake (on a TLS master) and send the HTTP/2 preface and its first frame (the
     /// client's SETTINGS); one that has not is closed. Bounds the descriptors a client that
     /// connects and stalls can hold. Must be above zero. Default 10 s
     /// (`--handshake-timeout`).

@@ -5,6 +5,7 @@
 //! trying it again; a call that outlives its deadline is a `Timeout`; an error the peer's Raft
 //! returned comes back as openraft's `RemoteError`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -18,9 +19,10 @@ use openraft::raft::{
 use openraft::{BasicNode, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use wasmos_api::proto::RaftRequest;
 use wasmos_api::proto::raft_client::RaftClient;
+use wasmos_api::tls::TlsMaterial;
 
 use super::{NodeId, TypeConfig};
 
@@ -33,6 +35,7 @@ pub struct NetworkFactory {
     id: NodeId,
     connect_timeout: Duration,
     backoff: Duration,
+    tls: Option<Arc<TlsMaterial>>,
 }
 
 impl NetworkFactory {
@@ -43,7 +46,15 @@ impl NetworkFactory {
             id,
             connect_timeout,
             backoff,
+            tls: None,
         }
+    }
+
+    /// Dials peers over mutual TLS with `tls` (this master's certificate, key and the cluster
+    /// CA), checking that each peer's certificate is a master's; `None`: plain text.
+    pub fn with_tls(mut self, tls: Option<TlsMaterial>) -> Self {
+        self.tls = tls.map(Arc::new);
+        self
     }
 }
 
@@ -57,6 +68,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node: node.clone(),
             connect_timeout: self.connect_timeout,
             backoff: self.backoff,
+            tls: self.tls.clone(),
             client: None,
         }
     }
@@ -69,6 +81,7 @@ pub struct PeerClient {
     node: BasicNode,
     connect_timeout: Duration,
     backoff: Duration,
+    tls: Option<Arc<TlsMaterial>>,
     client: Option<RaftClient<Channel>>,
 }
 
@@ -89,21 +102,10 @@ impl PeerClient {
             return Ok(c.clone());
         }
         let addr = &self.node.addr;
-        let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.clone()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| {
-            CallError::Unreachable(format!(
-                "master {} has a bad address {addr:?}: {e}",
-                self.target
-            ))
-        })?;
-        let channel = endpoint
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let endpoint =
+            wasmos_api::tls::endpoint(addr, self.tls.as_deref(), self.connect_timeout)
+                .map_err(|e| CallError::Unreachable(format!("master {}: {e}", self.target)))?;
+        let channel = endpoint.connect_lazy();
         let client = RaftClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -47,6 +47,9 @@ pub struct RaftConfig {
     pub snapshot_chunk_bytes: u64,
     /// Deadline of one snapshot chunk call.
     pub snapshot_chunk_timeout: Duration,
+    /// The master's own TLS files (its master certificate is also its client certificate
+    /// towards its peers), to dial peers over mutual TLS; `None` (the default): plain text.
+    pub tls: Option<wasmos_api::tls::TlsMaterial>,
 }
 
 impl Default for RaftConfig {
@@ -59,6 +62,7 @@ impl Default for RaftConfig {
             entries_kept_after_snapshot: 1000,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_chunk_timeout: Duration::from_secs(2),
+            tls: None,
         }
     }
 }
@@ -255,7 +259,8 @@ impl RaftNode {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))??;
         let durable_commits = opened.log.durable_commits_counter();
-        let network = NetworkFactory::new(id, config.heartbeat, config.heartbeat);
+        let network = NetworkFactory::new(id, config.heartbeat, config.heartbeat)
+            .with_tls(config.tls.clone());
         let raft = Raft::new(id, raft_config, network, opened.log, opened.state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;

@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::Stream;
+use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
@@ -34,6 +35,8 @@ use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{Bytes, Service};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::warn;
+
+use wasmos_api::identity::PeerIdentity;
 
 use crate::config::ConnectionConfig;
 use crate::sync::lock;
@@ -203,52 +206,249 @@ impl RefusalLog {
     }
 }
 
+/// Counts failed TLS handshakes (bad, foreign or missing client certificates, plain-text
+/// clients, stalls) into one warning per [`WARN_INTERVAL`], naming the last peer and reason.
+#[derive(Debug, Default)]
+struct TlsFailureLog {
+    last_warned: Option<Instant>,
+    failed: u64,
+}
+
+impl TlsFailureLog {
+    fn failed(&mut self, peer: SocketAddr, why: &str) {
+        self.failed += 1;
+        if self
+            .last_warned
+            .is_some_and(|at| at.elapsed() < WARN_INTERVAL)
+        {
+            return;
+        }
+        warn!(
+            failed_tls_handshakes = self.failed,
+            last_peer = %peer,
+            last_reason = why,
+            "refused connections that did not complete a mutual TLS handshake since the last \
+             warning; clients need a certificate from this cluster's CA (`wasmos certs issue`)"
+        );
+        self.last_warned = Some(Instant::now());
+        self.failed = 0;
+    }
+}
+
+/// A TLS handshake under way: its connection, or the peer and why it failed.
+type PendingHandshake =
+    Pin<Box<dyn Future<Output = Result<LimitedConn, (SocketAddr, String)>> + Send>>;
+
 /// The connections `listener` accepts under `admission`'s caps, each wrapped with the
-/// deadlines of `config`. Refused connections are closed here and never yielded; the stream
-/// yields no errors and ends only when dropped.
+/// deadlines of `config`; with `tls`, each must first complete a mutual TLS handshake (run
+/// concurrently, within the same handshake deadline as the HTTP/2 preface that follows, and
+/// holding its slot under the caps meanwhile). Refused connections are closed here and never
+/// yielded; the stream yields no errors and ends only when dropped.
 pub(crate) fn accept(
     listener: TcpListener,
     admission: Arc<Admission>,
     config: &ConnectionConfig,
-) -> impl Stream<Item = Result<LimitedConn, io::Error>> + Send + 'static {
-    let handshake_timeout = config.handshake_timeout;
-    let idle_timeout = config.idle_timeout;
-    let state = (listener, admission, RefusalLog::default(), None::<Instant>);
-    futures_util::stream::unfold(
-        state,
-        move |(listener, admission, mut log, mut last_error)| {
-            async move {
-                loop {
-                    let (stream, peer) = match listener.accept().await {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            if last_error.is_none_or(|at| at.elapsed() >= WARN_INTERVAL) {
-                                warn!(error = %e, "cannot accept connections (out of file descriptors?); retrying");
-                                last_error = Some(Instant::now());
-                            }
-                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                            continue;
-                        }
-                    };
-                    match admission.admit(peer.ip()) {
-                        Ok(slot) => {
-                            // Small answers (acks, offers) must not wait for Nagle's algorithm:
-                            // without TCP_NODELAY each one waited ~40 ms for a delayed ACK on
-                            // loopback.
-                            let _ = stream.set_nodelay(true);
-                            let conn =
-                                LimitedConn::new(stream, slot, handshake_timeout, idle_timeout);
-                            return Some((Ok(conn), (listener, admission, log, last_error)));
-                        }
-                        Err(why) => {
-                            drop(stream);
-                            log.refused(why, peer, &admission);
-                        }
-                    }
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Incoming {
+    Incoming {
+        listener,
+        admission,
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
+        tls,
+        handshakes: FuturesUnordered::new(),
+        refusals: RefusalLog::default(),
+        tls_failures: TlsFailureLog::default(),
+        last_error: None,
+        pause: None,
+    }
+}
+
+/// The stream [`accept`] returns.
+pub(crate) struct Incoming {
+    listener: TcpListener,
+    admission: Arc<Admission>,
+    handshake_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshakes: FuturesUnordered<PendingHandshake>,
+    refusals: RefusalLog,
+    tls_failures: TlsFailureLog,
+    last_error: Option<Instant>,
+    /// After an accept error: no accepting until this fires.
+    pause: Option<Pin<Box<Sleep>>>,
+}
+
+/// Completes the TLS handshake on `stream` before `deadline`, and reads the verified client
+/// certificate's identity.
+async fn tls_handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    deadline: tokio::time::Instant,
+    idle_timeout: Option<Duration>,
+) -> Result<LimitedConn, (SocketAddr, String)> {
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Err(_) => return Err((peer, "the TLS handshake did not complete in time".into())),
+        Ok(Err(e)) => return Err((peer, e.to_string())),
+        Ok(Ok(tls)) => tls,
+    };
+    let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        // rustls requires one under the server configuration; checked anyway.
+        None => return Err((peer, "no client certificate".into())),
+        Some(cert) => PeerIdentity::from_der(cert).map_err(|e| (peer, e.to_string()))?,
+    };
+    Ok(LimitedConn::new(
+        Io::Tls(Box::new(tls)),
+        Some(identity),
+        slot,
+        deadline,
+        idle_timeout,
+    ))
+}
+
+impl Stream for Incoming {
+    type Item = Result<LimitedConn, io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            // Finished handshakes first, so that a stream of new connections cannot starve them.
+            while let Poll::Ready(Some(done)) = Pin::new(&mut this.handshakes).poll_next(cx) {
+                match done {
+                    Ok(conn) => return Poll::Ready(Some(Ok(conn))),
+                    Err((peer, why)) => this.tls_failures.failed(peer, &why),
                 }
             }
-        },
-    )
+            if let Some(pause) = &mut this.pause {
+                if pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.pause = None;
+            }
+            let (stream, peer) = match this.listener.poll_accept(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(accepted)) => accepted,
+                Poll::Ready(Err(e)) => {
+                    if this
+                        .last_error
+                        .is_none_or(|at| at.elapsed() >= WARN_INTERVAL)
+                    {
+                        warn!(error = %e, "cannot accept connections (out of file descriptors?); retrying");
+                        this.last_error = Some(Instant::now());
+                    }
+                    this.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_ERROR_PAUSE)));
+                    continue;
+                }
+            };
+            let slot = match this.admission.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    drop(stream);
+                    this.refusals.refused(why, peer, &this.admission);
+                    continue;
+                }
+            };
+            // Small answers (acks, offers) must not wait for Nagle's algorithm: without
+            // TCP_NODELAY each one waited ~40 ms for a delayed ACK on loopback.
+            let _ = stream.set_nodelay(true);
+            let deadline = tokio::time::Instant::now() + this.handshake_timeout;
+            match &this.tls {
+                None => {
+                    let conn = LimitedConn::new(
+                        Io::Plain(stream),
+                        None,
+                        slot,
+                        deadline,
+                        this.idle_timeout,
+                    );
+                    return Poll::Ready(Some(Ok(conn)));
+                }
+                Some(acceptor) => this.handshakes.push(Box::pin(tls_handshake(
+                    acceptor.clone(),
+                    stream,
+                    peer,
+                    slot,
+                    deadline,
+                    this.idle_timeout,
+                ))),
+            }
+        }
+    }
+}
+
+/// A connection's transport: plain TCP, or TLS over it.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Io {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// What a connection's calls tell its reader: how many are open, and since when none is.
@@ -289,6 +489,8 @@ impl ConnActivity {
 pub(crate) struct ConnInfo {
     /// The local and remote addresses, as tonic's own `TcpStream` reports them.
     pub(crate) tcp: TcpConnectInfo,
+    /// Who the verified client certificate says the peer is; `None` on a plain-text listener.
+    pub(crate) peer: Option<PeerIdentity>,
     activity: Arc<ConnActivity>,
 }
 
@@ -326,7 +528,8 @@ struct IdleWatch {
 /// An accepted TCP connection under the caps and deadlines: holds its [`Slot`] until dropped,
 /// and fails its reads (so that hyper drops it) once the handshake or idle deadline passes.
 pub(crate) struct LimitedConn {
-    inner: TcpStream,
+    inner: Io,
+    peer: Option<PeerIdentity>,
     handshake: Option<Handshake>,
     idle: Option<IdleWatch>,
     activity: Arc<ConnActivity>,
@@ -334,16 +537,20 @@ pub(crate) struct LimitedConn {
 }
 
 impl LimitedConn {
+    /// `deadline` is when the HTTP/2 handshake (and, over TLS, the TLS handshake before it)
+    /// must be done by: the accept time plus the handshake timeout.
     fn new(
-        inner: TcpStream,
+        inner: Io,
+        peer: Option<PeerIdentity>,
         slot: Slot,
-        handshake_timeout: Duration,
+        deadline: tokio::time::Instant,
         idle_timeout: Option<Duration>,
     ) -> Self {
         LimitedConn {
             inner,
+            peer,
             handshake: Some(Handshake {
-                deadline: Box::pin(tokio::time::sleep(handshake_timeout)),
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 head: [0; PREFACE_AND_FRAME_HEADER],
                 seen: 0,
                 needed: PREFACE_AND_FRAME_HEADER,
@@ -449,7 +656,8 @@ impl Connected for LimitedConn {
 
     fn connect_info(&self) -> ConnInfo {
         ConnInfo {
-            tcp: self.inner.connect_info(),
+            tcp: self.inner.tcp().connect_info(),
+            peer: self.peer.clone(),
             activity: self.activity.clone(),
         }
     }
@@ -502,6 +710,10 @@ where
             info.activity.call_opened();
             // Where `Request::remote_addr` looks, as with tonic's own listener.
             req.extensions_mut().insert(info.tcp);
+            // Where authorization and the role check look (`wasmos_api::identity`).
+            if let Some(peer) = info.peer {
+                req.extensions_mut().insert(peer);
+            }
             OpenCall(info.activity)
         });
         let response = self.inner.call(req);

@@ -9,7 +9,9 @@
 //! - `scheduler_service.rs`, `agent_service.rs`, `operator_service.rs`: one file per gRPC
 //!   service;
 //! - `status.rs`: every gRPC status the master answers with, in one table;
-//! - `conn_limits.rs`: the listener's caps and deadlines on TCP connections.
+//! - `conn_limits.rs`: the listener's caps and deadlines on TCP connections, and its TLS
+//!   handshakes;
+//! - `peer_roles.rs`: which certificate role may call which service (TLS masters).
 //!
 //! Hosted schedulers run in the [`FrameworkHost`] (`framework_host/`), which sees the master
 //! only through [`HostContext`]; this module implements that for `Master` and never lends the
@@ -24,6 +26,7 @@ mod authz;
 mod conn_limits;
 mod leader;
 mod operator_service;
+mod peer_roles;
 mod scheduler_service;
 mod status;
 mod timers;
@@ -63,6 +66,9 @@ pub enum ServeError {
     /// The gRPC server could not serve on its listener, or failed while serving.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS files given with [`Master::with_tls`] do not make a server configuration.
+    #[error("cannot serve TLS: {0}")]
+    Tls(wasmos_api::tls::TlsError),
     /// The Raft member of a replicated master stopped by itself, most often because its store
     /// could not write (a full or failing disk): openraft does not recover from that, so the
     /// master stopped serving rather than answer from memory what it cannot make durable.
@@ -106,6 +112,8 @@ pub struct Master {
     host: Arc<Mutex<Option<FrameworkHost>>>,
     /// The authorization layer every service calls (`authz.rs`).
     acl: Arc<crate::acl::Acl>,
+    /// The master's TLS files when it serves TLS ([`Master::with_tls`]); `None`: plain text.
+    tls: Option<Arc<wasmos_api::tls::TlsMaterial>>,
 }
 
 impl Master {
@@ -131,7 +139,16 @@ impl Master {
             wake,
             host: Arc::new(Mutex::new(None)),
             acl,
+            tls: None,
         }
+    }
+
+    /// Serves mutual TLS with `tls` (a master certificate, its key and the cluster CA): every
+    /// client must present a certificate signed by that CA, and may call only the services
+    /// its role allows (see `server/peer_roles.rs`). Without this the master serves plain text.
+    pub fn with_tls(mut self, tls: wasmos_api::tls::TlsMaterial) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
     }
 
     /// A master whose registry is replicated through `node`'s Raft group. It serves only while
@@ -255,7 +272,13 @@ impl Master {
         );
         let admission =
             conn_limits::Admission::new(max_connections, conns.max_connections_per_ip.max(1));
-        let incoming = conn_limits::accept(listener, admission, &conns);
+        let acceptor = match &self.tls {
+            Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
+                tls.server_config().map_err(ServeError::Tls)?,
+            )),
+            None => None,
+        };
+        let incoming = conn_limits::accept(listener, admission, &conns, acceptor);
         let timers = tokio::spawn(self.clone().run_timers());
         let raft_service = self.raft.as_ref().map(|r| r.node.service());
         // Set, and `failed_rx` told, when Raft stops by itself: the server then shuts down.
@@ -289,6 +312,9 @@ impl Master {
             .http2_keepalive_interval(conns.keepalive_interval)
             .http2_keepalive_timeout(Some(conns.keepalive_timeout))
             .layer(conn_limits::TrackCallsLayer)
+            .layer(peer_roles::PeerRolesLayer {
+                tls: self.tls.is_some(),
+            })
             .add_optional_service(raft_service)
             .add_service(
                 SchedulerServiceServer::new(self.clone())
