@@ -101,24 +101,8 @@ impl Certs {
 
 /// Starts `wasmos master` on a free loopback port with `flags`; returns it and its address.
 async fn start_master(flags: &[String]) -> (Child, String) {
-    let mut master = wasmos()
-        .args([
-            "master",
-            "--listen",
-            "127.0.0.1:0",
-            "--allocation-interval",
-            "0.05",
-        ])
-        .args(flags)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wasmos master starts");
-    let line = first_line(&mut master, "the master says where it listens").await;
-    let addr = line
-        .strip_prefix("wasmos master listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from the master: {line:?}"))
-        .to_string();
-    (master, addr)
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    common::start_master_with(&flags, Stdio::inherit()).await
 }
 
 /// Runs `wasmos ARGS` with `env` to its end.
