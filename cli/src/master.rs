@@ -386,6 +386,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+            restrict_data_dir(dir)?;
             let faults = args
                 .store_faults_while_exists
                 .clone()
@@ -443,4 +444,27 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("the master on {bound} failed"));
     master.shutdown_replication().await;
     served
+}
+
+/// Makes the master's data directory readable by its owner only (mode 0700): it holds the
+/// registry and Raft log (components, frameworks' state, token hashes) and the audit log.
+fn restrict_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the data dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "the data dir {} is open to other users (mode {:o}) and cannot be made \
+                     0700; fix its owner or mode",
+                    dir.display(),
+                    mode & 0o777
+                )
+            },
+        )?;
+    }
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! `wasmos master` whose Raft store cannot write (simulated with the hidden
 //! `--store-faults-while-exists FILE`) exits non-zero saying why, and, restarted on its data
-//! dir once the disk is fixed, serves its registry again.
+//! dir once the disk is fixed, serves its registry again. It makes its data dir mode 0700.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -47,7 +48,12 @@ async fn a_master_whose_raft_store_cannot_write_exits_non_zero_and_comes_back() 
         "--store-faults-while-exists",
         fault.to_str().unwrap(),
     ];
+    // A data dir open to other users is made the owner's only.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (mut master, addr) = start_master_with(&flags, Stdio::piped()).await;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the data dir's mode is {mode:o}");
     let mut stderr = master.stderr.take().expect("piped stderr");
     // Read all along, so that the master never blocks on a full pipe.
     let said = tokio::spawn(async move {
