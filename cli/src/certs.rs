@@ -27,7 +27,7 @@ use rcgen::{
 use wasmos_api::identity::Role;
 
 /// The CA certificate's file name.
-const CA_CERT: &str = "ca.pem";
+pub(crate) const CA_CERT: &str = "ca.pem";
 /// The CA key's file name.
 const CA_KEY: &str = "ca-key.pem";
 /// How long the CA is valid.
@@ -138,7 +138,8 @@ fn refuse_existing(paths: &[&Path]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Creates the cluster CA in `dir` (see `wasmos certs init`); returns the files written.
+pub(crate) fn init(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
     refuse_existing(&[&cert_path, &key_path])?;
     std::fs::DirBuilder::new()
@@ -165,7 +166,9 @@ fn init(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![cert_path, key_path])
 }
 
-fn issue(
+/// Issues a certificate of `role` named `name` from the CA in `dir` (see `wasmos certs
+/// issue`); returns the certificate's and the key's paths.
+pub(crate) fn issue(
     dir: &Path,
     role: Role,
     name: &str,

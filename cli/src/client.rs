@@ -26,8 +26,9 @@ pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
 /// A connected operator client; every call carries the token given to [`set_token`].
 pub type OperatorClient = OperatorServiceClient<InterceptedService<Channel, BearerToken>>;
 
-/// The token every call to a master carries (`--token` / `WASMOS_TOKEN`), set once at start.
-static TOKEN: std::sync::OnceLock<Option<MetadataValue<Ascii>>> = std::sync::OnceLock::new();
+/// The token every call to a master carries (`--token` / `WASMOS_TOKEN`, set at start; `wasmos
+/// dev --secure` sets the management token it bootstrapped).
+static TOKEN: std::sync::RwLock<Option<MetadataValue<Ascii>>> = std::sync::RwLock::new(None);
 
 /// Sets the token later calls carry as `authorization: Bearer <token>`; refused when it is
 /// not printable ASCII.
@@ -42,7 +43,9 @@ pub fn set_token(token: Option<&str>) -> Result<(), String> {
                 })?,
         ),
     };
-    let _ = TOKEN.set(value);
+    *TOKEN
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
     Ok(())
 }
 
@@ -55,8 +58,12 @@ impl Interceptor for BearerToken {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(Some(v)) = TOKEN.get() {
-            request.metadata_mut().insert("authorization", v.clone());
+        let token = TOKEN
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(v) = token {
+            request.metadata_mut().insert("authorization", v);
         }
         Ok(request)
     }
@@ -210,11 +217,20 @@ pub async fn connect_leader(master: &str) -> Result<(OperatorClient, String), Fa
 /// files: a client (or master) certificate, its key, and the cluster CA. All three or none.
 pub const TLS_ENV: [&str; 3] = ["WASMOS_TLS_CERT", "WASMOS_TLS_KEY", "WASMOS_TLS_CA"];
 
+/// The CLI clients' TLS material: from [`TLS_ENV`] on first use, or given by [`set_client_tls`].
+static TLS: std::sync::OnceLock<Result<Option<wasmos_api::tls::TlsMaterial>, String>> =
+    std::sync::OnceLock::new();
+
+/// Makes the CLI's clients in this process use `material` (a client certificate) instead of
+/// [`TLS_ENV`]; refused once a client has connected.
+pub fn set_client_tls(material: wasmos_api::tls::TlsMaterial) -> Result<(), String> {
+    TLS.set(Ok(Some(material)))
+        .map_err(|_| "the clients' TLS files were chosen already".to_string())
+}
+
 /// The CLI's TLS files from [`TLS_ENV`], read once per process: `None` when none of the
 /// variables is set (plain text), an error when only some are or the files are unusable.
 pub fn client_tls() -> Result<Option<&'static wasmos_api::tls::TlsMaterial>, Failure> {
-    static TLS: std::sync::OnceLock<Result<Option<wasmos_api::tls::TlsMaterial>, String>> =
-        std::sync::OnceLock::new();
     let loaded = TLS.get_or_init(|| {
         let [cert, key, ca] = TLS_ENV.map(|name| std::env::var_os(name).filter(|v| !v.is_empty()));
         match (cert, key, ca) {

@@ -7,6 +7,11 @@
 //! when interrupted);
 //! without, it prints where to connect and serves until Ctrl-C or SIGTERM.
 //!
+//! Plain, it runs open (no TLS, no ACLs) on loopback and says so. With `--secure` it makes a CA
+//! and certificates in `DATA_DIR/tls` (master, one per agent, a client), serves mutual TLS with
+//! ACLs on, bootstraps them, and prints the management token and the client's TLS files as
+//! `export` lines (serving) or uses them itself (`--run`).
+//!
 //! Needs neither root nor cgroups: Wasm tasks run anywhere, and native tasks are refused by the
 //! agents, saying why, where cgroups are unavailable.
 
@@ -19,6 +24,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wasmos_agent::{AgentConfig, RunConfig, RunError, SessionConfig};
 use wasmos_api::Resources;
+use wasmos_api::identity::Role;
+use wasmos_api::tls::{TlsFiles, TlsMaterial};
 use wasmos_master::{Master, MasterConfig};
 use wasmos_wasm_executor::{PoolingConfig, RuntimeConfig};
 
@@ -57,6 +64,12 @@ pub struct Args {
     limits: submit::LimitArgs,
     #[command(flatten)]
     compile: crate::compiler::CompileArgs,
+    /// Run the cluster secured: mutual TLS on every link (a CA and certificates are made in
+    /// the data directory's `tls/`) and ACLs on; prints a management token and the
+    /// environment a client needs (`export WASMOS_TOKEN=...`, `WASMOS_TLS_*`). Plain (the
+    /// default) runs open on 127.0.0.1.
+    #[arg(long)]
+    secure: bool,
     /// Arguments passed to the framework's `init` with --run, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -109,6 +122,17 @@ pub async fn run(args: Args) -> ExitCode {
             println!(
                 "wasmos dev: master at {addr}; try: wasmos submit FRAMEWORK.wasm --master {addr}"
             );
+            if let Some(secure) = &cluster.secure {
+                // Lines a shell can `eval`; the token is shown only here.
+                println!("export WASMOS_TOKEN={}", secure.token);
+                for (name, path) in crate::client::TLS_ENV.iter().zip(&secure.client_files) {
+                    println!("export {name}={}", path.display());
+                }
+                eprintln!(
+                    "wasmos dev: the export lines are a management token (shown once) and the \
+                     client's TLS files; set them to use this cluster"
+                );
+            }
             eprintln!("wasmos dev: serving until Ctrl-C");
             tokio::select! {
                 why = cluster.failed() => {
@@ -129,8 +153,81 @@ struct Cluster {
     stop: CancellationToken,
     /// The master's server task, then each agent's task (by index).
     tasks: tokio::sync::Mutex<JoinSet<(String, Result<(), String>)>>,
+    /// With `--secure`: the management token and the client's TLS files.
+    secure: Option<Secured>,
     /// The temporary data directory, removed on drop.
     _temp: Option<tempfile::TempDir>,
+}
+
+/// What a client of a `--secure` cluster needs.
+struct Secured {
+    /// The management token bootstrapped at start.
+    token: String,
+    /// The client certificate, its key and the CA, in the order of `client::TLS_ENV`.
+    client_files: [PathBuf; 3],
+}
+
+/// The TLS material of a `--secure` cluster, made in `dir` (or reused from an earlier run on
+/// the same `--data-dir`): the master's, one per agent, and the client's.
+struct DevCerts {
+    master: TlsMaterial,
+    agents: Vec<TlsMaterial>,
+    client: TlsMaterial,
+}
+
+impl DevCerts {
+    fn make(dir: &std::path::Path, agents: u32) -> anyhow::Result<DevCerts> {
+        if !dir.join(crate::certs::CA_CERT).exists() {
+            crate::certs::init(dir)?;
+        }
+        let load = |role: Role, name: &str, hosts: &[String]| -> anyhow::Result<TlsMaterial> {
+            let cert = dir.join(format!("{role}-{name}.pem"));
+            if !cert.exists() {
+                crate::certs::issue(dir, role, name, hosts, 365)?;
+            }
+            Ok(TlsFiles {
+                cert,
+                key: dir.join(format!("{role}-{name}-key.pem")),
+                ca: dir.join(crate::certs::CA_CERT),
+            }
+            .load(Some(role))?)
+        };
+        let loopback = ["127.0.0.1".to_string(), "localhost".to_string()];
+        Ok(DevCerts {
+            master: load(Role::Master, "dev", &loopback)?,
+            agents: (0..agents)
+                .map(|i| load(Role::Agent, &format!("dev-{i}"), &[]))
+                .collect::<anyhow::Result<_>>()?,
+            client: load(Role::Client, "dev", &[])?,
+        })
+    }
+}
+
+/// Creates the first management token of the `--secure` master at `addr` and makes this
+/// process's clients (`--run`) use it and the client certificate.
+async fn bootstrap(addr: std::net::SocketAddr, client: TlsMaterial) -> anyhow::Result<Secured> {
+    let files = client.files();
+    let client_files = [files.cert.clone(), files.key.clone(), files.ca.clone()];
+    crate::client::set_client_tls(client).map_err(anyhow::Error::msg)?;
+    let mut op = crate::client::connect(&addr.to_string())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the secured master: {}", e.message()))?;
+    let token = op
+        .bootstrap_acl(wasmos_api::proto::BootstrapAclRequest {})
+        .await
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "cannot bootstrap the ACLs: {}",
+                crate::client::status_text(&s)
+            )
+        })?
+        .into_inner()
+        .secret;
+    crate::client::set_token(Some(&token)).map_err(anyhow::Error::msg)?;
+    Ok(Secured {
+        token,
+        client_files,
+    })
 }
 
 impl Cluster {
@@ -169,13 +266,28 @@ impl Cluster {
         let addr = listener
             .local_addr()
             .context("cannot read the master's address")?;
+        let certs = if args.secure {
+            let dir = data_dir.join("tls");
+            Some(DevCerts::make(&dir, n).with_context(|| {
+                format!(
+                    "cannot make the certificates of --secure in {}",
+                    dir.display()
+                )
+            })?)
+        } else {
+            None
+        };
         let config = MasterConfig {
             allocation_interval: Duration::from_millis(50),
             command_task_roles: args.command_tasks.roles()?,
+            enforce_acl: args.secure,
             ..MasterConfig::default()
         };
-        let master =
+        let mut master =
             Master::new(config).with_framework_host(crate::master::framework_host(&args.compile)?);
+        if let Some(certs) = &certs {
+            master = master.with_tls(certs.master.clone());
+        }
         crate::master::apply_weights(&master, &args.weights)?;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -185,12 +297,30 @@ impl Cluster {
             let r = serving.serve(listener, shutdown).await;
             ("the master".to_string(), r.map_err(|e| e.to_string()))
         });
+        let secure = match &certs {
+            Some(certs) => {
+                eprintln!(
+                    "wasmos dev: secured: mutual TLS on every link (certificates in {}) and \
+                     ACLs on",
+                    data_dir.join("tls").display()
+                );
+                Some(bootstrap(addr, certs.client.clone()).await?)
+            }
+            None => {
+                eprintln!(
+                    "wasmos dev: running open: plain text on 127.0.0.1 and no ACLs (anyone on \
+                     this machine may use it); --secure turns on TLS and ACLs"
+                );
+                None
+            }
+        };
         for i in 0..n {
             let work_dir = data_dir.join(format!("agent-{i}"));
             std::fs::create_dir_all(&work_dir).with_context(|| {
                 format!("cannot create the agent directory {}", work_dir.display())
             })?;
             let mut config = agent_config(work_dir, addr, share, i, n);
+            config.session.tls = certs.as_ref().map(|c| c.agents[i as usize].clone());
             config.agent.runtime.compiler = args.compile.compiler()?;
             let stop = stop.clone();
             tasks.spawn(async move {
@@ -202,6 +332,7 @@ impl Cluster {
             addr,
             stop,
             tasks: tokio::sync::Mutex::new(tasks),
+            secure,
             _temp: temp,
         };
         tokio::select! {

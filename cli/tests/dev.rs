@@ -2,9 +2,14 @@
 //! fails a scheduler that loops in `init` for fuel; `submit` runs `pi` on a separately started
 //! `wasmos master` and `wasmos agent`; a missing file, a core module and an unreachable master
 //! are refused with exit status 2 and a reason; `dev` without `--run` says where to submit,
-//! serves `submit`, and stops cleanly on SIGTERM.
+//! serves `submit`, and stops cleanly on SIGTERM. `dev --secure` serves mutual TLS with ACLs
+//! on: the token and TLS files it prints let `submit` run pi, and a client missing either is
+//! refused; `dev --secure --run` uses them itself.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod common;
 
@@ -97,6 +102,108 @@ async fn dev_without_run_serves_and_says_where_to_submit() {
     assert_pi(&out);
 
     // SIGTERM stops the cluster cleanly (exit 0).
+    let pid = dev.id().expect("wasmos dev still runs").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, dev.wait())
+        .await
+        .expect("wasmos dev stops in time after SIGTERM")
+        .expect("wait for wasmos dev");
+    assert!(status.success(), "wasmos dev exited {status:?} on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_secure_runs_pi_itself() {
+    let pi = example("pi");
+    let out = output(&["dev", "--secure", "--run", &pi, "--", "4", "20000"]).await;
+    assert_pi(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("secured: mutual TLS on every link"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_secure_prints_what_a_client_needs_and_refuses_clients_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = wasmos()
+        .args(["dev", "--secure", "--agents", "1", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wasmos dev starts");
+    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("wasmos dev prints in time")
+            .unwrap()
+            .expect("a line")
+    };
+    let first = next().await;
+    let addr = first
+        .split("master at ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    let mut env = BTreeMap::new();
+    for _ in 0..4 {
+        let line = next().await;
+        let (name, value) = line
+            .strip_prefix("export ")
+            .and_then(|l| l.split_once('='))
+            .unwrap_or_else(|| panic!("not an export line: {line:?}"));
+        env.insert(name.to_string(), value.to_string());
+    }
+    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "WASMOS_TLS_CA",
+            "WASMOS_TLS_CERT",
+            "WASMOS_TLS_KEY",
+            "WASMOS_TOKEN"
+        ]
+    );
+    assert!(env["WASMOS_TOKEN"].starts_with("wasmos_"), "{env:?}");
+    let run = |env: BTreeMap<String, String>, args: Vec<String>| async move {
+        tokio::time::timeout(WAIT, wasmos().envs(env).args(args).output())
+            .await
+            .expect("wasmos exits in time")
+            .expect("wasmos runs")
+    };
+    let args = |a: &[&str]| -> Vec<String> { a.iter().map(|s| s.to_string()).collect() };
+
+    let pi = example("pi");
+    let out = run(
+        env.clone(),
+        args(&["submit", &pi, "--master", &addr, "--", "4", "20000"]),
+    )
+    .await;
+    assert_pi(&out);
+
+    // Without the token: TLS passes, the ACLs refuse.
+    let mut no_token = env.clone();
+    no_token.remove("WASMOS_TOKEN");
+    let out = run(no_token, args(&["frameworks", "--master", &addr])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.to_lowercase().contains("token"), "{stderr}");
+
+    // Without the TLS files: the plain-text connection fails, naming what to set.
+    let mut no_tls = BTreeMap::new();
+    no_tls.insert("WASMOS_TOKEN".to_string(), env["WASMOS_TOKEN"].clone());
+    let out = run(no_tls, args(&["frameworks", "--master", &addr])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("WASMOS_TLS_CERT"), "{stderr}");
+
     let pid = dev.id().expect("wasmos dev still runs").to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
