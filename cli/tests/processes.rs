@@ -1,6 +1,10 @@
 //! `wasmos master` and `wasmos agent` as real processes on loopback: the agent registers with
 //! the master (seen through `OperatorService.GetState`), with the resources and attributes
-//! given on its command line; bad flags fail fast with a message that names the flag.
+//! given on its command line; bad flags fail fast with a message that names the flag. SIGINT
+//! stops a master with a connected agent within 5 s, and then the agent.
+
+use std::process::ExitStatus;
+use std::time::Duration;
 
 mod common;
 
@@ -45,6 +49,37 @@ async fn an_agent_process_registers_with_a_master_process() {
 
     agent.kill().await.expect("kill the agent");
     master.kill().await.expect("kill the master");
+}
+
+/// Sends SIGINT to `child` and waits up to `within` for it to exit; its exit status.
+async fn interrupt(child: &mut tokio::process::Child, within: Duration) -> ExitStatus {
+    let pid = child.id().expect("still running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    tokio::time::timeout(within, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("process {pid} still runs {within:?} after SIGINT"))
+        .expect("wait")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_a_master_with_a_connected_agent_and_then_the_agent() {
+    let (mut master, addr) = start_master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = spawn_agent(&addr, &dir.path().join("work"), &[]);
+    let mut op = operator(&addr).await;
+    wait_for_state(&mut op, "the agent to register", |state| {
+        state.agents.iter().any(|a| a.reachable).then_some(())
+    })
+    .await;
+    // The agent's session stream is open: a graceful shutdown alone would wait for it forever.
+    let status = interrupt(&mut master, Duration::from_secs(5)).await;
+    assert!(status.success(), "the master exited {status:?} on SIGINT");
+    let status = interrupt(&mut agent, Duration::from_secs(10)).await;
+    assert!(status.success(), "the agent exited {status:?} on SIGINT");
 }
 
 async fn fails_with(args: &[&str], needle: &str) {

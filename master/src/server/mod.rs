@@ -89,6 +89,9 @@ pub enum ServeError {
 /// How long a master whose Raft store failed lets open calls finish (they are answered
 /// UNAVAILABLE by then) before [`Master::serve`] returns anyway.
 const FAILED_DRAIN: Duration = Duration::from_secs(5);
+/// How long open calls get to end after a shutdown was asked for (Ctrl-C, SIGTERM) and the
+/// master closed its streams.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long a new stream may take to send its first message (subscribe or register).
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -297,12 +300,23 @@ impl Master {
                 tokio::spawn(self.clone().replicate()),
             )
         });
-        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        // How long open calls may take to end once the server stops accepting.
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<Duration>();
+        let stopping = self.clone();
         let stop = async move {
             tokio::select! {
-                () = shutdown => {}
+                () = shutdown => {
+                    // Agents' sessions and schedulers' subscriptions never end by themselves:
+                    // end them (their peers reconnect, to another master if there is one),
+                    // and give the rest of the open calls a bounded time.
+                    info!("shutting down: closing agent sessions and scheduler streams");
+                    stopping.core().close_all(Status::unavailable(
+                        "the master is shutting down; reconnect to another master",
+                    ));
+                    let _ = drain_tx.send(SHUTDOWN_DRAIN);
+                }
                 Ok(()) = failed_rx => {
-                    let _ = drain_tx.send(());
+                    let _ = drain_tx.send(FAILED_DRAIN);
                 }
             }
         };
@@ -335,11 +349,10 @@ impl Master {
             )
             .serve_with_incoming_shutdown(incoming, stop);
         let drained = async {
-            // Only after a failure: a graceful shutdown waits for every open call.
-            if drain_rx.await.is_err() {
-                std::future::pending::<()>().await;
+            match drain_rx.await {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(_) => std::future::pending::<()>().await,
             }
-            tokio::time::sleep(FAILED_DRAIN).await;
         };
         let result = tokio::select! {
             result = result => result,
