@@ -122,6 +122,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Master(_) | Command::Agent(_) | Command::Dev(_)
+    ) {
+        die_of_sigpipe();
+    }
     if let Err(e) = client::set_token(
         cli.token
             .clone()
@@ -165,6 +171,18 @@ fn main() -> ExitCode {
             Command::Audit(args) => acl::audit(args),
         }
     })
+}
+
+/// Lets the signal SIGPIPE end this process, as it ends `cat`: a command whose reader went
+/// away (`wasmos tasks | head -1`) stops quietly instead of failing its next write (Rust
+/// ignores SIGPIPE, and `println!` then panics). Servers keep ignoring it: their sockets and
+/// their tasks' pipes must not kill them.
+fn die_of_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; restores the default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Parses a non-negative number of seconds (`0.5`, `15`) into a duration.

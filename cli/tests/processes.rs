@@ -1,7 +1,8 @@
 //! `wasmos master` and `wasmos agent` as real processes on loopback: the agent registers with
 //! the master (seen through `OperatorService.GetState`), with the resources and attributes
 //! given on its command line; bad flags fail fast with a message that names the flag. SIGINT
-//! stops a master with a connected agent within 5 s, and then the agent.
+//! stops a master with a connected agent within 5 s, and then the agent. A command whose
+//! reader went away stops quietly (SIGPIPE), without a panic.
 
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -130,4 +131,49 @@ async fn bad_flags_are_refused_with_the_flag_named() {
         "rack",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_whose_reader_went_away_stops_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A pipe whose reading end is closed before the command writes to it (as `| head -1`
+    // leaves it once head has its line).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = common::wasmos()
+        .args(["certs", "init", "--dir"])
+        .arg(dir.path().join("ca"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wasmos runs")
+        .wait_with_output()
+        .await
+        .expect("wasmos ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?}",
+        out.status
+    );
+    // And in a shell's pipeline, the pipeline succeeds.
+    let piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} certs init --dir {} | true",
+            env!("CARGO_BIN_EXE_wasmos"),
+            dir.path().join("ca2").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("panicked"));
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+fn libc_sigpipe() -> i32 {
+    13
 }
