@@ -87,7 +87,7 @@ pub enum TokensCommand {
 #[derive(clap::Args)]
 pub struct MasterArg {
     /// The master(s) to ask.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
     master: String,
 }
 

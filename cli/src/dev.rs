@@ -42,6 +42,11 @@ pub struct Args {
     /// Number of agents; each is offered an equal share of this machine.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     agents: u32,
+    /// Where the master listens (`HOST:PORT`, loopback only unless --secure; port 0 picks
+    /// one). Default 127.0.0.1:5050, where every command looks without --master or
+    /// WASMOS_MASTER; with --run, a free port (so that runs never collide).
+    #[arg(long, value_name = "ADDR", value_parser = crate::parse_listen)]
+    listen: Option<std::net::SocketAddr>,
     /// Where the agents keep their work directories (`agent-0`, ...); default: a temporary
     /// directory removed on exit.
     #[arg(long, value_name = "DIR")]
@@ -260,9 +265,26 @@ impl Cluster {
             data_dir.display()
         );
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listen = match (args.listen, &args.run) {
+            (Some(a), _) => a,
+            (None, None) => crate::client::DEFAULT_MASTER
+                .parse()
+                .context("the default address")?,
+            (None, Some(_)) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        anyhow::ensure!(
+            listen.ip().is_loopback() || args.secure,
+            "wasmos dev serves plain text and no ACLs, so it listens on loopback only; \
+             --listen {listen} needs --secure (or run wasmos master)"
+        );
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .context("cannot listen on 127.0.0.1")?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {listen}; is another wasmos dev or master running there? \
+                 pick another --listen (port 0 picks a free one)"
+                )
+            })?;
         let addr = listener
             .local_addr()
             .context("cannot read the master's address")?;

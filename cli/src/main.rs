@@ -185,6 +185,27 @@ fn die_of_sigpipe() {
     }
 }
 
+/// Parses a listening address: `IP:PORT` or `HOST:PORT` (`localhost:5050`), a host name
+/// resolved now (its first IPv4 address, else its first address).
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<std::net::SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!("{s:?} is not HOST:PORT or IP:PORT, or its host does not resolve: {e}")
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
 /// Parses a non-negative number of seconds (`0.5`, `15`) into a duration.
 fn duration_secs(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s

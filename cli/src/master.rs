@@ -35,7 +35,7 @@ use crate::duration_secs;
 pub struct Args {
     /// Address to serve the scheduler, agent and operator gRPC APIs on (port 0 picks one).
     /// A non-loopback address needs --tls-cert, --tls-key and --tls-ca (or --insecure).
-    #[arg(long, value_name = "ADDR", default_value = crate::client::DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR", default_value = crate::client::DEFAULT_MASTER, value_parser = crate::parse_listen)]
     listen: SocketAddr,
     #[command(flatten)]
     tls: crate::tls_args::TlsArgs,

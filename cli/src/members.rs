@@ -21,7 +21,7 @@ pub enum MembersCommand {
 #[derive(clap::Args)]
 pub struct ListArgs {
     /// Any master(s) of the group.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
     master: String,
 }
 
@@ -32,7 +32,7 @@ pub struct AddArgs {
     /// The address it serves on (its --listen), HOST:PORT.
     address: String,
     /// Any master(s) of the group.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
     master: String,
 }
 
@@ -41,7 +41,7 @@ pub struct RemoveArgs {
     /// The id of the master to remove.
     id: u64,
     /// Any master(s) of the group.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
     master: String,
 }
 

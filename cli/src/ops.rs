@@ -29,7 +29,7 @@ const MAX_MESSAGE_CHARS: usize = 60;
 pub struct MasterArg {
     /// The master (`host:port` or `http://host:port`), or several masters of one group,
     /// comma-separated: the leader among them is asked.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
     master: String,
 }
 

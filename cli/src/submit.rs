@@ -45,7 +45,7 @@ pub struct Args {
     role: String,
     /// The master (`host:port` or `http://host:port`), or several masters of one group,
     /// comma-separated: the leader is found among them, and followed when it changes.
-    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = DEFAULT_MASTER)]
+    #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
     master: String,
     #[command(flatten)]
     limits: LimitArgs,

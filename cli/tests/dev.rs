@@ -4,7 +4,8 @@
 //! are refused with exit status 2 and a reason; `dev` without `--run` says where to submit,
 //! serves `submit`, and stops cleanly on SIGTERM. `dev --secure` serves mutual TLS with ACLs
 //! on: the token and TLS files it prints let `submit` run pi, and a client missing either is
-//! refused; `dev --secure --run` uses them itself.
+//! refused; `dev --secure --run` uses them itself. `dev` serves on 127.0.0.1:5050 by default,
+//! where commands look without `--master`; `WASMOS_MASTER` (a host name too) stands for it.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -79,6 +80,8 @@ async fn submit_refuses_a_missing_file_and_an_unreachable_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_without_run_serves_and_says_where_to_submit() {
     let dir = tempfile::tempdir().unwrap();
+    // The default address, 127.0.0.1:5050, is where every command looks by default (the one
+    // test that uses it; the others pass --listen or --run).
     let mut dev = wasmos()
         .args(["dev", "--agents", "1", "--data-dir"])
         .arg(dir.path())
@@ -97,9 +100,19 @@ async fn dev_without_run_serves_and_says_where_to_submit() {
         "{line}"
     );
 
+    assert_eq!(addr, "127.0.0.1:5050");
     let pi = example("pi");
-    let out = output(&["submit", &pi, "--master", &addr, "--", "4", "20000"]).await;
+    let out = output(&["submit", &pi, "--", "4", "20000"]).await;
     assert_pi(&out);
+
+    // A second one on the same address says what is wrong and what to do.
+    let out = output(&["dev", "--agents", "1"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on 127.0.0.1:5050") && stderr.contains("--listen"),
+        "{stderr}"
+    );
 
     // SIGTERM stops the cluster cleanly (exit 0).
     let pid = dev.id().expect("wasmos dev still runs").to_string();
@@ -132,7 +145,15 @@ async fn dev_secure_runs_pi_itself() {
 async fn dev_secure_prints_what_a_client_needs_and_refuses_clients_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut dev = wasmos()
-        .args(["dev", "--secure", "--agents", "1", "--data-dir"])
+        .args([
+            "dev",
+            "--secure",
+            "--listen",
+            "localhost:0",
+            "--agents",
+            "1",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .spawn()
@@ -180,12 +201,12 @@ async fn dev_secure_prints_what_a_client_needs_and_refuses_clients_without_it() 
     };
     let args = |a: &[&str]| -> Vec<String> { a.iter().map(|s| s.to_string()).collect() };
 
+    // WASMOS_MASTER, with a host name, stands for --master.
+    let port = addr.rsplit(':').next().unwrap();
+    let mut with_master = env.clone();
+    with_master.insert("WASMOS_MASTER".into(), format!("localhost:{port}"));
     let pi = example("pi");
-    let out = run(
-        env.clone(),
-        args(&["submit", &pi, "--master", &addr, "--", "4", "20000"]),
-    )
-    .await;
+    let out = run(with_master, args(&["submit", &pi, "--", "4", "20000"])).await;
     assert_pi(&out);
 
     // Without the token: TLS passes, the ACLs refuse.
