@@ -105,41 +105,10 @@ pub struct AuditArgs {
     json: bool,
 }
 
-/// Parses `30d`, `12h`, `1h30m`, `90s`, `2w` (units s, m, h, d, w; a bare number is seconds).
+/// Parses `30d`, `12h`, `1h30m`, `90s`, `2w` (or a bare number of seconds), as every time
+/// flag does.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("an empty duration; write e.g. 30d, 12h or 90s".into());
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    let bad = || format!("{s:?} is not a duration; write e.g. 30d, 12h, 1h30m or 90s");
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        num.clear();
-    }
-    if !num.is_empty() {
-        total = total
-            .checked_add(num.parse().map_err(|_| bad())?)
-            .ok_or_else(bad)?;
-    }
-    Ok(Duration::from_secs(total))
+    crate::duration_secs(s)
 }
 
 fn refused(s: &tonic::Status) -> Failure {
@@ -348,6 +317,9 @@ mod tests {
         );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0.25").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("-1").is_err());
         assert!(parse_duration("3x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());

@@ -42,7 +42,7 @@ pub struct Args {
     /// (`WasmTask.timeout_seconds`, `FrameworkInfo.wasm_task_timeout_seconds`); a task asking
     /// for more is refused with TASK_ERROR naming this flag. Tasks that ask for none get 1 h
     /// (or this, if lower).
-    #[arg(long, value_name = "SECONDS", default_value_t = 24.0 * 3600.0)]
+    #[arg(long, value_name = "DURATION", default_value_t = 24.0 * 3600.0, value_parser = crate::seconds)]
     max_wasm_task_timeout: f64,
     /// The largest fuel budget (about one unit per Wasm instruction) a Wasm task or its
     /// framework may ask for here (`WasmTask.fuel`, `FrameworkInfo.wasm_task_fuel`); a task
@@ -71,7 +71,7 @@ pub struct Args {
     /// How often, in seconds, a native task's sandbox usage is measured against its disk
     /// quota; each measure looks at 20,000 directory entries at most, so a larger sandbox is
     /// measured over several intervals.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    #[arg(long, value_name = "DURATION", default_value_t = 0.5, value_parser = crate::seconds)]
     disk_watch_interval: f64,
     /// The uids native tasks run as: each framework gets one of FIRST-LAST (gid = uid, no
     /// supplementary groups), claimed on its first task in DIR/uids/ and kept across

@@ -20,9 +20,9 @@ pub struct CompileArgs {
     /// it and the component refused, saying so.
     #[arg(
         long,
-        value_name = "SECONDS",
+        value_name = "DURATION",
         value_parser = crate::duration_secs,
-        default_value = "60"
+        default_value = "60s"
     )]
     pub compile_timeout: Duration,
 }

@@ -206,14 +206,21 @@ fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
-/// Parses a non-negative number of seconds (`0.5`, `15`) into a duration.
+/// Parses a duration of every time flag: with units as humantime reads them (`500ms`, `30s`,
+/// `1h30m`, `30d`, `2w`), or a bare non-negative number of seconds (`0.5`, `15`).
 fn duration_secs(s: &str) -> Result<std::time::Duration, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{s:?} must be a finite number of seconds, 0 or more"))
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{s:?} must be a finite number of seconds, 0 or more"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 500ms, 30s, 1h30m or 7d"))
+}
+
+/// [`duration_secs`] as a number of seconds, for the flags that carry seconds on to the API.
+fn seconds(s: &str) -> Result<f64, String> {
+    duration_secs(s).map(|d| d.as_secs_f64())
 }
 
 /// Resolves on Ctrl-C or SIGTERM, so that `kill` stops a master or agent cleanly.

@@ -45,28 +45,28 @@ pub struct Args {
     #[arg(long)]
     insecure: bool,
     /// How often the allocator runs when nothing changes, in seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     allocation_interval: Option<Duration>,
     /// How long an offer may go unanswered before it is rescinded, in seconds; 0 never
     /// rescinds.
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     offer_timeout: Option<Duration>,
     /// How often agents heartbeat, in seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     agent_heartbeat_interval: Option<Duration>,
     /// How long without a heartbeat before an agent is unreachable, in seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     agent_unreachable_timeout: Option<Duration>,
     /// How long an unreachable agent may take to come back before it is removed, in seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     agent_removal_timeout: Option<Duration>,
     /// How long a task sent to an agent may stay STAGING before it is reported LOST (reason
     /// launch_timeout) and killed should it still start, in seconds; 0 waits forever
     /// [default: 300].
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     launch_timeout: Option<Duration>,
     /// How often schedulers receive a heartbeat event, in seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     scheduler_heartbeat_interval: Option<Duration>,
     /// Largest framework component accepted, in MiB.
     #[arg(long, value_name = "MIB")]
@@ -75,16 +75,16 @@ pub struct Args {
     compile: crate::compiler::CompileArgs,
     /// How long a new connection may take to complete its TLS handshake (with --tls-cert) and
     /// send the HTTP/2 preface and first frame before it is closed, in seconds [default: 10].
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     handshake_timeout: Option<Duration>,
     /// How long a connection with no call open is kept before it is closed, in seconds; 0
     /// keeps idle connections. Open streams (agent sessions, scheduler subscriptions) count as
     /// use however quiet they are [default: 300].
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     idle_connection_timeout: Option<Duration>,
     /// How often an HTTP/2 PING goes to a quiet connection, in seconds; a peer that does not
     /// answer within 20 s is closed. 0 sends no pings [default: 30].
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     http2_keepalive_interval: Option<Duration>,
     /// Most connections open at once; more are accepted and closed at once. By default three
     /// quarters of the file-descriptor limit (RLIMIT_NOFILE, whose soft value the master
@@ -124,7 +124,7 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     /// How long a new leader waits for agents to re-register before treating those still
     /// missing as unreachable, in seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = duration_secs, default_value = "2")]
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs, default_value = "2s")]
     agent_reregister_wait: Duration,
     /// For tests: the Raft store fails every write (as on a full disk) while this file
     /// exists; the master then stops and exits non-zero.

@@ -109,7 +109,7 @@ pub struct KillArgs {
     #[command(flatten)]
     master: MasterArg,
     /// How long to wait for the task to end (0 to return as soon as the kill is sent).
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = crate::duration_secs)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration_secs)]
     timeout: Duration,
 }
 

@@ -64,13 +64,13 @@ pub struct LimitArgs {
     #[arg(long, value_name = "MIB")]
     memory_mb: Option<u64>,
     /// Wall-clock deadline of each scheduler callback, in seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = crate::duration_secs)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration_secs)]
     callback_timeout: Option<Duration>,
     /// The deadline of each of the framework's Wasm tasks, in seconds
     /// (`FrameworkInfo.wasm_task_timeout_seconds`): above 0, at most 604800 (7 days) and at
     /// most each agent's `--max-wasm-task-timeout` (by default 24 h), or its tasks are refused.
     /// By default each agent's default, 1 h.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::seconds)]
     task_timeout: Option<f64>,
     /// The fuel budget of each of the framework's Wasm tasks (`FrameworkInfo.wasm_task_fuel`,
     /// about one unit per Wasm instruction): 1..10^13 and at most each agent's
