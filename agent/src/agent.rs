@@ -625,7 +625,7 @@ impl Agent {
                     message,
                     data,
                 } = ended;
-                tracing::info!(%state, %message, "task ended");
+                tracing::debug!(%state, %message, "task ended");
                 let remove = TaskRecord::remove(&framework_id, &task.task_id);
                 // The terminal update and the removal of the checkpoint share a transaction:
                 // after a crash the task is either still recorded or its end is queued.
@@ -719,7 +719,7 @@ impl Agent {
         let tasks = self.lock_tasks();
         match tasks.get(&(framework_id.clone(), task_id.clone())) {
             Some(l) => {
-                tracing::info!(%framework_id, %task_id, "killing task");
+                tracing::debug!(%framework_id, %task_id, "killing task");
                 l.kill.cancel();
                 true
             }

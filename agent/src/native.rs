@@ -300,7 +300,7 @@ impl Containerizer for NativeContainerizer {
         let alive = ck.supervisor_start != 0
             && launcher::process_start_time(ck.supervisor_pid) == Some(ck.supervisor_start)
             && launcher::process_alive(ck.supervisor_pid);
-        tracing::info!(
+        tracing::debug!(
             task_id = %task.task_id, pid = ck.supervisor_pid, alive,
             "recovering native task"
         );

@@ -114,18 +114,23 @@ fn main() -> ExitCode {
         let code = wasmos_wasm_executor::compile::child_main(&rest);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMOS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    if !matches!(
+    // Servers log their events at info by default (never one line per task); other commands
+    // only warnings. WASMOS_LOG (`debug`, `wasmos::audit=debug`, ...) chooses otherwise.
+    let server = matches!(
         cli.command,
         Command::Master(_) | Command::Agent(_) | Command::Dev(_)
-    ) {
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WASMOS_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if server { "info" } else { "warn" })
+            }),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    if !server {
         die_of_sigpipe();
     }
     if let Err(e) = client::set_token(

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::allocator::Millis;
 use crate::sync::lock;
@@ -122,7 +122,7 @@ impl AuditLog {
                 return;
             }
         };
-        info!(target: "wasmos::audit", "{line}");
+        debug!(target: "wasmos::audit", "{line}");
         let Some(sink) = &self.file else { return };
         let mut s = lock(sink);
         if let Err(e) = s.append(&line) {

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use tracing::{debug, debug_span, info, warn};
+use tracing::{debug, debug_span, warn};
 use wasmos_api::convert::{self, ConvertError};
 use wasmos_api::limits;
 use wasmos_api::proto as pb;
@@ -292,7 +292,7 @@ impl MasterCore {
             .iter()
             .filter_map(|id| self.offers.remove(id))
             .collect();
-        info!(framework_id = %fw, %why, tasks = task_ids.len(), "invalid launch");
+        debug!(framework_id = %fw, %why, tasks = task_ids.len(), "invalid launch");
         for o in &offers {
             if let Err(e) = self.allocator.recover(fw, &o.agent, o.resources, 0, now) {
                 warn!(framework_id = %fw, agent_id = %o.agent, error = %e, "recovering an offer");

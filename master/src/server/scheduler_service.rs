@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{debug, info};
+use tracing::debug;
 use wasmos_api::FrameworkId;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::scheduler_call::Call;
@@ -79,7 +79,7 @@ impl SchedulerService for Master {
             match core.subscribe(conn, tx, sub.framework_info, now) {
                 Ok(fw) => (fw, conn),
                 Err(message) => {
-                    info!(%message, "subscription refused");
+                    debug!(%message, "subscription refused");
                     return Err(ServiceError::Core(message).into());
                 }
             }
