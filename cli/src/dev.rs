@@ -80,6 +80,13 @@ pub struct Args {
     args: Vec<String>,
 }
 
+impl Args {
+    /// Whether it runs one framework (`--run`) rather than serving.
+    pub fn runs_a_framework(&self) -> bool {
+        self.run.is_some()
+    }
+}
+
 pub async fn run(args: Args) -> ExitCode {
     if args.run.is_none() && !args.args.is_empty() {
         eprintln!(

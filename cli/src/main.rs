@@ -115,12 +115,14 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
-    // Servers log their events at info by default (never one line per task); other commands
+    // Servers (and a serving `wasmos dev`) log their events at info by default (never one line per task); other commands
     // only warnings. WASMOS_LOG (`debug`, `wasmos::audit=debug`, ...) chooses otherwise.
-    let server = matches!(
-        cli.command,
-        Command::Master(_) | Command::Agent(_) | Command::Dev(_)
-    );
+    let server = match &cli.command {
+        Command::Master(_) | Command::Agent(_) => true,
+        // A one-shot `dev --run` prints its framework's progress and result only.
+        Command::Dev(args) => !args.runs_a_framework(),
+        _ => false,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMOS_LOG").unwrap_or_else(|_| {
@@ -130,7 +132,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    if !server {
+    if !matches!(
+        cli.command,
+        Command::Master(_) | Command::Agent(_) | Command::Dev(_)
+    ) {
         die_of_sigpipe();
     }
     if let Err(e) = client::set_token(
