@@ -39,6 +39,9 @@ enum Command {
     Agent(agent::Args),
     /// Upload a framework component to a master, start it, and follow it to its result.
     Submit(submit::Args),
+    /// Follow a framework (submitted with --detach, or by another `wasmos submit`) to its
+    /// result, as `wasmos submit` does; Ctrl-C leaves it running.
+    Attach(submit::AttachArgs),
     /// Run a master and agents in this process on 127.0.0.1 (and optionally one framework).
     Dev(dev::Args),
     /// List a master's agents: ids, addresses, state, tasks, resources used and total.
@@ -136,7 +139,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Master(_) | Command::Agent(_) | Command::Dev(_)
     ) {
-        die_of_sigpipe();
+        quiet_on_closed_stdout();
     }
     if let Err(e) = client::set_token(
         cli.token
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
             Command::Master(args) => master::run(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Submit(args) => submit::run(args).await,
+            Command::Attach(args) => submit::attach(args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Agents(args) => ops::agents(args).await,
             Command::Frameworks(args) => ops::frameworks(args).await,
@@ -183,16 +187,25 @@ fn main() -> ExitCode {
     })
 }
 
-/// Lets the signal SIGPIPE end this process, as it ends `cat`: a command whose reader went
-/// away (`wasmos tasks | head -1`) stops quietly instead of failing its next write (Rust
-/// ignores SIGPIPE, and `println!` then panics). Servers keep ignoring it: their sockets and
-/// their tasks' pipes must not kill them.
-fn die_of_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: called before any other thread exists; restores the default disposition.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+/// Makes a command whose reader went away (`wasmos tasks | head -1`) stop quietly with exit
+/// status 0 instead of panicking: Rust ignores SIGPIPE, so a write to the closed pipe fails,
+/// and `println!` panics with "failed printing to stdout: Broken pipe". (Restoring SIGPIPE's
+/// default would not do: the gRPC clients' `writev` to a socket the master closed would then
+/// kill the process without a word.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
 }
 
 /// Parses a listening address: `IP:PORT` or `HOST:PORT` (`localhost:5050`), a host name

@@ -6,6 +6,9 @@
 //! removed without a result (the reason on stderr), 2 when the input is bad, the master cannot
 //! be reached or it refused the component or the submission.
 //!
+//! Ctrl-C while following tears the framework down (a second one exits at once); `--detach`
+//! prints the framework's id and exits; `wasmos attach ID` ([`attach`]) follows it again.
+//!
 //! `wasmos dev --run` calls [`submit_and_follow`] over loopback.
 
 use std::collections::HashMap;
@@ -49,6 +52,10 @@ pub struct Args {
     master: String,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Print the framework's id once it started, and exit (0) without following it; `wasmos
+    /// attach ID` follows it later. Without it, Ctrl-C tears the framework down.
+    #[arg(long)]
+    detach: bool,
     /// Arguments passed to the framework's `init`, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -109,10 +116,118 @@ pub async fn run(args: Args) -> ExitCode {
         limits: args.limits,
         args: args.args,
     };
-    finish(
-        submit_and_follow(&args.master, &submission).await,
-        "wasmos submit",
-    )
+    // Installed now, so that Ctrl-C from here on is ours (the process would die of it).
+    let signal = crate::shutdown_signal();
+    tokio::pin!(signal);
+    let who = "wasmos submit";
+    let started = tokio::select! {
+        s = start(&args.master, &submission) => s,
+        () = &mut signal => {
+            eprintln!("{who}: interrupted before the framework was started");
+            return ExitCode::from(130);
+        }
+    };
+    let mut started = match started {
+        Ok(s) => s,
+        Err(f) => return f.report(who),
+    };
+    if args.detach {
+        println!("{}", started.framework_id);
+        eprintln!(
+            "{who}: detached; follow it with `wasmos attach {}`, stop it with `wasmos teardown {}`",
+            started.framework_id, started.framework_id
+        );
+        return ExitCode::SUCCESS;
+    }
+    tokio::select! {
+        r = started.follow() => finish(r, who),
+        () = &mut signal => tear_down_on_interrupt(&started, who).await,
+    }
+}
+
+/// `wasmos attach FRAMEWORK_ID`: follows a running (or ended) framework to its result, as
+/// `wasmos submit` does; Ctrl-C stops following and leaves the framework running.
+pub async fn attach(args: AttachArgs) -> ExitCode {
+    let who = "wasmos attach";
+    let signal = crate::shutdown_signal();
+    tokio::pin!(signal);
+    let followed = async {
+        let masters = master_list(&args.master);
+        let leader = find_leader(&masters).await?;
+        let op = connect(&leader).await?;
+        let mut started = Started {
+            op,
+            master: leader,
+            masters,
+            framework_id: args.framework_id.clone(),
+        };
+        started.follow().await
+    };
+    tokio::select! {
+        r = followed => finish(r, who),
+        () = &mut signal => {
+            eprintln!(
+                "{who}: interrupted; framework {} keeps running (`wasmos attach {}` again, \
+                 `wasmos teardown {}` to stop it)",
+                args.framework_id, args.framework_id, args.framework_id
+            );
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// `wasmos attach`'s arguments.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  wasmos submit pi.wasm --detach -- 8 100000   # prints the id\n  wasmos attach fw-1a2b3c-2"
+)]
+pub struct AttachArgs {
+    /// The framework's id (as `wasmos submit --detach` printed it, or `wasmos frameworks`).
+    framework_id: String,
+    /// The master (`host:port` or `http://host:port`), or several masters of one group,
+    /// comma-separated: the leader is found among them, and followed when it changes.
+    #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
+    master: String,
+}
+
+/// Ctrl-C while following a submitted framework: tear it down (a second Ctrl-C exits at
+/// once); exit status 130 either way.
+async fn tear_down_on_interrupt(started: &Started, who: &str) -> ExitCode {
+    let id = &started.framework_id;
+    eprintln!("{who}: interrupted; tearing down framework {id} (Ctrl-C again to exit at once)");
+    let mut op = started.op.clone();
+    let teardown = op.teardown_framework(pb::TeardownFrameworkRequest {
+        framework_id: id.clone(),
+    });
+    tokio::select! {
+        r = teardown => match r {
+            Ok(r) => {
+                let r = r.into_inner();
+                eprintln!(
+                    "{who}: framework {id} torn down ({} task(s) killed)",
+                    r.tasks_killed
+                );
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                eprintln!("{who}: framework {id} had ended already");
+            }
+            Err(s) => {
+                eprintln!(
+                    "{who}: could not tear down framework {id}: {}; it may still run: \
+                     `wasmos teardown {id} --master {}`",
+                    status_text(&s),
+                    started.master
+                );
+            }
+        },
+        () = crate::shutdown_signal() => {
+            eprintln!(
+                "{who}: exiting; framework {id} may still run: `wasmos teardown {id} --master {}`",
+                started.master
+            );
+        }
+    }
+    ExitCode::from(130)
 }
 
 /// Prints a framework's result on stdout (exit 0) or the failure on stderr.
@@ -130,6 +245,34 @@ pub fn finish(outcome: Result<String, Failure>, who: &str) -> ExitCode {
 /// Uploads, submits and follows `submission` on the master at `master`; returns the
 /// framework's result.
 pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<String, Failure> {
+    start(master, submission).await?.follow().await
+}
+
+/// A submitted framework and where it runs.
+struct Started {
+    op: OperatorClient,
+    /// The leader it was submitted to (or is now followed on).
+    master: String,
+    /// Every master given, to find a new leader among.
+    masters: Vec<String>,
+    framework_id: String,
+}
+
+impl Started {
+    /// Follows the framework to its result.
+    async fn follow(&mut self) -> Result<String, Failure> {
+        follow(
+            &mut self.op,
+            &self.master,
+            &self.masters,
+            &self.framework_id,
+        )
+        .await
+    }
+}
+
+/// Uploads and submits `submission` on the master at `master`.
+async fn start(master: &str, submission: &Submission) -> Result<Started, Failure> {
     let path = &submission.component;
     let bytes = std::fs::read(path).map_err(|e| {
         Failure::Refused(format!(
@@ -176,7 +319,12 @@ pub async fn submit_and_follow(master: &str, submission: &Submission) -> Result<
         escape_controls(&name),
         escape_controls(&framework_id)
     );
-    follow(&mut op, master, &masters, &framework_id).await
+    Ok(Started {
+        op,
+        master: master.clone(),
+        masters,
+        framework_id,
+    })
 }
 
 /// `pi.wasm` → `pi`.

@@ -6,6 +6,7 @@
 //! on: the token and TLS files it prints let `submit` run pi, and a client missing either is
 //! refused; `dev --secure --run` uses them itself. `dev` serves on 127.0.0.1:5050 by default,
 //! where commands look without `--master`; `WASMOS_MASTER` (a host name too) stands for it.
+//! Ctrl-C on `submit` tears its framework down; `submit --detach` then `attach` follows it.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -14,8 +15,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod common;
 
-use common::{MasterAndAgent, WAIT, assert_pi, example, first_line, output, wasmos};
+use common::{
+    MasterAndAgent, WAIT, assert_pi, example, first_line, operator, output, wait_for_state, wasmos,
+};
 use tokio::process::Command;
+use wasmos_api::proto as pb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_runs_pi_to_its_estimate() {
@@ -237,4 +241,99 @@ async fn dev_secure_prints_what_a_client_needs_and_refuses_clients_without_it() 
         .expect("wasmos dev stops in time after SIGTERM")
         .expect("wait for wasmos dev");
     assert!(status.success(), "wasmos dev exited {status:?} on SIGTERM");
+}
+
+/// Whether `state` holds a task of `framework_id` in `wanted`.
+fn has_task(state: &pb::ClusterState, framework_id: &str, wanted: &[pb::TaskState]) -> bool {
+    state.tasks.iter().any(|t| {
+        t.framework_id == framework_id
+            && t.status.as_ref().is_some_and(|s| {
+                pb::TaskState::try_from(s.state).is_ok_and(|st| wanted.contains(&st))
+            })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_submit_tears_its_framework_down() {
+    let cluster = MasterAndAgent::start().await;
+    let addr = cluster.addr.as_str();
+    let pi = example("pi");
+    // Tasks that run far longer than the test.
+    let submit = wasmos()
+        .args(["submit", &pi, "--master", addr, "--", "2", "100000000000"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wasmos submit starts");
+    let mut op = operator(addr).await;
+    let fw = wait_for_state(&mut op, "a task of pi to run", |s| {
+        let fw = s.frameworks.first()?.info.as_ref()?.id.clone();
+        has_task(s, &fw, &[pb::TaskState::Running]).then_some(fw)
+    })
+    .await;
+
+    let pid = submit.id().expect("submit still runs").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(WAIT, submit.wait_with_output())
+        .await
+        .expect("submit exits after Ctrl-C")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!("tearing down framework {fw}"))
+            && stderr.contains("torn down (2 task(s) killed)"),
+        "{stderr}"
+    );
+    // Nothing of it is left: no framework, no task still running.
+    wait_for_state(&mut op, "the framework and its tasks to be gone", |s| {
+        (s.frameworks.is_empty()
+            && !has_task(
+                s,
+                &fw,
+                &[
+                    pb::TaskState::Staging,
+                    pb::TaskState::Starting,
+                    pb::TaskState::Running,
+                ],
+            ))
+        .then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_detach_prints_the_id_and_attach_follows_it_to_its_result() {
+    let cluster = MasterAndAgent::start().await;
+    let addr = cluster.addr.as_str();
+    let pi = example("pi");
+    let out = output(&[
+        "submit", &pi, "--detach", "--master", addr, "--", "4", "2000000",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let fw = stdout.trim().to_string();
+    assert!(fw.starts_with("fw-"), "{stdout:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("wasmos attach {fw}")),
+        "{out:?}"
+    );
+    // Detached, it keeps running (or has finished): attach follows it to the result.
+    let out = output(&["attach", &fw, "--master", addr]).await;
+    assert_pi(&out);
+    // An unknown id is refused with exit status 1 and says so.
+    let out = output(&["attach", "fw-nonexistent", "--master", addr]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fw-nonexistent"), "{stderr}");
+    cluster.stop().await;
 }

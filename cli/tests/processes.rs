@@ -2,7 +2,7 @@
 //! the master (seen through `OperatorService.GetState`), with the resources and attributes
 //! given on its command line; bad flags fail fast with a message that names the flag. SIGINT
 //! stops a master with a connected agent within 5 s, and then the agent. A command whose
-//! reader went away stops quietly (SIGPIPE), without a panic.
+//! reader went away stops quietly with exit status 0, without a panic.
 
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -135,7 +135,6 @@ async fn bad_flags_are_refused_with_the_flag_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_whose_reader_went_away_stops_without_a_panic() {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     // A pipe whose reading end is closed before the command writes to it (as `| head -1`
     // leaves it once head has its line).
@@ -153,12 +152,7 @@ async fn a_command_whose_reader_went_away_stops_without_a_panic() {
         .expect("wasmos ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(
-        out.status.signal(),
-        Some(libc_sigpipe()),
-        "{:?}",
-        out.status
-    );
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
     // And in a shell's pipeline, the pipeline succeeds.
     let piped = std::process::Command::new("sh")
         .arg("-c")
@@ -171,9 +165,4 @@ async fn a_command_whose_reader_went_away_stops_without_a_panic() {
         .unwrap();
     assert!(piped.status.success(), "{piped:?}");
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("panicked"));
-}
-
-/// SIGPIPE's number on Linux and the BSDs.
-fn libc_sigpipe() -> i32 {
-    13
 }
