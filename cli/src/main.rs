@@ -42,6 +42,9 @@ enum Command {
     /// Follow a framework (submitted with --detach, or by another `wasmos submit`) to its
     /// result, as `wasmos submit` does; Ctrl-C leaves it running.
     Attach(submit::AttachArgs),
+    /// Print how a framework ended: its result (exit 0) or failure (exit 1); exit 3 while it
+    /// still runs.
+    Result(submit::AttachArgs),
     /// Run a master and agents in this process on 127.0.0.1 (and optionally one framework).
     Dev(dev::Args),
     /// List a master's agents: ids, addresses, state, tasks, resources used and total.
@@ -166,6 +169,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Attach(args) => submit::attach(args).await,
+            Command::Result(args) => submit::result(args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Agents(args) => ops::agents(args).await,
             Command::Frameworks(args) => ops::frameworks(args).await,

@@ -176,7 +176,44 @@ pub async fn attach(args: AttachArgs) -> ExitCode {
     }
 }
 
-/// `wasmos attach`'s arguments.
+/// `wasmos result FRAMEWORK_ID`: prints how a framework ended, without waiting: its result on
+/// stdout (exit 0), its failure on stderr (exit 1); exit 3 while it still runs, 2 when the
+/// master cannot be asked or does not know it.
+pub async fn result(args: AttachArgs) -> ExitCode {
+    let who = "wasmos result";
+    let asked = async {
+        let leader = find_leader(&master_list(&args.master)).await?;
+        let mut op = connect(&leader).await?;
+        op.get_framework_result(pb::GetFrameworkResultRequest {
+            framework_id: args.framework_id.clone(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| Failure::Refused(client::status_text_at(&leader, &s)))
+    };
+    let id = escape_controls(&args.framework_id);
+    match asked.await {
+        Err(f) => f.report(who),
+        Ok(r) if r.ended => finish(
+            if r.succeeded {
+                Ok(r.result)
+            } else {
+                Err(Failure::Failed(r.result))
+            },
+            who,
+        ),
+        Ok(r) if r.registered => {
+            eprintln!("{who}: framework {id} is still running; `wasmos attach {id}` waits for its result");
+            ExitCode::from(3)
+        }
+        Ok(_) => Failure::Failed(format!(
+            "framework {id} was removed without a result (torn down, or its failover timeout passed)"
+        ))
+        .report(who),
+    }
+}
+
+/// The arguments of `wasmos attach` and `wasmos result`.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  wasmos submit pi.wasm --detach -- 8 100000   # prints the id\n  wasmos attach fw-1a2b3c-2"

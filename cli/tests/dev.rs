@@ -6,7 +6,8 @@
 //! on: the token and TLS files it prints let `submit` run pi, and a client missing either is
 //! refused; `dev --secure --run` uses them itself. `dev` serves on 127.0.0.1:5050 by default,
 //! where commands look without `--master`; `WASMOS_MASTER` (a host name too) stands for it.
-//! Ctrl-C on `submit` tears its framework down; `submit --detach` then `attach` follows it.
+//! Ctrl-C on `submit` tears its framework down; `submit --detach` then `attach` follows it;
+//! `result` tells a result, a failure, a framework still running and one torn down apart.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -272,6 +273,11 @@ async fn ctrl_c_on_submit_tears_its_framework_down() {
     })
     .await;
 
+    let out = output(&["result", &fw, "--master", addr]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("still running"), "{said}");
+
     let pid = submit.id().expect("submit still runs").to_string();
     assert!(
         Command::new("kill")
@@ -287,6 +293,11 @@ async fn ctrl_c_on_submit_tears_its_framework_down() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
+    // Torn down, it has no result.
+    let out = output(&["result", &fw, "--master", addr]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("removed without a result"), "{said}");
     assert!(
         stderr.contains(&format!("tearing down framework {fw}"))
             && stderr.contains("torn down (2 task(s) killed)"),
@@ -329,6 +340,9 @@ async fn submit_detach_prints_the_id_and_attach_follows_it_to_its_result() {
     );
     // Detached, it keeps running (or has finished): attach follows it to the result.
     let out = output(&["attach", &fw, "--master", addr]).await;
+    assert_pi(&out);
+    // `result` prints it again, without waiting.
+    let out = output(&["result", &fw, "--master", addr]).await;
     assert_pi(&out);
     // An unknown id is refused with exit status 1 and says so.
     let out = output(&["attach", "fw-nonexistent", "--master", addr]).await;
