@@ -1148,6 +1148,19 @@ mod tests {
         assert!(decode_registry(&current[..3]).is_err());
     }
 
+    #[test]
+    fn a_snapshot_from_before_the_acl_states_later_fields_decodes_with_them_empty() {
+        let mut reg = Registry::default();
+        reg.acl.bootstrapped = true;
+        let current = super::super::codec::to_vec(&reg).unwrap();
+        let empty = crate::acl::AclState::default();
+        let later =
+            super::super::codec::to_vec(&(empty.submitted_with, empty.ended_owners)).unwrap();
+        // What a master whose `AclState` ended at `policies` wrote.
+        let old = &current[..current.len() - later.len()];
+        assert_eq!(decode_registry(old).unwrap(), reg);
+    }
+
     struct Builder;
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
