@@ -289,6 +289,14 @@ pub enum Command {
         /// What it grants.
         policy: crate::acl::Policy,
     },
+    /// A hosted framework was submitted with the token of this accessor: its scheduler acts
+    /// with that token's rights ([`crate::acl::AclState::submitted_with`]).
+    SetSubmitter {
+        /// The framework (registered).
+        id: FrameworkId,
+        /// The submitting token's accessor.
+        accessor: String,
+    },
 }
 
 /// Why a command was refused. The registry is unchanged when `apply` returns one. Serializable
@@ -442,9 +450,14 @@ impl Registry {
                 self.framework_mut(&id)?.state = state;
             }
             Command::RemoveFramework { id } => {
-                if self.frameworks.remove(&id).is_none() {
+                let Some(removed) = self.frameworks.remove(&id) else {
                     return Err(RegistryError::UnknownFramework(id));
+                };
+                if self.outcomes.contains_key(&id) {
+                    // The kept outcome stays its owner's to read.
+                    self.acl.ended_owners.insert(id.clone(), removed.principal);
                 }
+                self.acl.submitted_with.remove(&id);
                 self.framework_state.remove(&id);
                 self.hosted.remove(&id);
                 self.removed_frameworks.insert(id);
@@ -556,6 +569,10 @@ impl Registry {
                 self.acl.revoke(&accessor)?;
             }
             Command::PutPolicy { name, policy } => self.acl.put_policy(name, policy)?,
+            Command::SetSubmitter { id, accessor } => {
+                self.framework_mut(&id)?;
+                self.acl.submitted_with.insert(id, accessor);
+            }
         }
         Ok(())
     }

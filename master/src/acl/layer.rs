@@ -25,9 +25,40 @@ use crate::registry::Registry;
 /// The principal of calls made without enforcement, or without a valid token.
 pub const ANONYMOUS: &str = "anonymous";
 
+/// The peer named in audit records of calls a hosted scheduler makes (it has no address).
+pub const HOSTED_PEER: &str = "hosted";
+
 /// How often an open stream re-checks its token besides on every revocation (so an expired
 /// token's stream ends within this).
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The limits a submit asks for its hosted scheduler (`SubmitFrameworkRequest.limits`):
+/// `None` where it asks for none (the master's default, capped by the principal's limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerAsk {
+    /// Fuel per callback.
+    pub fuel: Option<u64>,
+    /// Memory, in MiB.
+    pub memory_mb: Option<u64>,
+    /// Callback deadline, in milliseconds (rounded up).
+    pub callback_deadline_ms: Option<u64>,
+}
+
+impl SchedulerAsk {
+    /// What `limits` asks for: zero (and a deadline that is not a positive number) is no ask.
+    pub fn of(limits: Option<&wasmos_api::proto::SchedulerLimits>) -> SchedulerAsk {
+        let Some(l) = limits else {
+            return SchedulerAsk::default();
+        };
+        let t = l.callback_timeout_seconds;
+        SchedulerAsk {
+            fuel: (l.fuel > 0).then_some(l.fuel),
+            memory_mb: (l.memory_mb > 0).then_some(l.memory_mb),
+            // `as` saturates: an absurd deadline asks for u64::MAX ms, which no limit allows.
+            callback_deadline_ms: (t.is_finite() && t > 0.0).then(|| (t * 1000.0).ceil() as u64),
+        }
+    }
+}
 
 /// What a call asks to do, with the object it acts on.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,18 +72,24 @@ pub enum Action {
         /// The framework re-subscribed, if any.
         framework: Option<FrameworkId>,
     },
-    /// Submit a hosted framework under `role`.
+    /// Submit a hosted framework under `role`, its scheduler asking for `ask`.
     SubmitFramework {
         /// The role asked for.
         role: String,
+        /// The scheduler limits the submit asks for (checked against the principal's).
+        ask: SchedulerAsk,
     },
     /// Launch native command tasks for `framework` (in its role).
     LaunchNative {
         /// The framework launching.
         framework: FrameworkId,
     },
-    /// Upload a component.
-    UploadComponent,
+    /// Upload a component of `size_bytes` (0 when asked before its bytes arrived: the right
+    /// alone is checked).
+    UploadComponent {
+        /// Its size so far, in bytes.
+        size_bytes: u64,
+    },
     /// Delete a component.
     DeleteComponent {
         /// Its digest.
@@ -126,7 +163,7 @@ impl Action {
             Action::Subscribe { .. } => "framework.subscribe",
             Action::SubmitFramework { .. } => "framework.submit",
             Action::LaunchNative { .. } => "task.launch_native",
-            Action::UploadComponent => "component.upload",
+            Action::UploadComponent { .. } => "component.upload",
             Action::DeleteComponent { .. } => "component.delete",
             Action::ReadState => "state.read",
             Action::ReadFrameworkResult { .. } => "framework.result",
@@ -151,7 +188,7 @@ impl Action {
                 Some(f) => format!("role {role} framework {f}"),
                 None => format!("role {role}"),
             },
-            Action::SubmitFramework { role } => format!("role {role}"),
+            Action::SubmitFramework { role, .. } => format!("role {role}"),
             Action::LaunchNative { framework }
             | Action::ReadFrameworkResult { framework }
             | Action::Teardown { framework } => format!("framework {framework}"),
@@ -166,8 +203,11 @@ impl Action {
             Action::CreateToken { principal } => format!("principal {principal}"),
             Action::RevokeToken { accessor } => format!("token {accessor}"),
             Action::ApplyPolicy { name } => format!("policy {name}"),
+            Action::UploadComponent { size_bytes } if *size_bytes > 0 => {
+                format!("{size_bytes} bytes")
+            }
             Action::Bootstrap
-            | Action::UploadComponent
+            | Action::UploadComponent { .. }
             | Action::ReadState
             | Action::ListMembers
             | Action::ListTokens => String::new(),
@@ -252,6 +292,53 @@ fn owner<'r>(registry: &'r Registry, fw: &FrameworkId) -> Option<&'r str> {
     registry.frameworks.get(fw).map(|f| f.principal.as_str())
 }
 
+/// Who may read what a framework left: its principal while registered, the principal kept
+/// with its outcome once removed. `Some("")` (nobody's: only `see_all_frameworks` reads it)
+/// for an outcome kept without one (a framework removed before owners were kept).
+fn result_owner<'r>(registry: &'r Registry, fw: &FrameworkId) -> Option<&'r str> {
+    owner(registry, fw)
+        .or_else(|| registry.acl.ended_owners.get(fw).map(String::as_str))
+        .or_else(|| registry.outcomes.contains_key(fw).then_some(""))
+}
+
+/// Refuses one more framework of `caller`'s principal past its `max_frameworks`.
+fn framework_count_fits(caller: &Caller, registry: &Registry) -> Result<(), Denied> {
+    let Some(max) = caller.rights.limits.max_frameworks else {
+        return Ok(());
+    };
+    let held = registry
+        .frameworks
+        .values()
+        .filter(|f| f.principal == caller.principal)
+        .count() as u64;
+    if held < max {
+        return Ok(());
+    }
+    Err(Denied::Forbidden(format!(
+        "principal {:?} may not register another framework: it holds {held}, and its \
+         policies' max_frameworks is {max}; tear one down first (`wasmos teardown`)",
+        caller.principal
+    )))
+}
+
+/// Refuses a scheduler limit asked above the principal's.
+fn within(
+    caller: &Caller,
+    what: &str,
+    field: &str,
+    ask: Option<u64>,
+    max: Option<u64>,
+) -> Result<(), Denied> {
+    match (ask, max) {
+        (Some(a), Some(m)) if a > m => Err(Denied::Forbidden(format!(
+            "principal {:?} may not ask for {what} {a} for its hosted scheduler: its \
+             policies' {field} is {m}; ask for at most that",
+            caller.principal
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Decides `action` for `caller`: the rules, in one place. Pure.
 pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(), Denied> {
     let r = &caller.rights.merged;
@@ -273,19 +360,42 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
                 Some((f, o)) if o != me => Err(Denied::Forbidden(format!(
                     "principal {me:?} may not re-subscribe framework {f}: it belongs to {o:?}"
                 ))),
-                _ => Ok(()),
+                // Its own registered framework failing over: not one more.
+                Some(_) => Ok(()),
+                None => framework_count_fits(caller, registry),
             }
         }
-        Action::SubmitFramework { role } => {
-            if caller.rights.may_register(role) {
-                Ok(())
-            } else {
-                forbid(
+        Action::SubmitFramework { role, ask } => {
+            if !caller.rights.may_register(role) {
+                return forbid(
                     caller,
                     "roles",
                     format!("register frameworks under role {role:?}"),
-                )
+                );
             }
+            let l = &caller.rights.limits;
+            within(
+                caller,
+                "fuel per callback",
+                "max_scheduler_fuel",
+                ask.fuel,
+                l.max_scheduler_fuel,
+            )?;
+            within(
+                caller,
+                "memory (MiB)",
+                "max_scheduler_memory_mb",
+                ask.memory_mb,
+                l.max_scheduler_memory_mb,
+            )?;
+            within(
+                caller,
+                "a callback deadline (ms)",
+                "max_callback_deadline_ms",
+                ask.callback_deadline_ms,
+                l.max_callback_deadline_ms,
+            )?;
+            framework_count_fits(caller, registry)
         }
         Action::LaunchNative { framework } => {
             let role = registry
@@ -303,18 +413,22 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
                 )
             }
         }
-        Action::UploadComponent | Action::DeleteComponent { .. } => {
-            if r.upload_components {
-                Ok(())
-            } else {
-                forbid(
-                    caller,
-                    "upload_components",
-                    "upload or delete components".into(),
-                )
-            }
+        Action::UploadComponent { .. } | Action::DeleteComponent { .. } if !r.upload_components => {
+            forbid(
+                caller,
+                "upload_components",
+                "upload or delete components".into(),
+            )
         }
-        Action::ReadFrameworkResult { framework } => match owner(registry, framework) {
+        Action::UploadComponent { size_bytes } => match caller.rights.limits.max_upload_bytes {
+            Some(max) if *size_bytes > max => Err(Denied::Forbidden(format!(
+                "principal {me:?} may not upload a component of more than {max} bytes (its \
+                 policies' max_upload_bytes); this one reached {size_bytes} bytes"
+            ))),
+            _ => Ok(()),
+        },
+        Action::DeleteComponent { .. } => Ok(()),
+        Action::ReadFrameworkResult { framework } => match result_owner(registry, framework) {
             Some(o) if o != me && !r.see_all_frameworks => forbid(
                 caller,
                 "see_all_frameworks",
@@ -489,6 +603,68 @@ impl Acl {
                 Outcome::Denied,
                 &d.to_string(),
                 &caller.peer,
+            )
+        });
+        Verdict { result, record }
+    }
+
+    /// Decides whether `framework`, a hosted framework, may launch native command tasks: its
+    /// scheduler acts with the current rights of the token that submitted it
+    /// ([`AclState::submitted_with`](super::AclState::submitted_with)), so a principal without
+    /// `native_task_roles` cannot launch them through a hosted scheduler either, and once that
+    /// token is revoked or expired no more are launched (its Wasm tasks carry on: they need no
+    /// right past the submit). Without enforcement everything is allowed. The verdict carries
+    /// the record of a refusal (peer `hosted`).
+    pub fn authorize_hosted_native(
+        &self,
+        framework: &FrameworkId,
+        registry: &Registry,
+        now: Millis,
+    ) -> Verdict<()> {
+        let action = Action::LaunchNative {
+            framework: framework.clone(),
+        };
+        if !self.enforce {
+            return Verdict {
+                result: Ok(()),
+                record: None,
+            };
+        }
+        let accessor = registry.acl.submitted_with.get(framework);
+        let token = accessor.and_then(|a| registry.acl.tokens.get(a));
+        let result = match (accessor, token.filter(|t| t.live_at(now))) {
+            (None, _) => Err(Denied::Forbidden(format!(
+                "framework {framework} has no submitting token on record (it was submitted to \
+                 a master that did not enforce ACLs), so its hosted scheduler may not launch \
+                 native command tasks; submit it again with a token"
+            ))),
+            (Some(a), None) => Err(Denied::Unauthenticated(format!(
+                "token {a}, which submitted framework {framework}, was revoked or expired: \
+                     its hosted scheduler may launch no more native command tasks"
+            ))),
+            (Some(_), Some(t)) => {
+                let caller = Caller {
+                    principal: t.principal.clone(),
+                    accessor: t.accessor.clone(),
+                    secret_sha256: Some(t.secret_sha256.clone()),
+                    rights: Rights::of(&t.policies, &registry.acl.policies),
+                    peer: HOSTED_PEER.to_string(),
+                };
+                decide(&caller, &action, registry)
+            }
+        };
+        let record = result.as_ref().err().map(|d| {
+            let (principal, accessor) = token.map_or((ANONYMOUS, ""), |t| {
+                (t.principal.as_str(), t.accessor.as_str())
+            });
+            record(
+                now,
+                principal,
+                accessor,
+                &action,
+                Outcome::Denied,
+                &d.to_string(),
+                HOSTED_PEER,
             )
         });
         Verdict { result, record }
@@ -703,7 +879,10 @@ mod tests {
             principal: name.into(),
             accessor: String::new(),
             secret_sha256: Some(String::new()),
-            rights: Rights { merged: p },
+            rights: Rights {
+                limits: crate::acl::Limits::of(&p),
+                merged: p,
+            },
             peer: String::new(),
         }
     }
@@ -745,7 +924,10 @@ mod tests {
                 },
                 "native_task_roles",
             ),
-            (Action::UploadComponent, "upload_components"),
+            (
+                Action::UploadComponent { size_bytes: 0 },
+                "upload_components",
+            ),
             (
                 Action::Teardown {
                     framework: fw.clone(),
@@ -803,5 +985,202 @@ mod tests {
                 .to_string()
                 .contains("belongs to")
         );
+    }
+
+    fn limited(name: &str, json: &str) -> Caller {
+        caller(name, Policy::parse(json).unwrap())
+    }
+
+    fn submit(ask: SchedulerAsk) -> Action {
+        Action::SubmitFramework {
+            role: "eng".into(),
+            ask,
+        }
+    }
+
+    #[test]
+    fn max_frameworks_counts_the_principals_registered_frameworks() {
+        let (reg, fw) = registry_with("f1", "alice");
+        let new = Action::Subscribe {
+            role: "eng".into(),
+            framework: None,
+        };
+        let one = limited("alice", r#"{"roles": ["eng"], "max_frameworks": 1}"#);
+        for action in [&new, &submit(SchedulerAsk::default())] {
+            let err = decide(&one, action, &reg).unwrap_err().to_string();
+            assert!(err.contains("max_frameworks is 1"), "{err}");
+        }
+        // Failing over its own registered framework is not one more.
+        let again = Action::Subscribe {
+            role: "eng".into(),
+            framework: Some(fw),
+        };
+        assert!(decide(&one, &again, &reg).is_ok());
+        // At the bound: the second of two.
+        let two = limited("alice", r#"{"roles": ["eng"], "max_frameworks": 2}"#);
+        assert!(decide(&two, &new, &reg).is_ok());
+        // Others' frameworks do not count.
+        let bob = limited("bob", r#"{"roles": ["eng"], "max_frameworks": 1}"#);
+        assert!(decide(&bob, &new, &reg).is_ok());
+    }
+
+    #[test]
+    fn a_submit_asking_past_the_principals_scheduler_limits_is_refused() {
+        let reg = Registry::default();
+        let c = limited(
+            "alice",
+            r#"{"roles": ["eng"], "max_scheduler_fuel": 1000, "max_scheduler_memory_mb": 64,
+                "max_callback_deadline_ms": 2000}"#,
+        );
+        let at_bound = SchedulerAsk {
+            fuel: Some(1000),
+            memory_mb: Some(64),
+            callback_deadline_ms: Some(2000),
+        };
+        assert!(decide(&c, &submit(at_bound), &reg).is_ok());
+        assert!(decide(&c, &submit(SchedulerAsk::default()), &reg).is_ok());
+        for (ask, needle) in [
+            (
+                SchedulerAsk {
+                    fuel: Some(1001),
+                    ..at_bound
+                },
+                "fuel per callback 1001 for its hosted scheduler: its policies' max_scheduler_fuel is 1000",
+            ),
+            (
+                SchedulerAsk {
+                    memory_mb: Some(65),
+                    ..at_bound
+                },
+                "max_scheduler_memory_mb is 64",
+            ),
+            (
+                SchedulerAsk {
+                    callback_deadline_ms: Some(2001),
+                    ..at_bound
+                },
+                "a callback deadline (ms) 2001",
+            ),
+        ] {
+            let err = decide(&c, &submit(ask), &reg).unwrap_err();
+            assert!(matches!(err, Denied::Forbidden(_)), "{err:?}");
+            assert!(err.to_string().contains(needle), "{needle:?} not in {err}");
+        }
+        // Seconds become milliseconds rounded up, so 2.0001 s is past 2000 ms.
+        let pb_limits = wasmos_api::proto::SchedulerLimits {
+            fuel: 0,
+            memory_mb: 0,
+            callback_timeout_seconds: 2.0001,
+        };
+        let ask = SchedulerAsk::of(Some(&pb_limits));
+        assert_eq!((ask.fuel, ask.callback_deadline_ms), (None, Some(2001)));
+    }
+
+    #[test]
+    fn uploads_past_the_principals_limit_are_refused() {
+        let reg = Registry::default();
+        let c = limited(
+            "alice",
+            r#"{"upload_components": true, "max_upload_bytes": 100}"#,
+        );
+        let up = |size_bytes| Action::UploadComponent { size_bytes };
+        assert!(decide(&c, &up(100), &reg).is_ok());
+        let err = decide(&c, &up(101), &reg).unwrap_err().to_string();
+        assert!(
+            err.contains("max_upload_bytes") && err.contains("101"),
+            "{err}"
+        );
+        let unlimited = limited("alice", r#"{"upload_components": true}"#);
+        assert!(decide(&unlimited, &up(u64::MAX), &reg).is_ok());
+    }
+
+    #[test]
+    fn a_removed_frameworks_kept_result_stays_its_owners() {
+        let (mut reg, fw) = registry_with("f1", "alice");
+        reg.apply(crate::registry::Command::RecordOutcome {
+            id: fw.clone(),
+            outcome: crate::registry::FrameworkOutcome::Succeeded("3.14".into()),
+        })
+        .unwrap();
+        reg.apply(crate::registry::Command::RemoveFramework { id: fw.clone() })
+            .unwrap();
+        assert!(!reg.frameworks.contains_key(&fw));
+        let read = Action::ReadFrameworkResult {
+            framework: fw.clone(),
+        };
+        let err = decide(&caller("bob", Policy::default()), &read, &reg).unwrap_err();
+        assert!(err.to_string().contains("see_all_frameworks"), "{err}");
+        assert!(decide(&caller("alice", Policy::default()), &read, &reg).is_ok());
+        // An outcome kept without its owner (removed before owners were kept) is nobody's.
+        reg.acl.ended_owners.clear();
+        assert!(decide(&caller("alice", Policy::default()), &read, &reg).is_err());
+        let all = Policy {
+            see_all_frameworks: true,
+            ..Default::default()
+        };
+        assert!(decide(&caller("alice", all), &read, &reg).is_ok());
+    }
+
+    #[test]
+    fn a_hosted_scheduler_launches_native_tasks_with_its_submitters_rights() {
+        use crate::acl::tokens::mint;
+        let (mut reg, fw) = registry_with("f1", "alice");
+        let acl = Acl::new(true, None);
+        let native = |reg: &Registry| {
+            acl.authorize_hosted_native(&fw, reg, 10)
+                .audited(&acl)
+                .map_err(|d| d.to_string())
+        };
+        // Submitted on an open master: no token on record.
+        let err = native(&reg).unwrap_err();
+        assert!(err.contains("no submitting token"), "{err}");
+        reg.acl
+            .put_policy(
+                "tenant".into(),
+                Policy::parse(r#"{"roles": ["eng"]}"#).unwrap(),
+            )
+            .unwrap();
+        reg.acl
+            .put_policy(
+                "native".into(),
+                Policy::parse(r#"{"roles": ["eng"], "native_task_roles": ["eng"]}"#).unwrap(),
+            )
+            .unwrap();
+        let tenant = mint("alice", vec!["tenant".into()], 0, None)
+            .unwrap()
+            .record;
+        reg.acl.put_token(tenant.clone()).unwrap();
+        reg.apply(crate::registry::Command::SetSubmitter {
+            id: fw.clone(),
+            accessor: tenant.accessor.clone(),
+        })
+        .unwrap();
+        let err = native(&reg).unwrap_err();
+        assert!(err.contains("native_task_roles"), "{err}");
+        let with_right = mint("alice", vec!["native".into()], 0, None)
+            .unwrap()
+            .record;
+        reg.acl.put_token(with_right.clone()).unwrap();
+        reg.acl
+            .submitted_with
+            .insert(fw.clone(), with_right.accessor.clone());
+        assert_eq!(native(&reg), Ok(()));
+        // Open masters decide nothing.
+        let open = Acl::new(false, None);
+        assert!(
+            open.authorize_hosted_native(&fw, &Registry::default(), 10)
+                .audited(&open)
+                .is_ok()
+        );
+        reg.apply(crate::registry::Command::RevokeToken {
+            accessor: with_right.accessor,
+        })
+        .unwrap();
+        let err = native(&reg).unwrap_err();
+        assert!(err.contains("revoked or expired"), "{err}");
+        // Removing the framework drops its submitter.
+        reg.apply(crate::registry::Command::RemoveFramework { id: fw.clone() })
+            .unwrap();
+        assert!(reg.acl.submitted_with.is_empty());
     }
 }

@@ -16,6 +16,6 @@ pub mod layer;
 pub mod policy;
 pub mod tokens;
 
-pub use layer::{Acl, Action, Caller, Denied, decide};
-pub use policy::{MANAGEMENT, Policy, Rights};
+pub use layer::{Acl, Action, Caller, Denied, SchedulerAsk, decide};
+pub use policy::{Limits, MANAGEMENT, Policy, Rights};
 pub use tokens::{AclState, AclStateError, NewToken, TokenRecord};

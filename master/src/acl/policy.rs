@@ -5,6 +5,13 @@
 //! small JSON document (`wasmos acl policy apply NAME FILE`) whose every field is off by
 //! default; the built-in policy [`MANAGEMENT`] grants everything and cannot be redefined.
 //! Rights of several policies add up (the union).
+//!
+//! A policy may also set per-principal limits (`max_frameworks`, `max_upload_bytes`,
+//! `max_scheduler_fuel`, `max_scheduler_memory_mb`, `max_callback_deadline_ms`). Unset, a
+//! policy says nothing about that limit; a token's limit is the most permissive among its
+//! policies that set it, and unlimited (beyond the master's own caps) when none does or when
+//! it is bound to [`MANAGEMENT`]. So binding a token to one more policy that grants, say,
+//! `upload_components` only never lifts the limits of its tenant policy.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +54,83 @@ pub struct Policy {
     pub raft_membership: bool,
     /// Whether the holder may create, list and revoke tokens and apply policies. Default false.
     pub manage_tokens: bool,
+    /// Most live (registered, connected or not) frameworks the principal may hold, counted
+    /// over every framework it subscribed or submitted; one more is refused. Default: unset
+    /// (no limit from this policy).
+    pub max_frameworks: Option<u64>,
+    /// Largest component the holder may upload in one call, in bytes (the master's own cap,
+    /// `--max-component-mb`, applies too). Default: unset.
+    pub max_upload_bytes: Option<u64>,
+    /// Most fuel per callback the holder's hosted schedulers may ask for (`wasmos submit
+    /// --fuel`); at least 1. A submit asking for more is refused; one asking for none gets the
+    /// master's default (10^9) capped at this. Default: unset.
+    pub max_scheduler_fuel: Option<u64>,
+    /// Most memory, in MiB, the holder's hosted schedulers may ask for (`--memory-mb`); at
+    /// least 1. Without an ask the master's default (128) capped at this. Default: unset.
+    pub max_scheduler_memory_mb: Option<u64>,
+    /// Longest callback deadline, in milliseconds, the holder's hosted schedulers may ask for
+    /// (`--callback-timeout`); at least 1. Without an ask the master's default (10 s) capped
+    /// at this. Default: unset.
+    pub max_callback_deadline_ms: Option<u64>,
+}
+
+/// The per-principal limits of a token: the most permissive of its policies' (see the
+/// module doc); `None` is no limit beyond the master's own caps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// [`Policy::max_frameworks`].
+    pub max_frameworks: Option<u64>,
+    /// [`Policy::max_upload_bytes`].
+    pub max_upload_bytes: Option<u64>,
+    /// [`Policy::max_scheduler_fuel`].
+    pub max_scheduler_fuel: Option<u64>,
+    /// [`Policy::max_scheduler_memory_mb`].
+    pub max_scheduler_memory_mb: Option<u64>,
+    /// [`Policy::max_callback_deadline_ms`].
+    pub max_callback_deadline_ms: Option<u64>,
+}
+
+impl Limits {
+    /// No limit at all (a management token's, or an open master's caller's).
+    pub const NONE: Limits = Limits {
+        max_frameworks: None,
+        max_upload_bytes: None,
+        max_scheduler_fuel: None,
+        max_scheduler_memory_mb: None,
+        max_callback_deadline_ms: None,
+    };
+
+    /// The limits one policy sets.
+    pub fn of(p: &Policy) -> Limits {
+        Limits {
+            max_frameworks: p.max_frameworks,
+            max_upload_bytes: p.max_upload_bytes,
+            max_scheduler_fuel: p.max_scheduler_fuel,
+            max_scheduler_memory_mb: p.max_scheduler_memory_mb,
+            max_callback_deadline_ms: p.max_callback_deadline_ms,
+        }
+    }
+
+    /// The most permissive of two sets of limits, where an unset limit says nothing.
+    fn loosest(self, o: Limits) -> Limits {
+        fn max(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, None) => a,
+                (None, b) => b,
+            }
+        }
+        Limits {
+            max_frameworks: max(self.max_frameworks, o.max_frameworks),
+            max_upload_bytes: max(self.max_upload_bytes, o.max_upload_bytes),
+            max_scheduler_fuel: max(self.max_scheduler_fuel, o.max_scheduler_fuel),
+            max_scheduler_memory_mb: max(self.max_scheduler_memory_mb, o.max_scheduler_memory_mb),
+            max_callback_deadline_ms: max(
+                self.max_callback_deadline_ms,
+                o.max_callback_deadline_ms,
+            ),
+        }
+    }
 }
 
 impl Policy {
@@ -61,6 +145,7 @@ impl Policy {
             weights_and_quotas: true,
             raft_membership: true,
             manage_tokens: true,
+            ..Policy::default()
         }
     }
 
@@ -72,9 +157,23 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Checks the role patterns: each is `*`, a valid role name, or a valid role name
-    /// followed by `/*`; at most [`MAX_ROLE_PATTERNS`] per list.
+    /// Checks the role patterns (each is `*`, a valid role name, or a valid role name
+    /// followed by `/*`; at most [`MAX_ROLE_PATTERNS`] per list) and the scheduler limits
+    /// (at least 1 when set: a hosted scheduler cannot run on none).
     pub fn validate(&self) -> Result<(), String> {
+        for (field, v) in [
+            ("max_scheduler_fuel", self.max_scheduler_fuel),
+            ("max_scheduler_memory_mb", self.max_scheduler_memory_mb),
+            ("max_callback_deadline_ms", self.max_callback_deadline_ms),
+        ] {
+            if v == Some(0) {
+                return Err(format!(
+                    "{field} is 0, which no hosted scheduler can run on; to keep a principal \
+                     from submitting frameworks, leave its role out of `roles` (or set \
+                     max_frameworks to 0)"
+                ));
+            }
+        }
         for (field, list) in [
             ("roles", &self.roles),
             ("native_task_roles", &self.native_task_roles),
@@ -135,8 +234,12 @@ pub fn role_matches(pattern: &str, role: &str) -> bool {
 /// The rights of a token: the union of its policies' (unknown names grant nothing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rights {
-    /// The union of the policies, as one policy.
+    /// The union of the policies, as one policy (its limit fields are unused: see
+    /// [`Rights::limits`]).
     pub merged: Policy,
+    /// The token's per-principal limits: the most permissive of its policies' that set them,
+    /// none when bound to [`MANAGEMENT`]. Default: none.
+    pub limits: Limits,
 }
 
 impl Rights {
@@ -144,8 +247,11 @@ impl Rights {
     /// [`MANAGEMENT`]).
     pub fn of(names: &[String], defined: &BTreeMap<String, Policy>) -> Rights {
         let mut m = Policy::default();
+        let mut limits = Limits::default();
+        let mut unlimited = false;
         for name in names {
             let p = if name == MANAGEMENT {
+                unlimited = true;
                 Policy::management()
             } else {
                 match defined.get(name) {
@@ -153,6 +259,7 @@ impl Rights {
                     None => continue,
                 }
             };
+            limits = limits.loosest(Limits::of(&p));
             m.roles.extend(p.roles);
             m.native_task_roles.extend(p.native_task_roles);
             m.upload_components |= p.upload_components;
@@ -162,7 +269,10 @@ impl Rights {
             m.raft_membership |= p.raft_membership;
             m.manage_tokens |= p.manage_tokens;
         }
-        Rights { merged: m }
+        if unlimited {
+            limits = Limits::NONE;
+        }
+        Rights { merged: m, limits }
     }
 
     /// Whether frameworks may be registered under `role`.
@@ -218,5 +328,70 @@ mod tests {
                 .merged
                 .manage_tokens
         );
+    }
+
+    #[test]
+    fn limits_are_the_loosest_of_the_policies_that_set_them() {
+        let p = Policy::parse(
+            r#"{"max_frameworks": 1, "max_upload_bytes": 2, "max_scheduler_fuel": 3,
+                "max_scheduler_memory_mb": 4, "max_callback_deadline_ms": 5}"#,
+        )
+        .unwrap();
+        let five = Limits {
+            max_frameworks: Some(1),
+            max_upload_bytes: Some(2),
+            max_scheduler_fuel: Some(3),
+            max_scheduler_memory_mb: Some(4),
+            max_callback_deadline_ms: Some(5),
+        };
+        assert_eq!(Limits::of(&p), five);
+        let defined: BTreeMap<_, _> = [
+            ("tenant".to_string(), p),
+            (
+                "uploader".to_string(),
+                Policy {
+                    upload_components: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "bigger".to_string(),
+                Policy {
+                    max_frameworks: Some(10),
+                    ..Default::default()
+                },
+            ),
+        ]
+        .into();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // A policy that does not set a limit does not lift another's.
+        assert_eq!(
+            Rights::of(&names(&["tenant", "uploader"]), &defined).limits,
+            five
+        );
+        assert_eq!(
+            Rights::of(&names(&["tenant", "bigger"]), &defined)
+                .limits
+                .max_frameworks,
+            Some(10)
+        );
+        assert_eq!(
+            Rights::of(&names(&["tenant", MANAGEMENT]), &defined).limits,
+            Limits::NONE
+        );
+        assert_eq!(
+            Rights::of(&names(&["uploader"]), &defined).limits,
+            Limits::NONE
+        );
+        for field in [
+            "max_scheduler_fuel",
+            "max_scheduler_memory_mb",
+            "max_callback_deadline_ms",
+        ] {
+            let err = Policy::parse(&format!(r#"{{"{field}": 0}}"#)).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
+        assert!(Policy::parse(r#"{"max_frameworks": 0}"#).is_ok());
+        assert!(Policy::parse(r#"{"max_frameworks": -1}"#).is_err());
     }
 }

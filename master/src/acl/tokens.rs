@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use wasmos_api::FrameworkId;
+
 use super::policy::{MANAGEMENT, Policy, validate_policy_name};
 use crate::allocator::Millis;
 
@@ -25,6 +27,9 @@ pub const MAX_POLICIES: usize = 1_000;
 
 /// Longest principal name, in bytes.
 pub const MAX_PRINCIPAL_LEN: usize = 128;
+
+/// Most policies one token may be bound to.
+pub const MAX_TOKEN_POLICIES: usize = 32;
 
 /// A token as the registry keeps it: no secret, only its hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,10 +109,19 @@ pub enum AclStateError {
     /// The command does not fit the state (already bootstrapped, an unknown accessor, ...).
     #[error("{0}")]
     Conflict(String),
+    /// The state holds the most tokens ([`MAX_TOKENS`]) or policies ([`MAX_POLICIES`]) it
+    /// keeps; the message says what to revoke or reuse (`RESOURCE_EXHAUSTED`).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
-/// The replicated ACL state: tokens by accessor, policies by name, and whether the first
-/// management token was created.
+/// The replicated ACL state: tokens by accessor, policies by name, whether the first
+/// management token was created, and who frameworks belong to where the framework record
+/// cannot say.
+///
+/// The fields after `policies` were appended later: postcard encodes a struct as its fields
+/// in order and this struct is the registry's last field, so a snapshot written before them
+/// decodes with their defaults appended (`raft::store`'s `decode_registry`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclState {
     /// Set once `wasmos acl bootstrap` created the first management token; never cleared.
@@ -116,6 +130,16 @@ pub struct AclState {
     pub tokens: BTreeMap<String, TokenRecord>,
     /// The defined policies by name (the built-in `management` is not stored).
     pub policies: BTreeMap<String, Policy>,
+    /// The accessor of the token that submitted each registered hosted framework: its
+    /// scheduler acts with that token's current rights (native launches), and no more once
+    /// the token is revoked or expired. Dropped with the framework. Default: empty (frameworks
+    /// submitted on an open master, or before this was kept, have none).
+    #[serde(default)]
+    pub submitted_with: BTreeMap<FrameworkId, String>,
+    /// The principal of each removed framework whose outcome the registry keeps, so that the
+    /// owner check of `GetFrameworkResult` still holds after removal. Default: empty.
+    #[serde(default)]
+    pub ended_owners: BTreeMap<FrameworkId, String>,
 }
 
 impl AclState {
@@ -129,15 +153,16 @@ impl AclState {
     fn check_token(&self, t: &TokenRecord) -> Result<(), AclStateError> {
         let bad = |m: String| Err(AclStateError::Invalid(m));
         if t.principal.is_empty() || t.principal.len() > MAX_PRINCIPAL_LEN {
-            return bad(format!("principal must be 1..{MAX_PRINCIPAL_LEN} bytes"));
-        }
-        if !t
-            .principal
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
-        {
             return bad(format!(
-                "principal {:?}: only letters, digits, '.', '_', '-' and '@' are allowed",
+                "principal must be 1 to {MAX_PRINCIPAL_LEN} bytes, not {}",
+                t.principal.len()
+            ));
+        }
+        // Printable ASCII without spaces, so that a name is one word in every listing and
+        // log line and cannot hold control characters or look-alike Unicode.
+        if !t.principal.bytes().all(|b| b.is_ascii_graphic()) {
+            return bad(format!(
+                "principal {:?}: only printable ASCII characters without spaces are allowed",
                 t.principal
             ));
         }
@@ -146,6 +171,13 @@ impl AclState {
         }
         if t.policies.is_empty() {
             return bad("a token needs at least one policy (--policy)".into());
+        }
+        if t.policies.len() > MAX_TOKEN_POLICIES {
+            return bad(format!(
+                "a token may be bound to at most {MAX_TOKEN_POLICIES} policies, not {}; \
+                 merge some into one policy",
+                t.policies.len()
+            ));
         }
         for p in &t.policies {
             if p != MANAGEMENT && !self.policies.contains_key(p) {
@@ -162,8 +194,11 @@ impl AclState {
             )));
         }
         if self.tokens.len() >= MAX_TOKENS {
-            return Err(AclStateError::Conflict(format!(
-                "the cluster holds {MAX_TOKENS} tokens, the most it keeps; revoke unused ones"
+            return Err(AclStateError::Exhausted(format!(
+                "the cluster holds {MAX_TOKENS} tokens, the most it keeps; no token was \
+                 created for principal {:?}: revoke unused or expired ones first (`wasmos \
+                 tokens list`, `wasmos tokens revoke ACCESSOR`)",
+                t.principal
             )));
         }
         Ok(())
@@ -215,8 +250,10 @@ impl AclState {
         }
         policy.validate().map_err(AclStateError::Invalid)?;
         if !self.policies.contains_key(&name) && self.policies.len() >= MAX_POLICIES {
-            return Err(AclStateError::Conflict(format!(
-                "the cluster holds {MAX_POLICIES} policies, the most it keeps"
+            return Err(AclStateError::Exhausted(format!(
+                "the cluster holds {MAX_POLICIES} policies, the most it keeps; policy {name:?} \
+                 was not defined: redefine an unused one instead (`wasmos acl policy apply \
+                 EXISTING_NAME FILE`)"
             )));
         }
         self.policies.insert(name, policy);
@@ -266,5 +303,76 @@ mod tests {
             .unwrap()
             .record;
         assert!(t.live_at(9) && !t.live_at(10));
+    }
+
+    fn record(i: usize, principal: &str, policies: Vec<String>) -> TokenRecord {
+        TokenRecord {
+            accessor: format!("{i:032x}"),
+            secret_sha256: format!("{i:064x}"),
+            principal: principal.into(),
+            policies,
+            created_ms: 0,
+            expires_ms: None,
+        }
+    }
+
+    #[test]
+    fn tokens_are_capped_and_one_past_is_exhausted() {
+        let mut s = AclState::default();
+        for i in 0..MAX_TOKENS - 1 {
+            let t = record(i, "p", vec![MANAGEMENT.into()]);
+            s.tokens.insert(t.accessor.clone(), t);
+        }
+        s.put_token(record(MAX_TOKENS - 1, "p", vec![MANAGEMENT.into()]))
+            .expect("the last token fits");
+        let err = s
+            .put_token(record(MAX_TOKENS, "p", vec![MANAGEMENT.into()]))
+            .unwrap_err();
+        assert!(matches!(err, AclStateError::Exhausted(_)), "{err:?}");
+        assert!(err.to_string().contains("wasmos tokens revoke"), "{err}");
+        assert_eq!(s.tokens.len(), MAX_TOKENS);
+        let err = crate::core::CoreError::from(crate::registry::RegistryError::Acl(err));
+        assert_eq!(
+            crate::core::to_status(&err).code(),
+            tonic::Code::ResourceExhausted
+        );
+    }
+
+    #[test]
+    fn policies_are_capped_and_one_past_is_exhausted() {
+        let mut s = AclState::default();
+        for i in 0..MAX_POLICIES {
+            s.put_policy(format!("p{i}"), Policy::default())
+                .expect("fits");
+        }
+        let err = s
+            .put_policy("one-more".into(), Policy::default())
+            .unwrap_err();
+        assert!(matches!(err, AclStateError::Exhausted(_)), "{err:?}");
+        assert!(err.to_string().contains("redefine an unused one"), "{err}");
+        // Redefining one at the cap is allowed.
+        s.put_policy("p0".into(), Policy::default()).unwrap();
+        assert_eq!(s.policies.len(), MAX_POLICIES);
+    }
+
+    #[test]
+    fn principal_names_and_policies_per_token_are_bounded() {
+        let mut s = AclState::default();
+        let mut i = 0;
+        let mut put = |s: &mut AclState, principal: &str, n: usize| {
+            i += 1;
+            s.put_token(record(i, principal, vec![MANAGEMENT.into(); n]))
+        };
+        assert!(put(&mut s, &"a".repeat(MAX_PRINCIPAL_LEN), 1).is_ok());
+        assert!(put(&mut s, &"a".repeat(MAX_PRINCIPAL_LEN + 1), 1).is_err());
+        assert!(put(&mut s, "", 1).is_err());
+        assert!(put(&mut s, "spiffe://x/y+z=1~!", 1).is_ok());
+        for bad in ["a b", "tab\t", "caf\u{e9}", "nl\n"] {
+            let err = put(&mut s, bad, 1).unwrap_err();
+            assert!(matches!(err, AclStateError::Invalid(_)), "{bad:?}: {err:?}");
+        }
+        assert!(put(&mut s, "p", MAX_TOKEN_POLICIES).is_ok());
+        let err = put(&mut s, "p", MAX_TOKEN_POLICIES + 1).unwrap_err();
+        assert!(err.to_string().contains("at most 32 policies"), "{err}");
     }
 }

@@ -88,6 +88,7 @@ impl From<RegistryError> for CoreError {
             RegistryError::Acl(crate::acl::AclStateError::Conflict(_)) => {
                 CoreError::Precondition(m)
             }
+            RegistryError::Acl(crate::acl::AclStateError::Exhausted(_)) => CoreError::Exhausted(m),
         }
     }
 }

@@ -268,6 +268,16 @@ impl MasterCore {
         .map_err(CoreError::from)
     }
 
+    /// Records that hosted framework `fw` was submitted with the token of `accessor`: its
+    /// scheduler acts with that token's rights (`acl::Acl::authorize_hosted_native`).
+    pub fn set_submitter(&mut self, fw: &FrameworkId, accessor: String) -> Result<(), CoreError> {
+        self.commit(Command::SetSubmitter {
+            id: fw.clone(),
+            accessor,
+        })
+        .map_err(CoreError::from)
+    }
+
     /// How a framework ended, once it has (see [`MasterCore::finish_framework`]).
     pub fn framework_outcome(&self, fw: &FrameworkId) -> Option<&FrameworkOutcome> {
         self.registry.outcomes.get(fw)

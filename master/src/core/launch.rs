@@ -85,6 +85,50 @@ impl MasterCore {
         }
     }
 
+    /// Refuses an `Accept` call for a reason decided outside the core (the authorization
+    /// layer refusing a hosted scheduler's native tasks): like any refused accept, the offers
+    /// of this framework it names are used up (their resources returned, unfiltered) and each
+    /// task it names gets an `ERROR` update whose message is `launch refused: ` and `why`.
+    /// Returns false, doing nothing, when `conn` is not the framework's scheduler connection
+    /// (as [`MasterCore::scheduler_call`]).
+    pub fn refuse_accept(
+        &mut self,
+        fw: &FrameworkId,
+        conn: super::ConnId,
+        accept: pb::scheduler_call::Accept,
+        why: String,
+        now: Millis,
+    ) -> bool {
+        if self.schedulers.get(fw).map(|c| c.conn) != Some(conn) {
+            return false;
+        }
+        // It answered its offers, as with any accept.
+        self.end_idle(fw, true);
+        if limits::check_accept_size(accept.offer_ids.len(), accept.launches.len()).is_err() {
+            // Refused whole by the size check, with its own message.
+            self.accept(fw, accept, now);
+            return true;
+        }
+        let offers = self.own_offers(fw, &accept.offer_ids);
+        let agent = offers
+            .first()
+            .and_then(|o| self.offers.get(o))
+            .map(|o| o.agent.clone());
+        let task_ids = accept
+            .launches
+            .iter()
+            .filter_map(|t| TaskId::new(t.task_id.clone()).ok())
+            .collect();
+        let refusal = Refusal {
+            why: limits::refusal_message(&[why]),
+            offers,
+            agent,
+            task_ids,
+        };
+        self.refuse_launch(fw, refusal, now);
+        true
+    }
+
     /// Reads an `Accept` call against the books without changing them. The problems come in
     /// this order: the offers', whether they are of one agent, each task's, then whether the
     /// tasks fit in the offers.

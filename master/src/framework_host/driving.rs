@@ -239,6 +239,17 @@ impl<C: HostContext> Driving<C> {
             let (calls, puts, timers) = p.take_queued();
             (calls, puts, timers, p.finish.clone())
         };
+        // Native launches are authorized before the core is locked (the master's answer
+        // reads the registry through the same lock).
+        let calls: Vec<(pb::scheduler_call::Call, Option<String>)> = calls
+            .into_iter()
+            .map(|call| {
+                let refused = launches_native(&call)
+                    .then(|| self.ctx.authorize_native_launch(&self.framework_id).err())
+                    .flatten();
+                (call, refused)
+            })
+            .collect();
         let now = self.ctx.now();
         let mut core = self.ctx.core();
         if let Err(e) = result {
@@ -254,8 +265,14 @@ impl<C: HostContext> Driving<C> {
             self.done = true;
             return;
         }
-        for call in calls {
-            if !core.scheduler_call(&self.framework_id, self.conn, Some(call), now) {
+        for (call, refused) in calls {
+            let live = match (call, refused) {
+                (pb::scheduler_call::Call::Accept(accept), Some(why)) => {
+                    core.refuse_accept(&self.framework_id, self.conn, accept, why, now)
+                }
+                (call, _) => core.scheduler_call(&self.framework_id, self.conn, Some(call), now),
+            };
+            if !live {
                 self.done = true;
                 return;
             }
@@ -289,4 +306,10 @@ impl<C: HostContext> Driving<C> {
             self.timers.insert(id, handle.abort_handle());
         }
     }
+}
+
+/// Whether `call` is an accept that launches a native command task.
+fn launches_native(call: &pb::scheduler_call::Call) -> bool {
+    matches!(call, pb::scheduler_call::Call::Accept(a)
+        if a.launches.iter().any(|t| matches!(t.kind, Some(pb::task_info::Kind::Command(_)))))
 }

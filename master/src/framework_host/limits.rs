@@ -60,6 +60,36 @@ impl FrameworkHost {
         }
     }
 
+    /// `limits` lowered to a principal's limits (`acl::Limits`: `max_scheduler_fuel`,
+    /// `max_scheduler_memory_mb`, `max_callback_deadline_ms`); unset ones change nothing. A
+    /// submit that asks for more than its principal's limit is refused by the authorization
+    /// layer before this, so this lowers only the defaults it did not ask to change.
+    pub fn capped(limits: TaskLimits, principal: &crate::acl::Limits) -> TaskLimits {
+        let fuel = match (limits.fuel, principal.max_scheduler_fuel) {
+            (Some(f), Some(m)) => Some(f.min(m)),
+            // Unmetered is more than any limit.
+            (None, Some(m)) => Some(m),
+            (f, None) => f,
+        };
+        let memory_bytes = match principal.max_scheduler_memory_mb {
+            Some(mb) => {
+                let max = usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+                limits.memory_bytes.min(max)
+            }
+            None => limits.memory_bytes,
+        };
+        let timeout = match principal.max_callback_deadline_ms {
+            Some(ms) => limits.timeout.min(Duration::from_millis(ms)),
+            None => limits.timeout,
+        };
+        TaskLimits {
+            fuel,
+            memory_bytes,
+            timeout,
+            ..limits
+        }
+    }
+
     /// The registry's record of how a scheduler is hosted.
     pub fn spec_of(args: &[String], limits: &TaskLimits) -> HostedSpec {
         HostedSpec {
@@ -78,5 +108,44 @@ impl FrameworkHost {
             timeout: Duration::from_millis(spec.callback_timeout_ms),
             ..Self::default_limits()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_capped_at_the_principals_limits() {
+        let d = FrameworkHost::default_limits();
+        assert_eq!(
+            FrameworkHost::capped(d.clone(), &crate::acl::Limits::NONE),
+            d
+        );
+        let principal = crate::acl::Limits {
+            max_scheduler_fuel: Some(1000),
+            max_scheduler_memory_mb: Some(16),
+            max_callback_deadline_ms: Some(1500),
+            ..Default::default()
+        };
+        let c = FrameworkHost::capped(d, &principal);
+        assert_eq!(c.fuel, Some(1000));
+        assert_eq!(c.memory_bytes, 16 << 20);
+        assert_eq!(c.timeout, Duration::from_millis(1500));
+        // An unmetered request is metered at the limit; limits above the ask change nothing.
+        let unmetered = TaskLimits {
+            fuel: None,
+            ..FrameworkHost::default_limits()
+        };
+        let loose = crate::acl::Limits {
+            max_scheduler_fuel: Some(5),
+            max_scheduler_memory_mb: Some(u64::MAX),
+            max_callback_deadline_ms: Some(u64::MAX),
+            ..Default::default()
+        };
+        let c = FrameworkHost::capped(unmetered, &loose);
+        assert_eq!(c.fuel, Some(5));
+        assert_eq!(c.memory_bytes, 128 << 20);
+        assert_eq!(c.timeout, Duration::from_secs(10));
     }
 }

@@ -101,6 +101,17 @@ pub trait HostContext: Clone + Send + Sync + 'static {
     /// replicated). An error means the changes are not known to be committed (the leadership
     /// was lost, or no majority answered in time); the host logs it and carries on.
     fn committed(&self) -> impl Future<Output = Result<(), tonic::Status>> + Send;
+
+    /// Whether hosted framework `framework` may launch native command tasks now, asked before
+    /// every accept of its scheduler that launches one (without the core locked); `Err` says
+    /// why not, and the accept is refused (each task an `ERROR` update). The master answers
+    /// with the authorization layer, using the rights of the token that submitted the
+    /// framework. By default allowed: a context without an authorization layer (a test over a
+    /// bare core) has only the core's own check, `--command-task-roles`.
+    fn authorize_native_launch(&self, framework: &FrameworkId) -> Result<(), String> {
+        let _ = framework;
+        Ok(())
+    }
 }
 
 /// Hosts Wasm schedulers for one master process (one [`WasmRuntime`], shared by all of them),
@@ -175,6 +186,21 @@ impl FrameworkHost {
         args: Vec<String>,
         limits: TaskLimits,
     ) -> Result<HostedFramework, HostError> {
+        self.start_as(ctx, info, args, limits, None).await
+    }
+
+    /// As [`FrameworkHost::start`], recording for a new framework the accessor of the token
+    /// that submitted it (`submitter`; `None` on a master that does not enforce ACLs) with
+    /// its registration, before its scheduler makes any call: the scheduler then acts with
+    /// that token's rights.
+    pub async fn start_as<C: HostContext>(
+        &self,
+        ctx: &C,
+        info: pb::FrameworkInfo,
+        args: Vec<String>,
+        limits: TaskLimits,
+        submitter: Option<String>,
+    ) -> Result<HostedFramework, HostError> {
         if info.component_sha256.is_empty() {
             return Err(HostError::NoComponent);
         }
@@ -214,6 +240,10 @@ impl FrameworkHost {
                 );
             } else {
                 core.set_hosted(&fw, spec).map_err(HostError::Subscribe)?;
+                if let Some(accessor) = submitter {
+                    core.set_submitter(&fw, accessor)
+                        .map_err(HostError::Subscribe)?;
+                }
             }
             // A framework id that was given may already hold state (a restarted host).
             let state = core

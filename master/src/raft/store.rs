@@ -247,16 +247,23 @@ fn decode_snapshot(record: &[u8]) -> Result<StoredSnapshot, String> {
 
 fn decode_registry(data: &[u8]) -> Result<Registry, String> {
     super::codec::from_slice(data).or_else(|e| {
-        // A snapshot written before the registry had its last field (`acl`): postcard
-        // encodes a struct as its fields in order, so appending the field's default makes it
-        // a current one.
-        let mut upgraded = data.to_vec();
-        upgraded.extend(
-            super::codec::to_vec(&crate::acl::AclState::default())
-                .map_err(|e| format!("the default ACL state does not encode: {e}"))?,
-        );
-        super::codec::from_slice(&upgraded)
-            .map_err(|_| format!("the snapshot's registry does not decode: {e}"))
+        // A snapshot written before the registry's last fields: postcard encodes a struct as
+        // its fields in order, and the registry ends with `acl`, which ends with the fields
+        // appended to it later (`AclState::submitted_with`, `ended_owners`). Appending the
+        // defaults of what is missing makes it a current one: first the ACL state's later
+        // fields (written with `acl`, before them), then the whole ACL state (written before
+        // `acl`).
+        let full = crate::acl::AclState::default();
+        let later = (full.submitted_with.clone(), full.ended_owners.clone());
+        for tail in [super::codec::to_vec(&later), super::codec::to_vec(&full)] {
+            let tail = tail.map_err(|e| format!("the default ACL state does not encode: {e}"))?;
+            let mut upgraded = data.to_vec();
+            upgraded.extend(tail);
+            if let Ok(r) = super::codec::from_slice(&upgraded) {
+                return Ok(r);
+            }
+        }
+        Err(format!("the snapshot's registry does not decode: {e}"))
     })
 }
 
@@ -1139,6 +1146,19 @@ mod tests {
         let old = &current[..current.len() - tail.len()];
         assert_eq!(decode_registry(old).unwrap(), reg);
         assert!(decode_registry(&current[..3]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_from_before_the_acl_states_later_fields_decodes_with_them_empty() {
+        let mut reg = Registry::default();
+        reg.acl.bootstrapped = true;
+        let current = super::super::codec::to_vec(&reg).unwrap();
+        let empty = crate::acl::AclState::default();
+        let later =
+            super::super::codec::to_vec(&(empty.submitted_with, empty.ended_owners)).unwrap();
+        // What a master whose `AclState` ended at `policies` wrote.
+        let old = &current[..current.len() - later.len()];
+        assert_eq!(decode_registry(old).unwrap(), reg);
     }
 
     struct Builder;

@@ -42,6 +42,32 @@ impl Master {
             .map_err(|d| ServiceError::Denied(d).into())
     }
 
+    /// Re-decides `action` for `caller`, authenticated earlier in the same call (an upload
+    /// once its size is known), with its token's current rights; audits a refusal.
+    pub(super) fn recheck(&self, caller: &Caller, action: &Action) -> Result<(), Status> {
+        let now = self.now();
+        let verdict = self
+            .acl
+            .recheck(caller, action, self.core().registry(), now);
+        verdict
+            .audited(&self.acl)
+            .map_err(|d| ServiceError::Denied(d).into())
+    }
+
+    /// Whether hosted framework `framework` may launch native command tasks (the framework
+    /// host asks before each such accept): the layer decides with the rights of the token
+    /// that submitted it; audits a refusal.
+    pub(super) fn authorize_hosted_native(
+        &self,
+        framework: &wasmos_api::FrameworkId,
+    ) -> Result<(), String> {
+        let now = self.now();
+        let verdict = self
+            .acl
+            .authorize_hosted_native(framework, self.core().registry(), now);
+        verdict.audited(&self.acl).map_err(|d| d.to_string())
+    }
+
     /// What `caller` may see of `state`: everything with `see_all_frameworks`, else its own
     /// frameworks and their tasks only (agents and roles stay: they are the cluster's).
     pub(super) fn filter_state(caller: &Caller, mut state: pb::ClusterState) -> pb::ClusterState {

@@ -388,4 +388,8 @@ impl HostContext for Master {
     fn committed(&self) -> impl Future<Output = Result<(), Status>> + Send {
         Master::committed(self)
     }
+
+    fn authorize_native_launch(&self, framework: &FrameworkId) -> Result<(), String> {
+        self.authorize_hosted_native(framework)
+    }
 }

@@ -17,7 +17,7 @@ use wasmos_api::{FrameworkId, TaskId};
 
 use super::Master;
 use super::status::ServiceError;
-use crate::acl::Action;
+use crate::acl::{Action, SchedulerAsk};
 use crate::allocator::Quota;
 use crate::blobs::{BlobError, Digest};
 use crate::framework_host::FrameworkHost;
@@ -155,9 +155,12 @@ impl OperatorService for Master {
         request: Request<Streaming<pb::UploadComponentChunk>>,
     ) -> Result<Response<pb::UploadComponentResponse>, Status> {
         self.leading()?;
-        self.authorize(&request, &Action::UploadComponent)?;
+        let caller = self.authorize(&request, &Action::UploadComponent { size_bytes: 0 })?;
         let mut chunks = request.into_inner();
         let limit = self.core().blobs().max_blob_bytes();
+        // Read no further than the principal's limit; the layer then decides on the size.
+        let principal_limit = caller.rights.limits.max_upload_bytes.unwrap_or(u64::MAX);
+        let mut received = 0u64;
         let mut bytes = Vec::new();
         let mut expected = None;
         let mut first = true;
@@ -173,8 +176,18 @@ impl OperatorService for Master {
             if size > limit {
                 return Err(ServiceError::Blob(BlobError::TooLarge { size, limit }).into());
             }
+            received = size;
+            if size > principal_limit {
+                break;
+            }
             bytes.extend_from_slice(&chunk.data);
         }
+        self.recheck(
+            &caller,
+            &Action::UploadComponent {
+                size_bytes: received,
+            },
+        )?;
         self.core()
             .blobs()
             .check(&bytes)
@@ -232,7 +245,8 @@ impl OperatorService for Master {
             .as_ref()
             .map(|i| i.role.clone())
             .unwrap_or_default();
-        let caller = self.authorize(&request, &Action::SubmitFramework { role })?;
+        let ask = SchedulerAsk::of(request.get_ref().limits.as_ref());
+        let caller = self.authorize(&request, &Action::SubmitFramework { role, ask })?;
         let r = request.into_inner();
         let mut info = r.info.ok_or(ServiceError::SubmitWithoutInfo)?;
         if caller.authenticated() {
@@ -242,10 +256,14 @@ impl OperatorService for Master {
         if !info.id.is_empty() {
             return Err(ServiceError::SubmitWithId.into());
         }
-        let limits = FrameworkHost::limits_from(r.limits);
+        // What it did not ask for is the master's default, capped at the principal's limit
+        // (what it asked for is within that limit: the layer refused more).
+        let limits =
+            FrameworkHost::capped(FrameworkHost::limits_from(r.limits), &caller.rights.limits);
+        let submitter = caller.authenticated().then(|| caller.accessor.clone());
         let host = self.framework_host().map_err(ServiceError::Host)?;
         let hosted = host
-            .start(self, info, r.args, limits)
+            .start_as(self, info, r.args, limits, submitter)
             .await
             .map_err(ServiceError::Host)?;
         // The host lists it as hosted until its driving task ends.
