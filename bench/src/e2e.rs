@@ -13,6 +13,12 @@
 //!    tiny partitions on every agent so that its first iteration measures parsing, not fetching
 //!    and compiling the component; its result lists every iteration's time.
 //!
+//! Every master enforces ACLs, as every real one does: the bench bootstraps the first token
+//! (`wasmos acl bootstrap`) and passes it to every child and every call of its own (`--open`
+//! runs without, to compare). With `--tls` the same run is then made a second time over mutual
+//! TLS (certificates from `wasmos certs` in the temporary directory), in the same invocation,
+//! and the report adds the TLS run (`tls`) and `tls_slowdown`, plain tasks/s over TLS tasks/s.
+//!
 //! The `wasmos` binary is `--wasmos`, else `$WASMOS_BIN`, else the `wasmos` next to this
 //! executable (`target/release/wasmos` beside `target/release/wasmos-bench`; build both with
 //! `cargo build --release -p wasmos-bench -p wasmos`). Processes are killed when the run ends,
@@ -26,9 +32,9 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tonic::transport::Channel;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::operator_service_client::OperatorServiceClient;
+
+use crate::secure::{Operator, Security};
 
 /// CPU one benchguest task asks for, in thousandths of a core.
 const TASK_MILLICPUS: u64 = 10;
@@ -84,6 +90,14 @@ pub struct Args {
     /// on stderr.
     #[arg(long)]
     keep_dir: bool,
+    /// After the plain run, make the same run over mutual TLS and report both (`tls`,
+    /// `tls_tasks_per_s`, `tls_slowdown`).
+    #[arg(long)]
+    tls: bool,
+    /// Run the masters without ACLs (no --acl, no token), to compare what enforcement costs.
+    /// By default they enforce ACLs, as every master outside `wasmos dev` does.
+    #[arg(long, conflicts_with = "tls")]
+    open: bool,
 }
 
 pub(crate) fn default_components() -> PathBuf {
@@ -134,7 +148,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(wasmos: &Path, dir: &Path, args: &Args) -> anyhow::Result<Cluster> {
+    async fn start(
+        wasmos: &Path,
+        dir: &Path,
+        args: &Args,
+        security: &mut Security,
+    ) -> anyhow::Result<Cluster> {
         let log = |name: &str| -> anyhow::Result<Stdio> {
             let path = dir.join(format!("{name}.log"));
             let f = std::fs::File::create(&path)
@@ -143,6 +162,7 @@ impl Cluster {
         };
         let mut master = Command::new(wasmos)
             .args(["master", "--listen", "127.0.0.1:0"])
+            .args(security.master_flags(1))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log("master")?)
@@ -166,6 +186,12 @@ impl Cluster {
             .with_context(|| format!("unexpected first line from the master: {line:?}"))?
             .to_string();
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut cluster = Cluster {
+            master,
+            agents: Vec::new(),
+            addr,
+        };
+        security.bootstrap(wasmos, &cluster.addr).await?;
 
         let millicpus = u64::from(args.slots) * TASK_MILLICPUS;
         let mem_mb = u64::from(args.slots) * TASK_MEM_MB + AGENT_EXTRA_MEM_MB;
@@ -174,17 +200,16 @@ impl Cluster {
             millicpus / 1000,
             millicpus % 1000
         );
-        let mut cluster = Cluster {
-            master,
-            agents: Vec::new(),
-            addr,
-        };
         for i in 0..args.agents {
             let name = format!("agent-{i}");
-            let agent = Command::new(wasmos)
+            let mut agent = Command::new(wasmos);
+            agent
                 .args(["agent", "--master", &cluster.addr, "--work-dir"])
                 .arg(dir.join(&name))
                 .args(["--resources", &resources, "--hostname", &name])
+                .args(security.agent_flags());
+            security.child_env(&mut agent, false);
+            let agent = agent
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log(&name)?)
@@ -247,20 +272,9 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
-pub(crate) async fn connect(addr: &str) -> anyhow::Result<OperatorServiceClient<Channel>> {
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the master at {addr}"))?;
-    Ok(OperatorServiceClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
-}
-
 /// Waits until `count` agents are registered and reachable.
 async fn wait_for_agents(
-    op: &mut OperatorServiceClient<Channel>,
+    op: &mut Operator,
     cluster: &mut Cluster,
     dir: &Path,
     count: usize,
@@ -281,10 +295,7 @@ async fn wait_for_agents(
 }
 
 /// Uploads a component; returns its digest.
-pub(crate) async fn upload(
-    op: &mut OperatorServiceClient<Channel>,
-    path: &Path,
-) -> anyhow::Result<String> {
+pub(crate) async fn upload(op: &mut Operator, path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read {} (build it with scripts/build-examples.sh)",
@@ -314,7 +325,7 @@ struct Outcome {
 
 /// Submits a hosted framework and polls its result until it ends.
 async fn run_framework(
-    op: &mut OperatorServiceClient<Channel>,
+    op: &mut Operator,
     cluster: &mut Cluster,
     dir: &Path,
     name: &str,
@@ -442,10 +453,14 @@ pub fn run(args: Args) -> anyhow::Result<Value> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     let result = rt.block_on(async {
-        let mut cluster = Cluster::start(&wasmos, dir.path(), &args).await?;
-        let r = measure(&args, &mut cluster, dir.path()).await;
-        cluster.stop().await;
-        r
+        let plain = run_one(&wasmos, &dir.path().join("plain"), &args, false).await?;
+        if !args.tls {
+            let mut report = plain;
+            report["tls"] = Value::Null;
+            return Ok(report);
+        }
+        let tls = run_one(&wasmos, &dir.path().join("tls"), &args, true).await?;
+        Ok(with_tls(plain, tls))
     });
     if args.keep_dir {
         let kept = dir.keep();
@@ -457,9 +472,46 @@ pub fn run(args: Args) -> anyhow::Result<Value> {
     result
 }
 
-async fn measure(args: &Args, cluster: &mut Cluster, dir: &Path) -> anyhow::Result<Value> {
+/// One run on a fresh cluster in `dir`, over TLS with `tls`.
+async fn run_one(wasmos: &Path, dir: &Path, args: &Args, tls: bool) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut security = if args.open {
+        Security::open()
+    } else {
+        Security::make(wasmos, dir, tls, 1).await?
+    };
+    let mut cluster = Cluster::start(wasmos, dir, args, &mut security).await?;
+    let r = measure(args, &mut cluster, dir, &security).await;
+    cluster.stop().await;
+    r
+}
+
+/// The plain run's report with the TLS run's beside it: `tls` (its whole report),
+/// `tls_tasks_per_s`, `tls_latency_ms_p50`/`_p99` and `tls_slowdown` (plain tasks/s over TLS
+/// tasks/s; above 1 when TLS is slower).
+pub fn with_tls(plain: Value, tls: Value) -> Value {
+    let slowdown = match (plain["tasks_per_s"].as_f64(), tls["tasks_per_s"].as_f64()) {
+        (Some(p), Some(t)) if t > 0.0 => json!((p / t * 1000.0).round() / 1000.0),
+        _ => Value::Null,
+    };
+    let mut report = plain;
+    report["tls_tasks_per_s"] = tls["tasks_per_s"].clone();
+    report["tls_latency_ms_p50"] = tls["latency_ms_p50"].clone();
+    report["tls_latency_ms_p99"] = tls["latency_ms_p99"].clone();
+    report["tls_slowdown"] = slowdown;
+    report["tls"] = tls;
+    report
+}
+
+async fn measure(
+    args: &Args,
+    cluster: &mut Cluster,
+    dir: &Path,
+    security: &Security,
+) -> anyhow::Result<Value> {
     let timeout = Duration::from_secs(args.timeout);
-    let mut op = connect(&cluster.addr).await?;
+    let enforced = security.probe(&cluster.addr).await;
+    let mut op = security.operator(&cluster.addr).await?;
     wait_for_agents(&mut op, cluster, dir, args.agents as usize).await?;
     let components = args.components.clone().unwrap_or_else(default_components);
     let bench = upload(&mut op, &components.join("benchguest.wasm")).await?;
@@ -573,6 +625,8 @@ async fn measure(args: &Args, cluster: &mut Cluster, dir: &Path) -> anyhow::Resu
         "logreg_later_iter_ms": later,
         "logreg_iter_ms": logreg_times,
         "logreg_result": logreg_result,
+        "acl_enforced": enforced.acl,
+        "tls_enforced": enforced.tls,
     }))
 }
 

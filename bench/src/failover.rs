@@ -17,6 +17,11 @@
 //! starts once it follows the leader and has had a second to catch up its log, so that every
 //! kill hits a steady group of three. The `wasmos` binary is found as
 //! for `e2e`.
+//!
+//! The masters enforce ACLs (`--acl`; the bench bootstraps the first token and every agent,
+//! call and subscription carries it). With `--tls` the whole scenario then runs a second time
+//! on a fresh group over mutual TLS (a master certificate per master, from `wasmos certs`), and
+//! the report adds that run (`tls`) and `tls_failover_ratio`, TLS `failover_ms_p50` over plain.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,7 +33,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use wasmos_api::proto as pb;
 
-use crate::e2e::{connect, default_components, find_wasmos, upload};
+use crate::e2e::{default_components, find_wasmos, upload};
+use crate::secure::Security;
 use crate::stats::percentile;
 
 #[derive(clap::Args)]
@@ -57,6 +63,10 @@ pub struct Args {
     /// Keep the temporary directory (data dirs and process logs) and print its path.
     #[arg(long)]
     keep_dir: bool,
+    /// After the plain run, run the scenario again over mutual TLS and report both (`tls`,
+    /// `tls_failover_ms_p50`, `tls_failover_ratio`).
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Bound on any one wait.
@@ -71,6 +81,7 @@ struct Group {
     dir: PathBuf,
     addrs: Vec<String>,
     masters: Vec<Option<Child>>,
+    security: Security,
 }
 
 impl Group {
@@ -100,6 +111,7 @@ impl Group {
             .arg("--data-dir")
             .arg(self.dir.join(format!("master{}", i + 1)))
             .args(["--allocation-interval", "0.05"])
+            .args(self.security.master_flags(i + 1))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(self.log(&format!("master{}", i + 1))?)
@@ -124,10 +136,14 @@ impl Group {
                 if Some(i) == skip {
                     continue;
                 }
-                if let Ok(mut op) = connect(addr).await
-                    && op.get_state(pb::GetStateRequest {}).await.is_ok()
-                {
-                    return Ok(i);
+                // Only the leader gets past its leader check; before the first token exists
+                // the leader then refuses the call UNAUTHENTICATED.
+                if let Ok(mut op) = self.security.operator(addr).await {
+                    match op.get_state(pb::GetStateRequest {}).await {
+                        Ok(_) => return Ok(i),
+                        Err(s) if s.code() == tonic::Code::Unauthenticated => return Ok(i),
+                        Err(_) => {}
+                    }
                 }
             }
             if Instant::now() > deadline {
@@ -148,8 +164,8 @@ fn free_addrs(n: usize) -> anyhow::Result<Vec<String>> {
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-async fn set_weight(addr: &str, role: &str, weight: f64) -> bool {
-    let Ok(mut op) = connect(addr).await else {
+async fn set_weight(security: &Security, addr: &str, role: &str, weight: f64) -> bool {
+    let Ok(mut op) = security.operator(addr).await else {
         return false;
     };
     op.set_weights(pb::SetWeightsRequest {
@@ -164,8 +180,8 @@ async fn set_weight(addr: &str, role: &str, weight: f64) -> bool {
 
 /// Commits `n` weights through the master at `addr` from `writers` concurrent callers;
 /// returns commits per second.
-async fn commit_rate(addr: &str, n: u32, writers: u32) -> anyhow::Result<f64> {
-    let op = connect(addr).await?;
+async fn commit_rate(security: &Security, addr: &str, n: u32, writers: u32) -> anyhow::Result<f64> {
+    let op = security.operator(addr).await?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..writers {
@@ -190,31 +206,62 @@ async fn commit_rate(addr: &str, n: u32, writers: u32) -> anyhow::Result<f64> {
     Ok(f64::from(n) / start.elapsed().as_secs_f64())
 }
 
-async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<Value> {
+/// The scenario on a fresh group in `dir`, over TLS with `tls`.
+async fn run_once(args: &Args, wasmos: PathBuf, dir: PathBuf, tls: bool) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let components = args.components.clone().unwrap_or_else(default_components);
+    let security = Security::make(&wasmos, &dir, tls, 3).await?;
     let mut group = Group {
         wasmos: wasmos.clone(),
         dir: dir.clone(),
         addrs: free_addrs(3)?,
         masters: vec![None, None, None],
+        security,
     };
     for i in 0..3 {
         group.start_master(i).await?;
     }
+    // The first token, through the leader once the group has elected one. Retried only while
+    // no master leads: a bootstrap that committed cannot be made again, and its secret is
+    // shown only to the call that made it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let leader = group.leader(None).await?;
+        match group
+            .security
+            .bootstrap(&wasmos, &group.addrs[leader])
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline && format!("{e:#}").contains("not the leader") => {
+                eprintln!("wasmos-bench failover: bootstrap retried: {e:#}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let security = group.security.clone();
+    let enforced = security
+        .probe(&group.addrs[group.leader(None).await?])
+        .await;
     let mut agents = Vec::new();
     for a in 0..args.agents {
         let work = dir.join(format!("agent{a}"));
         std::fs::create_dir_all(&work)?;
+        let mut agent = Command::new(&wasmos);
+        agent
+            .args(["agent", "--master", &group.addrs.join(","), "--work-dir"])
+            .arg(&work)
+            .args([
+                "--hostname",
+                &format!("bench{a}"),
+                "--resources",
+                "cpus:4;mem:4096",
+            ])
+            .args(security.agent_flags());
+        security.child_env(&mut agent, false);
         agents.push(
-            Command::new(&wasmos)
-                .args(["agent", "--master", &group.addrs.join(","), "--work-dir"])
-                .arg(&work)
-                .args([
-                    "--hostname",
-                    &format!("bench{a}"),
-                    "--resources",
-                    "cpus:4;mem:4096",
-                ])
+            agent
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(group.log(&format!("agent{a}"))?)
@@ -228,7 +275,7 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
     let deadline = Instant::now() + WAIT;
     let (leader, pi) = loop {
         let leader = group.leader(None).await?;
-        let mut op = connect(&group.addrs[leader]).await?;
+        let mut op = security.operator(&group.addrs[leader]).await?;
         match upload(&mut op, &components.join("pi.wasm")).await {
             Ok(pi) => break (leader, pi),
             Err(e) if Instant::now() < deadline => {
@@ -238,7 +285,8 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
             Err(e) => return Err(e),
         }
     };
-    let commits_per_s = commit_rate(&group.addrs[leader], args.commits, args.writers).await?;
+    let commits_per_s =
+        commit_rate(&security, &group.addrs[leader], args.commits, args.writers).await?;
 
     let mut first_commit = Vec::new();
     let mut failover = Vec::new();
@@ -248,7 +296,8 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
         // Every agent is registered with the leader before it is killed.
         let deadline = Instant::now() + WAIT;
         loop {
-            let state = connect(&group.addrs[old])
+            let state = security
+                .operator(&group.addrs[old])
                 .await?
                 .get_state(pb::GetStateRequest {})
                 .await
@@ -277,7 +326,7 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
                 bail!("no new leader committed within {WAIT:?} of kill {round}");
             }
             for (i, addr) in group.addrs.iter().enumerate() {
-                if i != old && set_weight(addr, "failover", f64::from(round + 1)).await {
+                if i != old && set_weight(&security, addr, "failover", f64::from(round + 1)).await {
                     new = Some(i);
                     break;
                 }
@@ -289,10 +338,10 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
         first_commit.push(killed.elapsed());
         let new = new.expect("found");
         // Failover: the new leader's first offer reaches a freshly subscribed scheduler.
-        first_offer(&group.addrs[new], round).await?;
+        first_offer(&security, &group.addrs[new], round).await?;
         failover.push(killed.elapsed());
         // First launch: a framework submitted now gets a task onto an agent.
-        let mut op = connect(&group.addrs[new]).await?;
+        let mut op = security.operator(&group.addrs[new]).await?;
         let framework_id = op
             .submit_framework(pb::SubmitFrameworkRequest {
                 info: Some(pb::FrameworkInfo {
@@ -337,7 +386,7 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
         let deadline = Instant::now() + WAIT;
         loop {
             let leader = group.leader(Some(old)).await?;
-            let follows = match connect(&group.addrs[old]).await {
+            let follows = match security.operator(&group.addrs[old]).await {
                 Ok(mut op) => match op.get_state(pb::GetStateRequest {}).await {
                     Err(s) => {
                         wasmos_api::leader::leader_hint(&s).as_deref()
@@ -371,6 +420,8 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
     let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
     Ok(json!({
         "scenario": "failover",
+        "acl_enforced": enforced.acl,
+        "tls_enforced": enforced.tls,
         "kills": args.kills,
         "agents": args.agents,
         "first_commit_ms_p50": ms(percentile(&mut first_commit, 50.0)),
@@ -386,13 +437,13 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
 
 /// Subscribes an external scheduler (role `bench`, no failover timeout) to the master at `addr`
 /// and waits for its first offer; the stream is then dropped, which removes the framework.
-async fn first_offer(addr: &str, round: u32) -> anyhow::Result<()> {
+async fn first_offer(security: &Security, addr: &str, round: u32) -> anyhow::Result<()> {
     use pb::scheduler_call::Call;
     use pb::scheduler_event::Event;
-    let mut client =
-        pb::scheduler_service_client::SchedulerServiceClient::connect(format!("http://{addr}"))
-            .await
-            .context("connecting a scheduler to the new leader")?;
+    let mut client = security
+        .scheduler(addr)
+        .await
+        .context("connecting a scheduler to the new leader")?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(pb::SchedulerCall {
         call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {
@@ -428,6 +479,25 @@ async fn first_offer(addr: &str, round: u32) -> anyhow::Result<()> {
     }
 }
 
+/// The plain run's report with the TLS run's beside it: `tls` (its whole report),
+/// `tls_failover_ms_p50`, `tls_first_commit_ms_p50` and `tls_failover_ratio` (TLS
+/// `failover_ms_p50` over plain; above 1 when TLS fails over more slowly).
+fn with_tls(plain: Value, tls: Value) -> Value {
+    let ratio = match (
+        plain["failover_ms_p50"].as_f64(),
+        tls["failover_ms_p50"].as_f64(),
+    ) {
+        (Some(p), Some(t)) if p > 0.0 => json!((t / p * 1000.0).round() / 1000.0),
+        _ => Value::Null,
+    };
+    let mut report = plain;
+    report["tls_failover_ms_p50"] = tls["failover_ms_p50"].clone();
+    report["tls_first_commit_ms_p50"] = tls["first_commit_ms_p50"].clone();
+    report["tls_failover_ratio"] = ratio;
+    report["tls"] = tls;
+    report
+}
+
 /// Runs the scenario; see the module docs.
 pub fn run(args: Args) -> anyhow::Result<Value> {
     let _ = args.json;
@@ -448,7 +518,16 @@ pub fn run(args: Args) -> anyhow::Result<Value> {
         .enable_all()
         .build()?;
     let keep = args.keep_dir;
-    let result = rt.block_on(run_async(args, wasmos, dir));
+    let result = rt.block_on(async {
+        let plain = run_once(&args, wasmos.clone(), dir.join("plain"), false).await?;
+        if !args.tls {
+            let mut report = plain;
+            report["tls"] = Value::Null;
+            return Ok(report);
+        }
+        let tls = run_once(&args, wasmos, dir.join("tls"), true).await?;
+        Ok(with_tls(plain, tls))
+    });
     if keep {
         let _ = tmp.keep();
     }

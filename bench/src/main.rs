@@ -8,6 +8,7 @@ mod e2e;
 mod failover;
 mod instantiate;
 mod launch;
+mod secure;
 mod stats;
 
 use clap::{Parser, Subcommand};

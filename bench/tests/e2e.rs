@@ -32,6 +32,9 @@ fn e2e_runs_a_cluster_of_processes_and_reports_every_key() {
 
     assert_eq!(report["tasks"], 200, "{report}");
     assert_eq!(report["agents"], 2, "{report}");
+    // Every master enforces ACLs: the bench's own calls and its children carry the token.
+    assert_eq!(report["acl_enforced"], true, "{report}");
+    assert_eq!(report["tls"], Value::Null, "{report}");
     let per_s = number(&report, "tasks_per_s");
     assert!(per_s > 0.0, "{report}");
     let (p50, p99) = (
@@ -72,6 +75,61 @@ fn e2e_runs_a_cluster_of_processes_and_reports_every_key() {
             .as_str()
             .is_some_and(|r| r.contains("accuracy")),
         "{report}"
+    );
+}
+
+/// `--tls`: the plain run and then the same run over mutual TLS, one report with both. Both
+/// clusters really enforce ACLs and the second really refuses plain text (the bench probes
+/// each master), and the slowdown is the ratio of the two rates.
+#[test]
+fn e2e_tls_runs_plain_then_mutual_tls_and_reports_the_slowdown() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
+        .args(["e2e", "--tls", "--tasks", "100", "--agents", "1", "--json"])
+        .args([
+            "--slots",
+            "50",
+            "--warmup",
+            "10",
+            "--no-logreg",
+            "--timeout",
+            "300",
+        ])
+        .arg("--wasmos")
+        .arg(wasmos_binary())
+        .arg("--components")
+        .arg(components())
+        .output()
+        .expect("wasmos-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "wasmos-bench e2e --tls failed: {stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"));
+
+    // The plain run: its keys as without --tls, ACLs enforced, no TLS.
+    assert_eq!(report["tasks"], 100, "{report}");
+    assert_eq!(report["acl_enforced"], true, "{report}");
+    assert_eq!(report["tls_enforced"], Value::Null, "{report}");
+    let plain = number(&report, "tasks_per_s");
+    // The TLS run: the same run, ACLs enforced and plain text refused.
+    let tls = &report["tls"];
+    assert_eq!(tls["tasks"], 100, "{report}");
+    assert_eq!(tls["acl_enforced"], true, "{report}");
+    assert_eq!(tls["tls_enforced"], true, "{report}");
+    let over_tls = number(&report, "tls_tasks_per_s");
+    assert_eq!(tls["tasks_per_s"].as_f64(), Some(over_tls), "{report}");
+    assert!(plain > 0.0 && over_tls > 0.0, "{report}");
+    assert_eq!(
+        report["tls_latency_ms_p50"], tls["latency_ms_p50"],
+        "{report}"
+    );
+    let slowdown = number(&report, "tls_slowdown");
+    assert!(
+        (slowdown - plain / over_tls).abs() <= 0.001,
+        "tls_slowdown {slowdown} is not {plain} / {over_tls}: {report}"
     );
 }
 
