@@ -34,7 +34,8 @@ pub enum PolicyCommand {
     /// Define or replace policy NAME from the JSON document in FILE: any of `roles`,
     /// `native_task_roles` (role patterns: `eng`, `eng/*`, `*`), `upload_components`,
     /// `see_all_frameworks`, `manage_all_frameworks`, `weights_and_quotas`, `raft_membership`,
-    /// `manage_tokens` (booleans); every right is off unless listed. `management` is built in.
+    /// `manage_tokens`, `register_agents` (booleans; the last is an agent token's right);
+    /// every right is off unless listed. `management` is built in.
     Apply {
         /// The policy's name.
         name: String,

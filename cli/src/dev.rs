@@ -172,8 +172,14 @@ impl Cluster {
         let config = MasterConfig {
             allocation_interval: Duration::from_millis(50),
             command_task_roles: args.command_tasks.roles()?,
+            // A plain `wasmos dev` is a laptop's cluster on loopback: open, and says so.
+            enforce_acl: false,
             ..MasterConfig::default()
         };
+        eprintln!(
+            "wasmos dev: running open on 127.0.0.1 (no TLS, no ACLs: every local call is \
+             allowed); `wasmos dev --secure` turns TLS and ACLs on"
+        );
         let master =
             Master::new(config).with_framework_host(crate::master::framework_host(&args.compile)?);
         crate::master::apply_weights(&master, &args.weights)?;

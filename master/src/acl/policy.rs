@@ -47,6 +47,10 @@ pub struct Policy {
     pub raft_membership: bool,
     /// Whether the holder may create, list and revoke tokens and apply policies. Default false.
     pub manage_tokens: bool,
+    /// Whether the holder may register agents (open an agent session) and fetch components
+    /// as an agent: the right of an agent token (`wasmos agent` with WASMOS_TOKEN). On a TLS
+    /// master an agent certificate grants this without a token. Default false.
+    pub register_agents: bool,
 }
 
 impl Policy {
@@ -61,6 +65,7 @@ impl Policy {
             weights_and_quotas: true,
             raft_membership: true,
             manage_tokens: true,
+            register_agents: true,
         }
     }
 
@@ -161,6 +166,7 @@ impl Rights {
             m.weights_and_quotas |= p.weights_and_quotas;
             m.raft_membership |= p.raft_membership;
             m.manage_tokens |= p.manage_tokens;
+            m.register_agents |= p.register_agents;
         }
         Rights { merged: m }
     }

@@ -42,6 +42,29 @@ impl Master {
             .map_err(|d| ServiceError::Denied(d).into())
     }
 
+    /// [`Master::authorize`] for an agent's call: a peer with an agent (or master)
+    /// certificate (on a TLS master) needs no token.
+    pub(super) fn authorize_agent<T>(
+        &self,
+        request: &Request<T>,
+        action: &Action,
+    ) -> Result<Caller, Status> {
+        let now = self.now();
+        let verdict = self.acl.authorize_peer(
+            request.metadata(),
+            request
+                .extensions()
+                .get::<wasmos_api::identity::PeerIdentity>(),
+            request.remote_addr(),
+            action,
+            self.core().registry(),
+            now,
+        );
+        verdict
+            .audited(&self.acl)
+            .map_err(|d| ServiceError::Denied(d).into())
+    }
+
     /// What `caller` may see of `state`: everything with `see_all_frameworks`, else its own
     /// frameworks and their tasks only (agents and roles stay: they are the cluster's).
     pub(super) fn filter_state(caller: &Caller, mut state: pb::ClusterState) -> pb::ClusterState {
