@@ -166,6 +166,7 @@ impl Cluster {
             .with_context(|| format!("unexpected first line from the master: {line:?}"))?
             .to_string();
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        crate::token::bootstrap(wasmos, &addr).await?;
 
         let millicpus = u64::from(args.slots) * TASK_MILLICPUS;
         let mem_mb = u64::from(args.slots) * TASK_MEM_MB + AGENT_EXTRA_MEM_MB;
@@ -181,7 +182,7 @@ impl Cluster {
         };
         for i in 0..args.agents {
             let name = format!("agent-{i}");
-            let agent = Command::new(wasmos)
+            let agent = crate::token::pass_to(&mut Command::new(wasmos))
                 .args(["agent", "--master", &cluster.addr, "--work-dir"])
                 .arg(dir.join(&name))
                 .args(["--resources", &resources, "--hostname", &name])
@@ -247,20 +248,27 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
-pub(crate) async fn connect(addr: &str) -> anyhow::Result<OperatorServiceClient<Channel>> {
+/// A client of a master's `OperatorService`, carrying the bench's token.
+pub(crate) type Operator = OperatorServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, crate::token::BenchToken>,
+>;
+
+pub(crate) async fn connect(addr: &str) -> anyhow::Result<Operator> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .with_context(|| format!("cannot connect to the master at {addr}"))?;
-    Ok(OperatorServiceClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+    Ok(
+        OperatorServiceClient::with_interceptor(channel, crate::token::BenchToken)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20),
+    )
 }
 
 /// Waits until `count` agents are registered and reachable.
 async fn wait_for_agents(
-    op: &mut OperatorServiceClient<Channel>,
+    op: &mut Operator,
     cluster: &mut Cluster,
     dir: &Path,
     count: usize,
@@ -281,10 +289,7 @@ async fn wait_for_agents(
 }
 
 /// Uploads a component; returns its digest.
-pub(crate) async fn upload(
-    op: &mut OperatorServiceClient<Channel>,
-    path: &Path,
-) -> anyhow::Result<String> {
+pub(crate) async fn upload(op: &mut Operator, path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read {} (build it with scripts/build-examples.sh)",
@@ -314,7 +319,7 @@ struct Outcome {
 
 /// Submits a hosted framework and polls its result until it ends.
 async fn run_framework(
-    op: &mut OperatorServiceClient<Channel>,
+    op: &mut Operator,
     cluster: &mut Cluster,
     dir: &Path,
     name: &str,

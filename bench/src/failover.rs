@@ -201,12 +201,14 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
     for i in 0..3 {
         group.start_master(i).await?;
     }
+    // One bootstrap for the group, through its leader.
+    crate::token::bootstrap(&wasmos, &group.addrs.join(",")).await?;
     let mut agents = Vec::new();
     for a in 0..args.agents {
         let work = dir.join(format!("agent{a}"));
         std::fs::create_dir_all(&work)?;
         agents.push(
-            Command::new(&wasmos)
+            crate::token::pass_to(&mut Command::new(&wasmos))
                 .args(["agent", "--master", &group.addrs.join(","), "--work-dir"])
                 .arg(&work)
                 .args([
@@ -389,10 +391,14 @@ async fn run_async(args: Args, wasmos: PathBuf, dir: PathBuf) -> anyhow::Result<
 async fn first_offer(addr: &str, round: u32) -> anyhow::Result<()> {
     use pb::scheduler_call::Call;
     use pb::scheduler_event::Event;
-    let mut client =
-        pb::scheduler_service_client::SchedulerServiceClient::connect(format!("http://{addr}"))
-            .await
-            .context("connecting a scheduler to the new leader")?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .context("connecting a scheduler to the new leader")?;
+    let mut client = pb::scheduler_service_client::SchedulerServiceClient::with_interceptor(
+        channel,
+        crate::token::BenchToken,
+    );
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(pb::SchedulerCall {
         call: Some(Call::Subscribe(pb::scheduler_call::Subscribe {

@@ -9,6 +9,7 @@ mod failover;
 mod instantiate;
 mod launch;
 mod stats;
+mod token;
 
 use clap::{Parser, Subcommand};
 

@@ -174,6 +174,24 @@ pub async fn secure_with(addrs: &str, env: &[(&str, &Path)]) -> Tokens {
     tokens
 }
 
+/// A new token of `principal` bound to `policy` (defined, or `management`), made with the
+/// management token of the master at `addr`.
+pub async fn token_of(addr: &str, principal: &str, policy: &str) -> String {
+    let root = tokens_for(addr).expect("a bootstrapped master").root;
+    let out = tokio::time::timeout(
+        WAIT,
+        wasmos()
+            .args(["tokens", "create", "--principal", principal])
+            .args(["--policy", policy, "--master", addr])
+            .env("WASMOS_TOKEN", root)
+            .output(),
+    )
+    .await
+    .expect("wasmos tokens create exits in time")
+    .expect("wasmos runs");
+    succeeded(&out).trim().to_string()
+}
+
 /// [`secure_with`] for a plain-text master or group.
 pub async fn secure(addrs: &str) -> Tokens {
     secure_with(addrs, &[]).await
@@ -367,14 +385,21 @@ impl Interceptor for Bearer {
 
 /// A client of the master's `OperatorService` at `addr`, with its management token.
 pub async fn operator(addr: &str) -> Operator {
+    try_operator(addr).await.expect("the operator API answers")
+}
+
+/// [`operator`], or `None` when the master cannot be reached.
+pub async fn try_operator(addr: &str) -> Option<Operator> {
     let addr = addr.strip_prefix("http://").unwrap_or(addr);
     let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("a valid address")
+        .ok()?
         .connect()
         .await
-        .expect("the operator API answers");
-    OperatorServiceClient::with_interceptor(channel, Bearer::root_of(addr))
-        .max_decoding_message_size(16 << 20)
+        .ok()?;
+    Some(
+        OperatorServiceClient::with_interceptor(channel, Bearer::root_of(addr))
+            .max_decoding_message_size(16 << 20),
+    )
 }
 
 /// The master's `GetState` answer.
