@@ -18,13 +18,22 @@ static SECRET: OnceLock<String> = OnceLock::new();
 /// Bootstraps the ACLs of the master or group at `masters` (comma-separated) with `wasmos`
 /// and keeps the management token for the bench's calls.
 pub async fn bootstrap(wasmos: &Path, masters: &str) -> anyhow::Result<()> {
-    let out = Command::new(wasmos)
-        .args(["acl", "bootstrap", "--master", masters])
-        .env_remove("WASMOS_TOKEN")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("cannot run wasmos acl bootstrap")?;
+    // A new group may elect (or change) its leader while the bootstrap looks for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = loop {
+        let out = Command::new(wasmos)
+            .args(["acl", "bootstrap", "--master", masters])
+            .env_remove("WASMOS_TOKEN")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("cannot run wasmos acl bootstrap")?;
+        let leaderless = String::from_utf8_lossy(&out.stderr).contains("leader");
+        if out.status.success() || !leaderless || std::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     anyhow::ensure!(
         out.status.success(),
         "wasmos acl bootstrap --master {masters} failed: {}",

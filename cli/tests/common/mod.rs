@@ -112,24 +112,10 @@ pub fn wasmos() -> Command {
 /// `register_agents`) and a token of it, and keeps both tokens for the test's later
 /// commands, agents and clients. `env` is added to each command (TLS files).
 pub async fn secure_with(addrs: &str, env: &[(&str, &Path)]) -> Tokens {
-    let run = |args: Vec<String>, token: Option<String>| {
-        let mut c = wasmos();
-        c.args(&args).args(["--master", addrs]);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        match token {
-            Some(t) => c.env("WASMOS_TOKEN", t),
-            None => c.env_remove("WASMOS_TOKEN"),
-        };
-        async move {
-            let out = tokio::time::timeout(WAIT, c.output())
-                .await
-                .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
-                .expect("wasmos runs");
-            succeeded(&out).trim().to_string()
-        }
-    };
+    let run = |args: Vec<String>, token: Option<String>| leader_run(addrs, env, args, token);
+    if addrs.contains(',') {
+        stable_leader(addrs, env).await;
+    }
     let root = run(vec!["acl".into(), "bootstrap".into()], None).await;
     let policy = tempfile::NamedTempFile::new().expect("a temporary file");
     std::fs::write(policy.path(), r#"{"register_agents": true}"#).expect("write the policy");
@@ -190,6 +176,66 @@ pub async fn token_of(addr: &str, principal: &str, policy: &str) -> String {
     .expect("wasmos tokens create exits in time")
     .expect("wasmos runs");
     succeeded(&out).trim().to_string()
+}
+
+/// Runs `wasmos ARGS --master ADDRS` with `env` and `token` in WASMOS_TOKEN until it succeeds
+/// or fails for another reason than a missing leader (a new group may elect, or change, its
+/// leader meanwhile); returns its stdout, trimmed, after checking that it succeeded.
+async fn leader_run(
+    addrs: &str,
+    env: &[(&str, &Path)],
+    args: Vec<String>,
+    token: Option<String>,
+) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut c = wasmos();
+        c.args(&args).args(["--master", addrs]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        match &token {
+            Some(t) => c.env("WASMOS_TOKEN", t),
+            None => c.env_remove("WASMOS_TOKEN"),
+        };
+        let out = tokio::time::timeout(WAIT, c.output())
+            .await
+            .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
+            .expect("wasmos runs");
+        let leaderless = String::from_utf8_lossy(&out.stderr).contains("leader");
+        if out.status.success() || !leaderless || tokio::time::Instant::now() >= deadline {
+            return succeeded(&out).trim().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until a leader of the new group at `addrs` has answered three probes in a row, 200
+/// ms apart (a call without a token, which only the leader answers, by asking for the
+/// bootstrap): a bootstrap whose answer is lost to a change of leader would be committed but
+/// its token never seen.
+async fn stable_leader(addrs: &str, env: &[(&str, &Path)]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut in_row = 0;
+    while in_row < 3 {
+        let mut c = wasmos();
+        c.args(["agents", "--master", addrs])
+            .env_remove("WASMOS_TOKEN");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = tokio::time::timeout(WAIT, c.output())
+            .await
+            .expect("wasmos agents exits in time")
+            .expect("wasmos runs");
+        let led = String::from_utf8_lossy(&out.stderr).contains("acl bootstrap");
+        in_row = if led { in_row + 1 } else { 0 };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group at {addrs} has no stable leader"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// [`secure_with`] for a plain-text master or group.
