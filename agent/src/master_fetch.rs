@@ -23,12 +23,41 @@ pub(crate) fn master_endpoint(master: &str, tls: Option<&TlsMaterial>) -> Result
     wasmos_api::tls::endpoint(master, tls, Duration::from_secs(5))
 }
 
+/// Puts `token` (an agent token, for a master that enforces ACLs) on `request` as
+/// `authorization: Bearer TOKEN`; nothing when `None`. Fails when the token is not printable
+/// ASCII.
+pub(crate) fn with_token<T>(
+    mut request: tonic::Request<T>,
+    token: Option<&str>,
+) -> Result<tonic::Request<T>, String> {
+    if let Some(t) = token {
+        let value = format!("Bearer {t}").parse().map_err(|_| {
+            "the agent token (--token or WASMOS_TOKEN) is not printable ASCII".to_string()
+        })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
 /// Fetches components from the masters at `masters`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MasterFetcher {
     masters: Vec<String>,
     max_bytes: u64,
     tls: Option<TlsMaterial>,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for MasterFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the token: a secret never reaches a log.
+        f.debug_struct("MasterFetcher")
+            .field("masters", &self.masters)
+            .field("max_bytes", &self.max_bytes)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
 }
 
 impl MasterFetcher {
@@ -39,7 +68,15 @@ impl MasterFetcher {
             masters,
             max_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             tls: None,
+            token: None,
         }
+    }
+
+    /// Sends `token` with every fetch (an agent token, for a master that enforces ACLs
+    /// without TLS, or besides it); `None` (the default): none.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Fetches over mutual TLS with `tls` (the agent's certificate, key and the cluster CA);
@@ -70,6 +107,8 @@ impl MasterFetcher {
         let request = pb::FetchComponentRequest {
             sha256: digest.to_hex(),
         };
+        let request = with_token(tonic::Request::new(request), self.token.as_deref())
+            .map_err(|e| (true, e))?;
         let mut chunks = client
             .fetch_component(request)
             .await

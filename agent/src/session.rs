@@ -42,7 +42,7 @@ pub const MAX_LEADER_HINT_HOPS: u32 = 3;
 const ELECTION_RETRY: Duration = Duration::from_millis(100);
 
 /// How the agent finds and talks to the master.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SessionConfig {
     /// Master addresses (`host:port` or `http://host:port`); tried in turn.
     pub masters: Vec<String>,
@@ -63,6 +63,27 @@ pub struct SessionConfig {
     /// masters over mutual TLS, checking that each is a master; `None` (the default): plain
     /// text.
     pub tls: Option<TlsMaterial>,
+    /// The token every call to a master carries (`wasmos agent --token`/WASMOS_TOKEN): one
+    /// whose policy grants `register_agents`, needed by a master that enforces ACLs unless
+    /// the agent has an agent certificate. Default `None`. Never logged.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the token's secret, which never reaches a log.
+        f.debug_struct("SessionConfig")
+            .field("masters", &self.masters)
+            .field("hostname", &self.hostname)
+            .field("address", &self.address)
+            .field("resources", &self.resources)
+            .field("attributes", &self.attributes)
+            .field("reconnect_initial", &self.reconnect_initial)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
 }
 
 impl SessionConfig {
@@ -77,6 +98,7 @@ impl SessionConfig {
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             tls: None,
+            token: None,
         }
     }
 }
@@ -111,7 +133,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 /// [`run`] until `stop` is cancelled.
 pub async fn run_until_stopped(config: RunConfig, stop: CancellationToken) -> Result<(), RunError> {
     let fetcher = Arc::new(
-        MasterFetcher::new(config.session.masters.clone()).with_tls(config.session.tls.clone()),
+        MasterFetcher::new(config.session.masters.clone())
+            .with_tls(config.session.tls.clone())
+            .with_token(config.session.token.clone()),
     );
     run_until(config, fetcher, stop).await
 }
@@ -332,8 +356,16 @@ enum SessionError {
 
 impl From<tonic::Status> for SessionError {
     /// A not-leader answer (`FAILED_PRECONDITION` with a valid `wasmos-leader` hint) becomes
-    /// [`SessionError::NotLeader`]; anything else is a stream error.
+    /// [`SessionError::NotLeader`]; a refused credential (`UNAUTHENTICATED`,
+    /// `PERMISSION_DENIED`: no agent token or certificate, a revoked token)
+    /// [`SessionError::Refused`]; anything else is a stream error.
     fn from(status: tonic::Status) -> Self {
+        if matches!(
+            status.code(),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+        ) {
+            return SessionError::Refused(status.message().to_string());
+        }
         match leader_hint(&status) {
             Some(leader) => SessionError::NotLeader {
                 leader,
@@ -399,7 +431,12 @@ async fn session(
     tx.send(message(pb::agent_message::Message::Register(register)))
         .await
         .map_err(|_| SessionError::Stream("closed before registering".into()))?;
-    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let request = crate::master_fetch::with_token(
+        tonic::Request::new(ReceiverStream::new(rx)),
+        cfg.token.as_deref(),
+    )
+    .map_err(SessionError::Address)?;
+    let mut inbound = client.session(request).await?.into_inner();
     let first = inbound.message().await?.and_then(|m| m.message);
     let heartbeat = match first {
         Some(pb::master_message::Message::Registered(r)) => {

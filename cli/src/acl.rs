@@ -34,12 +34,13 @@ pub enum PolicyCommand {
     /// Define or replace policy NAME from the JSON document in FILE: any of `roles`,
     /// `native_task_roles` (role patterns: `eng`, `eng/*`, `*`), `upload_components`,
     /// `see_all_frameworks`, `manage_all_frameworks`, `weights_and_quotas`, `raft_membership`,
-    /// `manage_tokens` (booleans); every right is off unless listed. Per-principal limits
-    /// (numbers, unset: none from this policy): `max_frameworks` (registered frameworks),
-    /// `max_upload_bytes` (one component), `max_scheduler_fuel`, `max_scheduler_memory_mb`,
-    /// `max_callback_deadline_ms` (what its hosted schedulers may ask for; without an ask the
-    /// master's default, capped at the limit). A token's limit is the loosest among its
-    /// policies that set it. `management` is built in: every right, no limit.
+    /// `manage_tokens`, `register_agents` (booleans; the last is an agent token's right); every
+    /// right is off unless listed. Per-principal limits (numbers, unset: none from this
+    /// policy): `max_frameworks` (registered frameworks), `max_upload_bytes` (one component),
+    /// `max_scheduler_fuel`, `max_scheduler_memory_mb`, `max_callback_deadline_ms` (what its
+    /// hosted schedulers may ask for; without an ask the master's default, capped at the
+    /// limit). A token's limit is the loosest among its policies that set it. `management` is
+    /// built in: every right, no limit.
     Apply {
         /// The policy's name.
         name: String,

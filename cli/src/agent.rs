@@ -185,6 +185,9 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
     // An agent certificate (`wasmos certs issue agent NAME`): masters let it open agent
     // sessions and fetch components, nothing else.
     session.tls = args.tls.load(wasmos_api::identity::Role::Agent)?;
+    // The global --token/WASMOS_TOKEN: an agent token (policy `register_agents`) for a master
+    // that enforces ACLs, which an agent certificate makes unnecessary.
+    session.token = crate::client::token_secret();
     if let Some(h) = &args.hostname {
         session.hostname = h.clone();
     }

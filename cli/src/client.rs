@@ -49,6 +49,17 @@ pub fn set_token(token: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// The secret of [`set_token`]'s token, for a process that dials the master itself (`wasmos
+/// agent`); `None` when no token was given.
+pub fn token_secret() -> Option<String> {
+    let token = TOKEN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()?;
+    let v = token.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(str::to_string)
+}
+
 /// Adds the `authorization` header of [`set_token`]'s token to each call.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BearerToken;

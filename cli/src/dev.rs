@@ -309,6 +309,7 @@ impl Cluster {
         let config = MasterConfig {
             allocation_interval: Duration::from_millis(50),
             command_task_roles: args.command_tasks.roles()?,
+            // A plain `wasmos dev` is a laptop's cluster on loopback: open, and says so.
             enforce_acl: args.secure,
             ..MasterConfig::default()
         };

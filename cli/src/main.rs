@@ -22,9 +22,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "wasmos", version, about)]
 struct Cli {
-    /// The token calls to a master carry (as `authorization: Bearer TOKEN`); needed by a
-    /// master started with --acl. By default the environment variable WASMOS_TOKEN, which
-    /// is better than the flag: a flag shows in `ps`.
+    /// The token calls to a master carry (as `authorization: Bearer TOKEN`); every master
+    /// enforces ACLs (all but a plain `wasmos dev`), so every call but `wasmos acl bootstrap`
+    /// needs one; `wasmos agent` sends it too (an agent token, unless it has an agent
+    /// certificate). By default the environment variable WASMOS_TOKEN, which is better than
+    /// the flag: a flag shows in `ps`.
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
     #[command(subcommand)]
@@ -33,7 +35,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a master: serves schedulers, agents and operators until Ctrl-C.
+    /// Run a master: serves schedulers, agents and operators until Ctrl-C. It enforces ACLs:
+    /// create the first (management) token with `wasmos acl bootstrap`, then tokens for
+    /// tenants and agents with `wasmos tokens create`.
     Master(master::Args),
     /// Run an agent: registers with a master and runs the tasks it sends, until Ctrl-C.
     Agent(agent::Args),

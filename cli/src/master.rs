@@ -17,6 +17,9 @@
 //! TLS: `--tls-cert`, `--tls-key` and `--tls-ca` (a master certificate from `wasmos certs`)
 //! make every link mutual TLS, Raft to the peers included. Without them the master serves
 //! plain text on loopback only, unless `--insecure` (which warns at every start).
+//!
+//! ACLs: every master enforces them (`--acl` is a hidden no-op); until `wasmos acl
+//! bootstrap` creates the first management token it serves only that call.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -100,12 +103,9 @@ pub struct Args {
     weights: Vec<(String, f64)>,
     #[command(flatten)]
     command_tasks: CommandTaskArgs,
-    /// Enforce ACLs: every call needs a token (`--token`/WASMOS_TOKEN) whose policies grant
-    /// it; until `wasmos acl bootstrap` creates the first token, only that call is served.
-    /// Off by default for now (every call is then allowed, as principal `anonymous`); it
-    /// will become the default for every master but `wasmos dev`. Refusals and mutating
-    /// calls are audited in DIR/audit.jsonl with --data-dir (read it with `wasmos audit`).
-    #[arg(long)]
+    /// Accepted for compatibility and ignored: every master enforces ACLs (see the command's
+    /// help).
+    #[arg(long, hide = true)]
     acl: bool,
     /// This master's id in its Raft group (with --peers; default 1).
     #[arg(long, value_name = "N")]
@@ -227,7 +227,8 @@ impl Args {
     fn config(&self) -> anyhow::Result<MasterConfig> {
         let mut c = MasterConfig {
             command_task_roles: self.command_tasks.roles()?,
-            enforce_acl: self.acl,
+            // Always: `--acl` is a no-op kept for old command lines.
+            enforce_acl: true,
             audit_dir: self.data_dir.clone(),
             ..MasterConfig::default()
         };

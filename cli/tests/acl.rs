@@ -1,8 +1,8 @@
-//! ACLs on real processes: a `wasmos master --acl` (replicated, with a data dir), tokens made
-//! with `wasmos acl bootstrap` and `wasmos tokens create`, and one test per rule of the
-//! authorization layer (roles, native tasks, others' frameworks, listings, Raft membership,
-//! revocation), plus the secret never showing in the master's log, its audit log or its
-//! registry on disk.
+//! ACLs on real processes: a `wasmos master` (replicated, with a data dir; `--acl` is still
+//! accepted), tokens made with `wasmos acl bootstrap` and `wasmos tokens create`, and one test
+//! per rule of the authorization layer (roles, native tasks, others' frameworks, listings,
+//! Raft membership, agent registration, revocation), plus the secret never showing in the
+//! master's log, its audit log or its registry on disk.
 
 mod common;
 
@@ -14,7 +14,6 @@ use common::scheduler::Scheduler;
 use common::{WAIT, wasmos};
 use tokio::process::Child;
 use wasmos_api::proto as pb;
-use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
@@ -93,8 +92,66 @@ impl Secure {
         common::succeeded(&out).trim().to_string()
     }
 
-    async fn op(&self) -> OperatorServiceClient<tonic::transport::Channel> {
+    async fn op(&self) -> common::Operator {
         common::operator(&self.addr).await
+    }
+
+    /// Starts `wasmos agent` for this master with `token` in WASMOS_TOKEN (none: without),
+    /// its stderr in `dir/NAME.stderr` (returned).
+    fn agent(&self, name: &str, token: Option<&str>) -> (Child, PathBuf) {
+        let log = self.dir.path().join(format!("{name}.stderr"));
+        let mut c = wasmos();
+        c.args(["agent", "--master", &self.addr, "--work-dir"])
+            .arg(self.dir.path().join(name))
+            .args(["--resources", "cpus:2;mem:2048", "--hostname", name])
+            .env_remove("WASMOS_TOKEN")
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        if let Some(t) = token {
+            c.env("WASMOS_TOKEN", t);
+        }
+        (c.spawn().expect("wasmos agent starts"), log)
+    }
+
+    /// The agents the master lists (read with the management token).
+    async fn agents(&self) -> Vec<pb::AgentSummary> {
+        self.op()
+            .await
+            .get_state(with_token(pb::GetStateRequest {}, &self.root))
+            .await
+            .unwrap()
+            .into_inner()
+            .agents
+    }
+
+    /// Polls until `check` holds of the agent list; panics after [`WAIT`].
+    async fn wait_for_agents(&self, what: &str, check: impl Fn(&[pb::AgentSummary]) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let agents = self.agents().await;
+            if check(&agents) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {agents:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits until the file at `path` contains `needle`, and returns its text; panics, showing
+/// the text, after [`WAIT`].
+async fn wait_for_text(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not in {}: {text}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -436,4 +493,83 @@ async fn a_revoked_token_is_refused_at_once_and_its_stream_closed() {
         "the stream closed {:?} after the revocation was asked for",
         revoked_at.elapsed()
     );
+}
+
+const AGENT: &str = r#"{"register_agents": true}"#;
+
+#[tokio::test]
+async fn an_agent_needs_a_token_granting_register_agents_and_one_with_it_runs_pi() {
+    let s = Secure::start().await;
+    let (mut bare, bare_log) = s.agent("bare", None);
+    let text = wait_for_text(&bare_log, "refused").await;
+    assert!(
+        text.contains("register_agents") && text.contains("WASMOS_TOKEN"),
+        "the refusal names the right and the variable: {text}"
+    );
+    let tenant = s.token("alice", "tenant", TENANT).await;
+    let (mut lacking, lacking_log) = s.agent("lacking", Some(&tenant));
+    wait_for_text(
+        &lacking_log,
+        "none of its policies grants `register_agents`",
+    )
+    .await;
+    assert!(
+        s.agents().await.is_empty(),
+        "a refused agent was registered"
+    );
+    bare.kill().await.unwrap();
+    lacking.kill().await.unwrap();
+    let agent = s.token("agent", "agent", AGENT).await;
+    let (mut good, _) = s.agent("good", Some(&agent));
+    s.wait_for_agents("the agent with an agent token registers", |a| {
+        a.iter().any(|a| a.reachable)
+    })
+    .await;
+    let pi = common::example("pi");
+    let out = tokio::time::timeout(
+        WAIT,
+        wasmos()
+            .args(["submit", &pi, "--master", &s.addr, "--", "4", "20000"])
+            .env("WASMOS_TOKEN", &s.root)
+            .output(),
+    )
+    .await
+    .expect("the submit ends in time")
+    .unwrap();
+    common::assert_pi(&out);
+    good.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_revoked_agent_token_ends_the_agents_session() {
+    let s = Secure::start().await;
+    let agent = s.token("agent", "agent", AGENT).await;
+    let (mut a, log) = s.agent("a1", Some(&agent));
+    s.wait_for_agents("the agent registers", |a| a.iter().any(|a| a.reachable))
+        .await;
+    let list = common::succeeded(&run(&s.addr, Some(&s.root), &["tokens", "list", "--json"]).await);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let accessor = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["principal"] == "agent")
+        .unwrap()["accessor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoked_at = Instant::now();
+    common::succeeded(&run(&s.addr, Some(&s.root), &["tokens", "revoke", &accessor]).await);
+    s.wait_for_agents("the agent's session ends", |a| {
+        a.iter().all(|a| !a.reachable)
+    })
+    .await;
+    eprintln!(
+        "the agent was unreachable {:?} after the revocation was asked for",
+        revoked_at.elapsed()
+    );
+    // It tries again, and is refused: the token is gone.
+    wait_for_text(&log, "not known").await;
+    assert!(s.agents().await.iter().all(|a| !a.reachable));
+    a.kill().await.unwrap();
 }

@@ -1,5 +1,5 @@
 //! Per-principal limits and the rights of hosted schedulers on real processes: a `wasmos
-//! master --acl`, tokens made with `wasmos acl bootstrap` and `wasmos tokens create`, and
+//! master` bootstrapped by the test helpers, tokens made with `wasmos tokens create`, and
 //! one test per rule: `max_frameworks` and the scheduler limits on submit, `max_upload_bytes`,
 //! a hosted scheduler's native tasks checked against its submitter's `native_task_roles` (and
 //! refused once that token is revoked), and the result of a removed framework readable by its
@@ -25,14 +25,12 @@ struct Secure {
 
 impl Secure {
     async fn start() -> Secure {
-        let (master, addr) = common::start_master_with(
-            &["--acl", "--command-task-roles", "default"],
-            Stdio::inherit(),
-        )
-        .await;
-        let root = common::succeeded(&run(&addr, None, &["acl", "bootstrap"]).await)
-            .trim()
-            .to_string();
+        // Bootstrapped by the helper, which keeps the management token.
+        let (master, addr) =
+            common::start_master_with(&["--command-task-roles", "default"], Stdio::inherit()).await;
+        let root = common::tokens_for(&addr)
+            .expect("the helper bootstrapped the master")
+            .root;
         Secure {
             master,
             addr,
@@ -61,16 +59,13 @@ impl Secure {
             .to_string()
     }
 
-    /// Starts an agent of 2 CPUs and 2 GiB (with the management token, for a master that
-    /// asks agents for one).
+    /// Starts an agent of 2 CPUs and 2 GiB (with an agent token).
     fn agent(&self) -> Child {
-        wasmos()
-            .args(["agent", "--master", &self.addr, "--work-dir"])
-            .arg(self.dir.path().join("work"))
-            .args(["--resources", "cpus:2;mem:2048"])
-            .env("WASMOS_TOKEN", &self.root)
-            .spawn()
-            .expect("wasmos agent starts")
+        common::spawn_agent(
+            &self.addr,
+            &self.dir.path().join("work"),
+            &["--resources", "cpus:2;mem:2048"],
+        )
     }
 
     async fn op(&self) -> common::Operator {

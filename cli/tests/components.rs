@@ -48,6 +48,8 @@ async fn start_master() -> SocketAddr {
     let config = MasterConfig {
         allocation_interval: Duration::from_millis(20),
         agent_heartbeat_interval: Duration::from_millis(200),
+        // An in-process master testing the component store, not ACLs (acl.rs does).
+        enforce_acl: false,
         ..MasterConfig::default()
     };
     tokio::spawn(Master::new(config).serve(listener, std::future::pending()));

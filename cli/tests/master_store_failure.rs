@@ -88,7 +88,8 @@ async fn a_master_whose_raft_store_cannot_write_exits_non_zero_and_comes_back() 
 
     // The disk is fixed: restarted on its data dir, it serves what it had committed.
     std::fs::remove_file(&fault).unwrap();
-    let (_master, addr) = start_master_with(&flags, Stdio::inherit()).await;
+    // Bootstrapped before: its tokens are in the registry it restarts from.
+    let (_master, addr) = common::start_master_unsecured(&flags, Stdio::inherit()).await;
     let state = wait_serving(&addr).await;
     let analytics = state
         .roles

@@ -178,7 +178,11 @@ async fn tables_json_kill_and_teardown_of_an_external_framework() {
 
     // A framework that launches two long Wasm tasks and acknowledges only up to RUNNING.
     let digest = upload_hostile(&addr).await;
-    let mut sched = Scheduler::subscribe(&addr, framework(&digest)).await;
+    // A framework's principal is its token's.
+    let tester = common::token_of(&addr, "tester", "management").await;
+    let mut sched = Scheduler::try_subscribe_as(&addr, framework(&digest), &tester)
+        .await
+        .expect("subscribed");
     let fw = sched.id.clone();
     let offer = sched.offer().await;
     let sleeper = |id: &str| pb::TaskInfo {

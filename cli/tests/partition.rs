@@ -162,7 +162,7 @@ async fn ask(net: &Net, i: usize) -> Result<(), Option<String>> {
     let Ok(channel) = endpoint.connect().await else {
         return Err(None);
     };
-    match OperatorServiceClient::new(channel)
+    match OperatorServiceClient::with_interceptor(channel, common::Bearer::root_of(&net.addr(i)))
         .get_state(pb::GetStateRequest {})
         .await
     {
@@ -187,10 +187,21 @@ where
     }
 }
 
-async fn set_weight(net: &Net, i: usize, role: &str, weight: f64) -> Result<(), tonic::Status> {
-    let mut op = OperatorServiceClient::connect(format!("http://{}", net.addr(i)))
+/// An operator client of master `i`, with the group's management token.
+async fn op(net: &Net, i: usize) -> Result<common::Operator, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", net.addr(i)))
+        .unwrap()
+        .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    Ok(OperatorServiceClient::with_interceptor(
+        channel,
+        common::Bearer::root_of(&net.addr(i)),
+    ))
+}
+
+async fn set_weight(net: &Net, i: usize, role: &str, weight: f64) -> Result<(), tonic::Status> {
+    let mut op = op(net, i).await?;
     op.set_weights(pb::SetWeightsRequest {
         weights: vec![pb::RoleWeight {
             role: role.into(),
@@ -202,9 +213,7 @@ async fn set_weight(net: &Net, i: usize, role: &str, weight: f64) -> Result<(), 
 }
 
 async fn weight_at(net: &Net, i: usize, role: &str) -> Option<f64> {
-    let mut op = OperatorServiceClient::connect(format!("http://{}", net.addr(i)))
-        .await
-        .ok()?;
+    let mut op = op(net, i).await.ok()?;
     let state = op
         .get_state(pb::GetStateRequest {})
         .await
@@ -264,6 +273,9 @@ async fn a_leader_cut_off_steps_down_and_the_majority_carries_on() {
     for i in 0..3 {
         masters.push(start_master(&net, dir.path(), i).await);
     }
+    // One bootstrap for the group (through its leader); every call below carries the token.
+    let all: Vec<String> = (0..3).map(|i| net.addr(i)).collect();
+    let root = common::secure(&all.join(",")).await.root;
     let old = commit_weight(&net, &[0, 1, 2], "before", 2.0).await;
 
     net.set_link(old, false);
@@ -275,11 +287,12 @@ async fn a_leader_cut_off_steps_down_and_the_majority_carries_on() {
     let ns = net.ns(old);
     let addr = net.addr(old);
     eventually("the cut-off leader to stop serving", || {
-        let (ns, addr) = (ns.clone(), addr.clone());
+        let (ns, addr, root) = (ns.clone(), addr.clone(), root.clone());
         async move {
             let out = Command::new("ip")
                 .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_wasmos")])
                 .args(["frameworks", "--master", &addr])
+                .env("WASMOS_TOKEN", &root)
                 .output()
                 .await
                 .unwrap();

@@ -100,6 +100,7 @@ async fn a_master_restarted_from_its_data_dir_keeps_its_registry() {
     let mut flags = data_dir_flags(dir.path());
     flags.extend(["--weight".to_string(), "analytics=3".to_string()]);
     let (mut master, addr) = start("127.0.0.1:0", &flags).await;
+    common::secure(&addr).await;
     let mut op = operator(&addr).await;
     // `--weight` is committed once the master leads.
     wait_serving(&addr).await;
@@ -162,10 +163,18 @@ async fn fetch(addr: &str, sha256: &str) -> Vec<u8> {
     .await
     .unwrap()
     .max_decoding_message_size(64 << 20);
+    // With the agent token, as an agent fetches.
+    let mut request = tonic::Request::new(pb::FetchComponentRequest {
+        sha256: sha256.to_string(),
+    });
+    let token = common::tokens_for(addr)
+        .expect("a bootstrapped master")
+        .agent;
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let mut chunks = agent_api
-        .fetch_component(pb::FetchComponentRequest {
-            sha256: sha256.to_string(),
-        })
+        .fetch_component(request)
         .await
         .expect("the component is still stored")
         .into_inner();
@@ -235,11 +244,7 @@ async fn start_member(dir: &Path, id: u64, addr: &str, peers: &str) -> (Child, S
 
 /// The master at `addr`'s answer to `GetState`; `None` when it cannot be reached at all.
 async fn state_at(addr: &str) -> Option<Result<pb::ClusterState, tonic::Status>> {
-    let mut op = wasmos_api::proto::operator_service_client::OperatorServiceClient::connect(
-        format!("http://{addr}"),
-    )
-    .await
-    .ok()?;
+    let mut op = common::try_operator(addr).await?;
     Some(
         op.get_state(pb::GetStateRequest {})
             .await
@@ -285,6 +290,8 @@ async fn three_masters_elect_one_leader_and_a_new_one_when_it_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let addrs = free_addrs(3);
     let mut masters = start_group(dir.path(), &addrs).await;
+    // One bootstrap for the group; the registry (tokens included) is replicated.
+    common::secure(&addrs.join(",")).await;
     let leader = find_leader(&addrs, &[]).await;
     let (framework_id, _calls) = subscribe(&addrs[leader], "survivor").await;
     let mut op = operator(&addrs[leader]).await;
@@ -341,6 +348,8 @@ async fn restarting_all_three_masters_keeps_the_registry() {
     let dir = tempfile::tempdir().unwrap();
     let addrs = free_addrs(3);
     let mut masters = start_group(dir.path(), &addrs).await;
+    // One bootstrap for the group; the registry (tokens included) is replicated.
+    common::secure(&addrs.join(",")).await;
     let leader = find_leader(&addrs, &[]).await;
     let (framework_id, _calls) = subscribe(&addrs[leader], "whole-group").await;
     let component = std::fs::read(common::example("pi")).unwrap();
@@ -392,6 +401,8 @@ async fn pi_submitted_to_three_masters_finishes_when_the_leader_is_killed_midway
     let dir = tempfile::tempdir().unwrap();
     let addrs = free_addrs(3);
     let mut masters = start_group(dir.path(), &addrs).await;
+    // One bootstrap for the group; the registry (tokens included) is replicated.
+    common::secure(&addrs.join(",")).await;
     let leader = find_leader(&addrs, &[]).await;
     let all = addrs.join(",");
     let _agents = spawn_agents(dir.path(), &all, 2);
@@ -476,6 +487,8 @@ async fn a_fourth_master_is_added_and_the_leader_removed_without_losing_the_regi
     let mut addrs = free_addrs(4);
     let fourth = addrs.pop().unwrap();
     let mut masters = start_group(dir.path(), &addrs).await;
+    // One bootstrap for the group; the registry (tokens included) is replicated.
+    common::secure(&addrs.join(",")).await;
     let leader = find_leader(&addrs, &[]).await;
     let (framework_id, calls) = subscribe(&addrs[leader], "member-change").await;
     // It takes no offers: they go to the framework that runs.
@@ -567,6 +580,7 @@ async fn a_fourth_master_is_added_and_the_leader_removed_without_losing_the_regi
 async fn a_master_with_a_corrupt_store_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let (mut master, addr) = start("127.0.0.1:0", &data_dir_flags(dir.path())).await;
+    common::secure(&addr).await;
     wait_serving(&addr).await;
     master.start_kill().unwrap();
     master.wait().await.unwrap();
@@ -625,6 +639,7 @@ async fn a_master_whose_store_file_was_lost_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (mut master, addr) = start("127.0.0.1:0", &data_dir_flags(&data)).await;
+    common::secure(&addr).await;
     wait_serving(&addr).await;
     master.start_kill().unwrap();
     master.wait().await.unwrap();
@@ -653,6 +668,7 @@ async fn a_master_whose_store_file_was_lost_refuses_to_start() {
     // The way out: a fresh data dir starts a new group.
     std::fs::remove_dir_all(&data).unwrap();
     let (mut master, addr) = start("127.0.0.1:0", &data_dir_flags(&data)).await;
+    common::secure(&addr).await;
     wait_serving(&addr).await;
     master.start_kill().unwrap();
     master.wait().await.unwrap();
@@ -749,6 +765,8 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
     let dir = tempfile::tempdir().unwrap();
     let addrs = free_addrs(3);
     let mut masters = start_group(dir.path(), &addrs).await;
+    // One bootstrap for the group; the registry (tokens included) is replicated.
+    common::secure(&addrs.join(",")).await;
     find_leader(&addrs, &[]).await;
     let all = addrs.join(",");
     let _agents = spawn_agents(dir.path(), &all, 3);

@@ -99,10 +99,15 @@ impl Certs {
     }
 }
 
-/// Starts `wasmos master` on a free loopback port with `flags`; returns it and its address.
-async fn start_master(flags: &[String]) -> (Child, String) {
+/// Starts `wasmos master` on a free loopback port with `flags` and bootstraps its ACLs with
+/// the client certificate (`common::secure_with`); returns it and its address.
+async fn start_master(certs: &Certs, flags: &[String]) -> (Child, String) {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    common::start_master_with(&flags, Stdio::inherit()).await
+    let (master, addr) = common::start_master_unsecured(&flags, Stdio::inherit()).await;
+    let env = certs.env("ca", "client", "c1");
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    common::secure_with(&addr, &env).await;
+    (master, addr)
 }
 
 /// Runs `wasmos ARGS` with `env` to its end.
@@ -167,16 +172,19 @@ async fn certs_init_and_issue_write_keys_0600_and_never_overwrite() {
     }
 }
 
+/// The agent has no token: its agent certificate alone authenticates it to a master that
+/// enforces ACLs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_master_runs_an_agent_and_a_submitted_pi() {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::make(dir.path()).await;
-    let (mut master, addr) = start_master(&certs.flags("master", "m1")).await;
+    let (mut master, addr) = start_master(&certs, &certs.flags("master", "m1")).await;
     let mut agent = wasmos()
         .args(["agent", "--master", &addr, "--work-dir"])
         .arg(dir.path().join("work"))
         .args(["--resources", "cpus:2;mem:2048"])
         .args(certs.flags("agent", "a1"))
+        .env_remove("WASMOS_TOKEN")
         .spawn()
         .expect("wasmos agent starts");
     let pi = example("pi");
@@ -194,7 +202,7 @@ async fn a_tls_master_runs_an_agent_and_a_submitted_pi() {
 async fn foreign_plain_and_wrong_role_clients_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::make(dir.path()).await;
-    let (mut master, addr) = start_master(&certs.flags("master", "m1")).await;
+    let (mut master, addr) = start_master(&certs, &certs.flags("master", "m1")).await;
 
     // The right client certificate works (the control for the refusals below).
     let ok = output_with(
@@ -290,7 +298,7 @@ async fn only_a_master_certificate_reaches_the_raft_service() {
         "--data-dir".to_string(),
         dir.path().join("m1").display().to_string(),
     ]);
-    let (mut master, addr) = start_master(&flags).await;
+    let (mut master, addr) = start_master(&certs, &flags).await;
 
     // A master's certificate reaches Raft: the empty request is decoded and refused by the
     // service itself, not by the role check.
@@ -391,7 +399,7 @@ async fn a_stalled_tls_handshake_is_closed_at_the_handshake_timeout() {
     let certs = Certs::make(dir.path()).await;
     let mut flags = certs.flags("master", "m1");
     flags.extend(["--handshake-timeout".to_string(), "1".to_string()]);
-    let (mut master, addr) = start_master(&flags).await;
+    let (mut master, addr) = start_master(&certs, &flags).await;
     // Connects and never starts the TLS handshake: the master closes the connection.
     let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut buf = [0u8; 16];
@@ -438,16 +446,21 @@ async fn three_tls_masters_elect_a_leader_over_tls_raft() {
         first_line(&mut master, "the master says where it listens").await;
         masters.push(master);
     }
-    // A leader exists only once two masters voted over TLS Raft; the group then serves.
+    // A leader exists only once two masters voted over TLS Raft; the group then serves, and
+    // commits its first token (through Raft) to the bootstrap.
     let all = addrs.join(",");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let out = output_with(
-            &["agents", "--master", &all],
+            &["acl", "bootstrap", "--master", &all],
             &certs.env("ca", "client", "c1"),
         )
         .await;
         if out.status.success() {
+            let mut env = certs.env("ca", "client", "c1");
+            let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            env.push(("WASMOS_TOKEN", PathBuf::from(root)));
+            common::succeeded(&output_with(&["agents", "--master", &all], &env).await);
             break;
         }
         assert!(

@@ -62,8 +62,9 @@ pub struct MasterConfig {
     pub command_task_roles: Option<BTreeSet<String>>,
     /// Whether calls need a token whose policies grant them (`crate::acl`): default deny,
     /// `UNAUTHENTICATED` without a valid token, `PERMISSION_DENIED` naming the rule without
-    /// the right. Default false for now (`wasmos master --acl` turns it on); every call is
-    /// then allowed as principal `anonymous`.
+    /// the right; until `wasmos acl bootstrap` only that call is served. Default true: every
+    /// `wasmos master` enforces. Off only in a plain `wasmos dev` (and in tests of other
+    /// things), where every call is allowed as principal `anonymous`.
     pub enforce_acl: bool,
     /// Where the audit log is written (`DIR/audit.jsonl`, rotated at 16 MiB); `None` writes
     /// it to the tracing target `wasmos::audit` only. Default `None` (`wasmos master`
@@ -194,7 +195,7 @@ impl Default for MasterConfig {
             update_resend_interval: Duration::from_secs(10),
             allowed_roles: None,
             command_task_roles: Some(BTreeSet::new()),
-            enforce_acl: false,
+            enforce_acl: true,
             audit_dir: None,
             connection_queue: 4096,
             max_message_bytes: wasmos_api::limits::MAX_MESSAGE_BYTES,

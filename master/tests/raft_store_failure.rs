@@ -37,7 +37,12 @@ async fn start_member(
     let node = RaftNode::open_with_faults(id, peers, dir, RaftConfig::default(), Some(faults))
         .await
         .expect("the Raft member starts");
-    let master = Master::replicated(MasterConfig::default(), node, Duration::from_millis(200));
+    // A test of the store, not of ACLs.
+    let config = MasterConfig {
+        enforce_acl: false,
+        ..MasterConfig::default()
+    };
+    let master = Master::replicated(config, node, Duration::from_millis(200));
     let serve = tokio::spawn(master.clone().serve(listener, std::future::pending()));
     Member { master, serve }
 }

@@ -3,6 +3,13 @@
 //! agent` processes, and watching the master through its `OperatorService`; a framework's
 //! `SchedulerService` client is in [`scheduler`].
 //!
+//! Every master enforces ACLs, so [`start_master_with`] (or [`secure`], for a Raft group
+//! started by hand) bootstraps it and keeps its management token and an agent token (a policy
+//! granting only `register_agents`) for the test: [`wasmos`] commands carry the management
+//! token in WASMOS_TOKEN, [`spawn_agent`] the agent token, and the gRPC clients ([`operator`],
+//! [`scheduler::Scheduler`]) the token of the master they dial. Tests of ACLs themselves
+//! (`acl.rs`) make their own principals.
+//!
 //! Each test binary compiles this module whole and uses a part of it, hence `dead_code` is
 //! allowed here (and in the submodules).
 
@@ -14,10 +21,14 @@ use std::ffi::OsStr;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use wasmos_api::proto as pb;
 use wasmos_api::proto::operator_service_client::OperatorServiceClient;
@@ -50,11 +61,186 @@ fn built(dir: &str, name: &str) -> String {
     p.to_str().expect("a UTF-8 path").to_string()
 }
 
-/// The `wasmos` binary, killed when the handle is dropped, with no stdin.
+/// The tokens of the masters this test bootstrapped: per address (every address of a Raft
+/// group), its management token and its agent token. One test per process (nextest), so
+/// this holds one test's masters.
+static TOKENS: Mutex<Vec<Tokens>> = Mutex::new(Vec::new());
+
+/// A bootstrapped master's (or Raft group's) tokens.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    /// Its addresses.
+    pub addrs: Vec<String>,
+    /// Its management token (every right).
+    pub root: String,
+    /// A token of principal `agent` whose policy grants only `register_agents`.
+    pub agent: String,
+}
+
+/// The tokens of the master at `addr` (one of a group's addresses, or the comma-separated
+/// list), else those of the master bootstrapped last; `None` before any.
+pub fn tokens_for(addr: &str) -> Option<Tokens> {
+    let all = TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+    let first = addr.split(',').next().unwrap_or(addr).trim();
+    let first = first.strip_prefix("http://").unwrap_or(first);
+    all.iter()
+        .rev()
+        .find(|t| t.addrs.iter().any(|a| a == first))
+        .or(all.last())
+        .cloned()
+}
+
+/// The management token of the master bootstrapped last, if any.
+pub fn root_token() -> Option<String> {
+    tokens_for("").map(|t| t.root)
+}
+
+/// The `wasmos` binary, killed when the handle is dropped, with no stdin, carrying the
+/// management token of the master bootstrapped last (if any) in WASMOS_TOKEN.
 pub fn wasmos() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wasmos"));
     c.kill_on_drop(true).stdin(Stdio::null());
+    match root_token() {
+        Some(t) => c.env("WASMOS_TOKEN", t),
+        None => c.env_remove("WASMOS_TOKEN"),
+    };
     c
+}
+
+/// Bootstraps the ACLs of the master (or Raft group) at `addrs` (comma-separated, as
+/// `--master` takes them) with `wasmos acl bootstrap`, defines policy `agent` (only
+/// `register_agents`) and a token of it, and keeps both tokens for the test's later
+/// commands, agents and clients. `env` is added to each command (TLS files).
+pub async fn secure_with(addrs: &str, env: &[(&str, &Path)]) -> Tokens {
+    let run = |args: Vec<String>, token: Option<String>| leader_run(addrs, env, args, token);
+    if addrs.contains(',') {
+        stable_leader(addrs, env).await;
+    }
+    let root = run(vec!["acl".into(), "bootstrap".into()], None).await;
+    let policy = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(policy.path(), r#"{"register_agents": true}"#).expect("write the policy");
+    let path = policy.path().to_str().expect("a UTF-8 path").to_string();
+    run(
+        vec![
+            "acl".into(),
+            "policy".into(),
+            "apply".into(),
+            "agent".into(),
+            path,
+        ],
+        Some(root.clone()),
+    )
+    .await;
+    let agent = run(
+        [
+            "tokens",
+            "create",
+            "--principal",
+            "agent",
+            "--policy",
+            "agent",
+        ]
+        .map(String::from)
+        .to_vec(),
+        Some(root.clone()),
+    )
+    .await;
+    let tokens = Tokens {
+        addrs: addrs
+            .split(',')
+            .map(|a| a.trim().trim_start_matches("http://").to_string())
+            .collect(),
+        root,
+        agent,
+    };
+    TOKENS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(tokens.clone());
+    tokens
+}
+
+/// A new token of `principal` bound to `policy` (defined, or `management`), made with the
+/// management token of the master at `addr`.
+pub async fn token_of(addr: &str, principal: &str, policy: &str) -> String {
+    let root = tokens_for(addr).expect("a bootstrapped master").root;
+    let out = tokio::time::timeout(
+        WAIT,
+        wasmos()
+            .args(["tokens", "create", "--principal", principal])
+            .args(["--policy", policy, "--master", addr])
+            .env("WASMOS_TOKEN", root)
+            .output(),
+    )
+    .await
+    .expect("wasmos tokens create exits in time")
+    .expect("wasmos runs");
+    succeeded(&out).trim().to_string()
+}
+
+/// Runs `wasmos ARGS --master ADDRS` with `env` and `token` in WASMOS_TOKEN until it succeeds
+/// or fails for another reason than a missing leader (a new group may elect, or change, its
+/// leader meanwhile); returns its stdout, trimmed, after checking that it succeeded.
+async fn leader_run(
+    addrs: &str,
+    env: &[(&str, &Path)],
+    args: Vec<String>,
+    token: Option<String>,
+) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut c = wasmos();
+        c.args(&args).args(["--master", addrs]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        match &token {
+            Some(t) => c.env("WASMOS_TOKEN", t),
+            None => c.env_remove("WASMOS_TOKEN"),
+        };
+        let out = tokio::time::timeout(WAIT, c.output())
+            .await
+            .unwrap_or_else(|_| panic!("wasmos {args:?} did not exit within {WAIT:?}"))
+            .expect("wasmos runs");
+        let leaderless = String::from_utf8_lossy(&out.stderr).contains("leader");
+        if out.status.success() || !leaderless || tokio::time::Instant::now() >= deadline {
+            return succeeded(&out).trim().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until a leader of the new group at `addrs` has answered three probes in a row, 200
+/// ms apart (a call without a token, which only the leader answers, by asking for the
+/// bootstrap): a bootstrap whose answer is lost to a change of leader would be committed but
+/// its token never seen.
+async fn stable_leader(addrs: &str, env: &[(&str, &Path)]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut in_row = 0;
+    while in_row < 3 {
+        let mut c = wasmos();
+        c.args(["agents", "--master", addrs])
+            .env_remove("WASMOS_TOKEN");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = tokio::time::timeout(WAIT, c.output())
+            .await
+            .expect("wasmos agents exits in time")
+            .expect("wasmos runs");
+        let led = String::from_utf8_lossy(&out.stderr).contains("acl bootstrap");
+        in_row = if led { in_row + 1 } else { 0 };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group at {addrs} has no stable leader"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// [`secure_with`] for a plain-text master or group.
+pub async fn secure(addrs: &str) -> Tokens {
+    secure_with(addrs, &[]).await
 }
 
 /// Runs `wasmos ARGS` to its end, capturing stdout and stderr; panics when it has not exited
@@ -125,8 +311,17 @@ pub async fn start_master() -> (Child, String) {
 pub const NATIVE_DEFAULT_ROLE: [&str; 2] = ["--command-task-roles", "default"];
 
 /// Starts `wasmos master` on a free loopback port with `extra` flags (e.g. shorter agent
-/// timeouts, `--weight`), its stderr sent to `stderr`; returns the process and its address.
+/// timeouts, `--weight`), its stderr sent to `stderr`, and bootstraps its ACLs ([`secure`]);
+/// returns the process and its address.
 pub async fn start_master_with(extra: &[&str], stderr: Stdio) -> (Child, String) {
+    let (master, addr) = start_master_unsecured(extra, stderr).await;
+    secure(&addr).await;
+    (master, addr)
+}
+
+/// [`start_master_with`] without the bootstrap: a master that serves only `wasmos acl
+/// bootstrap` until a test bootstraps it (a TLS master, with its client certificate).
+pub async fn start_master_unsecured(extra: &[&str], stderr: Stdio) -> (Child, String) {
     let mut master = wasmos()
         .args(["master", "--listen", "127.0.0.1:0"])
         .args(["--allocation-interval", "0.05"])
@@ -145,10 +340,13 @@ pub async fn start_master_with(extra: &[&str], stderr: Stdio) -> (Child, String)
 
 /// Starts `wasmos agent` for the master at `addr`, working in `work_dir`, with `flags` after
 /// those (e.g. `["--resources", "cpus:1;mem:1024", "--hostname", "a1"]`: a host name lets a
-/// test tell its agents apart in `GetState`).
+/// test tell its agents apart in `GetState`). It carries the master's agent token.
 pub fn spawn_agent(addr: &str, work_dir: &Path, flags: &[&str]) -> Child {
-    wasmos()
-        .args(["agent", "--master", addr, "--work-dir"])
+    let mut c = wasmos();
+    if let Some(t) = tokens_for(addr) {
+        c.env("WASMOS_TOKEN", t.agent);
+    }
+    c.args(["agent", "--master", addr, "--work-dir"])
         .arg(work_dir)
         .args(flags)
         .spawn()
@@ -200,15 +398,54 @@ impl MasterAndAgent {
     }
 }
 
-/// A client of a master's `OperatorService`.
-pub type Operator = OperatorServiceClient<Channel>;
+/// A client of a master's `OperatorService`, carrying a token.
+pub type Operator = OperatorServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// A client of the master's `OperatorService` at `addr`.
+/// Puts `authorization: Bearer TOKEN` on each call that has no `authorization` yet (a test
+/// may set another token on one request).
+#[derive(Clone, Debug, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// Carries `token`; none when `None`.
+    pub fn new(token: Option<&str>) -> Bearer {
+        Bearer(token.map(|t| format!("Bearer {t}").parse().expect("an ASCII token")))
+    }
+
+    /// Carries the management token of the master at `addr` (see [`tokens_for`]).
+    pub fn root_of(addr: &str) -> Bearer {
+        Bearer::new(tokens_for(addr).map(|t| t.root).as_deref())
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0
+            && !r.metadata().contains_key("authorization")
+        {
+            r.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// A client of the master's `OperatorService` at `addr`, with its management token.
 pub async fn operator(addr: &str) -> Operator {
-    OperatorServiceClient::connect(format!("http://{addr}"))
+    try_operator(addr).await.expect("the operator API answers")
+}
+
+/// [`operator`], or `None` when the master cannot be reached.
+pub async fn try_operator(addr: &str) -> Option<Operator> {
+    let addr = addr.strip_prefix("http://").unwrap_or(addr);
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
         .await
-        .expect("the operator API answers")
-        .max_decoding_message_size(16 << 20)
+        .ok()?;
+    Some(
+        OperatorServiceClient::with_interceptor(channel, Bearer::root_of(addr))
+            .max_decoding_message_size(16 << 20),
+    )
 }
 
 /// The master's `GetState` answer.

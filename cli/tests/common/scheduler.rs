@@ -4,6 +4,9 @@
 //! test asks it to: [`Scheduler::update`] and [`Scheduler::update_of`] do, the others do not.
 //!
 //! Every wait is bounded by [`WAIT`] and panics when it passes, so a test never hangs.
+//!
+//! It subscribes with the token given, else with the management token of the master
+//! (`super::tokens_for`).
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -85,7 +88,10 @@ impl Scheduler {
         .await
         .expect("the call channel is open");
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        if let Some(t) = token {
+        // Without a token of its own, the framework subscribes with the master's management
+        // token (that of the master bootstrapped for the test).
+        let default = super::tokens_for(addr).map(|t| t.root);
+        if let Some(t) = token.or(default.as_deref()) {
             request.metadata_mut().insert(
                 "authorization",
                 format!("Bearer {t}").parse().expect("an ASCII token"),

@@ -3,10 +3,14 @@
 //! token, decides with [`decide`] (pure: the caller's rights, the action, the registry) and
 //! writes the audit record. Nothing else in the master decides who may do what.
 //!
-//! Default deny: with enforcement on (`wasmos master --acl`), a call without a valid token is
-//! refused `UNAUTHENTICATED`, and one whose token lacks the right `PERMISSION_DENIED` naming
-//! the rule. With enforcement off every call is allowed as principal `anonymous` (mutating
-//! calls are still audited).
+//! Default deny: with enforcement on (every `wasmos master`; off only in a plain `wasmos
+//! dev`), a call without a valid token is refused `UNAUTHENTICATED`, and one whose token lacks
+//! the right `PERMISSION_DENIED` naming the rule. With enforcement off every call is allowed as
+//! principal `anonymous` (mutating calls are still audited).
+//!
+//! Agents ([`Action::RegisterAgent`], [`Action::FetchComponent`]) authenticate either by their
+//! certificate (on a TLS master, a peer whose verified certificate is an `agent` or `master`
+//! one, see [`Acl::authorize_peer`]) or by a token whose policies grant `register_agents`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 use tonic::metadata::MetadataMap;
 use wasmos_api::FrameworkId;
+use wasmos_api::identity::{PeerIdentity, Role};
 
 use super::audit::{AuditLog, AuditRecord, Outcome, rfc3339};
 use super::policy::Rights;
@@ -153,6 +158,16 @@ pub enum Action {
         /// Its name.
         name: String,
     },
+    /// Open an agent's session (register, or re-register, an agent).
+    RegisterAgent {
+        /// The agent's host name (and id, once it has one), as it registers.
+        agent: String,
+    },
+    /// Download a component as an agent does to run a framework's tasks.
+    FetchComponent {
+        /// Its digest.
+        sha256: String,
+    },
 }
 
 impl Action {
@@ -178,6 +193,8 @@ impl Action {
             Action::ListTokens => "tokens.list",
             Action::RevokeToken { .. } => "tokens.revoke",
             Action::ApplyPolicy { .. } => "acl.policy_apply",
+            Action::RegisterAgent { .. } => "agent.register",
+            Action::FetchComponent { .. } => "component.fetch",
         }
     }
 
@@ -192,7 +209,10 @@ impl Action {
             Action::LaunchNative { framework }
             | Action::ReadFrameworkResult { framework }
             | Action::Teardown { framework } => format!("framework {framework}"),
-            Action::DeleteComponent { sha256 } => format!("component {sha256}"),
+            Action::DeleteComponent { sha256 } | Action::FetchComponent { sha256 } => {
+                format!("component {sha256}")
+            }
+            Action::RegisterAgent { agent } => format!("agent {agent}"),
             Action::KillTask { task, frameworks } => {
                 let fws: Vec<String> = frameworks.iter().map(|f| f.to_string()).collect();
                 format!("task {task} of {}", fws.join(","))
@@ -222,6 +242,15 @@ impl Action {
                 | Action::ReadFrameworkResult { .. }
                 | Action::ListMembers
                 | Action::ListTokens
+                | Action::FetchComponent { .. }
+        )
+    }
+
+    /// Whether it is an agent's call, which an agent certificate authenticates by itself.
+    pub fn by_agent(&self) -> bool {
+        matches!(
+            self,
+            Action::RegisterAgent { .. } | Action::FetchComponent { .. }
         )
     }
 }
@@ -491,6 +520,19 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
                 forbid(caller, "manage_tokens", "manage tokens or policies".into())
             }
         }
+        Action::RegisterAgent { .. } | Action::FetchComponent { .. } => {
+            if r.register_agents {
+                Ok(())
+            } else {
+                forbid(
+                    caller,
+                    "register_agents",
+                    "register agents or fetch components as one (an agent needs an agent \
+                     certificate or a token whose policy grants it)"
+                        .into(),
+                )
+            }
+        }
     }
 }
 
@@ -530,16 +572,37 @@ impl Acl {
         registry: &Registry,
         now: Millis,
     ) -> Verdict<Caller> {
+        self.authorize_peer(metadata, None, peer, action, registry, now)
+    }
+
+    /// [`Acl::authorize`] for a call whose TLS peer is `identity` (from the request's
+    /// extensions; `None` on a plain-text master). An agent's call
+    /// ([`Action::by_agent`]) from a peer whose certificate is an `agent` or a `master` one is
+    /// authenticated by that certificate, as principal `agent:NAME` (or `master:NAME`) with
+    /// only the `register_agents` right, and needs no token; every other call needs its token
+    /// as [`Acl::authorize`] says.
+    pub fn authorize_peer(
+        &self,
+        metadata: &MetadataMap,
+        identity: Option<&PeerIdentity>,
+        peer: Option<SocketAddr>,
+        action: &Action,
+        registry: &Registry,
+        now: Millis,
+    ) -> Verdict<Caller> {
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
-        let result = self
-            .authenticate(metadata, &peer, action, registry, now)
-            .and_then(|caller| {
-                if !self.enforce {
-                    // An open master allows everything, re-subscriptions included.
-                    return Ok(caller);
-                }
-                decide(&caller, action, registry).map(|()| caller)
-            });
+        let result = match certified_agent(identity, action, &peer) {
+            // Until bootstrapped, only the bootstrap is served, to agents too.
+            Some(caller) if self.enforce && registry.acl.bootstrapped => Ok(caller),
+            _ => self.authenticate(metadata, &peer, action, registry, now),
+        }
+        .and_then(|caller| {
+            if !self.enforce {
+                // An open master allows everything, re-subscriptions included.
+                return Ok(caller);
+            }
+            decide(&caller, action, registry).map(|()| caller)
+        });
         let record = match &result {
             Ok(c) => action.mutating().then(|| {
                 record(
@@ -730,9 +793,14 @@ impl Acl {
             ));
         }
         let secret = bearer(metadata)?.ok_or_else(|| {
-            Denied::Unauthenticated(
-                "this master enforces ACLs: pass a token with --token or WASMOS_TOKEN".into(),
-            )
+            Denied::Unauthenticated(if action.by_agent() {
+                "this master enforces ACLs: an agent needs an agent certificate (TLS) or a \
+                 token whose policy grants `register_agents`, passed with --token or \
+                 WASMOS_TOKEN"
+                    .into()
+            } else {
+                "this master enforces ACLs: pass a token with --token or WASMOS_TOKEN".into()
+            })
         })?;
         let hash = hash_secret(secret);
         let token = registry
@@ -753,6 +821,30 @@ impl Acl {
             peer: peer.to_string(),
         })
     }
+}
+
+/// The caller an agent certificate makes of an agent's call: a verified `agent` (or `master`)
+/// certificate is the agent's credential, with the `register_agents` right only. `None` for
+/// any other call or peer.
+fn certified_agent(identity: Option<&PeerIdentity>, action: &Action, peer: &str) -> Option<Caller> {
+    let id = identity?;
+    if !action.by_agent() || !matches!(id.role, Role::Agent | Role::Master) {
+        return None;
+    }
+    Some(Caller {
+        principal: format!("{}:{}", id.role, id.name),
+        accessor: String::new(),
+        secret_sha256: None,
+        rights: Rights {
+            merged: super::policy::Policy {
+                register_agents: true,
+                ..Default::default()
+            },
+            // It may register nothing that a limit counts.
+            limits: super::policy::Limits::NONE,
+        },
+        peer: peer.to_string(),
+    })
 }
 
 /// A decision and the audit record it leaves: call [`Verdict::audited`] to write the record

@@ -54,6 +54,10 @@ pub struct Policy {
     pub raft_membership: bool,
     /// Whether the holder may create, list and revoke tokens and apply policies. Default false.
     pub manage_tokens: bool,
+    /// Whether the holder may register agents (open an agent session) and fetch components
+    /// as an agent: the right of an agent token (`wasmos agent` with WASMOS_TOKEN). On a TLS
+    /// master an agent certificate grants this without a token. Default false.
+    pub register_agents: bool,
     /// Most live (registered, connected or not) frameworks the principal may hold, counted
     /// over every framework it subscribed or submitted; one more is refused. Default: unset
     /// (no limit from this policy).
@@ -145,6 +149,7 @@ impl Policy {
             weights_and_quotas: true,
             raft_membership: true,
             manage_tokens: true,
+            register_agents: true,
             ..Policy::default()
         }
     }
@@ -268,6 +273,7 @@ impl Rights {
             m.weights_and_quotas |= p.weights_and_quotas;
             m.raft_membership |= p.raft_membership;
             m.manage_tokens |= p.manage_tokens;
+            m.register_agents |= p.register_agents;
         }
         if unlimited {
             limits = Limits::NONE;

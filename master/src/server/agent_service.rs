@@ -1,8 +1,15 @@
 //! `AgentService`: an agent's session stream (the first message must be `register`; then
 //! heartbeats, status updates and usage go to the core as they arrive) and the streamed fetch
 //! of a framework's component by digest.
+//!
+//! Both are authorized first ([`Action::RegisterAgent`], [`Action::FetchComponent`]): by the
+//! peer's agent certificate on a TLS master, else by a token granting `register_agents`. A
+//! session opened with a token is closed with `UNAUTHENTICATED` within a second of the
+//! token's revocation or expiry (the agent is then unreachable until it registers again).
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
@@ -11,6 +18,8 @@ use wasmos_api::proto::agent_service_server::AgentService;
 
 use super::status::ServiceError;
 use super::{EventStream, FIRST_MESSAGE_TIMEOUT, Master};
+use crate::acl::Action;
+use crate::acl::layer::{Closable, watch_token};
 use crate::blobs::Digest;
 
 /// Size of the chunks a component is streamed to agents in.
@@ -26,6 +35,10 @@ impl AgentService for Master {
         request: Request<pb::FetchComponentRequest>,
     ) -> Result<Response<Self::FetchComponentStream>, Status> {
         self.leading()?;
+        let action = Action::FetchComponent {
+            sha256: request.get_ref().sha256.clone(),
+        };
+        self.authorize_agent(&request, &action)?;
         let digest = Digest::parse(&request.into_inner().sha256)
             .map_err(|e| ServiceError::Blob(e.into()))?;
         let blob = self.core().blobs().get(&digest).map_err(|e| {
@@ -46,7 +59,8 @@ impl AgentService for Master {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.leading()?;
-        let mut messages = request.into_inner();
+        let peer = request.remote_addr();
+        let (metadata, extensions, mut messages) = request.into_parts();
         let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, messages.message())
             .await
             .map_err(|_| ServiceError::FirstMessageTimeout {
@@ -61,6 +75,26 @@ impl AgentService for Master {
             }
             .into());
         };
+        let action = Action::RegisterAgent {
+            agent: match reg.info.as_ref() {
+                Some(i) if !i.id.is_empty() => format!("{} ({})", i.id, i.hostname),
+                Some(i) => i.hostname.clone(),
+                None => String::new(),
+            },
+        };
+        let now = self.now();
+        let verdict = self.acl().authorize_peer(
+            &metadata,
+            extensions.get::<wasmos_api::identity::PeerIdentity>(),
+            peer,
+            &action,
+            self.core().registry(),
+            now,
+        );
+        let caller = verdict.audited(self.acl()).map_err(|d| {
+            debug!(peer = ?peer, reason = %d, "agent registration refused");
+            ServiceError::Denied(d)
+        })?;
         let queue = self.core().config().connection_queue;
         let (tx, rx) = mpsc::channel(queue);
         let (agent, conn) = {
@@ -76,10 +110,30 @@ impl AgentService for Master {
             }
         };
         self.committed().await?;
+        let (close_tx, close_rx) = oneshot::channel();
+        let stop = Arc::new(Notify::new());
+        if caller.authenticated() {
+            let master = self.clone();
+            tokio::spawn(watch_token(
+                self.acl().watch_revocations(),
+                close_tx,
+                stop.clone(),
+                move || {
+                    let now = master.now();
+                    master
+                        .acl()
+                        .still_valid(&caller, master.core().registry(), now)
+                },
+            ));
+        }
         let master = self.clone();
         tokio::spawn(async move {
             loop {
-                match messages.message().await {
+                let next = tokio::select! {
+                    next = messages.message() => next,
+                    () = stop.notified() => break,
+                };
+                match next {
                     Ok(Some(m)) => {
                         let now = master.now();
                         if !master.core().agent_message(&agent, conn, m.message, now) {
@@ -96,6 +150,9 @@ impl AgentService for Master {
             let now = master.now();
             master.core().agent_disconnected(&agent, conn, now);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(Closable::new(
+            ReceiverStream::new(rx),
+            close_rx,
+        ))))
     }
 }

@@ -54,6 +54,29 @@ impl Master {
             .map_err(|d| ServiceError::Denied(d).into())
     }
 
+    /// [`Master::authorize`] for an agent's call: a peer with an agent (or master)
+    /// certificate (on a TLS master) needs no token.
+    pub(super) fn authorize_agent<T>(
+        &self,
+        request: &Request<T>,
+        action: &Action,
+    ) -> Result<Caller, Status> {
+        let now = self.now();
+        let verdict = self.acl.authorize_peer(
+            request.metadata(),
+            request
+                .extensions()
+                .get::<wasmos_api::identity::PeerIdentity>(),
+            request.remote_addr(),
+            action,
+            self.core().registry(),
+            now,
+        );
+        verdict
+            .audited(&self.acl)
+            .map_err(|d| ServiceError::Denied(d).into())
+    }
+
     /// Whether hosted framework `framework` may launch native command tasks (the framework
     /// host asks before each such accept): the layer decides with the rights of the token
     /// that submitted it; audits a refusal.

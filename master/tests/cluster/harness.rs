@@ -36,6 +36,8 @@ pub fn fast_config() -> MasterConfig {
         scheduler_heartbeat_interval: Duration::from_secs(5),
         // Long, so that a resend never races a test's own ack; the resend test shortens it.
         update_resend_interval: Duration::from_secs(60),
+        // These tests are of scheduling and the wire, not of ACLs (cli/tests/acl.rs are).
+        enforce_acl: false,
         ..MasterConfig::default()
     }
 }
