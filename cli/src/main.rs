@@ -55,6 +55,9 @@ enum Command {
     Agents(ops::AgentsArgs),
     /// List a master's frameworks: ids, names, roles, scheduler kind and state, tasks, usage.
     Frameworks(ops::FrameworksArgs),
+    /// Show a framework's stored state (what its scheduler put with `driver.state-put`): every
+    /// key, or one key's value.
+    State(ops::StateArgs),
     /// List the tasks a master knows: ids, states, frameworks, hosts, resources.
     Tasks(ops::TasksArgs),
     /// Kill a task through the master (its framework gets TASK_KILLED) and wait for it to end.
@@ -178,6 +181,7 @@ fn main() -> ExitCode {
             Command::Agents(args) => ops::agents(args).await,
             Command::Frameworks(args) => ops::frameworks(args).await,
             Command::Tasks(args) => ops::tasks(args).await,
+            Command::State(args) => ops::framework_state(args).await,
             Command::Kill(args) => ops::kill(args).await,
             Command::Teardown(args) => ops::teardown(args).await,
             Command::Components { command } => ops::components(command).await,

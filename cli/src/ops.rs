@@ -84,6 +84,31 @@ pub struct FrameworksArgs {
     json: bool,
 }
 
+/// `wasmos state`.
+#[derive(clap::Args)]
+#[command(after_help = STATE_HELP)]
+pub struct StateArgs {
+    /// The framework's id.
+    framework_id: String,
+    /// Only this key: its value is printed as stored (raw bytes when stdout is not a
+    /// terminal; control characters escaped on one).
+    key: Option<String>,
+    #[command(flatten)]
+    master: MasterArg,
+    /// Print a JSON array of objects instead of a table (fields below).
+    #[arg(long)]
+    json: bool,
+}
+
+const STATE_HELP: &str = "\
+Without KEY, a table of KEY, BYTES and VALUE (the first 60 characters of a UTF-8 value, or
+<N bytes of binary>). With --json, an array of objects: key (string), bytes (number), value
+(string when the value is UTF-8, else null), value_hex (string).
+
+Example:
+  wasmos state fw-1a2b3c-2              # every key the framework's scheduler stored
+  wasmos state fw-1a2b3c-2 service      # one value, as stored";
+
 /// `wasmos tasks`.
 #[derive(clap::Args)]
 #[command(after_help = TASKS_JSON)]
@@ -739,4 +764,73 @@ mod tests {
         assert_eq!(state_name(pb::TaskState::Killed as i32), "KILLED");
         assert_eq!(state_name(99), "STATE_99");
     }
+}
+
+/// `wasmos state FRAMEWORK_ID [KEY]`.
+pub async fn framework_state(args: StateArgs) -> ExitCode {
+    exit("wasmos state", state_inner(args).await)
+}
+
+async fn state_inner(args: StateArgs) -> Result<(), OpError> {
+    let (mut op, leader) = client::connect_leader(&args.master.master).await?;
+    let entries = op
+        .get_framework_state(pb::GetFrameworkStateRequest {
+            framework_id: args.framework_id.clone(),
+            key: args.key.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| OpError::from_status(&leader, &s))?
+        .into_inner()
+        .entries;
+    if args.json {
+        let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let items = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "key": e.key,
+                    "bytes": e.value.len(),
+                    "value": std::str::from_utf8(&e.value).ok(),
+                    "value_hex": hex(&e.value),
+                })
+            })
+            .collect();
+        print_json(items);
+        return Ok(());
+    }
+    if args.key.is_some() {
+        let value = entries
+            .first()
+            .map(|e| e.value.as_slice())
+            .unwrap_or_default();
+        let mut out = std::io::stdout();
+        if std::io::IsTerminal::is_terminal(&out) {
+            println!(
+                "{}",
+                escape_controls_keep_lines(&String::from_utf8_lossy(value))
+            );
+        } else {
+            use std::io::Write;
+            let _ = out.write_all(value).and_then(|()| out.flush());
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let shown = match std::str::from_utf8(&e.value) {
+                Ok(t) if t.chars().count() > MAX_MESSAGE_CHARS => {
+                    format!(
+                        "{}...",
+                        t.chars().take(MAX_MESSAGE_CHARS).collect::<String>()
+                    )
+                }
+                Ok(t) => t.to_string(),
+                Err(_) => format!("<{} bytes of binary>", e.value.len()),
+            };
+            vec![e.key.clone(), e.value.len().to_string(), shown]
+        })
+        .collect();
+    print_table(&["KEY", "BYTES", "VALUE"], &rows);
+    Ok(())
 }

@@ -322,6 +322,39 @@ async fn service_brings_back_instances_whose_process_is_killed() {
         (running_tasks(s).1 == ["service-0-2", "service-1-1"]).then_some(())
     })
     .await;
+    // The instance table the scheduler publishes: `wasmos state`, its owner's to read.
+    let table = succeeded(&output(&["state", &fw, "--master", &addr]).await);
+    assert!(
+        table.starts_with("KEY") && table.contains("instances"),
+        "{table}"
+    );
+    assert!(
+        wait_until_async(async || {
+            let out = output(&["state", &fw, "instances", "--master", &addr]).await;
+            let value = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.success() && value.contains("service-0-2") && value.contains("service-1-1")
+        })
+        .await,
+        "the stored table never named both running instances"
+    );
+    let out = output(&["state", &fw, "nope", "--master", &addr]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("has stored no key \"nope\""), "{said}");
+    // Another principal may not read it (its policy lacks see_all_frameworks).
+    let eve = common::token_of(&addr, "eve", "agent").await;
+    let out = wasmos()
+        .args(["state", &fw, "--master", &addr])
+        .env("WASMOS_TOKEN", &eve)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("see_all_frameworks") && said.contains("read the state of framework"),
+        "{said}"
+    );
     let mut second = Vec::new();
     assert!(
         wait_until(|| {
@@ -484,4 +517,16 @@ async fn dev_refuses_native_tasks_of_a_role_not_named_by_command_task_roles() {
             "{extra:?}: {stderr}"
         );
     }
+}
+
+/// Polls `cond` every 100 ms until it holds; false when `WAIT` passes first.
+async fn wait_until_async(mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }

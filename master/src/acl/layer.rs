@@ -107,6 +107,11 @@ pub enum Action {
         /// The framework.
         framework: FrameworkId,
     },
+    /// Read a framework's stored state (`driver.state-put`).
+    ReadFrameworkState {
+        /// The framework.
+        framework: FrameworkId,
+    },
     /// Kill a task of these frameworks (all that have a live task of that id).
     KillTask {
         /// The task.
@@ -182,6 +187,7 @@ impl Action {
             Action::DeleteComponent { .. } => "component.delete",
             Action::ReadState => "state.read",
             Action::ReadFrameworkResult { .. } => "framework.result",
+            Action::ReadFrameworkState { .. } => "framework.state",
             Action::KillTask { .. } => "task.kill",
             Action::Teardown { .. } => "framework.teardown",
             Action::SetWeights { .. } => "role.weights",
@@ -208,6 +214,7 @@ impl Action {
             Action::SubmitFramework { role, .. } => format!("role {role}"),
             Action::LaunchNative { framework }
             | Action::ReadFrameworkResult { framework }
+            | Action::ReadFrameworkState { framework }
             | Action::Teardown { framework } => format!("framework {framework}"),
             Action::DeleteComponent { sha256 } | Action::FetchComponent { sha256 } => {
                 format!("component {sha256}")
@@ -240,6 +247,7 @@ impl Action {
             self,
             Action::ReadState
                 | Action::ReadFrameworkResult { .. }
+                | Action::ReadFrameworkState { .. }
                 | Action::ListMembers
                 | Action::ListTokens
                 | Action::FetchComponent { .. }
@@ -462,6 +470,14 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
                 caller,
                 "see_all_frameworks",
                 format!("read framework {framework}, which belongs to {o:?}"),
+            ),
+            _ => Ok(()),
+        },
+        Action::ReadFrameworkState { framework } => match owner(registry, framework) {
+            Some(o) if o != me && !r.see_all_frameworks => forbid(
+                caller,
+                "see_all_frameworks",
+                format!("read the state of framework {framework}, which belongs to {o:?}"),
             ),
             _ => Ok(()),
         },
@@ -1035,6 +1051,12 @@ mod tests {
             ),
             (
                 Action::ReadFrameworkResult {
+                    framework: fw.clone(),
+                },
+                "see_all_frameworks",
+            ),
+            (
+                Action::ReadFrameworkState {
                     framework: fw.clone(),
                 },
                 "see_all_frameworks",

@@ -308,6 +308,45 @@ impl OperatorService for Master {
         }))
     }
 
+    async fn get_framework_state(
+        &self,
+        request: Request<pb::GetFrameworkStateRequest>,
+    ) -> Result<Response<pb::GetFrameworkStateResponse>, Status> {
+        self.leading()?;
+        let raw = request.get_ref().framework_id.clone();
+        let fw: wasmos_api::FrameworkId =
+            convert::id("framework_id", &raw).map_err(ServiceError::Convert)?;
+        self.authorize(
+            &request,
+            &Action::ReadFrameworkState {
+                framework: fw.clone(),
+            },
+        )?;
+        let key = request.into_inner().key;
+        if key.len() > crate::registry::MAX_STATE_KEY_BYTES {
+            return Err(ServiceError::StateKeyTooLong(key.len()).into());
+        }
+        let core = self.core();
+        let registry = core.registry();
+        if !registry.frameworks.contains_key(&fw) {
+            return Err(ServiceError::UnknownFramework(fw).into());
+        }
+        let stored = registry.framework_state.get(&fw);
+        let entries: Vec<pb::StateEntry> = stored
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| key.is_empty() || **k == key)
+            .map(|(k, v)| pb::StateEntry {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        if !key.is_empty() && entries.is_empty() {
+            return Err(ServiceError::UnknownStateKey { framework: fw, key }.into());
+        }
+        Ok(Response::new(pb::GetFrameworkStateResponse { entries }))
+    }
+
     async fn list_members(
         &self,
         request: Request<pb::ListMembersRequest>,

@@ -81,9 +81,21 @@ pub(crate) enum ServiceError {
     /// `SubmitFramework` with `info.id` set.
     #[error("submit: info.id must be empty; the master assigns one")]
     SubmitWithId,
-    /// `GetFrameworkResult` for a framework the registry never held.
+    /// `GetFrameworkResult` for a framework the registry never held (or `GetFrameworkState`
+    /// for one it does not hold).
     #[error("framework {0} is not known")]
     UnknownFramework(FrameworkId),
+    /// `GetFrameworkState` for a key the framework has not stored.
+    #[error("framework {framework} has stored no key {key:?}; without a key, every key is shown")]
+    UnknownStateKey {
+        /// The framework.
+        framework: FrameworkId,
+        /// The key asked for.
+        key: String,
+    },
+    /// `GetFrameworkState` for a key longer than any a framework can store.
+    #[error("a state key is at most {max} bytes; this one has {0}", max = crate::registry::MAX_STATE_KEY_BYTES)]
+    StateKeyTooLong(usize),
     /// `AddMember` with id 0.
     #[error("master ids start at 1")]
     MemberIdZero,
@@ -151,9 +163,12 @@ impl From<ServiceError> for Status {
             | E::SubmitWithoutInfo
             | E::SubmitWithId
             | E::MemberIdZero
+            | E::StateKeyTooLong(_)
             | E::MemberAddress(_)
             | E::Host(HostError::NoComponent) => Status::invalid_argument(message),
-            E::UnknownFramework(_) | E::NotAMember(_) => Status::not_found(message),
+            E::UnknownFramework(_) | E::UnknownStateKey { .. } | E::NotAMember(_) => {
+                Status::not_found(message)
+            }
             E::MemberExists(_) => Status::already_exists(message),
             E::Host(HostError::Engine(_)) => Status::internal(message),
             E::Blob(b) | E::Host(HostError::Blob(b)) => blob_status(b),
