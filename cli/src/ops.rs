@@ -50,6 +50,8 @@ const FRAMEWORKS_JSON: &str = "\
 With --json, prints a JSON array with one object per registered framework:
   id, name, role, principal (strings); hosted (bool: its scheduler runs inside the master);
   connected (bool: its scheduler is connected); active_tasks (number of non-terminal tasks);
+  tasks_finished, tasks_failed (numbers of its tasks that ended FINISHED, or in another terminal
+  state, as far as the current leader knows);
   offers (number of outstanding offers); used (resources of its non-terminal tasks); allocated
   (used plus offered); failover_timeout_seconds (number); component_sha256 (string, empty when
   none). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
@@ -440,6 +442,8 @@ async fn frameworks_inner(args: FrameworksArgs) -> Result<(), OpError> {
                     "hosted": f.hosted,
                     "connected": f.connected,
                     "active_tasks": f.active_tasks,
+                    "tasks_finished": f.tasks_finished,
+                    "tasks_failed": f.tasks_failed,
                     "offers": f.offers,
                     "used": resources_json(f.used.as_ref()),
                     "allocated": resources_json(f.allocated.as_ref()),

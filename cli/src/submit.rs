@@ -11,14 +11,13 @@
 //!
 //! `wasmos dev --run` calls [`submit_and_follow`] over loopback.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use wasmos_api::ComponentDigest;
 use wasmos_api::proto as pb;
-use wasmos_api::{ComponentDigest, TaskState, convert};
 
 use crate::client::{
     self, DEFAULT_MASTER, Failure, OperatorClient, connect, find_leader, master_list, status_text,
@@ -413,56 +412,49 @@ async fn upload(
     Ok(stored.sha256)
 }
 
-/// Task counts of one framework, from what `GetState` shows over time. The master forgets a
-/// task once its terminal update is acknowledged, so a task that disappears counts as ended;
-/// one that starts and ends between two polls is not counted at all.
+/// Task counts of one framework: those staging and running from the master's live tasks, those
+/// finished and failed from the master's own counts (`FrameworkSummary.tasks_finished` and
+/// `tasks_failed`, exact while one master leads; a new leader counts from what it learns).
 #[derive(Default)]
 struct Progress {
-    /// Latest state seen of each task.
-    seen: HashMap<String, pb::TaskState>,
+    staging: u64,
+    running: u64,
+    finished: u64,
+    failed: u64,
 }
 
 impl Progress {
     fn update(&mut self, state: &pb::ClusterState, framework_id: &str) {
-        let mut live = std::collections::HashSet::new();
-        for t in &state.tasks {
-            if t.framework_id != framework_id {
-                continue;
-            }
-            let Some(s) = &t.status else { continue };
-            let st = pb::TaskState::try_from(s.state).unwrap_or(pb::TaskState::Unspecified);
-            live.insert(s.task_id.clone());
-            self.seen.insert(s.task_id.clone(), st);
+        if let Some(f) = state
+            .frameworks
+            .iter()
+            .find(|f| f.info.as_ref().is_some_and(|i| i.id == framework_id))
+        {
+            // Never shown going back when a new leader starts counting again.
+            self.finished = self.finished.max(f.tasks_finished);
+            self.failed = self.failed.max(f.tasks_failed);
         }
-        for (id, st) in self.seen.iter_mut() {
-            if !live.contains(id) && !ended(*st) {
-                // Gone from the master's books: it ended and was acknowledged.
-                *st = pb::TaskState::Unspecified;
+        (self.staging, self.running) = (0, 0);
+        for t in state
+            .tasks
+            .iter()
+            .filter(|t| t.framework_id == framework_id)
+        {
+            let Some(s) = &t.status else { continue };
+            match pb::TaskState::try_from(s.state).unwrap_or(pb::TaskState::Unspecified) {
+                pb::TaskState::Staging | pb::TaskState::Starting => self.staging += 1,
+                pb::TaskState::Running | pb::TaskState::Unreachable => self.running += 1,
+                _ => {}
             }
         }
     }
 
     fn line(&self) -> String {
-        let (mut staging, mut running, mut ended, mut failed) = (0, 0, 0, 0);
-        for st in self.seen.values() {
-            match st {
-                pb::TaskState::Staging | pb::TaskState::Starting => staging += 1,
-                pb::TaskState::Running | pb::TaskState::Unreachable => running += 1,
-                pb::TaskState::Finished | pb::TaskState::Unspecified => ended += 1,
-                _ => failed += 1,
-            }
-        }
-        // Ended and failed tasks are only those a poll happened to see (a task that starts and
-        // ends between two polls is never seen), hence "at least".
-        format!("tasks: {staging} staging, {running} running, {ended}+ ended, {failed}+ failed")
+        format!(
+            "tasks: {} staging, {} running, {} finished, {} failed",
+            self.staging, self.running, self.finished, self.failed
+        )
     }
-}
-
-/// Whether a task seen in `st` has ended: a terminal state, and also `Unspecified`, which
-/// stands for both "gone from the master's books" (set by [`Progress::update`]) and a wire value
-/// this build does not know; either way the task counts as ended, not as live.
-fn ended(st: pb::TaskState) -> bool {
-    convert::task_state("state", st as i32).map_or(true, TaskState::is_terminal)
 }
 
 /// Polls the framework's result until it ends, showing task counts on stderr.

@@ -327,7 +327,7 @@ async fn submit_detach_prints_the_id_and_attach_follows_it_to_its_result() {
     let addr = cluster.addr.as_str();
     let pi = example("pi");
     let out = output(&[
-        "submit", &pi, "--detach", "--master", addr, "--", "4", "2000000",
+        "submit", &pi, "--detach", "--master", addr, "--", "20", "20000000",
     ])
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -338,7 +338,18 @@ async fn submit_detach_prints_the_id_and_attach_follows_it_to_its_result() {
         String::from_utf8_lossy(&out.stderr).contains(&format!("wasmos attach {fw}")),
         "{out:?}"
     );
-    // Detached, it keeps running (or has finished): attach follows it to the result.
+    // Detached, it keeps running: the master counts its ended tasks as they end.
+    let mut op = operator(addr).await;
+    let (finished, failed) = wait_for_state(&mut op, "some of pi's tasks to finish", |s| {
+        let f = s
+            .frameworks
+            .iter()
+            .find(|f| f.info.as_ref().is_some_and(|i| i.id == fw))?;
+        (f.tasks_finished > 0).then_some((f.tasks_finished, f.tasks_failed))
+    })
+    .await;
+    assert!(finished <= 20 && failed == 0, "{finished} finished, {failed} failed");
+    // Attach follows it to the result.
     let out = output(&["attach", &fw, "--master", addr]).await;
     assert_pi(&out);
     // `result` prints it again, without waiting.

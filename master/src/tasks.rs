@@ -91,6 +91,18 @@ pub struct TaskBook {
     tasks: HashMap<Key, TaskRecord>,
     by_agent: HashMap<AgentId, BTreeSet<Key>>,
     by_framework: HashMap<FrameworkId, BTreeMap<TaskId, ()>>,
+    /// Per framework, how many of its tasks ended and left the book (acknowledged): soft
+    /// state of this leader, dropped with the framework.
+    ended: HashMap<FrameworkId, EndedCounts>,
+}
+
+/// How many of a framework's tasks ended and were removed from the book, by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndedCounts {
+    /// Ended `TASK_FINISHED`.
+    pub finished: u64,
+    /// Ended in any other terminal state (failed, killed, lost, error, ...).
+    pub failed: u64,
 }
 
 impl TaskBook {
@@ -166,10 +178,18 @@ impl TaskBook {
         self.tasks.get_mut(&(framework.clone(), task.clone()))
     }
 
-    /// Removes a task.
+    /// Removes a task; one that ended is counted in [`TaskBook::ended_counts`].
     pub fn remove(&mut self, framework: &FrameworkId, task: &TaskId) -> Option<TaskRecord> {
         let key = (framework.clone(), task.clone());
         let record = self.tasks.remove(&key)?;
+        if record.state.is_terminal() {
+            let counts = self.ended.entry(framework.clone()).or_default();
+            if record.state == TaskState::Finished {
+                counts.finished += 1;
+            } else {
+                counts.failed += 1;
+            }
+        }
         if let Some(set) = self.by_agent.get_mut(&record.agent) {
             set.remove(&key);
             if set.is_empty() {
@@ -183,6 +203,25 @@ impl TaskBook {
             }
         }
         Some(record)
+    }
+
+    /// How many of `framework`'s tasks ended and left the book, plus those that ended and are
+    /// still in it (not yet acknowledged): its tasks' outcomes as far as this leader knows.
+    pub fn ended_counts(&self, framework: &FrameworkId) -> EndedCounts {
+        let mut counts = self.ended.get(framework).copied().unwrap_or_default();
+        for r in self.of_framework(framework) {
+            match r.state {
+                TaskState::Finished => counts.finished += 1,
+                s if s.is_terminal() => counts.failed += 1,
+                _ => {}
+            }
+        }
+        counts
+    }
+
+    /// Drops `framework`'s counts (it was removed).
+    pub fn forget_framework(&mut self, framework: &FrameworkId) {
+        self.ended.remove(framework);
     }
 
     /// The tasks on an agent.
@@ -239,6 +278,50 @@ mod tests {
             pending_ack: None,
             pending_from_master: None,
         }
+    }
+
+    #[test]
+    fn ended_tasks_are_counted_by_outcome_in_and_out_of_the_book() {
+        let mut book = TaskBook::default();
+        let f = FrameworkId::new("f").unwrap();
+        for (t, end) in [
+            ("t1", Some(TaskState::Finished)),
+            ("t2", Some(TaskState::Finished)),
+            ("t3", Some(TaskState::Failed)),
+            ("t4", Some(TaskState::Killed)),
+            ("t5", None),
+        ] {
+            book.insert(rec(t)).unwrap();
+            book.update(
+                &f,
+                &TaskId::new(t).unwrap(),
+                TaskState::Running,
+                String::new(),
+                None,
+                1,
+            )
+            .unwrap();
+            if let Some(end) = end {
+                book.update(&f, &TaskId::new(t).unwrap(), end, String::new(), None, 2)
+                    .unwrap();
+            }
+        }
+        let counts = |b: &TaskBook| {
+            let c = b.ended_counts(&f);
+            (c.finished, c.failed)
+        };
+        // Ended but still in the book (not acknowledged): counted; the running one is not.
+        assert_eq!(counts(&book), (2, 2));
+        // Acknowledged and removed: still counted, once.
+        for t in ["t1", "t3", "t4"] {
+            book.remove(&f, &TaskId::new(t).unwrap());
+        }
+        assert_eq!(counts(&book), (2, 2));
+        // A live task removed (its framework torn down) is no outcome.
+        book.remove(&f, &TaskId::new("t5").unwrap());
+        assert_eq!(counts(&book), (2, 2));
+        book.forget_framework(&f);
+        assert_eq!(counts(&book), (1, 0));
     }
 
     #[test]

@@ -348,6 +348,7 @@ impl MasterCore {
             self.tasks.remove(fw, &task);
             self.unacked.remove(&(fw.clone(), task));
         }
+        self.tasks.forget_framework(fw);
         self.forget_answers_of(fw);
         self.idle.remove(fw);
         self.early_rescinds.remove(fw);

@@ -38,7 +38,8 @@ impl MasterCore {
             .registry
             .frameworks
             .values()
-            .map(|f| pb::FrameworkSummary {
+            .map(|f| (f, self.tasks.ended_counts(&f.id)))
+            .map(|(f, ended)| pb::FrameworkSummary {
                 info: Some(pb::FrameworkInfo {
                     id: f.id.to_string(),
                     name: f.name.clone(),
@@ -59,6 +60,8 @@ impl MasterCore {
                         .into(),
                 ),
                 hosted: hosted.contains(&f.id),
+                tasks_finished: ended.finished,
+                tasks_failed: ended.failed,
             })
             .collect();
         let agents = self
