@@ -9,26 +9,25 @@ use serde_json::Value;
 
 mod common;
 
-use common::{components, number, wasmos_binary};
+use common::{number, run_report};
 
 #[test]
 fn e2e_runs_a_cluster_of_processes_and_reports_every_key() {
-    let wasmos = wasmos_binary();
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
-        .args(["e2e", "--tasks", "200", "--agents", "2", "--json"])
-        .args(["--slots", "100", "--warmup", "20"])
-        .args(["--logreg-args", "2 2000 3 1000", "--timeout", "300"])
-        .arg("--wasmos")
-        .arg(&wasmos)
-        .arg("--components")
-        .arg(components())
-        .output()
-        .expect("wasmos-bench runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "wasmos-bench e2e failed: {stderr}");
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"));
+    let report: Value = run_report(&[
+        "e2e",
+        "--tasks",
+        "200",
+        "--agents",
+        "2",
+        "--slots",
+        "100",
+        "--warmup",
+        "20",
+        "--logreg-args",
+        "2 2000 3 1000",
+        "--timeout",
+        "300",
+    ]);
 
     assert_eq!(report["tasks"], 200, "{report}");
     assert_eq!(report["agents"], 2, "{report}");
@@ -83,31 +82,21 @@ fn e2e_runs_a_cluster_of_processes_and_reports_every_key() {
 /// each master), and the slowdown is the ratio of the two rates.
 #[test]
 fn e2e_tls_runs_plain_then_mutual_tls_and_reports_the_slowdown() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
-        .args(["e2e", "--tls", "--tasks", "100", "--agents", "1", "--json"])
-        .args([
-            "--slots",
-            "50",
-            "--warmup",
-            "10",
-            "--no-logreg",
-            "--timeout",
-            "300",
-        ])
-        .arg("--wasmos")
-        .arg(wasmos_binary())
-        .arg("--components")
-        .arg(components())
-        .output()
-        .expect("wasmos-bench runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "wasmos-bench e2e --tls failed: {stderr}"
-    );
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"));
+    let report: Value = run_report(&[
+        "e2e",
+        "--tls",
+        "--tasks",
+        "100",
+        "--agents",
+        "1",
+        "--slots",
+        "50",
+        "--warmup",
+        "10",
+        "--no-logreg",
+        "--timeout",
+        "300",
+    ]);
 
     // The plain run: its keys as without --tls, ACLs enforced, no TLS.
     assert_eq!(report["tasks"], 100, "{report}");

@@ -2,35 +2,27 @@
 //! an agent as real processes, the leader killed once, plain and then over mutual TLS. Checks that the machinery works and that
 //! the JSON it prints is complete and consistent; no timing thresholds.
 
-use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
 
-use common::{components, number, wasmos_binary};
+use common::{number, run_report};
 
 #[test]
 fn failover_kills_the_leader_plain_and_over_tls_and_reports_every_key() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
-        .args([
-            "failover", "--tls", "--kills", "1", "--agents", "1", "--json",
-        ])
-        .args(["--commits", "50", "--writers", "4"])
-        .arg("--wasmos")
-        .arg(wasmos_binary())
-        .arg("--components")
-        .arg(components())
-        .output()
-        .expect("wasmos-bench runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "wasmos-bench failover failed: {stderr}"
-    );
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"));
+    let report: Value = run_report(&[
+        "failover",
+        "--tls",
+        "--kills",
+        "1",
+        "--agents",
+        "1",
+        "--commits",
+        "50",
+        "--writers",
+        "4",
+    ]);
 
     // The plain run, then the TLS run: each with ACLs enforced (the bench probes a master),
     // and only the second refusing plain text.

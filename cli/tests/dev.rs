@@ -119,19 +119,7 @@ async fn dev_without_run_serves_and_says_where_to_submit() {
         "{stderr}"
     );
 
-    // SIGTERM stops the cluster cleanly (exit 0).
-    let pid = dev.id().expect("wasmos dev still runs").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(killed.success());
-    let status = tokio::time::timeout(WAIT, dev.wait())
-        .await
-        .expect("wasmos dev stops in time after SIGTERM")
-        .expect("wait for wasmos dev");
-    assert!(status.success(), "wasmos dev exited {status:?} on SIGTERM");
+    stops_cleanly_on_sigterm(&mut dev).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,18 +218,7 @@ async fn dev_secure_prints_what_a_client_needs_and_refuses_clients_without_it() 
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("WASMOS_TLS_CERT"), "{stderr}");
 
-    let pid = dev.id().expect("wasmos dev still runs").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(killed.success());
-    let status = tokio::time::timeout(WAIT, dev.wait())
-        .await
-        .expect("wasmos dev stops in time after SIGTERM")
-        .expect("wait for wasmos dev");
-    assert!(status.success(), "wasmos dev exited {status:?} on SIGTERM");
+    stops_cleanly_on_sigterm(&mut dev).await;
 }
 
 /// Whether `state` holds a task of `framework_id` in `wanted`.
@@ -348,7 +325,10 @@ async fn submit_detach_prints_the_id_and_attach_follows_it_to_its_result() {
         (f.tasks_finished > 0).then_some((f.tasks_finished, f.tasks_failed))
     })
     .await;
-    assert!(finished <= 20 && failed == 0, "{finished} finished, {failed} failed");
+    assert!(
+        finished <= 20 && failed == 0,
+        "{finished} finished, {failed} failed"
+    );
     // Attach follows it to the result.
     let out = output(&["attach", &fw, "--master", addr]).await;
     assert_pi(&out);
@@ -361,4 +341,20 @@ async fn submit_detach_prints_the_id_and_attach_follows_it_to_its_result() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("fw-nonexistent"), "{stderr}");
     cluster.stop().await;
+}
+
+/// Sends SIGTERM to a serving `wasmos dev` and checks that it stops cleanly (exit 0) in time.
+async fn stops_cleanly_on_sigterm(dev: &mut tokio::process::Child) {
+    let pid = dev.id().expect("wasmos dev still runs").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, dev.wait())
+        .await
+        .expect("wasmos dev stops in time after SIGTERM")
+        .expect("wait for wasmos dev");
+    assert!(status.success(), "wasmos dev exited {status:?} on SIGTERM");
 }

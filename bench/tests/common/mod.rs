@@ -37,6 +37,28 @@ pub fn components() -> PathBuf {
     dir
 }
 
+/// Runs `wasmos-bench ARGS --json --wasmos W --components C` (with this build's binary and
+/// components) and returns its one JSON report, panicking with its stderr when it fails.
+pub fn run_report(args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
+        .args(args)
+        .arg("--json")
+        .arg("--wasmos")
+        .arg(wasmos_binary())
+        .arg("--components")
+        .arg(components())
+        .output()
+        .expect("wasmos-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "wasmos-bench {args:?} failed: {stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
+}
+
 /// `report[key]` as a number; panics naming the key otherwise.
 pub fn number(report: &Value, key: &str) -> f64 {
     report[key]
