@@ -166,3 +166,57 @@ async fn a_command_whose_reader_went_away_stops_without_a_panic() {
     assert!(piped.status.success(), "{piped:?}");
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("panicked"));
 }
+
+/// The subcommands `wasmos ARGS --help` lists under "Commands:" (without `help`).
+async fn subcommands_of(args: &[String]) -> Vec<String> {
+    let mut full = args.to_vec();
+    full.push("--help".into());
+    let out = output(&full).await;
+    assert!(out.status.success(), "wasmos {full:?} failed");
+    let help = String::from_utf8_lossy(&out.stdout);
+    help.lines()
+        .skip_while(|l| l.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_command_shows_an_example_and_its_defaults_in_its_help() {
+    // Every command, nested ones too, found as a user finds them: from `wasmos --help` down.
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    let mut missing = Vec::new();
+    while let Some(path) = todo.pop() {
+        for sub in subcommands_of(&path).await {
+            let mut p = path.clone();
+            p.push(sub);
+            let mut args = p.clone();
+            args.push("--help".into());
+            let out = output(&args).await;
+            let help = String::from_utf8_lossy(&out.stdout);
+            if !help.contains("\nExample") {
+                missing.push(format!("wasmos {}", p.join(" ")));
+            }
+            // A default said in prose ("By default 30", "(default 1)") hides it from the
+            // place people look; clap's `[default: ...]` is that place.
+            for line in help.lines() {
+                assert!(
+                    !line.contains("(default ") && !line.contains("(default: "),
+                    "wasmos {}: a default in prose, not as [default: ...]: {line}",
+                    p.join(" ")
+                );
+            }
+            seen += 1;
+            todo.push(p);
+        }
+    }
+    assert!(seen > 25, "only {seen} commands found");
+    assert!(
+        missing.is_empty(),
+        "commands without an example in --help: {missing:?}"
+    );
+}
