@@ -175,7 +175,13 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMOS_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if server { "info" } else { "warn" })
+                // openraft's info lines are its internals (votes, engine state dumps):
+                // warnings only, unless WASMOS_LOG asks for them.
+                tracing_subscriber::EnvFilter::new(if server {
+                    "info,openraft=warn"
+                } else {
+                    "warn"
+                })
             }),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

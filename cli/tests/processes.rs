@@ -220,3 +220,69 @@ async fn every_command_shows_an_example_and_its_defaults_in_its_help() {
         "commands without an example in --help: {missing:?}"
     );
 }
+
+/// The lines `child`'s stderr has written so far, read on as it writes them.
+fn collect_stderr(
+    child: &mut tokio::process::Child,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use tokio::io::AsyncBufReadExt;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            eprintln!("agent: {line}");
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_master_shutdown_is_no_warning_for_its_agent() {
+    let (mut master, addr) = common::start_master_with(&[], std::process::Stdio::inherit()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = common::wasmos()
+        .env(
+            "WASMOS_TOKEN",
+            common::tokens_for(&addr).expect("bootstrapped").agent,
+        )
+        .env_remove("WASMOS_LOG")
+        .args(["agent", "--master", &addr, "--work-dir"])
+        .arg(dir.path().join("work"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wasmos agent starts");
+    let lines = collect_stderr(&mut agent);
+    let has = |needle: &str| lines.lock().unwrap().iter().any(|l| l.contains(needle));
+    // Its registration names the master and the agent's id.
+    let registered = format!("registered with the master at {addr} as agent agent-");
+    assert!(
+        common::wait_until(|| has(&registered)).await,
+        "the agent never logged {registered:?}"
+    );
+    let status = interrupt(&mut master, Duration::from_secs(5)).await;
+    assert!(status.success(), "the master exited {status:?} on SIGINT");
+    // The agent hears of the shutdown, then tries to reconnect (0.5 s later at most) and
+    // fails: the master is gone.
+    let unreachable = format!("cannot reach the master at {addr}");
+    assert!(
+        common::wait_until(|| has("is shutting down") && has(&unreachable)).await,
+        "the agent never logged the shutdown and a failed reconnection"
+    );
+    let status = interrupt(&mut agent, Duration::from_secs(10)).await;
+    assert!(status.success(), "the agent exited {status:?} on SIGINT");
+    // Before its registration the agent may warn of its own setup (weaker isolation on this
+    // machine); from then on, nothing that happened was wrong.
+    let lines = lines.lock().unwrap().clone();
+    let since: Vec<&String> = lines
+        .iter()
+        .skip_while(|l| !l.contains(&registered))
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(
+        since.is_empty(),
+        "a clean master shutdown made its agent warn: {since:?}"
+    );
+}
