@@ -49,7 +49,8 @@ pub struct SessionConfig {
     pub masters: Vec<String>,
     /// This machine's name, as shown by the master.
     pub hostname: String,
-    /// Where the agent can be reached; may be empty.
+    /// Where the agent can be reached. Empty by default: the master then shows the address
+    /// the session comes from.
     pub address: String,
     /// Resources offered to the cluster; `None` measures them (CPUs, memory, disk of the work
     /// directory).

@@ -414,8 +414,8 @@ async fn wait_for_agents(master: &Master, n: usize) -> anyhow::Result<()> {
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "only {reachable} of {n} agents registered within {}s; run with WASMOS_LOG=info to see why",
-            READY_WAIT.as_secs()
+            "only {reachable} of {n} agents registered within {}; run with WASMOS_LOG=info to see why",
+            crate::display::duration(READY_WAIT)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

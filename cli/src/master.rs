@@ -260,10 +260,10 @@ impl Args {
         }
         anyhow::ensure!(
             c.agent_unreachable_timeout > c.agent_heartbeat_interval,
-            "the agent unreachable timeout ({:?}) must be longer than the agent heartbeat \
-             interval ({:?}); raise --agent-unreachable-timeout",
-            c.agent_unreachable_timeout,
-            c.agent_heartbeat_interval
+            "the agent unreachable timeout ({}) must be longer than the agent heartbeat \
+             interval ({}); raise --agent-unreachable-timeout",
+            crate::display::duration(c.agent_unreachable_timeout),
+            crate::display::duration(c.agent_heartbeat_interval)
         );
         if let Some(d) = self.agent_removal_timeout {
             c.agent_removal_timeout = d;

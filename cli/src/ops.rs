@@ -683,9 +683,9 @@ async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
         };
         if Instant::now() >= deadline {
             return Err(OpError::Refused(format!(
-                "task {task} of framework {fw} is still {} {:.0} s after the kill was sent",
+                "task {task} of framework {fw} is still {} {} after the kill was sent",
                 state_name(now),
-                args.timeout.as_secs_f64()
+                crate::display::duration(args.timeout)
             )));
         }
         tokio::time::sleep(KILL_POLL).await;

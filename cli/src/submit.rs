@@ -564,8 +564,8 @@ async fn follow(
                 progress.update(&state.into_inner(), framework_id);
             }
             let line = format!(
-                "wasmos: {framework_id} running {:.0}s; {}",
-                start.elapsed().as_secs_f64(),
+                "wasmos: {framework_id} running {}; {}",
+                crate::display::duration(Duration::from_secs(start.elapsed().as_secs())),
                 progress.line()
             );
             if tty {

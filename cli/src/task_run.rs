@@ -127,9 +127,9 @@ pub async fn run(args: Args) -> ExitCode {
                 .map(|f| format!(", fuel {f}"))
                 .unwrap_or_default();
             eprintln!(
-                "wasmos: task {} finished in {:?}{fuel}; output in {}",
+                "wasmos: task {} finished in {}{fuel}; output in {}",
                 args.task_id,
-                outcome.elapsed,
+                crate::display::duration(outcome.elapsed),
                 if args.work_dir.is_some() {
                     dir.display().to_string()
                 } else {

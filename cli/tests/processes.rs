@@ -48,6 +48,33 @@ async fn an_agent_process_registers_with_a_master_process() {
     assert!(attrs.contains(&("rack".into(), "r1".into())), "{attrs:?}");
     assert!(attrs.contains(&("zone".into(), "z".into())), "{attrs:?}");
 
+    // `wasmos agents` shows where the agent is: this machine's host name and, as the agent
+    // names no address, the loopback address its session comes from.
+    let out = output(&["agents", "--master", &addr]).await;
+    assert!(out.status.success(), "wasmos agents: {out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
+    let row: Vec<&str> = lines
+        .next()
+        .expect("one agent")
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| {
+        let i = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name}: {table}"));
+        row[i].to_string()
+    };
+    let address = column("ADDRESS");
+    let port = address
+        .strip_prefix("127.0.0.1:")
+        .unwrap_or_else(|| panic!("ADDRESS {address:?} is not 127.0.0.1:PORT: {table}"));
+    assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{table}");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(column("HOSTNAME"), kernel.trim(), "{table}");
+
     agent.kill().await.expect("kill the agent");
     master.kill().await.expect("kill the master");
 }
