@@ -2,7 +2,10 @@
 //! the master (seen through `OperatorService.GetState`), with the resources and attributes
 //! given on its command line; bad flags fail fast with a message that names the flag. SIGINT
 //! stops a master with a connected agent within 5 s, and then the agent. A command whose
-//! reader went away stops quietly with exit status 0, without a panic.
+//! reader went away stops quietly with exit status 0, without a panic. `wasmos agents` shows
+//! the agent's host name and the loopback address its session came from. A clean master
+//! shutdown makes its agent log no WARN (and its registration names the master). Every
+//! command's `--help`, found from `wasmos --help` down, has an example and no default in prose.
 
 use std::process::ExitStatus;
 use std::time::Duration;
