@@ -11,7 +11,8 @@
 //! - [`sandbox`] owns the per-task directories and their garbage collection; [`fetch`] gets a
 //!   framework's component by digest and verifies it; [`master_fetch`] downloads it from the
 //!   master.
-//! - [`session`] is the gRPC client loop to the master ([`run`]).
+//! - [`session`] is the gRPC client loop to the master ([`run`]); [`session_log`] keeps a
+//!   master that stays down to one WARN per failure and 30 s.
 
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod master_fetch;
 pub mod native;
 pub mod sandbox;
 pub mod session;
+pub mod session_log;
 pub mod status_queue;
 pub mod store;
 pub mod wasm;

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -30,6 +30,7 @@ use crate::agent::{Agent, AgentError, FrameworkContext};
 use crate::config::AgentConfig;
 use crate::fetch::ComponentFetcher;
 use crate::master_fetch::{MasterFetcher, master_endpoint};
+use crate::session_log::{Report, SessionLog};
 use crate::status_queue::{QueuedUpdate, TransportError, UpdateTransport};
 use crate::wasm::FrameworkMessage;
 use wasmos_wasm_executor::ComponentDigest;
@@ -48,7 +49,8 @@ pub struct SessionConfig {
     pub masters: Vec<String>,
     /// This machine's name, as shown by the master.
     pub hostname: String,
-    /// Where the agent can be reached; may be empty.
+    /// Where the agent can be reached. Empty by default: the master then shows the address
+    /// the session comes from.
     pub address: String,
     /// Resources offered to the cluster; `None` measures them (CPUs, memory, disk of the work
     /// directory).
@@ -184,6 +186,8 @@ pub async fn run_until(
     let mut failed_in_row = 0usize;
     // Whether a master in this round said an election is under way.
     let mut electing = false;
+    // Keeps a master that stays down to one line per failure and window.
+    let mut failures = SessionLog::default();
     while !stop.is_cancelled() {
         let followed_hint = hinted.is_some();
         let master = match hinted.take() {
@@ -194,7 +198,6 @@ pub async fn run_until(
                 m
             }
         };
-        let span = tracing::info_span!("session", master = %master, agent_id = ?agent.agent_id());
         let mut registered = false;
         let result = tokio::select! {
             r = session(&agent, &transport, &master, &config.session, resources, &mut messages, &mut registered) => r,
@@ -204,6 +207,7 @@ pub async fn run_until(
         if registered {
             // A session that registered ends a run of hints and of failures, however it
             // ended: the next master is tried at once, with a fresh backoff.
+            failures.registered(&master);
             hops = 0;
             failed_in_row = 0;
             backoff = config.session.reconnect_initial;
@@ -212,27 +216,52 @@ pub async fn run_until(
             Ok(true) => backoff = config.session.reconnect_initial,
             Ok(false) => {}
             Err(SessionError::NotLeader { leader, message }) => {
-                let _e = span.enter();
                 if same_address(&leader, &master) {
-                    tracing::warn!(%message, "the master names itself leader but refuses the session");
+                    tracing::warn!(
+                        "the master at {master} names itself leader but refuses the session: {message}"
+                    );
                 } else if hops < MAX_LEADER_HINT_HOPS {
                     hops += 1;
-                    tracing::info!(%leader, hops, "not the leader; following its leader hint");
+                    tracing::info!(
+                        "the master at {master} is not the leader; following its hint to {leader} (hop {hops})"
+                    );
                     hinted = Some(leader);
                     continue;
                 } else {
-                    tracing::warn!(%leader, hops,
-                        "too many leader hints in a row; backing off before trying again");
+                    tracing::warn!(
+                        "{hops} leader hints in a row, the last from {master} to {leader}; backing off before trying again"
+                    );
                 }
             }
             Err(SessionError::Electing(message)) => {
-                let _e = span.enter();
-                tracing::info!(%message, "no leader yet");
+                tracing::info!("the master at {master} knows no leader yet: {message}");
                 electing = true;
             }
+            Err(SessionError::ShuttingDown) => {
+                // A normal stop: reconnect (to another master, or to this one once it is back).
+                failures.shut_down(&master, Instant::now());
+                tracing::info!("the master at {master} is shutting down; reconnecting");
+            }
             Err(e) => {
-                let _e = span.enter();
-                tracing::warn!(error = %e, "master session ended");
+                let what = if registered {
+                    "the session with"
+                } else {
+                    "cannot reach"
+                };
+                let failure = e.to_string();
+                match failures.failed(&master, &failure, Instant::now()) {
+                    Report::Quiet => {}
+                    Report::Info => tracing::info!(
+                        "{what} the master at {master} (it shut down; not back yet): {failure}"
+                    ),
+                    Report::Warn { left_out: 0 } => {
+                        tracing::warn!("{what} the master at {master}: {failure}")
+                    }
+                    Report::Warn { left_out } => tracing::warn!(
+                        "{what} the master at {master}: {failure} ({left_out} more like this in the last {}s)",
+                        crate::session_log::REPEAT_WINDOW.as_secs()
+                    ),
+                }
                 // A leader that others still name but that does not answer has most likely
                 // just died: they are about to elect another.
                 electing |= followed_hint && !registered;
@@ -264,6 +293,22 @@ pub async fn run_until(
     }
     agent.stop();
     Ok(())
+}
+
+/// `e` and its sources, `: `-separated: tonic's "transport error" alone does not say that
+/// the connection was refused or the name did not resolve.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Sends status updates on the current session's stream, if there is one.
@@ -350,6 +395,9 @@ enum SessionError {
     /// way.
     #[error("no leader yet: {0}")]
     Electing(String),
+    /// The master shut down cleanly ([`wasmos_api::leader::is_shutting_down`]).
+    #[error("the master is shutting down")]
+    ShuttingDown,
     #[error(transparent)]
     Agent(#[from] AgentError),
 }
@@ -365,6 +413,9 @@ impl From<tonic::Status> for SessionError {
             tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
         ) {
             return SessionError::Refused(status.message().to_string());
+        }
+        if wasmos_api::leader::is_shutting_down(&status) {
+            return SessionError::ShuttingDown;
         }
         match leader_hint(&status) {
             Some(leader) => SessionError::NotLeader {
@@ -400,7 +451,7 @@ async fn session(
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| SessionError::Connect(e.to_string()))?;
+        .map_err(|e| SessionError::Connect(error_chain(&e)))?;
     // Explicit, and the same as the master's end: tonic's default of 4 MiB is smaller than a
     // launch the master may send (a 4 MiB payload and its framing).
     let mut client = AgentServiceClient::new(channel)
@@ -445,7 +496,7 @@ async fn session(
             if agent.agent_id().as_ref() != Some(&id) {
                 agent.set_agent_id(id.clone()).await?;
             }
-            tracing::info!(agent_id = %id, "registered with the master");
+            tracing::info!("registered with the master at {master} as agent {id}");
             Duration::from_secs_f64(r.heartbeat_interval_seconds.clamp(0.1, 3600.0))
         }
         Some(pb::master_message::Message::Error(e)) => {

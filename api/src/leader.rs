@@ -11,6 +11,10 @@
 //! Servers build the status with [`not_leader_status`]; clients read it with [`leader_hint`],
 //! which ignores anything that is not a well-formed address (the metadata comes off the
 //! network).
+//!
+//! A master that shuts down cleanly ends its open streams with [`shutting_down_status`]
+//! (`UNAVAILABLE`, marked with [`SHUTTING_DOWN_METADATA_KEY`]): its peers reconnect, and an
+//! agent logs that as a normal stop ([`is_shutting_down`]), not a warning.
 
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
@@ -64,6 +68,29 @@ pub fn is_not_leader(status: &Status) -> bool {
         && status.metadata().get(NOT_LEADER_METADATA_KEY).is_some()
 }
 
+/// The gRPC metadata key present (value `1`) on the status a master ends its open streams
+/// with when it shuts down cleanly (Ctrl-C, SIGTERM), so that an agent or a scheduler can tell
+/// a normal stop, worth an `info` line, from a failure.
+pub const SHUTTING_DOWN_METADATA_KEY: &str = "wasmos-shutting-down";
+
+/// The status a master ends every open stream with when it shuts down cleanly: `UNAVAILABLE`
+/// (reconnect, to another master if there is one) marked with
+/// [`SHUTTING_DOWN_METADATA_KEY`].
+pub fn shutting_down_status() -> Status {
+    let mut status =
+        Status::unavailable("the master is shutting down; reconnect to another master");
+    status
+        .metadata_mut()
+        .insert(SHUTTING_DOWN_METADATA_KEY, MetadataValue::from_static("1"));
+    status
+}
+
+/// Whether `status` is a master's clean shutdown ([`shutting_down_status`]).
+pub fn is_shutting_down(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+        && status.metadata().get(SHUTTING_DOWN_METADATA_KEY).is_some()
+}
+
 /// Whether `address` is `host:port` or `http(s)://host:port`, where host is a DNS name, an
 /// IPv4 address or a bracketed IPv6 address, and port is 1 to 65535. No path, user info,
 /// query or whitespace.
@@ -108,6 +135,15 @@ fn is_valid_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clean_shutdown_is_told_apart_from_other_unavailable_answers() {
+        assert!(is_shutting_down(&shutting_down_status()));
+        assert!(!is_shutting_down(&Status::unavailable(
+            "the master is shutting down; reconnect to another master"
+        )));
+        assert!(!is_shutting_down(&not_leader_status(None)));
+    }
     use tonic::metadata::MetadataValue;
 
     fn with_metadata(code: Code, value: &str) -> Status {

@@ -20,8 +20,12 @@ use crate::client::{self, DEFAULT_MASTER, Failure};
 pub enum AclCommand {
     /// Create the first management token (once per cluster) and print its secret. Keep it:
     /// it is shown only now.
+    #[command(
+        after_help = "Example:\n  wasmos acl bootstrap --master 10.0.0.1:5050   # prints the token: keep it"
+    )]
     Bootstrap(MasterArg),
     /// Define policies.
+    #[command(after_help = "Example:\n  wasmos acl policy apply eng eng-policy.json")]
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -41,6 +45,9 @@ pub enum PolicyCommand {
     /// hosted schedulers may ask for; without an ask the master's default, capped at the
     /// limit). A token's limit is the loosest among its policies that set it. `management` is
     /// built in: every right, no limit.
+    #[command(
+        after_help = "Example:\n  echo '{\"roles\": [\"eng/*\"], \"upload_components\": true}' | wasmos acl policy apply eng -"
+    )]
     Apply {
         /// The policy's name.
         name: String,
@@ -55,6 +62,9 @@ pub enum PolicyCommand {
 #[derive(clap::Subcommand)]
 pub enum TokensCommand {
     /// Create a token and print its secret (shown only now).
+    #[command(
+        after_help = "Example:\n  wasmos tokens create --principal alice --policy eng --ttl 30d"
+    )]
     Create {
         /// Who holds it; frameworks it registers belong to this principal.
         #[arg(long)]
@@ -62,7 +72,7 @@ pub enum TokensCommand {
         /// A policy it is bound to; repeat for more (their rights add up).
         #[arg(long = "policy", required = true)]
         policies: Vec<String>,
-        /// How long it is valid (`30d`, `12h`, `1h30m`, `90s`); by default forever.
+        /// How long it is valid (`30d`, `12h`, `1h30m`, `90s`) [default: forever].
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
         /// Print a JSON object instead of the secret alone.
@@ -72,6 +82,7 @@ pub enum TokensCommand {
         master: MasterArg,
     },
     /// List the tokens: accessor, principal, policies, expiry (never secrets).
+    #[command(after_help = "Example:\n  wasmos tokens list --json")]
     List {
         /// Print a JSON array of objects.
         #[arg(long)]
@@ -81,6 +92,9 @@ pub enum TokensCommand {
     },
     /// Revoke a token at once, by accessor: its calls are refused and its open scheduler
     /// streams closed.
+    #[command(
+        after_help = "Example:\n  wasmos tokens revoke 6f1c2d3e   # an accessor from `wasmos tokens list`"
+    )]
     Revoke {
         /// The token's accessor (`wasmos tokens list`).
         accessor: String,
@@ -103,7 +117,7 @@ pub struct AuditArgs {
     /// The master's --data-dir, which holds audit.jsonl (and audit.jsonl.1 after a rotation).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-    /// Only records of the last DURATION (`10m`, `2h`, `7d`); by default all.
+    /// Only records of the last DURATION (`10m`, `2h`, `7d`) [default: all].
     #[arg(long, value_parser = parse_duration)]
     since: Option<Duration>,
     /// Print the records as JSON lines, as stored.

@@ -29,13 +29,13 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     work_dir: PathBuf,
     /// Resources offered to the cluster, e.g. "cpus:4;mem:8192;disk:10000" (mem and disk in
-    /// MiB); those not named are measured on this machine.
+    /// MiB) [default: what this machine has, for each resource not named].
     #[arg(long, value_name = "SPEC")]
     resources: Option<String>,
     /// Free-form attributes, e.g. "rack:r1,zone:a".
     #[arg(long, value_name = "K:V,...", value_delimiter = ',')]
     attributes: Vec<String>,
-    /// This machine's name as the master shows it (default: the kernel's host name).
+    /// This machine's name as the master shows it [default: the kernel's host name].
     #[arg(long)]
     hostname: Option<String>,
     /// The longest deadline, in seconds, a Wasm task or its framework may ask for here
@@ -52,7 +52,7 @@ pub struct Args {
     max_wasm_task_fuel: u64,
     /// The CPU, in cores, that Wasm tasks share on this agent (e.g. 1.5). Tasks that want CPU
     /// always get it in proportion to their declared cpus and together use at most this much.
-    /// By default the cpus this agent offers (--resources, else every CPU of the machine).
+    /// [default: the cpus this agent offers (--resources, else every CPU of the machine)]
     #[arg(long, value_name = "CPUS")]
     wasm_cpus: Option<f64>,
     /// Holds each Wasm task to its declared cpus even when CPU is idle (a 0.25-CPU task uses at
@@ -89,7 +89,7 @@ pub struct Args {
     #[arg(long, value_name = "USER")]
     task_user: Option<String>,
     /// Roles whose native tasks run as root, with their capabilities and without the seccomp
-    /// filter (still in their own mount and PID namespaces). By default none.
+    /// filter (still in their own mount and PID namespaces) [default: none].
     #[arg(long, value_name = "ROLE,...", value_delimiter = ',')]
     root_task_roles: Vec<String>,
     /// Run native tasks even when part of their isolation (user, mount, pid, no_new_privs,

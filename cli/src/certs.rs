@@ -38,6 +38,7 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 pub enum CertsCommand {
     /// Create a cluster CA: DIR/ca.pem (certificate, 0644) and DIR/ca-key.pem (private key,
     /// 0600). Refuses to overwrite either.
+    #[command(after_help = "Example:\n  wasmos certs init --dir tls")]
     Init {
         /// Where to write the CA (created if missing, mode 0700).
         #[arg(long, value_name = "DIR")]
@@ -47,6 +48,9 @@ pub enum CertsCommand {
     /// DIR/ROLE-NAME-key.pem (0600). Its DNS name ROLE.wasmos says what it may do: a master
     /// certificate serves and joins the Raft group, an agent one opens agent sessions, a
     /// client one calls the scheduler and operator APIs.
+    #[command(
+        after_help = "Example:\n  wasmos certs issue agent a1 --dir tls --host a1.example.com --days 90"
+    )]
     Issue {
         /// master, agent or client.
         #[arg(value_parser = parse_role)]

@@ -196,8 +196,9 @@ pub async fn find_leader_within(masters: &[String], wait: Duration) -> Result<St
         first_round = false;
         if Instant::now() >= deadline {
             return Err(Failure::Refused(format!(
-                "no leading master among {} in {wait:?}: {last}",
-                masters.join(",")
+                "no leading master among {} in {}: {last}",
+                masters.join(","),
+                crate::display::duration(wait)
             )));
         }
         tokio::time::sleep(LEADER_RETRY).await;

@@ -43,24 +43,25 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     agents: u32,
     /// Where the master listens (`HOST:PORT`, loopback only unless --secure; port 0 picks
-    /// one). Default 127.0.0.1:5050, where every command looks without --master or
-    /// WASMOS_MASTER; with --run, a free port (so that runs never collide).
+    /// one). 127.0.0.1:5050 is where every command looks without --master or WASMOS_MASTER
+    /// [default: 127.0.0.1:5050; with --run, a free port, so that runs never collide].
     #[arg(long, value_name = "ADDR", value_parser = crate::parse_listen)]
     listen: Option<std::net::SocketAddr>,
-    /// Where the agents keep their work directories (`agent-0`, ...); default: a temporary
-    /// directory removed on exit.
+    /// Where the agents keep their work directories (`agent-0`, ...) [default: a temporary
+    /// directory removed on exit].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Run this framework component, print its result and exit (as `wasmos submit` does).
     #[arg(long, value_name = "FRAMEWORK.wasm")]
     run: Option<PathBuf>,
-    /// The framework's name with --run (default: the file name without `.wasm`).
+    /// The framework's name with --run [default: the file name without `.wasm`].
     #[arg(long, requires = "run")]
     name: Option<String>,
     /// The framework's role with --run.
     #[arg(long, default_value = "default")]
     role: String,
-    /// A role's weight in the allocator's fair sharing (default 1); repeat for more roles.
+    /// A role's weight in the allocator's fair sharing; repeat for more roles [default: 1 for
+    /// every role].
     #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = crate::master::parse_weight)]
     weights: Vec<(String, f64)>,
     #[command(flatten)]
@@ -413,8 +414,8 @@ async fn wait_for_agents(master: &Master, n: usize) -> anyhow::Result<()> {
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "only {reachable} of {n} agents registered within {}s; run with WASMOS_LOG=info to see why",
-            READY_WAIT.as_secs()
+            "only {reachable} of {n} agents registered within {}; run with WASMOS_LOG=info to see why",
+            crate::display::duration(READY_WAIT)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -7,6 +7,9 @@
 //! (multi-line text): control characters, and the Unicode controls that reorder text on
 //! screen, are shown as Rust-style escapes (`\n`, `\u{1b}`); everything else is unchanged.
 //! JSON output is not passed through here: `serde_json` escapes control characters already.
+//!
+//! Durations are printed in one style, [`duration`]'s (`250ms`, `3s`, `1m 3s`), which every
+//! time flag reads back.
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -55,6 +58,38 @@ fn escape_where(s: &str, hide: impl Fn(char) -> bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `d` as people read it and as every time flag parses it back (humantime's units): whole
+/// milliseconds under a second (`250ms`), seconds and milliseconds under 10 s (`2s 350ms`),
+/// whole seconds above, in days, hours, minutes and seconds without the zero parts (`3s`,
+/// `1m 3s`, `2h 5s`, `1d 2h`).
+pub fn duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    if d < std::time::Duration::from_secs(10) {
+        let ms = d.subsec_millis();
+        return match ms {
+            0 => format!("{}s", d.as_secs()),
+            ms => format!("{}s {ms}ms", d.as_secs()),
+        };
+    }
+    let secs = d.as_secs() + u64::from(d.subsec_millis() >= 500);
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let mut out = String::new();
+    for (n, unit) in parts.iter().filter(|(n, _)| *n > 0) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let _ = write!(out, "{n}{unit}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +124,29 @@ mod tests {
                 .chars()
                 .any(|c| c != '\n' && c != '\t' && is_hidden(c))
         );
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them_and_parse_back() {
+        use std::time::Duration;
+        let cases = [
+            (Duration::ZERO, "0ms"),
+            (Duration::from_micros(250_700), "250ms"),
+            (Duration::from_secs(3), "3s"),
+            (Duration::from_millis(2350), "2s 350ms"),
+            (Duration::from_millis(59_600), "1m"),
+            (Duration::from_secs(63), "1m 3s"),
+            (Duration::from_secs(7205), "2h 5s"),
+            (Duration::from_secs(93_600), "1d 2h"),
+        ];
+        for (d, shown) in cases {
+            assert_eq!(duration(d), shown, "{d:?}");
+            // What a flag reads back is what was shown (rounded as shown).
+            let back = humantime::parse_duration(shown).unwrap();
+            assert!(
+                back.abs_diff(d) < Duration::from_millis(500),
+                "{shown}: {back:?} vs {d:?}"
+            );
+        }
     }
 }

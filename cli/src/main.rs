@@ -25,8 +25,8 @@ struct Cli {
     /// The token calls to a master carry (as `authorization: Bearer TOKEN`); every master
     /// enforces ACLs (all but a plain `wasmos dev`), so every call but `wasmos acl bootstrap`
     /// needs one; `wasmos agent` sends it too (an agent token, unless it has an agent
-    /// certificate). By default the environment variable WASMOS_TOKEN, which is better than
-    /// the flag: a flag shows in `ps`.
+    /// certificate). The environment variable is better than the flag: a flag shows in `ps`
+    /// [default: $WASMOS_TOKEN].
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
     #[command(subcommand)]
@@ -38,18 +38,31 @@ enum Command {
     /// Run a master: serves schedulers, agents and operators until Ctrl-C. It enforces ACLs:
     /// create the first (management) token with `wasmos acl bootstrap`, then tokens for
     /// tenants and agents with `wasmos tokens create`.
+    #[command(
+        after_help = "Example:\n  wasmos master --data-dir /var/lib/wasmos         # on 127.0.0.1:5050\n  wasmos acl bootstrap                            # the first token"
+    )]
     Master(master::Args),
     /// Run an agent: registers with a master and runs the tasks it sends, until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  WASMOS_TOKEN=AGENT_TOKEN wasmos agent --master 10.0.0.1:5050 --work-dir /var/lib/wasmos-agent"
+    )]
     Agent(agent::Args),
     /// Upload a framework component to a master, start it, and follow it to its result.
+    #[command(
+        after_help = "Example:\n  wasmos submit pi.wasm -- 8 100000          # follow it to its result\n  wasmos submit pi.wasm --detach -- 8 100000  # print its id and return"
+    )]
     Submit(submit::Args),
     /// Follow a framework (submitted with --detach, or by another `wasmos submit`) to its
     /// result, as `wasmos submit` does; Ctrl-C leaves it running.
     Attach(submit::AttachArgs),
     /// Print how a framework ended: its result (exit 0) or failure (exit 1); exit 3 while it
     /// still runs.
+    #[command(after_help = "Example:\n  wasmos result fw-1a2b3c-2 && echo finished")]
     Result(submit::AttachArgs),
     /// Run a master and agents in this process on 127.0.0.1 (and optionally one framework).
+    #[command(
+        after_help = "Example:\n  wasmos dev                                  # serve on 127.0.0.1:5050\n  wasmos dev --run pi.wasm -- 8 100000        # run one framework and exit"
+    )]
     Dev(dev::Args),
     /// List a master's agents: ids, addresses, state, tasks, resources used and total.
     Agents(ops::AgentsArgs),
@@ -61,38 +74,57 @@ enum Command {
     /// List the tasks a master knows: ids, states, frameworks, hosts, resources.
     Tasks(ops::TasksArgs),
     /// Kill a task through the master (its framework gets TASK_KILLED) and wait for it to end.
+    #[command(after_help = "Example:\n  wasmos kill task-7 --framework fw-1a2b3c-2 --timeout 10s")]
     Kill(ops::KillArgs),
     /// Tear a framework down: its tasks are killed, its scheduler stopped, and it is removed.
+    #[command(after_help = "Example:\n  wasmos teardown fw-1a2b3c-2")]
     Teardown(ops::TeardownArgs),
     /// Manage the components in the masters' blob store.
+    #[command(
+        after_help = "Example:\n  wasmos components delete 3f5a...e9   # a sha256 from `wasmos frameworks`"
+    )]
     Components {
         #[command(subcommand)]
         command: ops::ComponentsCommand,
     },
     /// Operate a replicated group of masters.
+    #[command(
+        after_help = "Example:\n  wasmos operator members list --master 10.0.0.1:5050,10.0.0.2:5050"
+    )]
     Operator {
         #[command(subcommand)]
         command: OperatorCommand,
     },
     /// Bootstrap the ACLs and define policies.
+    #[command(
+        after_help = "Example:\n  wasmos acl bootstrap\n  wasmos acl policy apply eng eng-policy.json"
+    )]
     Acl {
         #[command(subcommand)]
         command: acl::AclCommand,
     },
     /// Create, list and revoke tokens.
+    #[command(
+        after_help = "Example:\n  wasmos tokens create --principal alice --policy eng --ttl 30d\n  wasmos tokens list"
+    )]
     Tokens {
         #[command(subcommand)]
         command: acl::TokensCommand,
     },
     /// Read a master's audit log (refusals and mutating calls) from its data dir.
+    #[command(after_help = "Example:\n  wasmos audit --data-dir /var/lib/wasmos --since 2h")]
     Audit(acl::AuditArgs),
     /// Make the cluster's TLS certificates: a CA, then one certificate per master, agent and
     /// client, each naming its role.
+    #[command(
+        after_help = "Example:\n  wasmos certs init --dir tls\n  wasmos certs issue master m1 --dir tls --host 10.0.0.1"
+    )]
     Certs {
         #[command(subcommand)]
         command: certs::CertsCommand,
     },
     /// Work with single tasks, without a cluster.
+    #[command(after_help = "Example:\n  wasmos task run pi.wasm --payload 20000")]
     Task {
         #[command(subcommand)]
         command: TaskCommand,
@@ -102,6 +134,9 @@ enum Command {
 #[derive(Subcommand)]
 enum OperatorCommand {
     /// List, add or remove the masters of the group.
+    #[command(
+        after_help = "Example:\n  wasmos operator members add 2 10.0.0.2:5050 --master 10.0.0.1:5050"
+    )]
     Members {
         #[command(subcommand)]
         command: members::MembersCommand,
@@ -111,6 +146,7 @@ enum OperatorCommand {
 #[derive(Subcommand)]
 enum TaskCommand {
     /// Run one task in a framework's executor on this machine and print its result.
+    #[command(after_help = "Example:\n  wasmos task run pi.wasm --payload 20000")]
     Run(task_run::Args),
 }
 
@@ -139,7 +175,13 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMOS_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if server { "info" } else { "warn" })
+                // openraft's info lines are its internals (votes, engine state dumps):
+                // warnings only, unless WASMOS_LOG asks for them.
+                tracing_subscriber::EnvFilter::new(if server {
+                    "info,openraft=warn"
+                } else {
+                    "warn"
+                })
             }),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -47,20 +47,21 @@ pub struct Args {
     /// Warns at every start. Not needed on loopback.
     #[arg(long)]
     insecure: bool,
-    /// How often the allocator runs when nothing changes, in seconds.
+    /// How often the allocator runs when nothing changes, in seconds [default: 250ms].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     allocation_interval: Option<Duration>,
     /// How long an offer may go unanswered before it is rescinded, in seconds; 0 never
-    /// rescinds.
+    /// rescinds [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     offer_timeout: Option<Duration>,
-    /// How often agents heartbeat, in seconds.
+    /// How often agents heartbeat, in seconds [default: 15s].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     agent_heartbeat_interval: Option<Duration>,
-    /// How long without a heartbeat before an agent is unreachable, in seconds.
+    /// How long without a heartbeat before an agent is unreachable, in seconds [default: 75s].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     agent_unreachable_timeout: Option<Duration>,
-    /// How long an unreachable agent may take to come back before it is removed, in seconds.
+    /// How long an unreachable agent may take to come back before it is removed, in seconds
+    /// [default: 10m].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     agent_removal_timeout: Option<Duration>,
     /// How long a task sent to an agent may stay STAGING before it is reported LOST (reason
@@ -68,10 +69,10 @@ pub struct Args {
     /// [default: 300].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     launch_timeout: Option<Duration>,
-    /// How often schedulers receive a heartbeat event, in seconds.
+    /// How often schedulers receive a heartbeat event, in seconds [default: 15s].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     scheduler_heartbeat_interval: Option<Duration>,
-    /// Largest framework component accepted, in MiB.
+    /// Largest framework component accepted, in MiB [default: 64].
     #[arg(long, value_name = "MIB")]
     max_component_mb: Option<u64>,
     #[command(flatten)]
@@ -89,16 +90,18 @@ pub struct Args {
     /// answer within 20 s is closed. 0 sends no pings [default: 30].
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
     http2_keepalive_interval: Option<Duration>,
-    /// Most connections open at once; more are accepted and closed at once. By default three
-    /// quarters of the file-descriptor limit (RLIMIT_NOFILE, whose soft value the master
-    /// raises to the hard one at start), at most the limit less 128, logged at start.
+    /// Most connections open at once; more are accepted and closed at once. The value in use
+    /// is logged at start [default: three quarters of the file-descriptor limit (RLIMIT_NOFILE,
+    /// whose soft value the master raises to the hard one at start), at most the limit less
+    /// 128].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Most connections open at once from one IP address; more are accepted and closed at
     /// once [default: 1024].
     #[arg(long, value_name = "N")]
     max_connections_per_ip: Option<usize>,
-    /// A role's weight in the allocator's fair sharing (default 1); repeat for more roles.
+    /// A role's weight in the allocator's fair sharing; repeat for more roles [default: 1 for
+    /// every role].
     #[arg(long = "weight", value_name = "ROLE=WEIGHT", value_parser = parse_weight)]
     weights: Vec<(String, f64)>,
     #[command(flatten)]
@@ -107,7 +110,7 @@ pub struct Args {
     /// help).
     #[arg(long, hide = true)]
     acl: bool,
-    /// This master's id in its Raft group (with --peers; default 1).
+    /// This master's id in its Raft group (with --peers) [default: 1].
     #[arg(long, value_name = "N")]
     id: Option<u64>,
     /// The masters of a new group, this one included: ID=ADDR,... where ADDR is each
@@ -136,8 +139,8 @@ pub struct Args {
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct CommandTaskArgs {
     /// Roles whose frameworks may launch native command tasks (processes on the agents,
-    /// outside the Wasm sandbox), comma-separated; `*` allows every role. By default no role
-    /// may: such a launch is refused with TASK_ERROR naming this flag.
+    /// outside the Wasm sandbox), comma-separated; `*` allows every role. A role not listed
+    /// may not: such a launch is refused with TASK_ERROR naming this flag [default: none].
     #[arg(long, value_name = "ROLE,...|*", value_delimiter = ',')]
     pub command_task_roles: Vec<String>,
 }
@@ -257,10 +260,10 @@ impl Args {
         }
         anyhow::ensure!(
             c.agent_unreachable_timeout > c.agent_heartbeat_interval,
-            "the agent unreachable timeout ({:?}) must be longer than the agent heartbeat \
-             interval ({:?}); raise --agent-unreachable-timeout",
-            c.agent_unreachable_timeout,
-            c.agent_heartbeat_interval
+            "the agent unreachable timeout ({}) must be longer than the agent heartbeat \
+             interval ({}); raise --agent-unreachable-timeout",
+            crate::display::duration(c.agent_unreachable_timeout),
+            crate::display::duration(c.agent_heartbeat_interval)
         );
         if let Some(d) = self.agent_removal_timeout {
             c.agent_removal_timeout = d;

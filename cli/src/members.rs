@@ -11,10 +11,15 @@ use crate::client::{self, DEFAULT_MASTER, Failure, find_leader, master_list};
 #[derive(clap::Subcommand)]
 pub enum MembersCommand {
     /// List the masters: id, address, voter or learner, and which one leads.
+    #[command(after_help = "Example:\n  wasmos operator members list --master 10.0.0.1:5050")]
     List(ListArgs),
     /// Add a running master (started with --data-dir and --id) to the group.
+    #[command(
+        after_help = "Example:\n  wasmos master --id 2 --data-dir m2 --listen 10.0.0.2:5050   # on the new machine\n  wasmos operator members add 2 10.0.0.2:5050 --master 10.0.0.1:5050"
+    )]
     Add(AddArgs),
     /// Remove a master from the group (a removed leader steps down).
+    #[command(after_help = "Example:\n  wasmos operator members remove 3 --master 10.0.0.1:5050")]
     Remove(RemoveArgs),
 }
 

@@ -44,7 +44,11 @@ With --json, prints a JSON array with one object per agent:
   caps, seccomp; empty while the agent is not connected); isolation_warning (string: the
   pieces it runs without because its operator passed --allow-weak-isolation, or null);
   total, used, available (resources: what it has, what its non-terminal tasks use, what is
-  neither used nor offered). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
+  neither used nor offered). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.
+
+Example:
+  wasmos agents --master 10.0.0.1:5050
+  wasmos agents --json | jq -r '.[] | select(.reachable | not) | .hostname'";
 
 const FRAMEWORKS_JSON: &str = "\
 With --json, prints a JSON array with one object per registered framework:
@@ -54,7 +58,11 @@ With --json, prints a JSON array with one object per registered framework:
   state, as far as the current leader knows);
   offers (number of outstanding offers); used (resources of its non-terminal tasks); allocated
   (used plus offered); failover_timeout_seconds (number); component_sha256 (string, empty when
-  none). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.";
+  none). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.
+
+Example:
+  wasmos frameworks
+  wasmos frameworks --json | jq -r '.[].id'";
 
 const TASKS_JSON: &str = "\
 With --json, prints a JSON array with one object per task the master knows:
@@ -62,7 +70,10 @@ With --json, prints a JSON array with one object per task the master knows:
   \"STARTING\", \"RUNNING\", \"FINISHED\", \"FAILED\", \"KILLED\", \"LOST\", \"ERROR\" or
   \"UNREACHABLE\"); message (string: why it is in that state, may be empty); resources ({cpus
   (number of cores), mem_mb, disk_mb}). A task leaves the list once it ended and its framework
-  acknowledged that.";
+  acknowledged that.
+
+Example:
+  wasmos tasks --framework fw-1a2b3c-2";
 
 /// `wasmos agents`.
 #[derive(clap::Args)]
@@ -154,6 +165,9 @@ pub struct TeardownArgs {
 pub enum ComponentsCommand {
     /// Delete a component from the masters' blob store; refused while a registered framework
     /// names it. Components no framework names are also collected after a grace period.
+    #[command(
+        after_help = "Example:\n  wasmos components delete 3f5a...e9   # a sha256 from `wasmos frameworks`"
+    )]
     Delete(DeleteComponentArgs),
 }
 
@@ -669,9 +683,9 @@ async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
         };
         if Instant::now() >= deadline {
             return Err(OpError::Refused(format!(
-                "task {task} of framework {fw} is still {} {:.0} s after the kill was sent",
+                "task {task} of framework {fw} is still {} {} after the kill was sent",
                 state_name(now),
-                args.timeout.as_secs_f64()
+                crate::display::duration(args.timeout)
             )));
         }
         tokio::time::sleep(KILL_POLL).await;

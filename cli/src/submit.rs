@@ -39,7 +39,7 @@ const LOST_MASTER: Duration = client::LEADER_WAIT;
 pub struct Args {
     /// The framework component (a `.wasm` file of the wasmos:framework world).
     component: PathBuf,
-    /// The framework's name (default: the file name without `.wasm`).
+    /// The framework's name [default: the file name without `.wasm`].
     #[arg(long)]
     name: Option<String>,
     /// The role the framework's resources are allocated to.
@@ -63,24 +63,25 @@ pub struct Args {
 /// Caps on the framework's scheduler (each defaults to the master's default).
 #[derive(clap::Args, Clone, Default)]
 pub struct LimitArgs {
-    /// Fuel each scheduler callback may burn (about one unit per Wasm instruction).
+    /// Fuel each scheduler callback may burn (about one unit per Wasm instruction); at most
+    /// 10^11 [default: 10^9].
     #[arg(long)]
     fuel: Option<u64>,
-    /// Linear memory the scheduler may grow to, in MiB.
+    /// Linear memory the scheduler may grow to, in MiB; at most 1024 [default: 128].
     #[arg(long, value_name = "MIB")]
     memory_mb: Option<u64>,
-    /// Wall-clock deadline of each scheduler callback, in seconds.
+    /// Wall-clock deadline of each scheduler callback, in seconds; at most 60 s [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = crate::duration_secs)]
     callback_timeout: Option<Duration>,
     /// The deadline of each of the framework's Wasm tasks, in seconds
     /// (`FrameworkInfo.wasm_task_timeout_seconds`): above 0, at most 604800 (7 days) and at
-    /// most each agent's `--max-wasm-task-timeout` (by default 24 h), or its tasks are refused.
-    /// By default each agent's default, 1 h.
+    /// most each agent's `--max-wasm-task-timeout` (24 h unless set), or its tasks are refused
+    /// [default: each agent's default, 1 h].
     #[arg(long, value_name = "DURATION", value_parser = crate::seconds)]
     task_timeout: Option<f64>,
     /// The fuel budget of each of the framework's Wasm tasks (`FrameworkInfo.wasm_task_fuel`,
     /// about one unit per Wasm instruction): 1..10^13 and at most each agent's
-    /// `--max-wasm-task-fuel` (by default 10^12). By default each agent's default, 10^11.
+    /// `--max-wasm-task-fuel` (10^12 unless set) [default: each agent's default, 10^11].
     #[arg(long, value_name = "N")]
     task_fuel: Option<u64>,
 }
@@ -563,8 +564,8 @@ async fn follow(
                 progress.update(&state.into_inner(), framework_id);
             }
             let line = format!(
-                "wasmos: {framework_id} running {:.0}s; {}",
-                start.elapsed().as_secs_f64(),
+                "wasmos: {framework_id} running {}; {}",
+                crate::display::duration(Duration::from_secs(start.elapsed().as_secs())),
                 progress.line()
             );
             if tty {

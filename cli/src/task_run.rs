@@ -27,7 +27,7 @@ pub struct Args {
     /// The task's id.
     #[arg(long, default_value = "task-1")]
     task_id: TaskId,
-    /// Fuel budget (about one unit per Wasm instruction); unlimited when not given.
+    /// Fuel budget (about one unit per Wasm instruction) [default: unlimited].
     #[arg(long)]
     fuel: Option<u64>,
     /// Linear memory cap in MiB.
@@ -39,8 +39,8 @@ pub struct Args {
     /// How CPU use is metered: fuel, epoch or none.
     #[arg(long, default_value = "fuel")]
     limit: LimitMode,
-    /// Directory for the executor's sandbox and its stdout/stderr files
-    /// (default: a fresh temporary directory, removed afterwards).
+    /// Directory for the executor's sandbox and its stdout/stderr files [default: a fresh
+    /// temporary directory, removed afterwards].
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Directory of compiled components, so the next run does not compile again.
@@ -127,9 +127,9 @@ pub async fn run(args: Args) -> ExitCode {
                 .map(|f| format!(", fuel {f}"))
                 .unwrap_or_default();
             eprintln!(
-                "wasmos: task {} finished in {:?}{fuel}; output in {}",
+                "wasmos: task {} finished in {}{fuel}; output in {}",
                 args.task_id,
-                outcome.elapsed,
+                crate::display::duration(outcome.elapsed),
                 if args.work_dir.is_some() {
                     dir.display().to_string()
                 } else {

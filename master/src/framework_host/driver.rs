@@ -239,32 +239,33 @@ impl DriverHost for HostDriver {
     }
 
     fn log(&mut self, level: wit::LogLevel, message: String) {
+        // No framework_id field: the `hosted_scheduler` span every callback runs in names it.
         let (framework_id, admission) = {
             let mut p = lock(&self.pending);
             let a = p.log.admit(Instant::now(), &message);
             (p.framework_id.clone(), a)
         };
         if let Some(dropped) = admission.report {
-            tracing::warn!(target: "wasmos::scheduler", %framework_id, "{}", dropped.message(&framework_id));
+            tracing::warn!(target: "wasmos::scheduler", "{}", dropped.message(&framework_id));
         }
         let Some(message) = admission.line else {
             return;
         };
         match level {
             wit::LogLevel::Trace => {
-                tracing::trace!(target: "wasmos::scheduler", %framework_id, "{message}")
+                tracing::trace!(target: "wasmos::scheduler", "{message}")
             }
             wit::LogLevel::Debug => {
-                tracing::debug!(target: "wasmos::scheduler", %framework_id, "{message}")
+                tracing::debug!(target: "wasmos::scheduler", "{message}")
             }
             wit::LogLevel::Info => {
-                tracing::info!(target: "wasmos::scheduler", %framework_id, "{message}")
+                tracing::info!(target: "wasmos::scheduler", "{message}")
             }
             wit::LogLevel::Warn => {
-                tracing::warn!(target: "wasmos::scheduler", %framework_id, "{message}")
+                tracing::warn!(target: "wasmos::scheduler", "{message}")
             }
             wit::LogLevel::Error => {
-                tracing::error!(target: "wasmos::scheduler", %framework_id, "{message}")
+                tracing::error!(target: "wasmos::scheduler", "{message}")
             }
         }
     }

@@ -69,12 +69,20 @@ impl AgentService for Master {
             .ok_or(ServiceError::EndedBeforeFirst {
                 expected: "register",
             })?;
-        let Some(pb::agent_message::Message::Register(reg)) = first.message else {
+        let Some(pb::agent_message::Message::Register(mut reg)) = first.message else {
             return Err(ServiceError::WrongFirst {
                 rule: "message must be register",
             }
             .into());
         };
+        // An agent that names no address (`wasmos agent` names none: it serves nothing) is
+        // shown at the address its session comes from, so that `wasmos agents` says which
+        // machine it is.
+        if let (Some(info), Some(peer)) = (reg.info.as_mut(), peer)
+            && info.address.is_empty()
+        {
+            info.address = peer.to_string();
+        }
         let action = Action::RegisterAgent {
             agent: match reg.info.as_ref() {
                 Some(i) if !i.id.is_empty() => format!("{} ({})", i.id, i.hostname),

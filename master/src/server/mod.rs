@@ -310,9 +310,9 @@ impl Master {
                     // end them (their peers reconnect, to another master if there is one),
                     // and give the rest of the open calls a bounded time.
                     info!("shutting down: closing agent sessions and scheduler streams");
-                    stopping.core().close_all(Status::unavailable(
-                        "the master is shutting down; reconnect to another master",
-                    ));
+                    stopping
+                        .core()
+                        .close_all(wasmos_api::leader::shutting_down_status());
                     let _ = drain_tx.send(SHUTDOWN_DRAIN);
                 }
                 Ok(()) = failed_rx => {
