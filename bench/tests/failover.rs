@@ -2,7 +2,6 @@
 //! an agent as real processes, the leader killed once, plain and then over mutual TLS. Checks that the machinery works and that
 //! the JSON it prints is complete and consistent; no timing thresholds.
 
-
 use serde_json::Value;
 
 mod common;
