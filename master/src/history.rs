@@ -216,6 +216,13 @@ impl History {
         self.frameworks.push_back(framework);
     }
 
+    /// Drops what is kept of a registered framework that is gone without a record to complete
+    /// (so nothing of it stays behind unbounded).
+    pub fn forget(&mut self, framework: &FrameworkId) {
+        self.registered.remove(framework);
+        self.live.remove(framework);
+    }
+
     /// The completed framework with this id, while it is kept.
     pub fn completed_framework(&self, id: &FrameworkId) -> Option<&CompletedFramework> {
         self.frameworks.iter().rev().find(|f| &f.id == id)

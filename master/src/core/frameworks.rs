@@ -380,6 +380,7 @@ impl MasterCore {
     /// its registry record holds (torn down, with `why`, when it has none).
     fn record_completed_framework(&mut self, fw: &FrameworkId, now: Millis, why: &str) {
         let Some(rec) = self.registry.frameworks.get(fw) else {
+            self.tasks.history_mut().forget(fw);
             return;
         };
         let (end, text) = match self.registry.outcomes.get(fw) {
