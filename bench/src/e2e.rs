@@ -13,6 +13,11 @@
 //!    tiny partitions on every agent so that its first iteration measures parsing, not fetching
 //!    and compiling the component; its result lists every iteration's time.
 //!
+//! The master keeps every timed task in its history (`--max-completed-tasks-per-framework` is
+//! raised to `--tasks`), and the report's `master_rss_mib_per_100k_completed_tasks` is the
+//! growth of the master's VmRSS across the timed run, scaled to 100,000 completed tasks: an
+//! upper bound on what the history costs (it includes whatever else the run left allocated).
+//!
 //! Every master enforces ACLs, as every real one does: the bench bootstraps the first token
 //! (`wasmos acl bootstrap`) and passes it to every child and every call of its own (`--open`
 //! runs without, to compare). With `--tls` the same run is then made a second time over mutual
@@ -163,6 +168,10 @@ impl Cluster {
         let mut master = Command::new(wasmos)
             .args(["master", "--listen", "127.0.0.1:0"])
             .args(security.master_flags(1))
+            .args([
+                "--max-completed-tasks-per-framework".to_string(),
+                args.tasks.max(1000).to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log("master")?)
@@ -249,6 +258,16 @@ impl Cluster {
             .map(|a| a.id().and_then(cpu_time))
             .sum::<Option<Duration>>();
         (master, agents)
+    }
+
+    /// The master's resident set size, in KiB, if this OS tells.
+    fn master_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.master.id()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
     }
 
     async fn stop(mut self) {
@@ -386,6 +405,23 @@ async fn run_framework(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// How many completed tasks the master keeps of the completed framework named `name` (the
+/// newest such).
+async fn completed_tasks_of(op: &mut Operator, name: &str) -> Option<u64> {
+    let page = op
+        .list_completed_frameworks(pb::ListCompletedFrameworksRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    page.frameworks
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| u64::from(f.completed_tasks))
 }
 
 /// The iteration times in logreg's result (`...; iteration ms: 371.8, 7.7, 6.9; ...`); of a
@@ -539,6 +575,7 @@ async fn measure(
     let warm = parse_report("the warm-up", &warm)?;
 
     let (master_cpu0, agents_cpu0) = cluster.cpu_times();
+    let rss0 = cluster.master_rss_kib();
     let timed = run_framework(
         &mut op,
         cluster,
@@ -550,7 +587,16 @@ async fn measure(
     )
     .await?;
     let (master_cpu1, agents_cpu1) = cluster.cpu_times();
+    let rss1 = cluster.master_rss_kib();
     let report = parse_report("the timed run", &timed)?;
+    let kept = completed_tasks_of(&mut op, "bench").await;
+    let rss_per_100k = match (rss0, rss1, kept) {
+        (Some(a), Some(b), Some(n)) if n > 0 => {
+            let mib = b.saturating_sub(a) as f64 / 1024.0 * 100_000.0 / n as f64;
+            json!((mib * 10.0).round() / 10.0)
+        }
+        _ => Value::Null,
+    };
     if report["tasks"].as_u64() != Some(u64::from(args.tasks)) {
         bail!(
             "the timed run reports {} tasks, not {}",
@@ -619,6 +665,10 @@ async fn measure(
         "wall_ms": ms(timed.wall),
         "master_cpu_ms": cpu_ms(master_cpu0, master_cpu1),
         "agents_cpu_ms": cpu_ms(agents_cpu0, agents_cpu1),
+        "master_rss_kib_before": rss0,
+        "master_rss_kib_after": rss1,
+        "completed_tasks_kept": kept,
+        "master_rss_mib_per_100k_completed_tasks": rss_per_100k,
         "warmup_tasks": warmup_tasks,
         "warmup_tasks_per_s": warm["tasks_per_s"],
         "logreg_first_iter_ms": first,

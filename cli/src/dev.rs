@@ -67,6 +67,8 @@ pub struct Args {
     #[command(flatten)]
     command_tasks: crate::master::CommandTaskArgs,
     #[command(flatten)]
+    history: crate::master::HistoryArgs,
+    #[command(flatten)]
     limits: submit::LimitArgs,
     #[command(flatten)]
     compile: crate::compiler::CompileArgs,
@@ -312,6 +314,7 @@ impl Cluster {
             command_task_roles: args.command_tasks.roles()?,
             // A plain `wasmos dev` is a laptop's cluster on loopback: open, and says so.
             enforce_acl: args.secure,
+            history: args.history.bounds(),
             ..MasterConfig::default()
         };
         let mut master =

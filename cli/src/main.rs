@@ -7,6 +7,7 @@ mod client;
 mod compiler;
 mod dev;
 mod display;
+mod history;
 mod master;
 mod members;
 mod ops;

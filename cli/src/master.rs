@@ -106,6 +106,8 @@ pub struct Args {
     weights: Vec<(String, f64)>,
     #[command(flatten)]
     command_tasks: CommandTaskArgs,
+    #[command(flatten)]
+    history: HistoryArgs,
     /// Accepted for compatibility and ignored: every master enforces ACLs (see the command's
     /// help).
     #[arg(long, hide = true)]
@@ -160,6 +162,30 @@ impl CommandTaskArgs {
             roles.insert(r.to_string());
         }
         Ok(Some(roles))
+    }
+}
+
+/// `--max-completed-tasks-per-framework` and `--max-completed-frameworks`, shared by `wasmos
+/// master` and `wasmos dev`: how much history the leader keeps in memory.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HistoryArgs {
+    /// Most completed tasks the leader keeps per framework (shown by `wasmos tasks --all`);
+    /// the oldest is forgotten past it. In memory only: a new leader starts empty.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_completed_tasks_per_framework: usize,
+    /// Most completed frameworks the leader keeps, each with its completed tasks (shown by
+    /// `wasmos frameworks --all`); the oldest is forgotten past it.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_completed_frameworks: usize,
+}
+
+impl HistoryArgs {
+    /// The master's setting.
+    pub fn bounds(&self) -> wasmos_master::history::HistoryBounds {
+        wasmos_master::history::HistoryBounds {
+            max_completed_tasks_per_framework: self.max_completed_tasks_per_framework,
+            max_completed_frameworks: self.max_completed_frameworks,
+        }
     }
 }
 
@@ -233,6 +259,7 @@ impl Args {
             // Always: `--acl` is a no-op kept for old command lines.
             enforce_acl: true,
             audit_dir: self.data_dir.clone(),
+            history: self.history.bounds(),
             ..MasterConfig::default()
         };
         if let Some(d) = self.allocation_interval {

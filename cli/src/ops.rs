@@ -59,21 +59,27 @@ With --json, prints a JSON array with one object per registered framework:
   offers (number of outstanding offers); used (resources of its non-terminal tasks); allocated
   (used plus offered); failover_timeout_seconds (number); component_sha256 (string, empty when
   none). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.
+With --all, completed frameworks follow, each with completed (true; false on registered ones),
+  outcome (\"succeeded\", \"failed\" or \"torn_down\"), result (its result, failure or why it
+  was removed, at most 4 KiB), registered_unix_ms (0 when it registered with an earlier leader),
+  ended_unix_ms, tasks_finished, tasks_failed, completed_tasks (numbers).
 
 Example:
   wasmos frameworks
-  wasmos frameworks --json | jq -r '.[].id'";
+  wasmos frameworks --all --json | jq -r '.[].id'";
 
 const TASKS_JSON: &str = "\
 With --json, prints a JSON array with one object per task the master knows:
   id, name, framework_id, framework_name, agent_id, agent_hostname (strings); state (\"STAGING\",
   \"STARTING\", \"RUNNING\", \"FINISHED\", \"FAILED\", \"KILLED\", \"LOST\", \"ERROR\" or
   \"UNREACHABLE\"); message (string: why it is in that state, may be empty); resources ({cpus
-  (number of cores), mem_mb, disk_mb}). A task leaves the list once it ended and its framework
-  acknowledged that.
+  (number of cores), mem_mb, disk_mb}); completed (bool). A task leaves the list once it ended
+  and its framework acknowledged that; with --all it is then listed as completed (true), with
+  launched_unix_ms, ended_unix_ms and result_bytes (numbers) and resources null.
 
 Example:
-  wasmos tasks --framework fw-1a2b3c-2";
+  wasmos tasks --framework fw-1a2b3c-2
+  wasmos tasks --all --state killed";
 
 /// `wasmos agents`.
 #[derive(clap::Args)]
@@ -92,6 +98,10 @@ pub struct AgentsArgs {
 pub struct FrameworksArgs {
     #[command(flatten)]
     master: MasterArg,
+    /// Also the completed frameworks the leader remembers (their STATE is how they ended:
+    /// succeeded, failed or torn_down), newest first after the registered ones.
+    #[arg(long)]
+    all: bool,
     /// Print a JSON array of objects instead of a table (fields below).
     #[arg(long)]
     json: bool,
@@ -131,6 +141,16 @@ pub struct TasksArgs {
     /// Only the tasks of this framework.
     #[arg(long, value_name = "FRAMEWORK_ID")]
     framework: Option<String>,
+    /// Also the completed tasks the leader remembers (those that ended and were
+    /// acknowledged; at most 1,000 per framework by default, none from before a failover).
+    #[arg(long)]
+    all: bool,
+    /// Only tasks in this state (running, finished, failed, killed, lost, ...).
+    #[arg(long, value_name = "STATE", value_parser = crate::history::parse_state)]
+    state: Option<pb::TaskState>,
+    /// Only tasks on this agent.
+    #[arg(long, value_name = "AGENT_ID")]
+    agent: Option<String>,
     /// Print a JSON array of objects instead of a table (fields below).
     #[arg(long)]
     json: bool,
@@ -441,9 +461,17 @@ pub async fn frameworks(args: FrameworksArgs) -> ExitCode {
 }
 
 async fn frameworks_inner(args: FrameworksArgs) -> Result<(), OpError> {
-    let state = fetch_state(&args.master.master).await?;
+    let (mut op, leader) = client::connect_leader(&args.master.master).await?;
+    let state = state(&mut op, &leader).await?;
+    let completed = if args.all {
+        crate::history::completed_frameworks(&mut op)
+            .await
+            .map_err(|s| OpError::from_status(&leader, &s))?
+    } else {
+        Vec::new()
+    };
     if args.json {
-        let items = state
+        let mut items: Vec<Value> = state
             .frameworks
             .iter()
             .map(|f| {
@@ -463,13 +491,15 @@ async fn frameworks_inner(args: FrameworksArgs) -> Result<(), OpError> {
                     "allocated": resources_json(f.allocated.as_ref()),
                     "failover_timeout_seconds": info.failover_timeout_seconds,
                     "component_sha256": info.component_sha256,
+                    "completed": false,
                 })
             })
             .collect();
+        items.extend(completed.iter().map(crate::history::framework_json));
         print_json(items);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = state
+    let mut rows: Vec<Vec<String>> = state
         .frameworks
         .iter()
         .map(|f| {
@@ -494,6 +524,7 @@ async fn frameworks_inner(args: FrameworksArgs) -> Result<(), OpError> {
             ]
         })
         .collect();
+    rows.extend(completed.iter().map(crate::history::framework_row));
     print_table(
         &[
             "ID",
@@ -518,12 +549,37 @@ pub async fn tasks(args: TasksArgs) -> ExitCode {
 }
 
 async fn tasks_inner(args: TasksArgs) -> Result<(), OpError> {
-    let state = fetch_state(&args.master.master).await?;
+    let (mut op, leader) = client::connect_leader(&args.master.master).await?;
+    let state = state(&mut op, &leader).await?;
+    let (completed, completed_frameworks) = if args.all {
+        let refused = |s: tonic::Status| OpError::from_status(&leader, &s);
+        let filter = pb::ListCompletedTasksRequest {
+            framework_id: args.framework.clone().unwrap_or_default(),
+            agent_id: args.agent.clone().unwrap_or_default(),
+            state: args.state.map_or(0, |s| s as i32),
+            ..Default::default()
+        };
+        (
+            crate::history::completed_tasks(&mut op, filter)
+                .await
+                .map_err(refused)?,
+            crate::history::completed_frameworks(&mut op)
+                .await
+                .map_err(refused)?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let framework_names: HashMap<&str, &str> = state
         .frameworks
         .iter()
         .filter_map(|f| f.info.as_ref())
         .map(|i| (i.id.as_str(), i.name.as_str()))
+        .chain(
+            completed_frameworks
+                .iter()
+                .map(|f| (f.framework_id.as_str(), f.name.as_str())),
+        )
         .collect();
     let hostnames: HashMap<&str, &str> = state
         .agents
@@ -536,7 +592,7 @@ async fn tasks_inner(args: TasksArgs) -> Result<(), OpError> {
     {
         return Err(OpError::Refused(format!(
             "framework {fw} is not registered with the master at {}; `wasmos frameworks` lists \
-             those that are",
+             those that are (`--all` also those that completed)",
             args.master.master
         )));
     }
@@ -544,11 +600,20 @@ async fn tasks_inner(args: TasksArgs) -> Result<(), OpError> {
         .tasks
         .iter()
         .filter(|t| {
+            let s = t.status.as_ref();
             args.framework
                 .as_deref()
                 .is_none_or(|f| t.framework_id == f)
+                && args
+                    .state
+                    .is_none_or(|want| s.is_some_and(|s| s.state == want as i32))
+                && args
+                    .agent
+                    .as_deref()
+                    .is_none_or(|a| s.is_some_and(|s| s.agent_id == a))
         })
         .collect();
+    let host_of = |agent: &str| hostnames.get(agent).copied().unwrap_or("").to_string();
     let view = |t: &pb::TaskSummary| {
         let s = t.status.clone().unwrap_or_default();
         let framework_name = framework_names
@@ -578,13 +643,31 @@ async fn tasks_inner(args: TasksArgs) -> Result<(), OpError> {
                     "state": state_name(s.state),
                     "message": s.message,
                     "resources": resources_json(t.resources.as_ref()),
+                    "completed": false,
                 })
             })
+            .chain(completed.iter().map(|t| {
+                json!({
+                    "id": t.task_id,
+                    "name": t.name,
+                    "framework_id": t.framework_id,
+                    "framework_name": framework_names.get(t.framework_id.as_str()).copied().unwrap_or(""),
+                    "agent_id": t.agent_id,
+                    "agent_hostname": host_of(&t.agent_id),
+                    "state": state_name(t.state),
+                    "message": t.message,
+                    "resources": Value::Null,
+                    "completed": true,
+                    "launched_unix_ms": t.launched_unix_ms,
+                    "ended_unix_ms": t.ended_unix_ms,
+                    "result_bytes": t.result_bytes,
+                })
+            }))
             .collect();
         print_json(items);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = tasks
+    let mut rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
             let (s, framework_name, hostname) = view(t);
@@ -602,6 +685,23 @@ async fn tasks_inner(args: TasksArgs) -> Result<(), OpError> {
             ]
         })
         .collect();
+    rows.extend(completed.iter().map(|t| {
+        vec![
+            t.task_id.clone(),
+            t.name.clone(),
+            state_name(t.state),
+            framework_names
+                .get(t.framework_id.as_str())
+                .copied()
+                .unwrap_or("")
+                .to_string(),
+            t.framework_id.clone(),
+            host_of(&t.agent_id),
+            String::new(),
+            String::new(),
+            cut(&t.message, MAX_MESSAGE_CHARS),
+        ]
+    }));
     print_table(
         &[
             "ID",
@@ -673,11 +773,41 @@ async fn kill_inner(args: KillArgs) -> Result<(), OpError> {
             }
             Some(s) => s.state,
             None => {
-                // The framework acknowledged the task's end and the master forgot it.
-                println!(
-                    "{} ended (its framework acknowledged the end)",
-                    escape_controls(task)
-                );
+                // The framework acknowledged the task's end: its final state is in the history.
+                let filter = pb::ListCompletedTasksRequest {
+                    framework_id: fw.clone(),
+                    task_id: task.clone(),
+                    page_size: 1,
+                    ..Default::default()
+                };
+                let ended = op
+                    .list_completed_tasks(filter)
+                    .await
+                    .map_err(|s| OpError::from_status(master, &s))?
+                    .into_inner()
+                    .tasks
+                    .into_iter()
+                    .next();
+                match ended {
+                    Some(t) => {
+                        let why = if t.message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", t.message)
+                        };
+                        println!(
+                            "{} {}{}",
+                            escape_controls(task),
+                            state_name(t.state),
+                            escape_controls(&why)
+                        );
+                    }
+                    None => println!(
+                        "{} ended (its framework acknowledged the end; the master's history no \
+                         longer holds it)",
+                        escape_controls(task)
+                    ),
+                }
                 return Ok(());
             }
         };

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::allocator::AllocatorConfig;
+use crate::history::HistoryBounds;
 
 /// How the master behaves. Build with `MasterConfig::default()` and change fields; `wasmos
 /// master` keeps every default its flags do not override.
@@ -102,6 +103,11 @@ pub struct MasterConfig {
     /// Limits on the TCP connections the gRPC listener accepts; see [`ConnectionConfig`].
     /// Default [`ConnectionConfig::default`].
     pub connections: ConnectionConfig,
+    /// How many completed tasks and frameworks the leader keeps in memory (soft state, see
+    /// [`crate::history`]). Default [`HistoryBounds::default`]: 1,000 tasks per framework and
+    /// 100 frameworks, as Mesos (`--max-completed-tasks-per-framework`,
+    /// `--max-completed-frameworks`).
+    pub history: HistoryBounds,
 }
 
 /// How the master's listener guards its file descriptors against clients that connect and then
@@ -205,6 +211,7 @@ impl Default for MasterConfig {
             unreferenced_component_grace: Duration::from_secs(600),
             allocator: AllocatorConfig::default(),
             connections: ConnectionConfig::default(),
+            history: HistoryBounds::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod blobs;
 pub mod config;
 pub mod core;
 pub mod framework_host;
+pub mod history;
 pub mod offers;
 pub mod raft;
 pub mod registry;

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wasmos_api::{AgentId, FrameworkId, Resources, TaskId, TaskState, TransitionError};
 
 use crate::allocator::Millis;
+use crate::history::{CompletedTask, History, HistoryBounds};
 
 /// One task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +39,9 @@ pub struct TaskRecord {
     pub data: Option<Vec<u8>>,
     /// When the latest update was recorded, on the core's clock ([`Millis`]).
     pub updated_ms: Millis,
+    /// When the master launched the task (or, for a task a new leader learnt of from its
+    /// agent, when it learnt of it), on the core's clock; kept in the history.
+    pub launched_ms: Millis,
     /// The uuid of the latest update sent to the framework and not yet acknowledged; it is
     /// resent until acknowledged. `None` (the default) when nothing awaits an acknowledgement.
     pub pending_ack: Option<String>,
@@ -94,6 +98,8 @@ pub struct TaskBook {
     /// Per framework, how many of its tasks ended and left the book (acknowledged): soft
     /// state of this leader, dropped with the framework.
     ended: HashMap<FrameworkId, EndedCounts>,
+    /// Where ended tasks go when they leave the book.
+    history: History,
 }
 
 /// How many of a framework's tasks ended and were removed from the book, by outcome.
@@ -106,6 +112,24 @@ pub struct EndedCounts {
 }
 
 impl TaskBook {
+    /// An empty book whose history keeps what `bounds` allows.
+    pub fn new(bounds: HistoryBounds) -> Self {
+        TaskBook {
+            history: History::new(bounds),
+            ..TaskBook::default()
+        }
+    }
+
+    /// The history of tasks that ended and left the book, and of removed frameworks.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The history, to record a removed framework in.
+    pub fn history_mut(&mut self) -> &mut History {
+        &mut self.history
+    }
+
     /// Adds a new task. A task id may be reused only once the old task is gone from the book.
     pub fn insert(&mut self, record: TaskRecord) -> Result<(), TaskBookError> {
         let key = (record.framework.clone(), record.id.clone());
@@ -178,11 +202,23 @@ impl TaskBook {
         self.tasks.get_mut(&(framework.clone(), task.clone()))
     }
 
-    /// Removes a task; one that ended is counted in [`TaskBook::ended_counts`].
+    /// Removes a task; one that ended is counted in [`TaskBook::ended_counts`] and recorded
+    /// in the [`History`] (the one place tasks enter it).
     pub fn remove(&mut self, framework: &FrameworkId, task: &TaskId) -> Option<TaskRecord> {
         let key = (framework.clone(), task.clone());
         let record = self.tasks.remove(&key)?;
         if record.state.is_terminal() {
+            self.history.record_task(CompletedTask {
+                framework: record.framework.clone(),
+                id: record.id.clone(),
+                name: record.name.clone(),
+                agent: record.agent.clone(),
+                state: record.state,
+                message: record.message.clone(),
+                launched_ms: record.launched_ms,
+                ended_ms: record.updated_ms,
+                result_bytes: record.data.as_ref().map_or(0, |d| d.len() as u64),
+            });
             let counts = self.ended.entry(framework.clone()).or_default();
             if record.state == TaskState::Finished {
                 counts.finished += 1;
@@ -275,6 +311,7 @@ mod tests {
             message: String::new(),
             data: None,
             updated_ms: 0,
+            launched_ms: 0,
             pending_ack: None,
             pending_from_master: None,
         }
@@ -317,9 +354,25 @@ mod tests {
             book.remove(&f, &TaskId::new(t).unwrap());
         }
         assert_eq!(counts(&book), (2, 2));
+        // ... and kept in the history, once each, with their final state.
+        let all = crate::history::TaskFilter::default();
+        let kept: Vec<(String, TaskState)> = book
+            .history()
+            .tasks(&all, &|_, _| true)
+            .map(|t| (t.id.to_string(), t.state))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("t4".to_string(), TaskState::Killed),
+                ("t3".to_string(), TaskState::Failed),
+                ("t1".to_string(), TaskState::Finished)
+            ]
+        );
         // A live task removed (its framework torn down) is no outcome.
         book.remove(&f, &TaskId::new("t5").unwrap());
         assert_eq!(counts(&book), (2, 2));
+        assert_eq!(book.history().task_count(), 3);
         book.forget_framework(&f);
         assert_eq!(counts(&book), (1, 0));
     }

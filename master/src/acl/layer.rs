@@ -102,6 +102,9 @@ pub enum Action {
     },
     /// Read the cluster state (always allowed; filtered by [`Caller::sees_all`]).
     ReadState,
+    /// Read the history of completed tasks and frameworks (listings are filtered to the
+    /// caller's own frameworks without `see_all_frameworks`, never refused).
+    ReadHistory,
     /// Read how a framework ended.
     ReadFrameworkResult {
         /// The framework.
@@ -186,6 +189,7 @@ impl Action {
             Action::UploadComponent { .. } => "component.upload",
             Action::DeleteComponent { .. } => "component.delete",
             Action::ReadState => "state.read",
+            Action::ReadHistory => "history.read",
             Action::ReadFrameworkResult { .. } => "framework.result",
             Action::ReadFrameworkState { .. } => "framework.state",
             Action::KillTask { .. } => "task.kill",
@@ -236,6 +240,7 @@ impl Action {
             Action::Bootstrap
             | Action::UploadComponent { .. }
             | Action::ReadState
+            | Action::ReadHistory
             | Action::ListMembers
             | Action::ListTokens => String::new(),
         }
@@ -246,6 +251,7 @@ impl Action {
         !matches!(
             self,
             Action::ReadState
+                | Action::ReadHistory
                 | Action::ReadFrameworkResult { .. }
                 | Action::ReadFrameworkState { .. }
                 | Action::ListMembers
@@ -381,7 +387,7 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
     let r = &caller.rights.merged;
     let me = caller.principal.as_str();
     match action {
-        Action::Bootstrap | Action::ReadState | Action::ListMembers => Ok(()),
+        Action::Bootstrap | Action::ReadState | Action::ReadHistory | Action::ListMembers => Ok(()),
         Action::Subscribe { role, framework } => {
             if !caller.rights.may_register(role) {
                 return forbid(

@@ -177,6 +177,7 @@ impl MasterCore {
                         message: "reported by its agent on re-registration".into(),
                         data: None,
                         updated_ms: now,
+                        launched_ms: now,
                         pending_ack: None,
                         pending_from_master: None,
                     });

@@ -7,13 +7,14 @@ use std::collections::BTreeSet;
 use tracing::{info, warn};
 use wasmos_api::convert;
 use wasmos_api::proto as pb;
-use wasmos_api::{AgentId, FrameworkId, TaskId, TaskStatus, WasmBudget};
+use wasmos_api::{AgentId, FrameworkId, TaskId, TaskState, TaskStatus, WasmBudget};
 
 use super::{
     ConnId, CoreError, Event, MAX_NAME_LEN, MasterCore, SchedulerConn, SchedulerTx, ToAgent,
 };
 use crate::allocator::Millis;
 use crate::blobs::{BlobError, Digest};
+use crate::history::{CompletedFramework, FrameworkEnd};
 use crate::registry::{
     Command, FrameworkOutcome, FrameworkRecord, FrameworkState, RegistryError, validate_role,
 };
@@ -106,6 +107,7 @@ impl MasterCore {
             if let Err(e) = self.allocator.add_framework(id.clone(), &info.role, true) {
                 warn!(framework_id = %id, error = %e, "allocator refused a new framework");
             }
+            self.tasks.history_mut().registered(id.clone(), now);
             info!(framework_id = %id, role = %info.role, "framework subscribed");
             id
         } else {
@@ -345,9 +347,20 @@ impl MasterCore {
             );
         }
         for (task, _) in tasks {
+            // As Mesos does: a live task of a removed framework ends KILLED (its agent is
+            // told to shut the framework down), and is kept in the history as such.
+            let _ = self.tasks.update(
+                fw,
+                &task,
+                TaskState::Killed,
+                format!("its framework was removed: {why}"),
+                None,
+                now,
+            );
             self.tasks.remove(fw, &task);
             self.unacked.remove(&(fw.clone(), task));
         }
+        self.record_completed_framework(fw, now, why);
         self.tasks.forget_framework(fw);
         self.forget_answers_of(fw);
         self.idle.remove(fw);
@@ -360,7 +373,35 @@ impl MasterCore {
             self.scheduler_error(fw, format!("framework removed: {why}"), true);
             self.schedulers.remove(fw);
         }
-        let _ = now;
         self.want_allocation();
+    }
+
+    /// Moves `fw` (being removed) and its completed tasks into the history, with the outcome
+    /// its registry record holds (torn down, with `why`, when it has none).
+    fn record_completed_framework(&mut self, fw: &FrameworkId, now: Millis, why: &str) {
+        let Some(rec) = self.registry.frameworks.get(fw) else {
+            self.tasks.history_mut().forget(fw);
+            return;
+        };
+        let (end, text) = match self.registry.outcomes.get(fw) {
+            Some(FrameworkOutcome::Succeeded(r)) => (FrameworkEnd::Succeeded, r.as_str()),
+            Some(FrameworkOutcome::Failed(e)) => (FrameworkEnd::Failed, e.as_str()),
+            None => (FrameworkEnd::TornDown, why),
+        };
+        let counts = self.tasks.ended_counts(fw);
+        let completed = CompletedFramework {
+            id: fw.clone(),
+            name: rec.name.clone(),
+            role: rec.role.clone(),
+            principal: rec.principal.clone(),
+            end,
+            text: text.to_string(),
+            registered_ms: None,
+            ended_ms: now,
+            tasks_finished: counts.finished,
+            tasks_failed: counts.failed,
+            tasks: Default::default(),
+        };
+        self.tasks.history_mut().complete_framework(completed);
     }
 }

@@ -426,6 +426,7 @@ impl MasterCore {
                 message: String::new(),
                 data: None,
                 updated_ms: now,
+                launched_ms: now,
                 pending_ack: None,
                 pending_from_master: None,
             });

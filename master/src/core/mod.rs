@@ -156,13 +156,14 @@ impl MasterCore {
     pub fn new(config: MasterConfig, epoch: &str, wake: Arc<Notify>) -> Self {
         let allocator = Box::new(DrfAllocator::new(config.allocator));
         let blobs = BlobStore::new(config.max_component_bytes, config.max_blob_store_bytes);
+        let tasks = TaskBook::new(config.history);
         MasterCore {
             config,
             epoch: epoch.to_string(),
             registry: Registry::default(),
             allocator,
             offers: OfferBook::new(epoch),
-            tasks: TaskBook::default(),
+            tasks,
             schedulers: HashMap::new(),
             agents: HashMap::new(),
             unacked: HashMap::new(),
@@ -284,6 +285,11 @@ impl MasterCore {
     /// The component blob store, read-only.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// The task book, with the history of completed tasks and frameworks.
+    pub fn tasks(&self) -> &TaskBook {
+        &self.tasks
     }
 
     /// The registry, read-only.

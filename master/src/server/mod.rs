@@ -24,6 +24,7 @@
 mod agent_service;
 mod authz;
 mod conn_limits;
+mod history;
 mod leader;
 mod operator_service;
 mod peer_roles;

@@ -347,6 +347,20 @@ impl OperatorService for Master {
         Ok(Response::new(pb::GetFrameworkStateResponse { entries }))
     }
 
+    async fn list_completed_tasks(
+        &self,
+        request: Request<pb::ListCompletedTasksRequest>,
+    ) -> Result<Response<pb::ListCompletedTasksResponse>, Status> {
+        self.list_completed_tasks_call(request).await
+    }
+
+    async fn list_completed_frameworks(
+        &self,
+        request: Request<pb::ListCompletedFrameworksRequest>,
+    ) -> Result<Response<pb::ListCompletedFrameworksResponse>, Status> {
+        self.list_completed_frameworks_call(request).await
+    }
+
     async fn list_members(
         &self,
         request: Request<pb::ListMembersRequest>,

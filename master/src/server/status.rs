@@ -129,6 +129,9 @@ pub(crate) enum ServiceError {
     /// parse).
     #[error("{0}")]
     AclRequest(String),
+    /// A history listing's page token that this master did not give.
+    #[error("{0}")]
+    PageToken(String),
 }
 
 impl From<ServiceError> for Status {
@@ -174,7 +177,7 @@ impl From<ServiceError> for Status {
             E::Blob(b) | E::Host(HostError::Blob(b)) => blob_status(b),
             E::Denied(crate::acl::Denied::Unauthenticated(_)) => Status::unauthenticated(message),
             E::Denied(crate::acl::Denied::Forbidden(_)) => Status::permission_denied(message),
-            E::AclRequest(_) => Status::invalid_argument(message),
+            E::AclRequest(_) | E::PageToken(_) => Status::invalid_argument(message),
         }
     }
 }
