@@ -135,17 +135,38 @@ fn refused(s: &tonic::Status) -> Failure {
     Failure::Refused(client::status_text(s))
 }
 
+/// How long `wasmos acl bootstrap` retries while the group changes leader.
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(15);
+
 /// Runs `wasmos acl ...`.
 pub async fn acl(command: AclCommand) -> ExitCode {
     let result: Result<(), Failure> = async {
         match command {
             AclCommand::Bootstrap(m) => {
-                let (mut op, _) = client::connect_leader(&m.master).await?;
-                let t = op
-                    .bootstrap_acl(pb::BootstrapAclRequest {})
-                    .await
-                    .map_err(|s| refused(&s))?
-                    .into_inner();
+                // The secret is drawn here, so that a call repeated after a lost answer (the
+                // leader changed while it committed) gets the same token back.
+                let secret = wasmos_master::acl::tokens::new_secret()
+                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                let deadline = std::time::Instant::now() + BOOTSTRAP_RETRY;
+                let t = loop {
+                    let (mut op, _) = client::connect_leader(&m.master).await?;
+                    match op
+                        .bootstrap_acl(pb::BootstrapAclRequest {
+                            secret: secret.clone(),
+                        })
+                        .await
+                    {
+                        Ok(t) => break t.into_inner(),
+                        Err(s)
+                            if (s.code() == tonic::Code::Unavailable
+                                || wasmos_api::leader::is_not_leader(&s))
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(s) => return Err(refused(&s)),
+                    }
+                };
                 eprintln!(
                     "created the management token {} (principal {}); its secret follows, \
                      shown only now: keep it, pass it as WASMOS_TOKEN",

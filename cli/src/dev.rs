@@ -228,7 +228,7 @@ async fn bootstrap(addr: std::net::SocketAddr, client: TlsMaterial) -> anyhow::R
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the secured master: {}", e.message()))?;
     let token = op
-        .bootstrap_acl(wasmos_api::proto::BootstrapAclRequest {})
+        .bootstrap_acl(wasmos_api::proto::BootstrapAclRequest::default())
         .await
         .map_err(|s| {
             anyhow::anyhow!(

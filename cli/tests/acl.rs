@@ -573,3 +573,44 @@ async fn a_revoked_agent_token_ends_the_agents_session() {
     assert!(s.agents().await.iter().all(|a| !a.reachable));
     a.kill().await.unwrap();
 }
+
+/// A bootstrap with a secret the caller chose is safe to repeat (its answer may be lost when
+/// the leader changes while it commits): the same secret gets the same token back, another is
+/// refused, and a secret of another shape is refused as invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_with_a_chosen_secret_can_be_repeated() {
+    let (mut master, addr) = common::start_master_unsecured(&[], Stdio::inherit()).await;
+    let mut op = common::operator(&addr).await;
+    let secret = format!("wasmos_{}", "ab".repeat(32));
+    let boot = |secret: &str| pb::BootstrapAclRequest {
+        secret: secret.to_string(),
+    };
+    let malformed = op.bootstrap_acl(boot("wasmos_short")).await.unwrap_err();
+    assert_eq!(
+        malformed.code(),
+        tonic::Code::InvalidArgument,
+        "{malformed:?}"
+    );
+    let first = op.bootstrap_acl(boot(&secret)).await.unwrap().into_inner();
+    assert_eq!(first.secret, secret);
+    let again = op.bootstrap_acl(boot(&secret)).await.unwrap().into_inner();
+    assert_eq!(
+        (again.accessor.as_str(), again.secret.as_str()),
+        (first.accessor.as_str(), secret.as_str())
+    );
+    let other = op
+        .bootstrap_acl(boot(&format!("wasmos_{}", "cd".repeat(32))))
+        .await
+        .unwrap_err();
+    assert!(
+        other.message().contains("already bootstrapped"),
+        "{other:?}"
+    );
+    // The chosen secret is a working management token.
+    let mut req = tonic::Request::new(pb::ListTokensRequest {});
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    let listed = op.list_tokens(req).await.unwrap().into_inner();
+    assert_eq!(listed.tokens.len(), 1);
+    master.kill().await.unwrap();
+}

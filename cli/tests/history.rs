@@ -4,15 +4,13 @@
 //! (at the bound and one past), another tenant sees none of it, and `wasmos kill` of a task
 //! whose framework acknowledged its end prints its final state from the history.
 
-use std::future::Future;
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
 
-use common::{MasterAndAgent, NATIVE_DEFAULT_ROLE, WAIT, example, output, wasmos};
+use common::{MasterAndAgent, NATIVE_DEFAULT_ROLE, WAIT, example, output, until, wasmos};
 
 /// Runs `wasmos ARGS --master ADDR` to its end.
 async fn run(addr: &str, args: &[&str]) -> Output {
@@ -42,25 +40,6 @@ fn parse(all: &[&str], out: &str) -> Vec<Value> {
 async fn json(addr: &str, args: &[&str]) -> Vec<Value> {
     let all = [args, &["--json"]].concat();
     parse(&all, &ok(addr, &all).await)
-}
-
-/// Polls `f` until it returns `Some`, failing the test after [`WAIT`].
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Runs the pi example with `tasks` tasks to its end; returns its framework id.

@@ -5,10 +5,8 @@
 //! exits for unknown ids and an unreachable master.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Child;
@@ -19,7 +17,7 @@ mod common;
 use common::scheduler::Scheduler;
 use common::{
     NATIVE_DEFAULT_ROLE, WAIT, example, operator, output, spawn_agent, start_master,
-    start_master_with, wasmos,
+    start_master_with, until, wasmos,
 };
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
@@ -66,25 +64,6 @@ async fn json(addr: &str, args: &[&str]) -> Vec<Value> {
     match serde_json::from_str(&out) {
         Ok(Value::Array(items)) => items,
         other => panic!("wasmos {all:?} printed no JSON array ({other:?}): {out}"),
-    }
-}
-
-/// Polls `f` until it returns `Some`, failing the test after [`WAIT`].
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

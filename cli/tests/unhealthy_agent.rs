@@ -4,7 +4,6 @@
 //! reopens its store, reports healthy, delivers the status update it made during the fault, and
 //! a framework's new task completes.
 
-use std::future::Future;
 use std::process::Output;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use wasmos_api::proto as pb;
 mod common;
 
 use common::scheduler::Scheduler;
-use common::{WAIT, example, operator, output, spawn_agent, start_master};
+use common::{example, operator, output, spawn_agent, start_master, until};
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
 
@@ -34,24 +33,6 @@ async fn agents_json(addr: &str) -> Vec<Value> {
     match serde_json::from_str(&out) {
         Ok(Value::Array(items)) => items,
         other => panic!("wasmos agents --json printed no JSON array ({other:?}): {out}"),
-    }
-}
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -19,6 +19,7 @@ pub mod scheduler;
 
 use std::ffi::OsStr;
 use std::fmt::Debug;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::Mutex;
@@ -483,6 +484,25 @@ pub async fn wait_for_agents(op: &mut Operator, n: usize) {
         (s.agents.iter().filter(|a| a.reachable).count() == n).then_some(())
     })
     .await
+}
+
+/// Polls `f` until it returns `Some`, failing the test after [`WAIT`].
+pub async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds; false when `WAIT` passes first.

@@ -86,7 +86,38 @@ pub fn mint(
     created_ms: Millis,
     expires_ms: Option<Millis>,
 ) -> Result<NewToken, AclStateError> {
-    let secret = format!("{SECRET_PREFIX}{}", random_hex(32)?);
+    mint_with(new_secret()?, principal, policies, created_ms, expires_ms)
+}
+
+/// A new random secret: [`SECRET_PREFIX`] and 64 hex digits (256 bits).
+pub fn new_secret() -> Result<String, AclStateError> {
+    Ok(format!("{SECRET_PREFIX}{}", random_hex(32)?))
+}
+
+/// Checks a secret a caller chose: the shape of [`new_secret`]'s.
+pub fn check_secret(secret: &str) -> Result<(), AclStateError> {
+    let digits = secret.strip_prefix(SECRET_PREFIX).unwrap_or("");
+    if digits.len() == 64
+        && digits
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(AclStateError::Invalid(format!(
+            "a chosen secret must be {SECRET_PREFIX} and 64 lowercase hex digits (256 bits)"
+        )))
+    }
+}
+
+/// [`mint`] with the given secret (checked by the caller).
+pub fn mint_with(
+    secret: String,
+    principal: &str,
+    policies: Vec<String>,
+    created_ms: Millis,
+    expires_ms: Option<Millis>,
+) -> Result<NewToken, AclStateError> {
     Ok(NewToken {
         record: TokenRecord {
             accessor: random_hex(16)?,

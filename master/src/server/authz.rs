@@ -127,8 +127,36 @@ impl Master {
     ) -> Result<Response<pb::TokenSecret>, Status> {
         self.leading()?;
         let caller = self.authorize(&request, &Action::Bootstrap)?;
-        let token = mint("management", vec![MANAGEMENT.into()], self.now(), None)
-            .map_err(|e| ServiceError::AclRequest(e.to_string()))?;
+        let chosen = request.into_inner().secret;
+        let secret = if chosen.is_empty() {
+            crate::acl::tokens::new_secret()
+        } else {
+            crate::acl::tokens::check_secret(&chosen).map(|()| chosen)
+        }
+        .map_err(|e| ServiceError::AclRequest(e.to_string()))?;
+        // A repeat of a bootstrap that committed but whose answer was lost: the same token.
+        let made = self
+            .core()
+            .registry()
+            .acl
+            .by_hash(&crate::acl::tokens::hash_secret(&secret))
+            .filter(|t| t.policies == [MANAGEMENT])
+            .cloned();
+        if let Some(record) = made {
+            self.committed().await?;
+            return Ok(Response::new(Self::token_secret(crate::acl::NewToken {
+                record,
+                secret,
+            })));
+        }
+        let token = crate::acl::tokens::mint_with(
+            secret,
+            "management",
+            vec![MANAGEMENT.into()],
+            self.now(),
+            None,
+        )
+        .map_err(|e| ServiceError::AclRequest(e.to_string()))?;
         self.core()
             .acl_command(Command::AclBootstrap(token.record.clone()))
             .map_err(ServiceError::Core)?;
