@@ -614,3 +614,32 @@ async fn a_bootstrap_with_a_chosen_secret_can_be_repeated() {
     assert_eq!(listed.tokens.len(), 1);
     master.kill().await.unwrap();
 }
+
+/// `GetFrameworkState`'s key is bounded before anything is looked up: at the bound (1 KiB) the
+/// call goes on (to NOT_FOUND for an unknown framework), one past and far past it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_key_past_its_bound_is_refused() {
+    let (mut master, addr) = common::start_master_with(&[], Stdio::inherit()).await;
+    let mut op = common::operator(&addr).await;
+    for (len, code) in [
+        (1024, tonic::Code::NotFound),
+        (1025, tonic::Code::InvalidArgument),
+        (1 << 20, tonic::Code::InvalidArgument),
+    ] {
+        let err = op
+            .get_framework_state(pb::GetFrameworkStateRequest {
+                framework_id: "fw-unknown".into(),
+                key: "k".repeat(len),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "key of {len} bytes: {err:?}");
+        assert!(
+            err.message().len() < 512,
+            "the refusal does not echo the key"
+        );
+    }
+    // The master still serves.
+    common::cluster_state(&mut op).await;
+    master.kill().await.unwrap();
+}

@@ -4,30 +4,13 @@
 //! (at the bound and one past), another tenant sees none of it, and `wasmos kill` of a task
 //! whose framework acknowledged its end prints its final state from the history.
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
 mod common;
 
-use common::{MasterAndAgent, NATIVE_DEFAULT_ROLE, WAIT, example, output, until, wasmos};
-
-/// Runs `wasmos ARGS --master ADDR` to its end.
-async fn run(addr: &str, args: &[&str]) -> Output {
-    output(&[args, &["--master", addr]].concat()).await
-}
-
-/// Runs a command that must succeed; returns its stdout.
-async fn ok(addr: &str, args: &[&str]) -> String {
-    let out = run(addr, args).await;
-    assert!(
-        out.status.success(),
-        "wasmos {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
+use common::{MasterAndAgent, NATIVE_DEFAULT_ROLE, WAIT, example, ok, output, until, wasmos};
 
 /// `wasmos ARGS --json` as a JSON array.
 fn parse(all: &[&str], out: &str) -> Vec<Value> {

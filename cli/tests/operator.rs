@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
 use tokio::process::Child;
@@ -16,29 +15,12 @@ mod common;
 
 use common::scheduler::Scheduler;
 use common::{
-    NATIVE_DEFAULT_ROLE, WAIT, example, operator, output, spawn_agent, start_master,
+    NATIVE_DEFAULT_ROLE, WAIT, example, ok, operator, run, spawn_agent, start_master,
     start_master_with, until, wasmos,
 };
 use pb::scheduler_call::Call;
 use pb::scheduler_event::Event;
 use std::process::Stdio;
-
-/// Runs `wasmos ARGS --master ADDR` to its end.
-async fn run(addr: &str, args: &[&str]) -> Output {
-    output(&[args, &["--master", addr]].concat()).await
-}
-
-/// Runs a command that must succeed; returns its stdout.
-async fn ok(addr: &str, args: &[&str]) -> String {
-    let out = run(addr, args).await;
-    assert!(
-        out.status.success(),
-        "wasmos {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
 
 /// Runs a command that must fail with exit status `code`; returns its stderr.
 async fn fails(addr: &str, args: &[&str], code: i32, needle: &str) -> String {

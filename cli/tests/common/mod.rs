@@ -486,6 +486,23 @@ pub async fn wait_for_agents(op: &mut Operator, n: usize) {
     .await
 }
 
+/// Runs `wasmos ARGS --master ADDR` to its end.
+pub async fn run(addr: &str, args: &[&str]) -> Output {
+    output(&[args, &["--master", addr]].concat()).await
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub async fn ok(addr: &str, args: &[&str]) -> String {
+    let out = run(addr, args).await;
+    assert!(
+        out.status.success(),
+        "wasmos {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 /// Polls `f` until it returns `Some`, failing the test after [`WAIT`].
 pub async fn until<T, F, Fut>(what: &str, mut f: F) -> T
 where
