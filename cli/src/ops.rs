@@ -251,15 +251,7 @@ async fn fetch_state(master: &str) -> Result<pb::ClusterState, OpError> {
 
 /// Cores as a short decimal: 1500 millicpus → `1.5`.
 fn cpus(millicpus: u64) -> String {
-    let whole = millicpus / 1000;
-    let frac = millicpus % 1000;
-    if frac == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{frac:03}")
-            .trim_end_matches('0')
-            .to_string()
-    }
+    wasmos_api::resources::cpus_text(millicpus)
 }
 
 fn resources_json(r: Option<&pb::Resources>) -> Value {
