@@ -526,7 +526,7 @@ async fn follow(
             clear(tty);
             eprintln!(
                 "wasmos: master at {master} lost, retrying ({})",
-                status_text(s)
+                s.message()
             );
         }
         let r = match r {

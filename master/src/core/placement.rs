@@ -251,7 +251,68 @@ impl MasterCore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use tokio::sync::{Notify, mpsc};
+    use wasmos_api::proto as pb;
+
     use super::*;
+    use crate::MasterConfig;
+
+    type SchedRx = mpsc::Receiver<Result<pb::SchedulerEvent, tonic::Status>>;
+
+    /// A core with one framework subscribed at time 0 and no agent: the core, the framework,
+    /// its connection and the receiver of its events (kept open).
+    fn core_with_framework() -> (MasterCore, FrameworkId, super::super::ConnId, SchedRx) {
+        let mut core = MasterCore::new(MasterConfig::default(), "t", Arc::new(Notify::new()));
+        let (tx, rx) = mpsc::channel(16);
+        let conn = core.new_conn();
+        let info = pb::FrameworkInfo {
+            name: "f".into(),
+            role: "r".into(),
+            ..Default::default()
+        };
+        let fw = core.subscribe(conn, tx, Some(info), 0).unwrap();
+        (core, fw, conn, rx)
+    }
+
+    fn waiting_at(core: &MasterCore, now: Millis) -> String {
+        core.cluster_state_at(&HashSet::new(), now).frameworks[0]
+            .waiting
+            .clone()
+    }
+
+    #[test]
+    fn waiting_is_said_only_after_the_threshold() {
+        let (mut core, fw, conn, _rx) = core_with_framework();
+        assert_eq!(waiting_at(&core, WAITING_AFTER_MS), "", "at the threshold");
+        assert_eq!(
+            waiting_at(&core, WAITING_AFTER_MS + 1),
+            "waiting: no agent registered",
+            "one past it"
+        );
+        let state = core.cluster_state_at(&HashSet::new(), WAITING_AFTER_MS + 1);
+        assert_eq!(state.frameworks[0].waiting_since_unix_ms, 0);
+        // What it reports is kept, the time of a report of the same resources too.
+        core.report_progress(&fw, Some(7), Some(cpus(8000)), 100);
+        core.report_progress(&fw, Some(7), Some(cpus(8000)), 200);
+        assert_eq!(
+            core.progress_of(&fw).unwrap().waiting_for,
+            Some((cpus(8000), 100))
+        );
+        let state = core.cluster_state_at(&HashSet::new(), WAITING_AFTER_MS + 1);
+        assert_eq!(state.frameworks[0].tasks_total, Some(7));
+        // Suppressed, with nothing reported waiting: nothing is said.
+        core.report_progress(&fw, Some(7), None, 300);
+        core.scheduler_call(
+            &fw,
+            conn,
+            Some(pb::scheduler_call::Call::Suppress(Default::default())),
+            300,
+        );
+        assert_eq!(waiting_at(&core, 10 * WAITING_AFTER_MS), "");
+    }
 
     fn cpus(millicpus: u64) -> Resources {
         Resources {
