@@ -55,7 +55,9 @@ With --json, prints a JSON array with one object per registered framework:
   id, name, role, principal (strings); hosted (bool: its scheduler runs inside the master);
   connected (bool: its scheduler is connected); active_tasks (number of non-terminal tasks);
   tasks_finished, tasks_failed (numbers of its tasks that ended FINISHED, or in another terminal
-  state, as far as the current leader knows);
+  state, as far as the current leader knows); tasks_total (number its scheduler said it runs in
+  all, or null); waiting (string: why it has waited for resources for more than 3 s, e.g.
+  \"waiting: no agent registered\", empty when it does not; `wasmos status ID` shows more);
   offers (number of outstanding offers); used (resources of its non-terminal tasks); allocated
   (used plus offered); failover_timeout_seconds (number); component_sha256 (string, empty when
   none). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.
@@ -478,6 +480,8 @@ async fn frameworks_inner(args: FrameworksArgs) -> Result<(), OpError> {
                     "active_tasks": f.active_tasks,
                     "tasks_finished": f.tasks_finished,
                     "tasks_failed": f.tasks_failed,
+                    "tasks_total": f.tasks_total,
+                    "waiting": f.waiting,
                     "offers": f.offers,
                     "used": resources_json(f.used.as_ref()),
                     "allocated": resources_json(f.allocated.as_ref()),
