@@ -11,6 +11,7 @@ mod history;
 mod master;
 mod members;
 mod ops;
+mod status;
 mod submit;
 mod task_run;
 mod tls_args;
@@ -65,6 +66,9 @@ enum Command {
         after_help = "Example:\n  wasmos dev                                  # serve on 127.0.0.1:5050\n  wasmos dev --run pi.wasm -- 8 100000        # run one framework and exit"
     )]
     Dev(dev::Args),
+    /// Show one framework, active or completed: state, role, principal, times, task counts by
+    /// state, its result or failure, and why it waits for resources.
+    Status(status::Args),
     /// List a master's agents: ids, addresses, state, tasks, resources used and total.
     Agents(ops::AgentsArgs),
     /// List a master's frameworks: ids, names, roles, scheduler kind and state, tasks, usage.
@@ -221,6 +225,7 @@ fn main() -> ExitCode {
             Command::Attach(args) => submit::attach(args).await,
             Command::Result(args) => submit::result(args).await,
             Command::Dev(args) => dev::run(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::Agents(args) => ops::agents(args).await,
             Command::Frameworks(args) => ops::frameworks(args).await,
             Command::Tasks(args) => ops::tasks(args).await,

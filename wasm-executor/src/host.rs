@@ -12,7 +12,7 @@ use wasmos_api::limits::{MAX_FRAMEWORK_MESSAGE_BYTES, cut_status_message};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::types::{Filters, LogLevel, TaskInfo};
+use crate::bindings::types::{Filters, FrameworkProgress, LogLevel, TaskInfo};
 use crate::bindings::wasmos::framework::{driver, executor_driver, types};
 use crate::events::EventSender;
 use crate::host_api::DriverHost;
@@ -260,5 +260,11 @@ impl driver::Host for HostState {
 
     fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> wasmtime::Result<Result<(), String>> {
         Ok(self.driver("set-timer")?.set_timer(timer_id, delay_ms))
+    }
+
+    fn report_progress(&mut self, progress: FrameworkProgress) -> wasmtime::Result<()> {
+        // An executor calling it traps like any `driver` call: progress is the scheduler's.
+        self.driver("report-progress")?.report_progress(progress);
+        Ok(())
     }
 }

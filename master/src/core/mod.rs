@@ -55,6 +55,7 @@ mod frameworks;
 mod launch;
 mod operator;
 mod outbound;
+pub mod placement;
 mod schedulers;
 mod timers;
 mod tombstones;
@@ -148,6 +149,9 @@ pub struct MasterCore {
     /// Admitted agents that have not re-registered with this master yet, and when the wait
     /// for them ends (a master that took over from another leader).
     awaiting_agents: HashMap<AgentId, Millis>,
+    /// What hosted schedulers reported of their progress (`driver.report-progress`): soft
+    /// state of this leader, dropped with the framework (see `placement`).
+    progress: HashMap<FrameworkId, placement::FrameworkProgress>,
 }
 
 impl MasterCore {
@@ -180,6 +184,7 @@ impl MasterCore {
             awaiting_agents: HashMap::new(),
             idle: HashMap::new(),
             early_rescinds: HashMap::new(),
+            progress: HashMap::new(),
         }
     }
 

@@ -58,6 +58,9 @@ pub(super) struct Pending {
     pub(super) state: BTreeMap<String, Vec<u8>>,
     /// Offers given to the scheduler and not yet used, declined or rescinded.
     pub(super) offers: HashMap<String, (String, wit::Resources)>,
+    /// The latest `report-progress` not yet handed to the core: (tasks in all, resources of
+    /// a task that waits).
+    pub(super) progress: Option<(Option<u64>, Option<Resources>)>,
 }
 
 impl Pending {
@@ -287,6 +290,20 @@ impl DriverHost for HostDriver {
         p.timer_ids.insert(timer_id);
         p.timers.push((timer_id, delay_ms));
         Ok(())
+    }
+
+    fn report_progress(&mut self, progress: wit::FrameworkProgress) {
+        let mut p = lock(&self.pending);
+        if p.finish.is_some() {
+            return;
+        }
+        // Counted like any call, so a loop of reports is stopped by the callback's cap; only
+        // the latest is kept.
+        p.charge(32);
+        p.progress = Some((
+            progress.tasks_total,
+            progress.waiting_for.map(Resources::from),
+        ));
     }
 
     fn exhausted(&self) -> Option<String> {

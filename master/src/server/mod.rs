@@ -231,7 +231,8 @@ impl Master {
     /// `OperatorService.GetState` answers).
     pub fn cluster_state(&self) -> pb::ClusterState {
         let hosted = self.hosted_frameworks();
-        self.core().cluster_state(&hosted)
+        let now = self.now();
+        self.core().cluster_state_at(&hosted, now)
     }
 
     /// The time in milliseconds: wall-clock at start, then advanced monotonically, so that
