@@ -29,7 +29,7 @@ mod leader;
 mod operator_service;
 mod peer_roles;
 mod scheduler_service;
-mod status;
+pub(crate) mod status;
 mod timers;
 
 use std::collections::HashSet;
@@ -232,6 +232,17 @@ impl Master {
     pub fn cluster_state(&self) -> pb::ClusterState {
         let hosted = self.hosted_frameworks();
         self.core().cluster_state(&hosted)
+    }
+
+    /// How long this master process has run.
+    pub fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The master's TLS files when it serves TLS (its HTTP API then uses the same
+    /// certificate).
+    pub fn tls_material(&self) -> Option<&wasmos_api::tls::TlsMaterial> {
+        self.tls.as_deref()
     }
 
     /// The time in milliseconds: wall-clock at start, then advanced monotonically, so that
