@@ -328,7 +328,7 @@ impl Cluster {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let shutdown = stop.clone().cancelled_owned();
-        let http_listener = args.http.bind(addr, "wasmos dev").await?;
+        let http_listener = args.http.bind(listen, "wasmos dev").await?;
         crate::master::spawn_http(
             &master,
             http_listener,

@@ -485,7 +485,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let bound = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let http_listener = args.http.bind(bound, "wasmos master").await?;
     let master = match &args.data_dir {
         None => {
             anyhow::ensure!(
@@ -562,6 +561,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         None => master,
     };
+    // After the lines above, which scripts read first; `--listen`'s port (not the bound one)
+    // decides whether the default HTTP port is 0.
+    let http_listener = args.http.bind(args.listen, "wasmos master").await?;
     println!("wasmos master listening on {bound}");
     // The HTTP server stops with the gRPC one (the signal, or the gRPC server ending).
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
