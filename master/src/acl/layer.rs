@@ -139,6 +139,8 @@ pub enum Action {
     },
     /// List the Raft members.
     ListMembers,
+    /// Read the master's Prometheus metrics (`read_metrics`).
+    ReadMetrics,
     /// Add a master to the Raft group.
     AddMember {
         /// Its id.
@@ -197,6 +199,7 @@ impl Action {
             Action::SetWeights { .. } => "role.weights",
             Action::SetQuota { .. } => "role.quota",
             Action::ListMembers => "members.list",
+            Action::ReadMetrics => "metrics.read",
             Action::AddMember { .. } => "members.add",
             Action::RemoveMember { .. } => "members.remove",
             Action::CreateToken { .. } => "tokens.create",
@@ -242,6 +245,7 @@ impl Action {
             | Action::ReadState
             | Action::ReadHistory
             | Action::ListMembers
+            | Action::ReadMetrics
             | Action::ListTokens => String::new(),
         }
     }
@@ -255,6 +259,7 @@ impl Action {
                 | Action::ReadFrameworkResult { .. }
                 | Action::ReadFrameworkState { .. }
                 | Action::ListMembers
+                | Action::ReadMetrics
                 | Action::ListTokens
                 | Action::FetchComponent { .. }
         )
@@ -388,6 +393,8 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
     let me = caller.principal.as_str();
     match action {
         Action::Bootstrap | Action::ReadState | Action::ReadHistory | Action::ListMembers => Ok(()),
+        Action::ReadMetrics if r.read_metrics => Ok(()),
+        Action::ReadMetrics => forbid(caller, "read_metrics", "read the metrics".into()),
         Action::Subscribe { role, framework } => {
             if !caller.rights.may_register(role) {
                 return forbid(

@@ -29,7 +29,7 @@ mod leader;
 mod operator_service;
 mod peer_roles;
 mod scheduler_service;
-mod status;
+pub(crate) mod status;
 mod timers;
 
 use std::collections::HashSet;
@@ -233,6 +233,17 @@ impl Master {
         let hosted = self.hosted_frameworks();
         let now = self.now();
         self.core().cluster_state_at(&hosted, now)
+    }
+
+    /// How long this master process has run.
+    pub fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The master's TLS files when it serves TLS (its HTTP API then uses the same
+    /// certificate).
+    pub fn tls_material(&self) -> Option<&wasmos_api::tls::TlsMaterial> {
+        self.tls.as_deref()
     }
 
     /// The time in milliseconds: wall-clock at start, then advanced monotonically, so that

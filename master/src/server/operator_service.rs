@@ -31,7 +31,7 @@ impl Master {
     }
 
     /// The Raft group's members, voters marked, and this master's id.
-    fn members(&self) -> Result<pb::ListMembersResponse, ServiceError> {
+    pub(crate) fn members(&self) -> Result<pb::ListMembersResponse, ServiceError> {
         let node = self.replication()?;
         let voters = node.voters();
         Ok(pb::ListMembersResponse {
