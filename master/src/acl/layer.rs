@@ -115,6 +115,12 @@ pub enum Action {
         /// The framework.
         framework: FrameworkId,
     },
+    /// Read a task's output or a hosted scheduler's log lines (`wasmos logs`): the
+    /// framework's principal may, others need `see_all_frameworks`.
+    ReadTaskLog {
+        /// The task's framework.
+        framework: FrameworkId,
+    },
     /// Kill a task of these frameworks (all that have a live task of that id).
     KillTask {
         /// The task.
@@ -192,6 +198,7 @@ impl Action {
             Action::ReadHistory => "history.read",
             Action::ReadFrameworkResult { .. } => "framework.result",
             Action::ReadFrameworkState { .. } => "framework.state",
+            Action::ReadTaskLog { .. } => "task.log",
             Action::KillTask { .. } => "task.kill",
             Action::Teardown { .. } => "framework.teardown",
             Action::SetWeights { .. } => "role.weights",
@@ -219,6 +226,7 @@ impl Action {
             Action::LaunchNative { framework }
             | Action::ReadFrameworkResult { framework }
             | Action::ReadFrameworkState { framework }
+            | Action::ReadTaskLog { framework }
             | Action::Teardown { framework } => format!("framework {framework}"),
             Action::DeleteComponent { sha256 } | Action::FetchComponent { sha256 } => {
                 format!("component {sha256}")
@@ -254,6 +262,7 @@ impl Action {
                 | Action::ReadHistory
                 | Action::ReadFrameworkResult { .. }
                 | Action::ReadFrameworkState { .. }
+                | Action::ReadTaskLog { .. }
                 | Action::ListMembers
                 | Action::ListTokens
                 | Action::FetchComponent { .. }
@@ -484,6 +493,15 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
                 caller,
                 "see_all_frameworks",
                 format!("read the state of framework {framework}, which belongs to {o:?}"),
+            ),
+            _ => Ok(()),
+        },
+        // A finished framework's tasks are read too: its owner is kept with its outcome.
+        Action::ReadTaskLog { framework } => match result_owner(registry, framework) {
+            Some(o) if o != me && !r.see_all_frameworks => forbid(
+                caller,
+                "see_all_frameworks",
+                format!("read the logs of framework {framework}, which belongs to {o:?}"),
             ),
             _ => Ok(()),
         },
