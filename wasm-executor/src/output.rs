@@ -279,4 +279,32 @@ mod tests {
         assert_eq!(text, "hello worl\n[wasmos: output truncated at 10 bytes]\n");
         assert_eq!(out.tail_since(6, 100), "worl");
     }
+
+    #[test]
+    fn a_task_gets_what_is_written_while_it_runs_in_a_file_made_on_its_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = CappedOutput::create(&dir.path().join("stderr"), 100).unwrap();
+        out.write_bytes(b"init\n").unwrap();
+        let t1 = dir.path().join("sandboxes/fw/t1");
+        out.begin_task(t1.clone(), 5);
+        assert!(!t1.exists(), "nothing is made before the first write");
+        out.write_bytes(b"one two").unwrap();
+        assert_eq!(out.task_tail(100).as_deref(), Some("one t"));
+        out.end_task();
+        let t2 = dir.path().join("sandboxes/fw/t2");
+        out.begin_task(t2.clone(), 5);
+        assert_eq!(out.task_tail(100), None);
+        out.end_task();
+        out.write_line("between");
+        let own = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+        assert_eq!(own, "init\nbetween\n");
+        let t1_text = std::fs::read_to_string(t1.join("stderr")).unwrap();
+        assert_eq!(t1_text, "one t\n[wasmos: output truncated at 5 bytes]\n");
+        assert!(!t2.exists(), "a task that wrote nothing has no directory");
+        // A task id run again starts a fresh file.
+        out.begin_task(t1.clone(), 5);
+        out.write_line("new");
+        out.end_task();
+        assert_eq!(std::fs::read_to_string(t1.join("stderr")).unwrap(), "new\n");
+    }
 }
