@@ -53,7 +53,7 @@ pub struct Args {
 
 const LOGS_HELP: &str = "\
 A task's output is kept in its sandbox on the agent that ran it until the sandbox is collected
-(the agent's --sandbox-retention, sooner when its disk runs low); each read is at most 1 MiB.
+(7 days after it ended, sooner when the agent's disk runs low); each read is at most 1 MiB.
 A scheduler's last 1,000 lines (256 KiB) are kept in the leading master's memory.
 
 Example:

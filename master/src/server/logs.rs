@@ -88,7 +88,7 @@ pub(crate) enum LogError {
     /// The task ended and its file is not there.
     #[error(
         "task {task} on agent {agent} has no {stream}: it wrote none, or its sandbox was \
-         collected (agents keep finished sandboxes for --sandbox-retention, less when disk runs \
+         collected (an agent keeps a finished task's sandbox for 7 days, less when its disk runs \
          low)"
     )]
     NoOutput {
