@@ -216,10 +216,13 @@ impl Master {
         framework: Option<&FrameworkId>,
     ) -> Result<Located, LogError> {
         let core = self.core();
-        let mut found: Vec<Located> = core
-            .tasks()
-            .all()
-            .filter(|r| &r.id == task && framework.is_none_or(|f| f == &r.framework))
+        let live: Vec<&crate::tasks::TaskRecord> = match framework {
+            // One lookup when the framework is named; a scan of the live tasks otherwise.
+            Some(f) => core.tasks().get(f, task).into_iter().collect(),
+            None => core.tasks().all().filter(|r| &r.id == task).collect(),
+        };
+        let mut found: Vec<Located> = live
+            .into_iter()
             .map(|r| Located {
                 framework: r.framework.clone(),
                 agent: r.agent.clone(),
