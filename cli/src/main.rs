@@ -8,6 +8,7 @@ mod compiler;
 mod dev;
 mod display;
 mod history;
+mod logs;
 mod master;
 mod members;
 mod ops;
@@ -78,6 +79,9 @@ enum Command {
     State(ops::StateArgs),
     /// List the tasks a master knows: ids, states, frameworks, hosts, resources.
     Tasks(ops::TasksArgs),
+    /// Print a task's stdout or stderr (read through the master from the agent that ran it),
+    /// or a hosted scheduler's log lines.
+    Logs(logs::Args),
     /// Kill a task through the master (its framework gets TASK_KILLED) and wait for it to end.
     #[command(after_help = "Example:\n  wasmos kill task-7 --framework fw-1a2b3c-2 --timeout 10s")]
     Kill(ops::KillArgs),
@@ -230,6 +234,7 @@ fn main() -> ExitCode {
             Command::Frameworks(args) => ops::frameworks(args).await,
             Command::Tasks(args) => ops::tasks(args).await,
             Command::State(args) => ops::framework_state(args).await,
+            Command::Logs(args) => logs::run(args).await,
             Command::Kill(args) => ops::kill(args).await,
             Command::Teardown(args) => ops::teardown(args).await,
             Command::Components { command } => ops::components(command).await,

@@ -30,7 +30,7 @@ pub struct MasterArg {
     /// The master (`host:port` or `http://host:port`), or several masters of one group,
     /// comma-separated: the leader among them is asked.
     #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
-    master: String,
+    pub(crate) master: String,
 }
 
 const AGENTS_JSON: &str = "\

@@ -115,6 +115,12 @@ pub enum Action {
         /// The framework.
         framework: FrameworkId,
     },
+    /// Read a task's output or a hosted scheduler's log lines (`wasmos logs`): the
+    /// framework's principal may, others need `see_all_frameworks`.
+    ReadTaskLog {
+        /// The task's framework.
+        framework: FrameworkId,
+    },
     /// Kill a task of these frameworks (all that have a live task of that id).
     KillTask {
         /// The task.
@@ -194,6 +200,7 @@ impl Action {
             Action::ReadHistory => "history.read",
             Action::ReadFrameworkResult { .. } => "framework.result",
             Action::ReadFrameworkState { .. } => "framework.state",
+            Action::ReadTaskLog { .. } => "task.log",
             Action::KillTask { .. } => "task.kill",
             Action::Teardown { .. } => "framework.teardown",
             Action::SetWeights { .. } => "role.weights",
@@ -222,6 +229,7 @@ impl Action {
             Action::LaunchNative { framework }
             | Action::ReadFrameworkResult { framework }
             | Action::ReadFrameworkState { framework }
+            | Action::ReadTaskLog { framework }
             | Action::Teardown { framework } => format!("framework {framework}"),
             Action::DeleteComponent { sha256 } | Action::FetchComponent { sha256 } => {
                 format!("component {sha256}")
@@ -258,6 +266,7 @@ impl Action {
                 | Action::ReadHistory
                 | Action::ReadFrameworkResult { .. }
                 | Action::ReadFrameworkState { .. }
+                | Action::ReadTaskLog { .. }
                 | Action::ListMembers
                 | Action::ReadMetrics
                 | Action::ListTokens
@@ -491,6 +500,15 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
                 caller,
                 "see_all_frameworks",
                 format!("read the state of framework {framework}, which belongs to {o:?}"),
+            ),
+            _ => Ok(()),
+        },
+        // A finished framework's tasks are read too: its owner is kept with its outcome.
+        Action::ReadTaskLog { framework } => match result_owner(registry, framework) {
+            Some(o) if o != me && !r.see_all_frameworks => forbid(
+                caller,
+                "see_all_frameworks",
+                format!("read the logs of framework {framework}, which belongs to {o:?}"),
             ),
             _ => Ok(()),
         },

@@ -49,6 +49,8 @@ impl MasterCore {
                     self.agent_status(agent, u, now);
                 }
             }
+            // Answered before the core, by the server's log proxy (`server/logs.rs`).
+            Some(FromAgent::LogChunk(_)) => {}
             Some(FromAgent::ExecutorMessage(m)) => {
                 if let Ok(fw) =
                     convert::id::<FrameworkId>("executor_message.framework_id", &m.framework_id)

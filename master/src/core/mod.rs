@@ -325,6 +325,12 @@ impl MasterCore {
         &self.registry
     }
 
+    /// The outbound queue of a connected agent, for the server's calls to it (`ReadLog`);
+    /// `None` when the agent is not connected.
+    pub fn agent_tx(&self, agent: &AgentId) -> Option<AgentTx> {
+        self.agents.get(agent).map(|c| c.tx.clone())
+    }
+
     /// A fresh connection id.
     pub fn new_conn(&mut self) -> ConnId {
         NEXT_CONN.fetch_add(1, Ordering::Relaxed)

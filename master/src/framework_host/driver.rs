@@ -85,6 +85,8 @@ impl Pending {
 /// The `DriverHost` behind a hosted scheduler's `driver` import: queues, never blocks.
 pub(super) struct HostDriver {
     pub(super) pending: Arc<Mutex<Pending>>,
+    /// Where admitted `log` lines are kept for `ReadSchedulerLog`.
+    pub(super) logs: Arc<super::scheduler_log::SchedulerLogs>,
 }
 
 impl DriverHost for HostDriver {
@@ -254,6 +256,11 @@ impl DriverHost for HostDriver {
         let Some(message) = admission.line else {
             return;
         };
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.logs
+            .push(&framework_id, level_name(level), &message, unix_ms);
         match level {
             wit::LogLevel::Trace => {
                 tracing::trace!(target: "wasmos::scheduler", "{message}")
@@ -328,6 +335,17 @@ fn call_bytes(call: &Call) -> usize {
     call.encoded_len()
 }
 
+/// A log level as shown by `wasmos logs --scheduler`.
+fn level_name(level: wit::LogLevel) -> &'static str {
+    match level {
+        wit::LogLevel::Trace => "TRACE",
+        wit::LogLevel::Debug => "DEBUG",
+        wit::LogLevel::Info => "INFO",
+        wit::LogLevel::Warn => "WARN",
+        wit::LogLevel::Error => "ERROR",
+    }
+}
+
 impl HostDriver {
     fn push(&mut self, call: Call) {
         let mut p = lock(&self.pending);
@@ -359,6 +377,7 @@ mod tests {
             .insert("o1".into(), ("a1".into(), res(100_000_000)));
         HostDriver {
             pending: Arc::new(Mutex::new(p)),
+            logs: Arc::default(),
         }
     }
 

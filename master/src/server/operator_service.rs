@@ -347,6 +347,20 @@ impl OperatorService for Master {
         Ok(Response::new(pb::GetFrameworkStateResponse { entries }))
     }
 
+    async fn read_task_log(
+        &self,
+        request: Request<pb::ReadTaskLogRequest>,
+    ) -> Result<Response<pb::ReadTaskLogResponse>, Status> {
+        self.read_task_log_call(request).await
+    }
+
+    async fn read_scheduler_log(
+        &self,
+        request: Request<pb::ReadSchedulerLogRequest>,
+    ) -> Result<Response<pb::ReadSchedulerLogResponse>, Status> {
+        self.read_scheduler_log_call(request).await
+    }
+
     async fn list_completed_tasks(
         &self,
         request: Request<pb::ListCompletedTasksRequest>,
