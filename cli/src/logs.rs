@@ -127,6 +127,19 @@ async fn task(args: &Args) -> Result<(), Error> {
             .into_inner();
         // `--tail` applies to the first read only; what follows is read from where it ended.
         tail = 0;
+        if r.missing {
+            // Not an error: the task wrote nothing there. Said on stderr so that a script
+            // reading stdout sees exactly what the task wrote (nothing).
+            eprintln!(
+                "wasmos logs: task {} on agent {} has no {}: it wrote none, or its sandbox was \
+                 collected (an agent keeps a finished task's sandbox for 7 days, less when its \
+                 disk runs low)",
+                args.id,
+                r.agent_id,
+                if args.stderr { "stderr" } else { "stdout" }
+            );
+            return Ok(());
+        }
         write_out(&r.data);
         let more = r.next_offset < r.size;
         offset = r.next_offset;

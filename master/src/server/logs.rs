@@ -85,27 +85,13 @@ pub(crate) enum LogError {
         /// The agent's words.
         message: String,
     },
-    /// The task ended and its file is not there.
-    #[error(
-        "task {task} on agent {agent} has no {stream}: it wrote none, or its sandbox was \
-         collected (an agent keeps a finished task's sandbox for 7 days, less when its disk runs \
-         low)"
-    )]
-    NoOutput {
-        /// The task.
-        task: TaskId,
-        /// The agent.
-        agent: AgentId,
-        /// "stdout" or "stderr".
-        stream: &'static str,
-    },
 }
 
 impl LogError {
     /// Its wire code.
     pub(crate) fn code(&self) -> tonic::Code {
         match self {
-            LogError::UnknownTask(_) | LogError::NoOutput { .. } => tonic::Code::NotFound,
+            LogError::UnknownTask(_) => tonic::Code::NotFound,
             LogError::AmbiguousTask { .. } | LogError::AgentRefused { .. } => {
                 tonic::Code::FailedPrecondition
             }
@@ -333,14 +319,9 @@ impl Master {
             || self
                 .locate_task(&task, Some(&at.framework))
                 .is_ok_and(|l| l.ended);
-        if chunk.missing && ended {
-            return Err(ServiceError::Log(LogError::NoOutput {
-                task,
-                agent: at.agent,
-                stream,
-            })
-            .into());
-        }
+        // A running task may not have written yet; an ended one that has no file never will
+        // (or its sandbox is gone): said in `missing`, not as an error, since nothing is wrong.
+        let missing = chunk.missing && ended;
         Ok(Response::new(pb::ReadTaskLogResponse {
             data: chunk.data,
             next_offset: if chunk.missing {
@@ -351,6 +332,7 @@ impl Master {
             task_ended: ended,
             agent_id: at.agent.to_string(),
             size: chunk.size,
+            missing,
         }))
     }
 
