@@ -220,7 +220,10 @@ impl Agent {
         });
         let governor = Arc::new(CpuGovernor::new(cpu_capacity, config.wasm_cpu.hard_cap));
         let pool = Arc::new(
-            ExecutorPool::new(runtime.clone(), work.join("executors")).with_cpu_governor(governor),
+            ExecutorPool::new(runtime.clone(), work.join("executors"))
+                .with_cpu_governor(governor)
+                // Each Wasm task's output in its own sandbox, beside native tasks' (GC'd alike).
+                .with_task_output_dir(work.join("sandboxes")),
         );
         let components = Arc::new(ComponentStore::new(
             runtime,
@@ -804,6 +807,11 @@ impl Agent {
     /// they are refused for it.
     pub fn native_isolation(&self) -> &crate::isolation::Isolation {
         self.inner.native.isolation()
+    }
+
+    /// The directory holding every task's sandbox (`<work_dir>/sandboxes`).
+    pub fn sandboxes_dir(&self) -> std::path::PathBuf {
+        self.inner.config.work_dir.join("sandboxes")
     }
 
     /// The sandbox directory of a native task.

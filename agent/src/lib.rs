@@ -10,7 +10,7 @@
 //!   tells a lost store from a new one.
 //! - [`sandbox`] owns the per-task directories and their garbage collection; [`fetch`] gets a
 //!   framework's component by digest and verifies it; [`master_fetch`] downloads it from the
-//!   master.
+//!   master; [`task_logs`] reads a task's stdout or stderr for the master (`wasmos logs`).
 //! - [`session`] is the gRPC client loop to the master ([`run`]); [`session_log`] keeps a
 //!   master that stays down to one WARN per failure and 30 s.
 
@@ -33,6 +33,7 @@ pub mod session;
 pub mod session_log;
 pub mod status_queue;
 pub mod store;
+pub mod task_logs;
 pub mod wasm;
 
 pub use agent::{Agent, AgentError, FrameworkContext, RecoveryReport, RunningTask};

@@ -527,7 +527,7 @@ async fn session(
                     None => return Ok(true),
                     Some(m) => {
                         if let Some(m) = m.message {
-                            handle(agent, m)?;
+                            handle(agent, m, &tx)?;
                         }
                     }
                 }
@@ -581,9 +581,27 @@ async fn session(
 
 /// Carries out one command from the master. Launches and teardowns run in the background so
 /// the stream keeps flowing (acknowledgements must not wait behind a slow launch).
-fn handle(agent: &Agent, m: pb::master_message::Message) -> Result<(), SessionError> {
+fn handle(
+    agent: &Agent,
+    m: pb::master_message::Message,
+    tx: &mpsc::Sender<pb::AgentMessage>,
+) -> Result<(), SessionError> {
     use pb::master_message::Message as M;
     match m {
+        M::ReadLog(r) => {
+            // Off the stream's task: a read of up to 1 MiB must not hold up acknowledgements.
+            let dir = agent.sandboxes_dir();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let chunk =
+                    tokio::task::spawn_blocking(move || crate::task_logs::answer(&dir, &r)).await;
+                if let Ok(chunk) = chunk {
+                    let _ = tx
+                        .send(message(pb::agent_message::Message::LogChunk(chunk)))
+                        .await;
+                }
+            });
+        }
         M::RunTasks(run) => {
             let Ok(framework_id) =
                 convert::id::<FrameworkId>("run_tasks.framework_id", &run.framework_id)

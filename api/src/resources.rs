@@ -20,6 +20,17 @@ pub struct Resources {
     pub disk_mb: u64,
 }
 
+/// Cores as a short decimal, the way the CLI prints them: 1500 millicpus is `1.5`, 2000 is `2`.
+pub fn cpus_text(millicpus: u64) -> String {
+    let whole = millicpus / 1000;
+    match millicpus % 1000 {
+        0 => whole.to_string(),
+        frac => format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string(),
+    }
+}
+
 /// Why an operation on [`Resources`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourcesError {

@@ -69,6 +69,8 @@ pub struct Args {
     #[command(flatten)]
     history: crate::master::HistoryArgs,
     #[command(flatten)]
+    http: crate::master::HttpArgs,
+    #[command(flatten)]
     limits: submit::LimitArgs,
     #[command(flatten)]
     compile: crate::compiler::CompileArgs,
@@ -326,6 +328,14 @@ impl Cluster {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let shutdown = stop.clone().cancelled_owned();
+        let http_listener = args.http.bind(listen, "wasmos dev").await?;
+        crate::master::spawn_http(
+            &master,
+            http_listener,
+            args.http.options(),
+            "wasmos dev",
+            stop.clone().cancelled_owned(),
+        );
         let serving = master.clone();
         tasks.spawn(async move {
             let r = serving.serve(listener, shutdown).await;

@@ -8,9 +8,11 @@ mod compiler;
 mod dev;
 mod display;
 mod history;
+mod logs;
 mod master;
 mod members;
 mod ops;
+mod status;
 mod submit;
 mod task_run;
 mod tls_args;
@@ -65,6 +67,9 @@ enum Command {
         after_help = "Example:\n  wasmos dev                                  # serve on 127.0.0.1:5050\n  wasmos dev --run pi.wasm -- 8 100000        # run one framework and exit"
     )]
     Dev(dev::Args),
+    /// Show one framework, active or completed: state, role, principal, times, task counts by
+    /// state, its result or failure, and why it waits for resources.
+    Status(status::Args),
     /// List a master's agents: ids, addresses, state, tasks, resources used and total.
     Agents(ops::AgentsArgs),
     /// List a master's frameworks: ids, names, roles, scheduler kind and state, tasks, usage.
@@ -74,6 +79,9 @@ enum Command {
     State(ops::StateArgs),
     /// List the tasks a master knows: ids, states, frameworks, hosts, resources.
     Tasks(ops::TasksArgs),
+    /// Print a task's stdout or stderr (read through the master from the agent that ran it),
+    /// or a hosted scheduler's log lines.
+    Logs(logs::Args),
     /// Kill a task through the master (its framework gets TASK_KILLED) and wait for it to end.
     #[command(after_help = "Example:\n  wasmos kill task-7 --framework fw-1a2b3c-2 --timeout 10s")]
     Kill(ops::KillArgs),
@@ -221,10 +229,12 @@ fn main() -> ExitCode {
             Command::Attach(args) => submit::attach(args).await,
             Command::Result(args) => submit::result(args).await,
             Command::Dev(args) => dev::run(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::Agents(args) => ops::agents(args).await,
             Command::Frameworks(args) => ops::frameworks(args).await,
             Command::Tasks(args) => ops::tasks(args).await,
             Command::State(args) => ops::framework_state(args).await,
+            Command::Logs(args) => logs::run(args).await,
             Command::Kill(args) => ops::kill(args).await,
             Command::Teardown(args) => ops::teardown(args).await,
             Command::Components { command } => ops::components(command).await,

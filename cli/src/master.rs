@@ -108,6 +108,8 @@ pub struct Args {
     command_tasks: CommandTaskArgs,
     #[command(flatten)]
     history: HistoryArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     /// Accepted for compatibility and ignored: every master enforces ACLs (see the command's
     /// help).
     #[arg(long, hide = true)]
@@ -187,6 +189,98 @@ impl HistoryArgs {
             max_completed_frameworks: self.max_completed_frameworks,
         }
     }
+}
+
+/// `--http` and `--metrics-open`, shared by `wasmos master` and `wasmos dev`: the HTTP/JSON
+/// API, `/health`, `/ready` and `/metrics`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HttpArgs {
+    /// Where to serve the HTTP/JSON API (`/api/v1/`), `/health`, `/ready` and `/metrics`
+    /// (`HOST:PORT`, port 0 picks one), or `off`. Over TLS with the master's certificate
+    /// when it serves TLS (no client certificate asked for; tokens decide) [default: the
+    /// --listen host, port 5051 (port 0 when --listen's is 0); when that default is taken the
+    /// master warns and serves no HTTP].
+    #[arg(long, value_name = "ADDR|off")]
+    pub http: Option<String>,
+    /// Serve `/metrics` without a token (else it needs a token with the `read_metrics` right).
+    #[arg(long)]
+    pub metrics_open: bool,
+}
+
+/// The HTTP port used when `--http` is not given.
+pub const DEFAULT_HTTP_PORT: u16 = 5051;
+
+impl HttpArgs {
+    /// Binds the HTTP listener beside a master on `listen`: `None` when `off`, or when the
+    /// default address is taken (after a warning). An address given and taken is an error.
+    pub async fn bind(
+        &self,
+        listen: SocketAddr,
+        who: &str,
+    ) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        let (addr, given) = match self.http.as_deref() {
+            Some("off") => return Ok(None),
+            Some(a) => (
+                crate::parse_listen(a).map_err(|e| anyhow::anyhow!("--http {a}: {e}"))?,
+                true,
+            ),
+            None => {
+                let port = if listen.port() == 0 {
+                    0
+                } else {
+                    DEFAULT_HTTP_PORT
+                };
+                (SocketAddr::new(listen.ip(), port), false)
+            }
+        };
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if !given => {
+                eprintln!(
+                    "{who}: WARNING: not serving HTTP: cannot listen on {addr} ({e}); pass                      --http HOST:PORT (or --http off)"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot listen on --http {addr}: {e}; is another master running there? pick                  another --http, or --http off"
+            )),
+        }
+    }
+
+    /// How the master serves it.
+    pub fn options(&self) -> wasmos_master::http::HttpOptions {
+        wasmos_master::http::HttpOptions {
+            metrics_open: self.metrics_open,
+        }
+    }
+}
+
+/// Serves the HTTP API of `master` on `listener` (when bound) until `stop` resolves, and says
+/// where on stderr.
+pub fn spawn_http(
+    master: &Master,
+    listener: Option<tokio::net::TcpListener>,
+    options: wasmos_master::http::HttpOptions,
+    who: &str,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<String> {
+    let listener = listener?;
+    let addr = listener.local_addr().ok()?;
+    let scheme = if master.tls_material().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}");
+    eprintln!("{who}: HTTP API, health and metrics on {url}/api/v1/, {url}/health, {url}/metrics");
+    let master = master.clone();
+    let who = who.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = wasmos_master::http::serve(master, listener, options, stop).await {
+            eprintln!("{who}: the HTTP server on {addr} failed: {e}");
+        }
+    });
+    Some(url)
 }
 
 /// Parses `ID=ADDR` (`2=10.0.0.2:5050`): an id above zero and a `host:port` address.
@@ -467,10 +561,28 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         None => master,
     };
+    // After the lines above, which scripts read first; `--listen`'s port (not the bound one)
+    // decides whether the default HTTP port is 0.
+    let http_listener = args.http.bind(args.listen, "wasmos master").await?;
     println!("wasmos master listening on {bound}");
+    // The HTTP server stops with the gRPC one (the signal, or the gRPC server ending).
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    spawn_http(
+        &master,
+        http_listener,
+        args.http.options(),
+        "wasmos master",
+        async move {
+            let _ = http_stopped.await;
+        },
+    );
+    let shutdown = async move {
+        crate::shutdown_signal().await;
+        let _ = stop_http.send(());
+    };
     let served = master
         .clone()
-        .serve(listener, crate::shutdown_signal())
+        .serve(listener, shutdown)
         .await
         .with_context(|| format!("the master on {bound} failed"));
     master.shutdown_replication().await;

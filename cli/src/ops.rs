@@ -30,7 +30,7 @@ pub struct MasterArg {
     /// The master (`host:port` or `http://host:port`), or several masters of one group,
     /// comma-separated: the leader among them is asked.
     #[arg(long, value_name = "ADDR[,ADDR...]", env = "WASMOS_MASTER", default_value = DEFAULT_MASTER)]
-    master: String,
+    pub(crate) master: String,
 }
 
 const AGENTS_JSON: &str = "\
@@ -55,7 +55,9 @@ With --json, prints a JSON array with one object per registered framework:
   id, name, role, principal (strings); hosted (bool: its scheduler runs inside the master);
   connected (bool: its scheduler is connected); active_tasks (number of non-terminal tasks);
   tasks_finished, tasks_failed (numbers of its tasks that ended FINISHED, or in another terminal
-  state, as far as the current leader knows);
+  state, as far as the current leader knows); tasks_total (number its scheduler said it runs in
+  all, or null); waiting (string: why it has waited for resources for more than 3 s, e.g.
+  \"waiting: no agent registered\", empty when it does not; `wasmos status ID` shows more);
   offers (number of outstanding offers); used (resources of its non-terminal tasks); allocated
   (used plus offered); failover_timeout_seconds (number); component_sha256 (string, empty when
   none). Resources are objects {cpus (number of cores), mem_mb, disk_mb}.
@@ -251,15 +253,7 @@ async fn fetch_state(master: &str) -> Result<pb::ClusterState, OpError> {
 
 /// Cores as a short decimal: 1500 millicpus → `1.5`.
 fn cpus(millicpus: u64) -> String {
-    let whole = millicpus / 1000;
-    let frac = millicpus % 1000;
-    if frac == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{frac:03}")
-            .trim_end_matches('0')
-            .to_string()
-    }
+    wasmos_api::resources::cpus_text(millicpus)
 }
 
 fn resources_json(r: Option<&pb::Resources>) -> Value {
@@ -486,6 +480,8 @@ async fn frameworks_inner(args: FrameworksArgs) -> Result<(), OpError> {
                     "active_tasks": f.active_tasks,
                     "tasks_finished": f.tasks_finished,
                     "tasks_failed": f.tasks_failed,
+                    "tasks_total": f.tasks_total,
+                    "waiting": f.waiting,
                     "offers": f.offers,
                     "used": resources_json(f.used.as_ref()),
                     "allocated": resources_json(f.allocated.as_ref()),

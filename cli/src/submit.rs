@@ -415,13 +415,18 @@ async fn upload(
 
 /// Task counts of one framework: those staging and running from the master's live tasks, those
 /// finished and failed from the master's own counts (`FrameworkSummary.tasks_finished` and
-/// `tasks_failed`, exact while one master leads; a new leader counts from what it learns).
+/// `tasks_failed`, exact while one master leads; a new leader counts from what it learns); the
+/// total its scheduler reported and why it waits, when it does.
 #[derive(Default)]
 struct Progress {
     staging: u64,
     running: u64,
     finished: u64,
     failed: u64,
+    /// `FrameworkSummary.tasks_total`.
+    total: Option<u64>,
+    /// `FrameworkSummary.waiting` (empty when nothing waits).
+    waiting: String,
 }
 
 impl Progress {
@@ -434,6 +439,8 @@ impl Progress {
             // Never shown going back when a new leader starts counting again.
             self.finished = self.finished.max(f.tasks_finished);
             self.failed = self.failed.max(f.tasks_failed);
+            self.total = f.tasks_total.or(self.total);
+            self.waiting = crate::display::escape_controls(&f.waiting).into_owned();
         }
         (self.staging, self.running) = (0, 0);
         for t in state
@@ -450,13 +457,32 @@ impl Progress {
         }
     }
 
+    /// `37/100 finished, 8 running, 0 failed` (`37 finished, ...` without a total), with
+    /// `, 2 starting` when tasks are on their way and `; waiting: ...` when the master says why
+    /// the framework waits.
     fn line(&self) -> String {
-        format!(
-            "tasks: {} staging, {} running, {} finished, {} failed",
-            self.staging, self.running, self.finished, self.failed
-        )
+        let finished = match self.total {
+            Some(total) => format!("{}/{total}", self.finished),
+            None => self.finished.to_string(),
+        };
+        let mut line = format!(
+            "{finished} finished, {} running, {} failed",
+            self.running, self.failed
+        );
+        if self.staging > 0 {
+            line.push_str(&format!(", {} starting", self.staging));
+        }
+        if !self.waiting.is_empty() {
+            line.push_str("; ");
+            line.push_str(&self.waiting);
+        }
+        line
     }
 }
+
+/// How long one poll of the framework's result may take before the master counts as lost
+/// (a master that is gone refuses at once; one behind a partition does not answer).
+const POLL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Polls the framework's result until it ends, showing task counts on stderr.
 async fn follow(
@@ -482,14 +508,33 @@ async fn follow(
         }
     };
     loop {
-        let r = op
-            .get_framework_result(pb::GetFrameworkResultRequest {
-                framework_id: framework_id.to_string(),
-            })
-            .await;
+        let poll = op.get_framework_result(pb::GetFrameworkResultRequest {
+            framework_id: framework_id.to_string(),
+        });
+        let r = match tokio::time::timeout(POLL_TIMEOUT, poll).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::unavailable(format!(
+                "no answer within {}",
+                crate::display::duration(POLL_TIMEOUT)
+            ))),
+        };
+        if let Err(s) = &r
+            && s.code() != tonic::Code::NotFound
+            && unreachable_since.is_none()
+        {
+            // Said once per outage, before the search for a leader (which may take a while).
+            clear(tty);
+            eprintln!(
+                "wasmos: master at {master} lost, retrying ({})",
+                s.message()
+            );
+        }
         let r = match r {
             Ok(r) => {
-                unreachable_since = None;
+                if unreachable_since.take().is_some() {
+                    clear(tty);
+                    eprintln!("wasmos: reached the master at {master} again");
+                }
                 r.into_inner()
             }
             Err(s) if s.code() == tonic::Code::NotFound => {
@@ -564,7 +609,7 @@ async fn follow(
                 progress.update(&state.into_inner(), framework_id);
             }
             let line = format!(
-                "wasmos: {framework_id} running {}; {}",
+                "wasmos: {framework_id} running for {}: {}",
                 crate::display::duration(Duration::from_secs(start.elapsed().as_secs())),
                 progress.line()
             );

@@ -38,6 +38,9 @@ extern void __wasm_import_wasmos_framework_driver_log(int32_t, uint8_t *, size_t
 __attribute__((__import_module__("wasmos:framework/driver@0.1.0"), __import_name__("set-timer")))
 extern void __wasm_import_wasmos_framework_driver_set_timer(int64_t, int64_t, uint8_t *);
 
+__attribute__((__import_module__("wasmos:framework/driver@0.1.0"), __import_name__("report-progress")))
+extern void __wasm_import_wasmos_framework_driver_report_progress(int32_t, int64_t, int32_t, int64_t, int64_t, int64_t);
+
 // Imported Functions from `wasmos:framework/executor-driver@0.1.0`
 
 __attribute__((__import_module__("wasmos:framework/executor-driver@0.1.0"), __import_name__("log")))
@@ -218,8 +221,22 @@ void wasmos_framework_types_task_status_free(wasmos_framework_types_task_status_
   framework_option_list_u8_free(&ptr->data);
 }
 
+void wasmos_framework_types_option_resources_free(wasmos_framework_types_option_resources_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void wasmos_framework_types_framework_progress_free(wasmos_framework_types_framework_progress_t *ptr) {
+  framework_option_u64_free(&ptr->tasks_total);
+  wasmos_framework_types_option_resources_free(&ptr->waiting_for);
+}
+
 void wasmos_framework_driver_task_info_free(wasmos_framework_driver_task_info_t *ptr) {
   wasmos_framework_types_task_info_free(ptr);
+}
+
+void wasmos_framework_driver_framework_progress_free(wasmos_framework_driver_framework_progress_t *ptr) {
+  wasmos_framework_types_framework_progress_free(ptr);
 }
 
 void wasmos_framework_driver_list_task_info_free(wasmos_framework_driver_list_task_info_t *ptr) {
@@ -449,6 +466,36 @@ bool wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_ms, fra
     *err = result.val.err;
     return 0;
   }
+}
+
+void wasmos_framework_driver_report_progress(wasmos_framework_driver_framework_progress_t *progress) {
+  int32_t option;
+  int64_t option1;
+  if (((*progress).tasks_total).is_some) {
+    const uint64_t *payload0 = &((*progress).tasks_total).val;
+    option = 1;
+    option1 = (int64_t) (*payload0);
+  } else {
+    option = 0;
+    option1 = 0;
+  }
+  int32_t option4;
+  int64_t option5;
+  int64_t option6;
+  int64_t option7;
+  if (((*progress).waiting_for).is_some) {
+    const wasmos_framework_types_resources_t *payload3 = &((*progress).waiting_for).val;
+    option4 = 1;
+    option5 = (int64_t) ((*payload3).millicpus);
+    option6 = (int64_t) ((*payload3).mem_mb);
+    option7 = (int64_t) ((*payload3).disk_mb);
+  } else {
+    option4 = 0;
+    option5 = 0;
+    option6 = 0;
+    option7 = 0;
+  }
+  __wasm_import_wasmos_framework_driver_report_progress(option, option1, option4, option5, option6, option7);
 }
 
 void wasmos_framework_executor_driver_log(wasmos_framework_executor_driver_log_level_t level, framework_string_t *message) {

@@ -175,6 +175,23 @@ typedef struct wasmos_framework_types_filters_t {
   double   refuse_seconds;
 } wasmos_framework_types_filters_t;
 
+typedef struct {
+  bool is_some;
+  wasmos_framework_types_resources_t val;
+} wasmos_framework_types_option_resources_t;
+
+// What the framework tells the people watching it (`wasmos status`, `wasmos submit`):
+// passed to `driver.report-progress`.
+typedef struct wasmos_framework_types_framework_progress_t {
+  // Tasks it will run in all, when it knows it (shown as `37/100 finished`).
+  framework_option_u64_t   tasks_total;
+  // The resources of a task it wants to launch and has no fitting offer for; none when
+  // nothing waits. When it has waited for more than about 3 s, the master compares it
+  // with the agents' totals and free resources and says why it waits ("waiting: tasks
+  // need 8 CPUs, the largest agent has 2").
+  wasmos_framework_types_option_resources_t   waiting_for;
+} wasmos_framework_types_framework_progress_t;
+
 // Severity of a log line.
 typedef uint8_t wasmos_framework_types_log_level_t;
 
@@ -189,6 +206,8 @@ typedef wasmos_framework_types_task_info_t wasmos_framework_driver_task_info_t;
 typedef wasmos_framework_types_filters_t wasmos_framework_driver_filters_t;
 
 typedef wasmos_framework_types_log_level_t wasmos_framework_driver_log_level_t;
+
+typedef wasmos_framework_types_framework_progress_t wasmos_framework_driver_framework_progress_t;
 
 typedef struct {
   wasmos_framework_driver_task_info_t *ptr;
@@ -283,6 +302,12 @@ extern void wasmos_framework_driver_log(wasmos_framework_driver_log_level_t leve
 // setting nothing, when 1,024 timers are pending (`wasmos_api::limits::MAX_PENDING_TIMERS`)
 // and `timer-id` is not one of them, or after `finish`.
 extern bool wasmos_framework_driver_set_timer(uint64_t timer_id, uint64_t delay_ms, framework_string_t *err);
+// Tells the master what the framework will run in all and what it waits for (see
+// `framework-progress`); the latest call wins. Kept in the master's memory, not
+// replicated: after a master failover the framework's `init` runs again and reports
+// anew. Call it when either changes; it is cheap, but it is counted against the
+// callback's driver-call cap like any call. Ignored after `finish`.
+extern void wasmos_framework_driver_report_progress(wasmos_framework_driver_framework_progress_t *progress);
 
 // Imported Functions from `wasmos:framework/executor-driver@0.1.0`
 // Writes a line to the task's log on the agent. A line is cut to 4,096 bytes, and the
@@ -342,7 +367,13 @@ void framework_option_list_u8_free(framework_option_list_u8_t *ptr);
 
 void wasmos_framework_types_task_status_free(wasmos_framework_types_task_status_t *ptr);
 
+void wasmos_framework_types_option_resources_free(wasmos_framework_types_option_resources_t *ptr);
+
+void wasmos_framework_types_framework_progress_free(wasmos_framework_types_framework_progress_t *ptr);
+
 void wasmos_framework_driver_task_info_free(wasmos_framework_driver_task_info_t *ptr);
+
+void wasmos_framework_driver_framework_progress_free(wasmos_framework_driver_framework_progress_t *ptr);
 
 void wasmos_framework_driver_list_task_info_free(wasmos_framework_driver_list_task_info_t *ptr);
 

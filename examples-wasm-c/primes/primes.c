@@ -174,6 +174,12 @@ bool exports_wasmos_framework_scheduler_init(framework_list_string_t *args, str_
                 sched_log(WASMOS_FRAMEWORK_TYPES_LOG_LEVEL_INFO,
                           "primes: counting primes below %llu in %llu tasks",
                           (unsigned long long)limit, (unsigned long long)tasks);
+                /* For `wasmos status` and submit's progress line: `3/8 finished`. */
+                wasmos_framework_driver_framework_progress_t progress = {
+                    .tasks_total = {.is_some = true, .val = tasks},
+                    .waiting_for = {.is_some = false},
+                };
+                wasmos_framework_driver_report_progress(&progress);
                 ok = true;
             }
         }

@@ -135,6 +135,17 @@ void __wasm_import_wasmos_framework_driver_set_timer(int64_t id, int64_t ms, uin
     ret[0] = 0; /* ok */
 }
 
+void __wasm_import_wasmos_framework_driver_report_progress(int32_t has_total, int64_t total,
+                                                          int32_t has_waiting, int64_t millicpus,
+                                                          int64_t mem_mb, int64_t disk_mb) {
+    (void)has_total;
+    (void)total;
+    (void)has_waiting;
+    (void)millicpus;
+    (void)mem_mb;
+    (void)disk_mb;
+}
+
 void __wasm_import_wasmos_framework_executor_driver_log(int32_t level, uint8_t *p, size_t n) {
     (void)level;
     (void)p;

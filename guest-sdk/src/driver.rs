@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::__bindings::wasmos::framework::driver as imports;
-use crate::{Filters, LogLevel, TaskInfo};
+use crate::__bindings::wasmos::framework::types::FrameworkProgress;
+use crate::{Filters, LogLevel, Resources, TaskInfo};
 
 /// How long [`decline`] keeps an agent's resources away from this framework: 120 s.
 ///
@@ -126,4 +127,21 @@ pub fn set_timer_after(timer_id: u64, delay: Duration) -> Result<(), String> {
         timer_id,
         u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
     )
+}
+
+/// Tells the people watching the framework (`wasmos status`, `wasmos submit`'s progress line)
+/// how many tasks it will run in all (`total`, shown as `37/100 finished`) and the resources of
+/// a task it wants to launch and has no fitting offer for (`waiting_for`; `None` once nothing
+/// waits). The latest call wins; call it when either changes, e.g. in `init` with the total and
+/// when an offer is too small for the next task.
+///
+/// When a task has waited for more than about 3 s, the master compares `waiting_for` with its
+/// agents and says why it waits: "waiting: tasks need 8 CPUs, the largest agent has 2", or "...,
+/// no agent has them free (most free: 1.5)". Kept in the master's memory, not replicated: after
+/// a master failover `init` runs again, so report there. Ignored after [`finish`].
+pub fn report_progress(total: Option<u64>, waiting_for: Option<&Resources>) {
+    imports::report_progress(FrameworkProgress {
+        tasks_total: total,
+        waiting_for: waiting_for.copied(),
+    });
 }

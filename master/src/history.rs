@@ -184,6 +184,11 @@ impl History {
         self.registered.entry(framework).or_insert(now);
     }
 
+    /// When `framework` registered with this leader, if it is registered and did.
+    pub fn registered_ms(&self, framework: &FrameworkId) -> Option<Millis> {
+        self.registered.get(framework).copied()
+    }
+
     /// Records a task that ended and left the book; the framework's oldest completed task is
     /// evicted past the bound.
     pub fn record_task(&mut self, mut task: CompletedTask) {

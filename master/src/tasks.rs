@@ -100,6 +100,8 @@ pub struct TaskBook {
     ended: HashMap<FrameworkId, EndedCounts>,
     /// Where ended tasks go when they leave the book.
     history: History,
+    /// The master's counters: a task that becomes terminal is counted here.
+    counters: std::sync::Arc<crate::counters::Counters>,
 }
 
 /// How many of a framework's tasks ended and were removed from the book, by outcome.
@@ -118,6 +120,11 @@ impl TaskBook {
             history: History::new(bounds),
             ..TaskBook::default()
         }
+    }
+
+    /// Counts terminal tasks in `counters` from now on.
+    pub fn count_into(&mut self, counters: std::sync::Arc<crate::counters::Counters>) {
+        self.counters = counters;
     }
 
     /// The history of tasks that ended and left the book, and of removed frameworks.
@@ -194,6 +201,9 @@ impl TaskBook {
             record.data = data;
         }
         record.updated_ms = now;
+        if !old.is_terminal() && record.state.is_terminal() {
+            self.counters.task_ended(record.state);
+        }
         Ok((old, record))
     }
 

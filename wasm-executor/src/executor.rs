@@ -15,6 +15,18 @@
 //! <work_dir>/<framework_id>/<executor_id>/stdout
 //! <work_dir>/<framework_id>/<executor_id>/stderr
 //! ```
+//!
+//! With a task output directory ([`ExecutorPool::with_task_output_dir`]; the agent's
+//! `<agent work dir>/sandboxes`, where native tasks' sandboxes are) what an instance writes
+//! while a task runs goes to that task's own capped files instead, made on its first write, and
+//! its executor's `log` lines of that task are added to its stderr as `LEVEL message` lines:
+//!
+//! ```text
+//! <task_output_dir>/<framework_id>/<task_id>/stdout
+//! <task_output_dir>/<framework_id>/<task_id>/stderr
+//! ```
+//!
+//! What the instance writes between tasks (while it is instantiated) stays in its own files.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -100,6 +112,7 @@ struct LiveInstance {
     store: Store<HostState>,
     bindings: Framework,
     digest: ComponentDigest,
+    stdout: CappedOutput,
     stderr: CappedOutput,
 }
 
@@ -115,6 +128,9 @@ pub struct ExecutorPool {
     log_budgets: Mutex<HashMap<FrameworkId, Arc<Mutex<LogBudget>>>>,
     /// Shares CPU among tasks by their declared millicpus; `None` lets them run unchecked.
     governor: Option<Arc<CpuGovernor>>,
+    /// Where each task's own output goes (`<dir>/<framework_id>/<task_id>/`); `None`: in its
+    /// executor instance's files.
+    task_output_dir: Option<PathBuf>,
 }
 
 impl ExecutorPool {
@@ -126,7 +142,25 @@ impl ExecutorPool {
             slots: Mutex::new(HashMap::new()),
             log_budgets: Mutex::new(HashMap::new()),
             governor: None,
+            task_output_dir: None,
         }
+    }
+
+    /// This pool with each task's stdout and stderr in its own files under `dir`
+    /// (`<dir>/<framework_id>/<task_id>/stdout|stderr`, made on the task's first write, each
+    /// capped at the task's `max_output_bytes`). Without it (the default) a task's output goes
+    /// to its executor instance's files.
+    pub fn with_task_output_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.task_output_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory a task's own output goes to, when the pool has a task output directory.
+    pub fn task_output_dir(&self, framework_id: &FrameworkId, task_id: &TaskId) -> Option<PathBuf> {
+        // Ids are validated to be plain file names (no '/', not '..').
+        self.task_output_dir
+            .as_ref()
+            .map(|d| d.join(framework_id.as_str()).join(task_id.as_str()))
     }
 
     /// This pool with its tasks' CPU shared by `governor` (see [`crate::cpu_share`]); without
@@ -247,6 +281,7 @@ impl ExecutorPool {
                 task_id: req.task_id.to_string(),
                 framework_id: req.framework_id.to_string(),
                 log: self.log_budget(&req.framework_id),
+                stderr: Some(inst.stderr.clone()),
             };
             data.limiter.memory_bytes = limits.memory_bytes;
             data.limiter.denied_memory = None;
@@ -259,6 +294,10 @@ impl ExecutorPool {
                 .map_err(|e| TaskError::Instantiate(root_message(&e)))?;
         }
         let stderr_mark = inst.stderr.written();
+        if let Some(dir) = self.task_output_dir(&req.framework_id, &req.task_id) {
+            inst.stdout.begin_task(dir.clone(), limits.max_output_bytes);
+            inst.stderr.begin_task(dir, limits.max_output_bytes);
+        }
         let task = ExecutorTask {
             task_id: req.task_id.to_string(),
             executor_id: req.executor_id.to_string(),
@@ -289,6 +328,10 @@ impl ExecutorPool {
         } else {
             None
         };
+        if result.is_ok() {
+            inst.stdout.end_task();
+            inst.stderr.end_task();
+        }
         match result {
             Ok(Ok(output)) => {
                 *guard = Some(inst);
@@ -305,7 +348,9 @@ impl ExecutorPool {
             }
             Err(e) => {
                 let err = classify(&e, &inst.store, limits, budget, || {
-                    inst.stderr.tail_since(stderr_mark, 1024)
+                    inst.stderr
+                        .task_tail(1024)
+                        .unwrap_or_else(|| inst.stderr.tail_since(stderr_mark, 1024))
                 });
                 // `inst` is dropped here: a trapped instance must not run again, and its
                 // pooling slot goes back to the engine.
@@ -336,6 +381,7 @@ impl ExecutorPool {
             task_id: req.task_id.to_string(),
             framework_id: req.framework_id.to_string(),
             log: self.log_budget(&req.framework_id),
+            stderr: Some(stderr.clone()),
         };
         let mut store = self
             .runtime
@@ -343,7 +389,7 @@ impl ExecutorPool {
                 &req.limits,
                 role,
                 Some(&sandbox),
-                Some(stdout),
+                Some(stdout.clone()),
                 Some(stderr.clone()),
             )
             .map_err(|e| TaskError::Instantiate(root_message(&e)))?;
@@ -356,6 +402,7 @@ impl ExecutorPool {
             store,
             bindings,
             digest: component.digest(),
+            stdout,
             stderr,
         })
     }

@@ -12,11 +12,12 @@ use wasmos_api::limits::{MAX_FRAMEWORK_MESSAGE_BYTES, cut_status_message};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::types::{Filters, LogLevel, TaskInfo};
+use crate::bindings::types::{Filters, FrameworkProgress, LogLevel, TaskInfo};
 use crate::bindings::wasmos::framework::{driver, executor_driver, types};
 use crate::events::EventSender;
 use crate::host_api::DriverHost;
 use crate::log_budget::LogBudget;
+use crate::output::CappedOutput;
 
 /// Enforces a store's memory, table and instance caps, and remembers why it refused.
 pub(crate) struct Limiter {
@@ -79,6 +80,9 @@ pub(crate) enum Role {
         task_id: String,
         framework_id: String,
         log: Arc<Mutex<LogBudget>>,
+        /// The instance's stderr: admitted `log` lines are also written there (to the running
+        /// task's stderr while one runs). `None`: only to the host's log.
+        stderr: Option<CappedOutput>,
     },
     /// A scheduler instance on the master.
     Scheduler { driver: Box<dyn DriverHost> },
@@ -129,6 +133,17 @@ impl HostState {
     }
 }
 
+/// A log level as written in a task's stderr.
+pub(crate) fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "TRACE",
+        LogLevel::Debug => "DEBUG",
+        LogLevel::Info => "INFO",
+        LogLevel::Warn => "WARN",
+        LogLevel::Error => "ERROR",
+    }
+}
+
 /// Writes a guest's line that its framework's [`LogBudget`] admitted (already cut).
 pub(crate) fn log_line(level: LogLevel, framework_id: &str, who: &str, message: &str) {
     match level {
@@ -155,6 +170,7 @@ impl executor_driver::Host for HostState {
             task_id,
             framework_id,
             log,
+            stderr,
             ..
         } = &self.role
         else {
@@ -167,6 +183,9 @@ impl executor_driver::Host for HostState {
             .unwrap_or_else(|p| p.into_inner())
             .admit(Instant::now(), &message);
         if let Some(line) = admission.line {
+            if let Some(out) = stderr {
+                out.write_line(&format!("{} {line}", level_name(level)));
+            }
             log_line(level, framework_id, task_id, &line);
         }
         if let Some(dropped) = admission.report {
@@ -260,5 +279,11 @@ impl driver::Host for HostState {
 
     fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> wasmtime::Result<Result<(), String>> {
         Ok(self.driver("set-timer")?.set_timer(timer_id, delay_ms))
+    }
+
+    fn report_progress(&mut self, progress: FrameworkProgress) -> wasmtime::Result<()> {
+        // An executor calling it traps like any `driver` call: progress is the scheduler's.
+        self.driver("report-progress")?.report_progress(progress);
+        Ok(())
     }
 }

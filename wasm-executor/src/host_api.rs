@@ -6,7 +6,7 @@
 //! imports), `executor` and `scheduler` (which create the stores) all depend on it and not on
 //! each other. Running instances, limits and errors live in those modules, not here.
 
-use crate::bindings::types::{Filters, LogLevel, TaskInfo};
+use crate::bindings::types::{Filters, FrameworkProgress, LogLevel, TaskInfo};
 
 /// Something an executor reported while running a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,12 @@ pub trait DriverHost: Send + 'static {
     /// replacing a pending timer of the same id; an `Err` (for the guest) when
     /// [`wasmos_api::limits::MAX_PENDING_TIMERS`] other timers are pending.
     fn set_timer(&mut self, timer_id: u64, delay_ms: u64) -> Result<(), String>;
+    /// `driver.report-progress`: what the framework will run in all and the resources of a
+    /// task it waits for, for the people watching it; the latest call wins. By default
+    /// ignored.
+    fn report_progress(&mut self, progress: FrameworkProgress) {
+        let _ = progress;
+    }
     /// `Some(why)` once the scheduler has asked for more in this callback than the host holds
     /// for it; the host then traps the guest's next `driver` call with `why`, failing the
     /// callback. By default never.

@@ -373,6 +373,7 @@ impl WasmRuntime {
             task_id: String::new(),
             framework_id: String::new(),
             log: Default::default(),
+            stderr: None,
         };
         let mut store = self
             .new_store(limits, role, None, None, None)

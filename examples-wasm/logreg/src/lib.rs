@@ -72,6 +72,8 @@ enum Slot {
 
 /// The scheduler half.
 struct LogregScheduler {
+    /// Whether the master was last told that a task waits for resources.
+    told_waiting: bool,
     per_task: Resources,
     partitions: u32,
     points: usize,
@@ -331,7 +333,10 @@ impl Scheduler for LogregScheduler {
             TASK_MILLICPUS,
             TASK_BASE_MEM_MB + (points as u64 * BYTES_PER_POINT).div_ceil(1 << 20),
         );
+        // For `wasmos status` and submit's progress line: one task per partition and iteration.
+        driver::report_progress(Some(u64::from(partitions) * u64::from(iterations)), None);
         let mut s = LogregScheduler {
+            told_waiting: false,
             per_task,
             partitions,
             points,
@@ -356,6 +361,9 @@ impl Scheduler for LogregScheduler {
     }
 
     fn resource_offers(&mut self, offers: Vec<Offer>) {
+        // Whether an offer had a partition that may run there but no room for its task.
+        let mut too_small = false;
+        let mut launched = false;
         for offer in offers {
             if self.finished {
                 driver::decline(&[offer.id]);
@@ -367,6 +375,7 @@ impl Scheduler for LogregScheduler {
                 .pending()
                 .filter(|&p| self.may_run_on(p, &offer.agent_id))
                 .collect();
+            let has_candidates = !candidates.is_empty();
             for p in candidates {
                 if !left.try_take(&self.per_task) {
                     break;
@@ -386,6 +395,7 @@ impl Scheduler for LogregScheduler {
                 ));
             }
             if tasks.is_empty() {
+                too_small |= has_candidates;
                 // Revived at the next iteration, or when the locality wait ends.
                 driver::decline(&[offer.id]);
             } else if let Err(e) = driver::launch(&[offer.id], &tasks) {
@@ -399,7 +409,15 @@ impl Scheduler for LogregScheduler {
                         self.slots[p as usize] = Slot::Pending;
                     }
                 }
+            } else {
+                launched = true;
             }
+        }
+        let waiting = !self.finished && too_small && !launched;
+        if waiting != self.told_waiting {
+            self.told_waiting = waiting;
+            let total = u64::from(self.partitions) * u64::from(self.iterations);
+            driver::report_progress(Some(total), waiting.then_some(&self.per_task));
         }
         if !self.finished && self.pending().next().is_none() && !self.suppressed {
             // Everything of this iteration is launched; the next one revives.

@@ -1,9 +1,12 @@
 //! `pi`: a batch framework that estimates π by Monte Carlo sampling, in one wasmos component.
 //!
-//! * Scheduler: `wasmos submit pi.wasm -- [TASKS] [SAMPLES_PER_TASK]` (defaults 100 × 1,000,000)
-//!   splits the job into tasks, packs them into offers (0.1 CPU and 32 MiB each), declines what it
-//!   cannot use, suppresses offers once everything is launched, relaunches failed or lost tasks (up
-//!   to [`MAX_ATTEMPTS`] times each), and finishes with `pi ~= 3.14...` when every task is in.
+//! * Scheduler: `wasmos submit pi.wasm -- [TASKS] [SAMPLES_PER_TASK] [CPUS_PER_TASK]` (defaults
+//!   100 × 1,000,000, 0.1 CPU) splits the job into tasks, packs them into offers (CPUS_PER_TASK
+//!   and 32 MiB each), declines what it cannot use, suppresses offers once everything is
+//!   launched, relaunches failed or lost tasks (up to [`MAX_ATTEMPTS`] times each), and finishes
+//!   with `pi ~= 3.14...` when every task is in. It reports its total to the master and, while
+//!   offers are too small for a task, what a task needs (`driver::report_progress`), so
+//!   `wasmos status` can say why it waits.
 //! * Executor: a task's payload is `"SAMPLES SEED"`; it returns `"INSIDE SAMPLES"`.
 //!
 //! Seeds are the task index, so the estimate is the same however tasks are scheduled, retried or
@@ -17,8 +20,13 @@ use wasmos_guest::{
     Executor, Offer, Resources, Scheduler, Task, TaskInfo, TaskState, TaskStatus, driver,
 };
 
-/// What one task asks for.
+/// What one task asks for by default: 0.1 CPU and 32 MiB.
 const PER_TASK: Resources = Resources::cpu_mem(100, 32);
+
+/// The largest CPUS_PER_TASK accepted: 1,000 cores.
+const MAX_CPUS_PER_TASK: f64 = 1000.0;
+
+const USAGE: &str = "usage: pi [TASKS] [SAMPLES_PER_TASK] [CPUS_PER_TASK]";
 
 /// Default number of tasks; with [`DEFAULT_SAMPLES`] the estimate is within 0.001 of π.
 const DEFAULT_TASKS: u32 = 100;
@@ -36,6 +44,10 @@ const MAX_ATTEMPTS: u32 = 5;
 /// The scheduler half: which tasks still have to run, which are in, and the running totals.
 struct PiScheduler {
     samples_per_task: u64,
+    /// What one task asks for.
+    per_task: Resources,
+    /// Whether the master was last told that a task waits for resources.
+    told_waiting: bool,
     /// Task indices waiting for resources, launched from the front.
     pending: VecDeque<u32>,
     /// Per task index: how many times it was launched (its latest task id ends in this number).
@@ -76,7 +88,7 @@ where
         return Ok(default);
     };
     let value: T = text.parse().map_err(|e| {
-        format!("pi: bad {what} {text:?}: {e}; usage: pi [TASKS] [SAMPLES_PER_TASK]")
+        format!("pi: bad {what} {text:?}: {e}; {USAGE}")
     })?;
     if value.partial_cmp(&max) == Some(std::cmp::Ordering::Greater) {
         return Err(format!("pi: {what} {value} is more than the maximum {max}"));
@@ -87,6 +99,18 @@ where
 impl PiScheduler {
     fn total(&self) -> u32 {
         self.done.len() as u32
+    }
+
+    /// Tells the master the total and whether a task waits for resources, when the latter
+    /// changed.
+    fn tell_waiting(&mut self, waiting: bool) {
+        if waiting != self.told_waiting {
+            self.told_waiting = waiting;
+            driver::report_progress(
+                Some(u64::from(self.total())),
+                waiting.then_some(&self.per_task),
+            );
+        }
     }
 
     /// A launch of task `index` ended without a usable result: queue it again, or give up.
@@ -126,20 +150,31 @@ impl PiScheduler {
 
 impl Scheduler for PiScheduler {
     fn init(args: Vec<String>) -> Result<Self, String> {
-        if args.len() > 2 {
-            return Err(format!(
-                "pi: too many arguments {args:?}; usage: pi [TASKS] [SAMPLES_PER_TASK]"
-            ));
+        if args.len() > 3 {
+            return Err(format!("pi: too many arguments {args:?}; {USAGE}"));
         }
         let tasks = parse_arg(&args, 0, "TASKS", DEFAULT_TASKS, MAX_TASKS)?;
         let samples_per_task =
             parse_arg(&args, 1, "SAMPLES_PER_TASK", DEFAULT_SAMPLES, MAX_SAMPLES)?;
+        let cpus = parse_arg(&args, 2, "CPUS_PER_TASK", 0.1, MAX_CPUS_PER_TASK)?;
         if tasks == 0 || samples_per_task == 0 {
             return Err("pi: TASKS and SAMPLES_PER_TASK must be at least 1".into());
         }
-        driver::info(&format!("pi: {tasks} tasks x {samples_per_task} samples"));
+        // `!(>= 0.001)` also refuses NaN.
+        if !(cpus >= 0.001) {
+            return Err(format!(
+                "pi: CPUS_PER_TASK {cpus} is less than 0.001 (one millicpu); {USAGE}"
+            ));
+        }
+        let per_task = Resources::cpu_mem((cpus * 1000.0).round() as u64, PER_TASK.mem_mb);
+        driver::info(&format!(
+            "pi: {tasks} tasks x {samples_per_task} samples, {cpus} CPUs each"
+        ));
+        driver::report_progress(Some(u64::from(tasks)), None);
         Ok(PiScheduler {
             samples_per_task,
+            per_task,
+            told_waiting: false,
             pending: (0..tasks).collect(),
             attempts: vec![0; tasks as usize],
             done: vec![false; tasks as usize],
@@ -152,6 +187,8 @@ impl Scheduler for PiScheduler {
     }
 
     fn resource_offers(&mut self, offers: Vec<Offer>) {
+        let mut too_small = false;
+        let mut launched = false;
         for offer in offers {
             if self.finished || self.pending.is_empty() {
                 driver::decline(&[offer.id]);
@@ -164,7 +201,7 @@ impl Scheduler for PiScheduler {
             let mut left = offer.resources;
             let mut tasks = Vec::new();
             while let Some(&index) = self.pending.front()
-                && left.try_take(&PER_TASK)
+                && left.try_take(&self.per_task)
             {
                 self.pending.pop_front();
                 let attempt = &mut self.attempts[index as usize];
@@ -173,7 +210,7 @@ impl Scheduler for PiScheduler {
                 tasks.push(TaskInfo::wasm(
                     task_id(index, *attempt),
                     &offer.agent_id,
-                    PER_TASK,
+                    self.per_task,
                     format!("pi-{lane}"),
                     format!("{} {index}", self.samples_per_task),
                 ));
@@ -181,6 +218,7 @@ impl Scheduler for PiScheduler {
             if tasks.is_empty() {
                 // Too small for even one task. The long default refusal is safe: it covers only
                 // these resources, so the CPUs our own tasks free on that agent are offered again.
+                too_small = true;
                 driver::decline(&[offer.id]);
             } else if let Err(e) = driver::launch(&[offer.id], &tasks) {
                 driver::warn(&format!(
@@ -194,7 +232,13 @@ impl Scheduler for PiScheduler {
                         self.pending.push_front(index);
                     }
                 }
+            } else {
+                launched = true;
             }
+        }
+        if !self.finished {
+            // Waiting: tasks remain and this round's offers could not take one.
+            self.tell_waiting(!self.pending.is_empty() && too_small && !launched);
         }
         if self.pending.is_empty() && !self.suppressed && !self.finished {
             // Everything is launched: stop receiving offers until something must be relaunched.

@@ -115,6 +115,12 @@ pub enum Action {
         /// The framework.
         framework: FrameworkId,
     },
+    /// Read a task's output or a hosted scheduler's log lines (`wasmos logs`): the
+    /// framework's principal may, others need `see_all_frameworks`.
+    ReadTaskLog {
+        /// The task's framework.
+        framework: FrameworkId,
+    },
     /// Kill a task of these frameworks (all that have a live task of that id).
     KillTask {
         /// The task.
@@ -139,6 +145,8 @@ pub enum Action {
     },
     /// List the Raft members.
     ListMembers,
+    /// Read the master's Prometheus metrics (`read_metrics`).
+    ReadMetrics,
     /// Add a master to the Raft group.
     AddMember {
         /// Its id.
@@ -192,11 +200,13 @@ impl Action {
             Action::ReadHistory => "history.read",
             Action::ReadFrameworkResult { .. } => "framework.result",
             Action::ReadFrameworkState { .. } => "framework.state",
+            Action::ReadTaskLog { .. } => "task.log",
             Action::KillTask { .. } => "task.kill",
             Action::Teardown { .. } => "framework.teardown",
             Action::SetWeights { .. } => "role.weights",
             Action::SetQuota { .. } => "role.quota",
             Action::ListMembers => "members.list",
+            Action::ReadMetrics => "metrics.read",
             Action::AddMember { .. } => "members.add",
             Action::RemoveMember { .. } => "members.remove",
             Action::CreateToken { .. } => "tokens.create",
@@ -219,6 +229,7 @@ impl Action {
             Action::LaunchNative { framework }
             | Action::ReadFrameworkResult { framework }
             | Action::ReadFrameworkState { framework }
+            | Action::ReadTaskLog { framework }
             | Action::Teardown { framework } => format!("framework {framework}"),
             Action::DeleteComponent { sha256 } | Action::FetchComponent { sha256 } => {
                 format!("component {sha256}")
@@ -242,6 +253,7 @@ impl Action {
             | Action::ReadState
             | Action::ReadHistory
             | Action::ListMembers
+            | Action::ReadMetrics
             | Action::ListTokens => String::new(),
         }
     }
@@ -254,7 +266,9 @@ impl Action {
                 | Action::ReadHistory
                 | Action::ReadFrameworkResult { .. }
                 | Action::ReadFrameworkState { .. }
+                | Action::ReadTaskLog { .. }
                 | Action::ListMembers
+                | Action::ReadMetrics
                 | Action::ListTokens
                 | Action::FetchComponent { .. }
         )
@@ -388,6 +402,8 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
     let me = caller.principal.as_str();
     match action {
         Action::Bootstrap | Action::ReadState | Action::ReadHistory | Action::ListMembers => Ok(()),
+        Action::ReadMetrics if r.read_metrics => Ok(()),
+        Action::ReadMetrics => forbid(caller, "read_metrics", "read the metrics".into()),
         Action::Subscribe { role, framework } => {
             if !caller.rights.may_register(role) {
                 return forbid(
@@ -484,6 +500,15 @@ pub fn decide(caller: &Caller, action: &Action, registry: &Registry) -> Result<(
                 caller,
                 "see_all_frameworks",
                 format!("read the state of framework {framework}, which belongs to {o:?}"),
+            ),
+            _ => Ok(()),
+        },
+        // A finished framework's tasks are read too: its owner is kept with its outcome.
+        Action::ReadTaskLog { framework } => match result_owner(registry, framework) {
+            Some(o) if o != me && !r.see_all_frameworks => forbid(
+                caller,
+                "see_all_frameworks",
+                format!("read the logs of framework {framework}, which belongs to {o:?}"),
             ),
             _ => Ok(()),
         },

@@ -58,6 +58,9 @@ pub struct Policy {
     /// as an agent: the right of an agent token (`wasmos agent` with WASMOS_TOKEN). On a TLS
     /// master an agent certificate grants this without a token. Default false.
     pub register_agents: bool,
+    /// Whether the holder may read the master's Prometheus metrics (`GET /metrics` on its
+    /// HTTP address; readable without a token only under `--metrics-open`). Default false.
+    pub read_metrics: bool,
     /// Most live (registered, connected or not) frameworks the principal may hold, counted
     /// over every framework it subscribed or submitted; one more is refused. Default: unset
     /// (no limit from this policy).
@@ -150,6 +153,7 @@ impl Policy {
             raft_membership: true,
             manage_tokens: true,
             register_agents: true,
+            read_metrics: true,
             ..Policy::default()
         }
     }
@@ -274,6 +278,7 @@ impl Rights {
             m.raft_membership |= p.raft_membership;
             m.manage_tokens |= p.manage_tokens;
             m.register_agents |= p.register_agents;
+            m.read_metrics |= p.read_metrics;
         }
         if unlimited {
             limits = Limits::NONE;

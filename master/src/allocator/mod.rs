@@ -226,6 +226,9 @@ pub trait Allocator: Send {
     /// last cycle's allocations, whatever the number of frameworks.
     fn waiting(&self, max: usize) -> Vec<(FrameworkId, f64)>;
 
+    /// Whether a framework wants offers now (known, active and not suppressed); `false` for an
+    /// unknown one. Placement feedback asks it when the state is read.
+    fn wants_offers(&self, framework: &FrameworkId) -> bool;
     /// What a framework holds (offered plus used), if it is known.
     fn framework_allocation(&self, framework: &FrameworkId) -> Option<Resources>;
     /// What a role's frameworks hold together, if the role is known.

@@ -3,7 +3,7 @@
 //! them) and executor messages for schedulers. Registration and losing an agent live in
 //! `agents`.
 
-use tracing::{info_span, warn};
+use tracing::{debug, info_span, warn};
 use wasmos_api::convert::{self, ConvertError};
 use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, TaskStatus};
@@ -49,6 +49,8 @@ impl MasterCore {
                     self.agent_status(agent, u, now);
                 }
             }
+            // Answered before the core, by the server's log proxy (`server/logs.rs`).
+            Some(FromAgent::LogChunk(_)) => {}
             Some(FromAgent::ExecutorMessage(m)) => {
                 if let Ok(fw) =
                     convert::id::<FrameworkId>("executor_message.framework_id", &m.framework_id)
@@ -120,7 +122,9 @@ impl MasterCore {
         }
         match self.tasks.get(&fw, &task) {
             None => {
-                warn!("update for a task the master does not know; acknowledged and dropped");
+                // One per task at most (a task the master forgot after a failover or a
+                // teardown race): debug, not a line per task at info or above.
+                debug!("update for a task the master does not know; acknowledged and dropped");
                 self.ack_to_agent(agent, &fw, &task, &uuid);
                 if !status.state.is_terminal() {
                     self.kill_on_agent(agent, vec![(fw, task)]);
@@ -128,7 +132,7 @@ impl MasterCore {
                 return;
             }
             Some(rec) if &rec.agent != agent => {
-                warn!(owner = %rec.agent, "update from an agent that does not run the task; ignored");
+                debug!(owner = %rec.agent, "update from an agent that does not run the task; ignored");
                 return;
             }
             Some(rec) if rec.pending_ack.as_deref() == Some(uuid.as_str()) => {

@@ -330,6 +330,7 @@ impl MasterCore {
     /// Removes a framework for good: kills its tasks, drops its offers, forgets it.
     pub(super) fn remove_framework(&mut self, fw: &FrameworkId, now: Millis, why: &str) {
         info!(framework_id = %fw, why, "removing framework");
+        self.progress.remove(fw);
         self.offers.remove_for_framework(fw);
         let tasks: Vec<(TaskId, AgentId)> = self
             .tasks

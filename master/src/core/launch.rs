@@ -78,6 +78,10 @@ impl MasterCore {
         accept: pb::scheduler_call::Accept,
         now: Millis,
     ) {
+        crate::counters::Counters::add(
+            &self.counters.offers_accepted,
+            accept.offer_ids.len() as u64,
+        );
         match self.check_accept(fw, accept) {
             AcceptPlan::Launch(launch) => self.launch(fw, launch, now),
             AcceptPlan::Refuse(refusal) => self.refuse_launch(fw, refusal, now),

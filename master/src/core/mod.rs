@@ -55,6 +55,7 @@ mod frameworks;
 mod launch;
 mod operator;
 mod outbound;
+pub mod placement;
 mod schedulers;
 mod timers;
 mod tombstones;
@@ -148,6 +149,12 @@ pub struct MasterCore {
     /// Admitted agents that have not re-registered with this master yet, and when the wait
     /// for them ends (a master that took over from another leader).
     awaiting_agents: HashMap<AgentId, Millis>,
+    /// What hosted schedulers reported of their progress (`driver.report-progress`): soft
+    /// state of this leader, dropped with the framework (see `placement`).
+    progress: HashMap<FrameworkId, placement::FrameworkProgress>,
+    /// What the metrics count (offers, terminal tasks, allocation cycles); shared with the
+    /// task book and with the core that replaces this one on a leadership change.
+    counters: Arc<crate::counters::Counters>,
 }
 
 impl MasterCore {
@@ -156,7 +163,9 @@ impl MasterCore {
     pub fn new(config: MasterConfig, epoch: &str, wake: Arc<Notify>) -> Self {
         let allocator = Box::new(DrfAllocator::new(config.allocator));
         let blobs = BlobStore::new(config.max_component_bytes, config.max_blob_store_bytes);
-        let tasks = TaskBook::new(config.history);
+        let counters = Arc::new(crate::counters::Counters::default());
+        let mut tasks = TaskBook::new(config.history);
+        tasks.count_into(counters.clone());
         MasterCore {
             config,
             epoch: epoch.to_string(),
@@ -180,7 +189,26 @@ impl MasterCore {
             awaiting_agents: HashMap::new(),
             idle: HashMap::new(),
             early_rescinds: HashMap::new(),
+            progress: HashMap::new(),
+            counters,
         }
+    }
+
+    /// The counters the metrics read.
+    pub fn counters(&self) -> &Arc<crate::counters::Counters> {
+        &self.counters
+    }
+
+    /// Counts into `from`'s counters from now on (a core replacing `from` on a leadership
+    /// change), so they grow over the life of the process.
+    pub fn share_counters(&mut self, from: &MasterCore) {
+        self.counters = from.counters.clone();
+        self.tasks.count_into(self.counters.clone());
+    }
+
+    /// The outstanding offers.
+    pub fn offer_records(&self) -> impl Iterator<Item = &crate::offers::OfferRecord> {
+        self.offers.oldest(Millis::MAX)
     }
 
     /// A master that takes over `registry` (the replicated one, as a new leader sees it).
@@ -295,6 +323,12 @@ impl MasterCore {
     /// The registry, read-only.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The outbound queue of a connected agent, for the server's calls to it (`ReadLog`);
+    /// `None` when the agent is not connected.
+    pub fn agent_tx(&self, agent: &AgentId) -> Option<AgentTx> {
+        self.agents.get(agent).map(|c| c.tx.clone())
     }
 
     /// A fresh connection id.

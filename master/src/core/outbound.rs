@@ -45,6 +45,12 @@ impl MasterCore {
         let Some(conn) = self.schedulers.get(fw) else {
             return false;
         };
+        use crate::counters::Counters;
+        match &event {
+            Event::Offers(o) => Counters::add(&self.counters.offers_sent, o.offers.len() as u64),
+            Event::Rescind(_) => Counters::add(&self.counters.offers_rescinded, 1),
+            _ => {}
+        }
         match conn
             .tx
             .try_send(Ok(pb::SchedulerEvent { event: Some(event) }))

@@ -85,6 +85,7 @@ impl MasterCore {
     /// framework's are skipped.
     fn decline(&mut self, fw: &FrameworkId, d: pb::scheduler_call::Decline, now: Millis) {
         let refuse_ms = convert::filters(d.filters).decline_ms();
+        crate::counters::Counters::add(&self.counters.offers_declined, d.offer_ids.len() as u64);
         for raw in d.offer_ids {
             let Ok(id) = convert::id::<OfferId>("decline.offer_ids", &raw) else {
                 continue;

@@ -8,6 +8,7 @@ use wasmos_api::proto as pb;
 use wasmos_api::{AgentId, FrameworkId, Resources, convert};
 
 use super::MasterCore;
+use crate::allocator::Millis;
 use crate::registry::AgentState;
 
 /// Number and resources of the non-terminal tasks, by agent or framework.
@@ -32,8 +33,20 @@ impl MasterCore {
 
     /// The cluster as this master sees it; `hosted` names the frameworks whose scheduler the
     /// master hosts (the framework host's running set, which the core does not track).
+    /// Without placement feedback (`waiting` empty): [`MasterCore::cluster_state_at`] has it.
     pub fn cluster_state(&self, hosted: &HashSet<FrameworkId>) -> pb::ClusterState {
+        self.cluster_state_at(hosted, 0)
+    }
+
+    /// [`MasterCore::cluster_state`] with each framework's placement feedback as of `now`
+    /// (why it waits, see `placement`; nothing has waited at time 0).
+    pub fn cluster_state_at(&self, hosted: &HashSet<FrameworkId>, now: Millis) -> pb::ClusterState {
         let (live_by_agent, live_by_framework) = self.live_task_totals();
+        let waiting = if now == 0 {
+            Default::default()
+        } else {
+            self.waiting_frameworks(now)
+        };
         let frameworks = self
             .registry
             .frameworks
@@ -62,6 +75,10 @@ impl MasterCore {
                 hosted: hosted.contains(&f.id),
                 tasks_finished: ended.finished,
                 tasks_failed: ended.failed,
+                tasks_total: self.progress_of(&f.id).and_then(|p| p.tasks_total),
+                waiting: waiting.get(&f.id).map(|w| w.0.clone()).unwrap_or_default(),
+                waiting_since_unix_ms: waiting.get(&f.id).map_or(0, |w| w.1),
+                registered_unix_ms: self.tasks.history().registered_ms(&f.id).unwrap_or(0),
             })
             .collect();
         let agents = self

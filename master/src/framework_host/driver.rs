@@ -58,6 +58,9 @@ pub(super) struct Pending {
     pub(super) state: BTreeMap<String, Vec<u8>>,
     /// Offers given to the scheduler and not yet used, declined or rescinded.
     pub(super) offers: HashMap<String, (String, wit::Resources)>,
+    /// The latest `report-progress` not yet handed to the core: (tasks in all, resources of
+    /// a task that waits).
+    pub(super) progress: Option<(Option<u64>, Option<Resources>)>,
 }
 
 impl Pending {
@@ -82,6 +85,8 @@ impl Pending {
 /// The `DriverHost` behind a hosted scheduler's `driver` import: queues, never blocks.
 pub(super) struct HostDriver {
     pub(super) pending: Arc<Mutex<Pending>>,
+    /// Where admitted `log` lines are kept for `ReadSchedulerLog`.
+    pub(super) logs: Arc<super::scheduler_log::SchedulerLogs>,
 }
 
 impl DriverHost for HostDriver {
@@ -251,6 +256,11 @@ impl DriverHost for HostDriver {
         let Some(message) = admission.line else {
             return;
         };
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.logs
+            .push(&framework_id, level_name(level), &message, unix_ms);
         match level {
             wit::LogLevel::Trace => {
                 tracing::trace!(target: "wasmos::scheduler", "{message}")
@@ -289,6 +299,20 @@ impl DriverHost for HostDriver {
         Ok(())
     }
 
+    fn report_progress(&mut self, progress: wit::FrameworkProgress) {
+        let mut p = lock(&self.pending);
+        if p.finish.is_some() {
+            return;
+        }
+        // Counted like any call, so a loop of reports is stopped by the callback's cap; only
+        // the latest is kept.
+        p.charge(32);
+        p.progress = Some((
+            progress.tasks_total,
+            progress.waiting_for.map(Resources::from),
+        ));
+    }
+
     fn exhausted(&self) -> Option<String> {
         let p = lock(&self.pending);
         if p.queued_calls > MAX_DRIVER_CALLS_PER_CALLBACK {
@@ -309,6 +333,17 @@ impl DriverHost for HostDriver {
 /// What a queued call costs against [`MAX_DRIVER_BYTES_PER_CALLBACK`]: its encoded size.
 fn call_bytes(call: &Call) -> usize {
     call.encoded_len()
+}
+
+/// A log level as shown by `wasmos logs --scheduler`.
+fn level_name(level: wit::LogLevel) -> &'static str {
+    match level {
+        wit::LogLevel::Trace => "TRACE",
+        wit::LogLevel::Debug => "DEBUG",
+        wit::LogLevel::Info => "INFO",
+        wit::LogLevel::Warn => "WARN",
+        wit::LogLevel::Error => "ERROR",
+    }
 }
 
 impl HostDriver {
@@ -342,6 +377,7 @@ mod tests {
             .insert("o1".into(), ("a1".into(), res(100_000_000)));
         HostDriver {
             pending: Arc::new(Mutex::new(p)),
+            logs: Arc::default(),
         }
     }
 

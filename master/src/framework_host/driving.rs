@@ -234,10 +234,10 @@ impl<C: HostContext> Driving<C> {
                 return;
             }
         }
-        let (calls, puts, timers, finish) = {
+        let (calls, puts, timers, finish, progress) = {
             let mut p = lock(&self.pending);
             let (calls, puts, timers) = p.take_queued();
-            (calls, puts, timers, p.finish.clone())
+            (calls, puts, timers, p.finish.clone(), p.progress.take())
         };
         // Native launches are authorized before the core is locked (the master's answer
         // reads the registry through the same lock).
@@ -264,6 +264,9 @@ impl<C: HostContext> Driving<C> {
             );
             self.done = true;
             return;
+        }
+        if let Some((total, waiting_for)) = progress {
+            core.report_progress(&self.framework_id, total, waiting_for, now);
         }
         for (call, refused) in calls {
             let live = match (call, refused) {

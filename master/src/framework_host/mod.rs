@@ -24,6 +24,9 @@
 //! with the error's message (recorded as its outcome; its tasks are killed) and the master
 //! carries on.
 //!
+//! Each scheduler's admitted `log` lines are also kept, bounded, for `wasmos logs --scheduler`
+//! (`scheduler_log.rs`).
+//!
 //! The host sees the master only through [`HostContext`] (the core, the clock, the commit
 //! wait), never the gRPC server, so it runs and is tested without one. It owns the answer to
 //! "which frameworks does this master host": [`FrameworkHost::running`].
@@ -32,6 +35,7 @@ mod convert;
 mod driver;
 mod driving;
 mod limits;
+pub mod scheduler_log;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -124,6 +128,8 @@ pub struct FrameworkHost {
     running: Arc<Mutex<HashMap<FrameworkId, u64>>>,
     /// The next start's token.
     starts: Arc<AtomicU64>,
+    /// The last `log` lines of each hosted scheduler (`ReadSchedulerLog`).
+    logs: Arc<scheduler_log::SchedulerLogs>,
 }
 
 /// A hosted framework that was started.
@@ -147,7 +153,13 @@ impl FrameworkHost {
             runtime,
             running: Arc::new(Mutex::new(HashMap::new())),
             starts: Arc::new(AtomicU64::new(0)),
+            logs: Arc::default(),
         }
+    }
+
+    /// The last `log` lines of the schedulers this host ran (see [`scheduler_log`]).
+    pub fn scheduler_logs(&self) -> &Arc<scheduler_log::SchedulerLogs> {
+        &self.logs
     }
 
     /// The frameworks whose scheduler this host runs: started by [`FrameworkHost::start`] and
@@ -214,6 +226,7 @@ impl FrameworkHost {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let driver = HostDriver {
             pending: pending.clone(),
+            logs: self.logs.clone(),
         };
         let spec = Self::spec_of(&args, &limits);
         let instance =

@@ -2,6 +2,9 @@
 //! heartbeats, status updates and usage go to the core as they arrive) and the streamed fetch
 //! of a framework's component by digest.
 //!
+//! A `log_chunk` (the answer to a `ReadLog`) goes to the waiting read (`logs.rs`), not the
+//! core.
+//!
 //! Both are authorized first ([`Action::RegisterAgent`], [`Action::FetchComponent`]): by the
 //! peer's agent certificate on a TLS master, else by a token granting `register_agents`. A
 //! session opened with a token is closed with `UNAUTHENTICATED` within a second of the
@@ -142,6 +145,9 @@ impl AgentService for Master {
                     () = stop.notified() => break,
                 };
                 match next {
+                    Ok(Some(pb::AgentMessage {
+                        message: Some(pb::agent_message::Message::LogChunk(chunk)),
+                    })) => master.log_proxy().answer(&agent, chunk),
                     Ok(Some(m)) => {
                         let now = master.now();
                         if !master.core().agent_message(&agent, conn, m.message, now) {

@@ -24,7 +24,7 @@ impl Master {
 
     /// Authenticates `request`'s bearer token and decides `action` against the leader's
     /// registry; audits the outcome. The one call every handler makes before acting.
-    pub(super) fn authorize<T>(
+    pub(crate) fn authorize<T>(
         &self,
         request: &Request<T>,
         action: &Action,
@@ -93,7 +93,7 @@ impl Master {
 
     /// What `caller` may see of `state`: everything with `see_all_frameworks`, else its own
     /// frameworks and their tasks only (agents and roles stay: they are the cluster's).
-    pub(super) fn filter_state(caller: &Caller, mut state: pb::ClusterState) -> pb::ClusterState {
+    pub(crate) fn filter_state(caller: &Caller, mut state: pb::ClusterState) -> pb::ClusterState {
         if caller.sees_all() {
             return state;
         }

@@ -58,7 +58,7 @@ fn end_of(end: FrameworkEnd) -> pb::FrameworkEnd {
 }
 
 impl Master {
-    pub(super) async fn list_completed_tasks_call(
+    pub(crate) async fn list_completed_tasks_call(
         &self,
         request: Request<pb::ListCompletedTasksRequest>,
     ) -> Result<Response<pb::ListCompletedTasksResponse>, Status> {
@@ -115,7 +115,7 @@ impl Master {
         }))
     }
 
-    pub(super) async fn list_completed_frameworks_call(
+    pub(crate) async fn list_completed_frameworks_call(
         &self,
         request: Request<pb::ListCompletedFrameworksRequest>,
     ) -> Result<Response<pb::ListCompletedFrameworksResponse>, Status> {

@@ -248,6 +248,7 @@ impl Master {
             r.agent_reregister_wait,
         );
         fresh.replicate_through(r.outbox.clone());
+        fresh.share_counters(&core);
         fresh.start_failover_timeouts(now);
         let generation = r.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *core = fresh;
@@ -328,7 +329,9 @@ impl Master {
         r.serving.store(false, Ordering::Release);
         let generation = r.generation.fetch_add(1, Ordering::AcqRel) + 1;
         core.close_all(status);
-        *core = MasterCore::new(config, &self.epoch, self.wake.clone());
+        let mut fresh = MasterCore::new(config, &self.epoch, self.wake.clone());
+        fresh.share_counters(&core);
+        *core = fresh;
         r.durable.send_replace((generation, 0));
         drop(core);
         if let Some(host) = self.started_framework_host() {

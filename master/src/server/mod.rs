@@ -8,6 +8,7 @@
 //! - `timers.rs`: the allocation and timeout loop;
 //! - `scheduler_service.rs`, `agent_service.rs`, `operator_service.rs`: one file per gRPC
 //!   service;
+//! - `logs.rs`: task and scheduler logs, and the proxy that reads task output from agents;
 //! - `status.rs`: every gRPC status the master answers with, in one table;
 //! - `conn_limits.rs`: the listener's caps and deadlines on TCP connections, and its TLS
 //!   handshakes;
@@ -26,10 +27,11 @@ mod authz;
 mod conn_limits;
 mod history;
 mod leader;
+mod logs;
 mod operator_service;
 mod peer_roles;
 mod scheduler_service;
-mod status;
+pub(crate) mod status;
 mod timers;
 
 use std::collections::HashSet;
@@ -118,6 +120,8 @@ pub struct Master {
     acl: Arc<crate::acl::Acl>,
     /// The master's TLS files when it serves TLS ([`Master::with_tls`]); `None`: plain text.
     tls: Option<Arc<wasmos_api::tls::TlsMaterial>>,
+    /// Log reads waiting for agents' answers (`logs.rs`).
+    log_proxy: Arc<logs::LogProxy>,
 }
 
 impl Master {
@@ -144,6 +148,7 @@ impl Master {
             host: Arc::new(Mutex::new(None)),
             acl,
             tls: None,
+            log_proxy: Arc::default(),
         }
     }
 
@@ -199,6 +204,16 @@ impl Master {
         self
     }
 
+    /// The framework host, when one was made (no hosted framework ever started: none).
+    fn framework_host_if_any(&self) -> Option<FrameworkHost> {
+        lock(&self.host).clone()
+    }
+
+    /// Log reads waiting for agents' answers.
+    fn log_proxy(&self) -> &logs::LogProxy {
+        &self.log_proxy
+    }
+
     /// The framework host, created with on-demand allocation on first use (scheduler
     /// instances are long-lived, so the pooling allocator's fast instantiation buys little).
     pub fn framework_host(&self) -> Result<FrameworkHost, HostError> {
@@ -231,7 +246,19 @@ impl Master {
     /// `OperatorService.GetState` answers).
     pub fn cluster_state(&self) -> pb::ClusterState {
         let hosted = self.hosted_frameworks();
-        self.core().cluster_state(&hosted)
+        let now = self.now();
+        self.core().cluster_state_at(&hosted, now)
+    }
+
+    /// How long this master process has run.
+    pub fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The master's TLS files when it serves TLS (its HTTP API then uses the same
+    /// certificate).
+    pub fn tls_material(&self) -> Option<&wasmos_api::tls::TlsMaterial> {
+        self.tls.as_deref()
     }
 
     /// The time in milliseconds: wall-clock at start, then advanced monotonically, so that

@@ -31,7 +31,7 @@ impl Master {
     }
 
     /// The Raft group's members, voters marked, and this master's id.
-    fn members(&self) -> Result<pb::ListMembersResponse, ServiceError> {
+    pub(crate) fn members(&self) -> Result<pb::ListMembersResponse, ServiceError> {
         let node = self.replication()?;
         let voters = node.voters();
         Ok(pb::ListMembersResponse {
@@ -345,6 +345,20 @@ impl OperatorService for Master {
             return Err(ServiceError::UnknownStateKey { framework: fw, key }.into());
         }
         Ok(Response::new(pb::GetFrameworkStateResponse { entries }))
+    }
+
+    async fn read_task_log(
+        &self,
+        request: Request<pb::ReadTaskLogRequest>,
+    ) -> Result<Response<pb::ReadTaskLogResponse>, Status> {
+        self.read_task_log_call(request).await
+    }
+
+    async fn read_scheduler_log(
+        &self,
+        request: Request<pb::ReadSchedulerLogRequest>,
+    ) -> Result<Response<pb::ReadSchedulerLogResponse>, Status> {
+        self.read_scheduler_log_call(request).await
     }
 
     async fn list_completed_tasks(

@@ -22,6 +22,9 @@
 //! - `DEADLINE_EXCEEDED`: a stream's first message did not come in time.
 //! - `UNAUTHENTICATED`: no valid token on a master that enforces ACLs; `PERMISSION_DENIED`:
 //!   the token's policies lack the right (the message names it).
+//! - A task log read (`logs.rs`): no such task or no output `NOT_FOUND`, the agent not
+//!   connected, busy or silent `UNAVAILABLE`, an ambiguous task id or the agent's refusal
+//!   `FAILED_PRECONDITION`.
 //! - `INTERNAL`: the master itself is misconfigured (the Wasm engine).
 
 use tonic::Status;
@@ -132,6 +135,10 @@ pub(crate) enum ServiceError {
     /// A history listing's page token that this master did not give.
     #[error("{0}")]
     PageToken(String),
+    /// A task's output could not be read (`ReadTaskLog`); its kind picks the code
+    /// ([`super::logs::LogError::code`]).
+    #[error(transparent)]
+    Log(#[from] super::logs::LogError),
 }
 
 impl From<ServiceError> for Status {
@@ -178,6 +185,7 @@ impl From<ServiceError> for Status {
             E::Denied(crate::acl::Denied::Unauthenticated(_)) => Status::unauthenticated(message),
             E::Denied(crate::acl::Denied::Forbidden(_)) => Status::permission_denied(message),
             E::AclRequest(_) | E::PageToken(_) => Status::invalid_argument(message),
+            E::Log(l) => Status::new(l.code(), message),
         }
     }
 }

@@ -23,7 +23,9 @@ impl Master {
             let now = self.now();
             let mut core = self.core();
             core.tick(now);
+            let started = std::time::Instant::now();
             core.allocate(now);
+            core.counters().allocation_ran(started.elapsed());
         }
     }
 }

@@ -254,6 +254,12 @@ impl Allocator for DrfAllocator {
         self.waiting_frameworks(max)
     }
 
+    fn wants_offers(&self, framework: &FrameworkId) -> bool {
+        self.framework_index
+            .get(framework)
+            .is_some_and(|&f| self.fw(f).wants_offers())
+    }
+
     fn framework_allocation(&self, framework: &FrameworkId) -> Option<Resources> {
         let f = *self.framework_index.get(framework)?;
         Some(self.fw(f).allocated)

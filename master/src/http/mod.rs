@@ -1,0 +1,249 @@
+//! The master's HTTP/JSON face, beside its gRPC port: the operator API under `/api/v1/`
+//! (`api.rs`, its OpenAPI document at `/api/v1/openapi.json`), `/health` and `/ready` for
+//! systemd and load balancers, and Prometheus text at `/metrics` (`metrics.rs`).
+//!
+//! What it shares with gRPC: the one authorization layer (a bearer token in
+//! `Authorization: Bearer TOKEN`, the same actions and the same filtering), the gRPC handlers
+//! of history, result and stored state, and the TLS certificate (`tls.rs`, without asking
+//! clients for one). What it does not do: read the core under its lock while serialising;
+//! it serves from a published [`view::View`] (`view.rs`, at most ~250 ms old).
+//!
+//! A follower (a replicated master that does not lead) answers `/api/v1/*` with 503 and a
+//! JSON body naming the leader's id and gRPC address: masters do not know each other's HTTP
+//! addresses, so there is nothing to redirect to.
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod tls;
+pub mod types;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+
+use crate::Master;
+use crate::acl::Action;
+use error::{ApiError, ErrorBody};
+
+/// How the HTTP API is served.
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    /// Whether `/metrics` is readable without a token (`--metrics-open`); otherwise it needs a
+    /// token with the `read_metrics` right (on a master that enforces ACLs). Default false.
+    pub metrics_open: bool,
+}
+
+/// What every handler gets: the master, its published views, the options.
+#[derive(Clone)]
+pub struct Http {
+    master: Master,
+    views: Arc<view::Views>,
+    options: HttpOptions,
+}
+
+/// The OpenAPI document of `/api/v1/`, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wasmos master API",
+        description = "The master's HTTP/JSON operator API. \
+        Send `Authorization: Bearer TOKEN`; listings show what the token may see."
+    ),
+    paths(
+        api::cluster,
+        api::agents,
+        api::frameworks,
+        api::framework,
+        api::framework_state,
+        api::framework_result,
+        api::tasks,
+        api::roles,
+        api::offers,
+        api::raft,
+        health,
+        ready,
+        metrics_text,
+    )
+)]
+pub struct ApiDoc;
+
+/// The router of every endpoint, for `master`.
+pub fn router(master: Master, options: HttpOptions) -> Router {
+    let http = Http {
+        master,
+        views: Arc::new(view::Views::new()),
+        options,
+    };
+    let api = Router::new()
+        .route("/cluster", get(api::cluster))
+        .route("/agents", get(api::agents))
+        .route("/frameworks", get(api::frameworks))
+        .route("/frameworks/{id}", get(api::framework))
+        .route("/frameworks/{id}/state", get(api::framework_state))
+        .route("/frameworks/{id}/result", get(api::framework_result))
+        .route("/tasks", get(api::tasks))
+        .route("/roles", get(api::roles))
+        .route("/offers", get(api::offers))
+        .route("/raft", get(api::raft))
+        .route_layer(axum::middleware::from_fn_with_state(http.clone(), leading))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async {
+            ApiError::not_found("no such endpoint; the API is described at /api/v1/openapi.json")
+        })
+        .with_state(http)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` resolves: over TLS with the master's
+/// certificate when it serves TLS, plain text otherwise.
+pub async fn serve(
+    master: Master,
+    listener: TcpListener,
+    options: HttpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = master.tls_material().map(tls::http_server_config);
+    let app = router(master, options).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let config = config.map_err(std::io::Error::other)?;
+            let listener =
+                tls::TlsListener::new(listener, tokio_rustls::TlsAcceptor::from(config))?;
+            use axum::serve::ListenerExt;
+            axum::serve(listener.tap_io(|_| {}), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// Lets `/api/v1/*` through only on a master that serves (leads): a follower's core is
+/// empty. Else 503 naming the leader.
+async fn leading(State(http): State<Http>, request: Request, next: Next) -> Response {
+    if http.master.is_serving() {
+        return next.run(request).await;
+    }
+    let leader = http.master.raft_node().and_then(|n| n.leader());
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_leader",
+        match &leader {
+            Some((id, addr)) => format!(
+                "this master does not lead; master {id} (gRPC {addr}) does: ask its HTTP address"
+            ),
+            None => "this master does not lead and no leader is known yet (an election); retry \
+                     shortly"
+                .to_string(),
+        },
+    );
+    if let Some((id, addr)) = leader {
+        e.body.leader_id = Some(id);
+        e.body.leader_grpc_address = Some(addr);
+    }
+    e.into_response()
+}
+
+async fn openapi() -> impl IntoResponse {
+    axum::Json(ApiDoc::openapi())
+}
+
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "The process serves", body = String)))]
+/// 200 while the process serves HTTP; needs no token.
+pub async fn health() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses((status = 200, body = types::ReadyJson), (status = 503, body = types::ReadyJson)))]
+/// 200 when this master leads and serves, else 503 with the reason; needs no token.
+pub async fn ready(State(http): State<Http>) -> Response {
+    if http.master.is_serving() {
+        return axum::Json(types::ReadyJson {
+            ready: true,
+            reason: None,
+        })
+        .into_response();
+    }
+    let reason = match http.master.raft_node().and_then(|n| n.leader()) {
+        Some((id, _)) if Some(id) != http.master.raft_node().map(|n| n.id()) => {
+            format!("not the leader: master {id} leads")
+        }
+        Some(_) => "elected leader, still taking over the registry".to_string(),
+        None => "no leader known (an election)".to_string(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(types::ReadyJson {
+            ready: false,
+            reason: Some(reason),
+        }),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", body = String),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+/// The master's metrics in Prometheus text format. Needs a token with `read_metrics` unless
+/// the master runs with `--metrics-open`.
+pub async fn metrics_text(
+    State(http): State<Http>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // A follower has no registry to check tokens against: it serves its metrics (leader 0)
+    // only when they are open.
+    if !http.options.metrics_open {
+        if !http.master.is_serving() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_leader",
+                "this master does not lead, so it cannot check tokens; scrape the leader, or \
+                 run the masters with --metrics-open",
+            ));
+        }
+        let request = {
+            let mut r = tonic::Request::new(());
+            *r.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+            r.extensions_mut()
+                .insert(tonic::transport::server::TcpConnectInfo {
+                    local_addr: None,
+                    remote_addr: Some(peer),
+                });
+            r
+        };
+        http.master
+            .authorize(&request, &Action::ReadMetrics)
+            .map_err(ApiError::from_status)?;
+    }
+    let view = http.views.get(&http.master).await;
+    let text = metrics::render(&http.master, &view);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
