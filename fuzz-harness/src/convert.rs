@@ -160,7 +160,7 @@ fn agent_message(m: pb::AgentMessage) {
             let _ = convert::id::<FrameworkId>("framework_id", &e.framework_id);
             let _ = convert::id::<ExecutorId>("executor_id", &e.executor_id);
         }
-        Some(M::Heartbeat(_)) | None => {}
+        Some(M::Heartbeat(_)) | Some(M::LogChunk(_)) | None => {}
     }
 }
 

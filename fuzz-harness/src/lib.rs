@@ -18,6 +18,7 @@ pub mod agent_records;
 pub mod component_upload;
 pub mod convert;
 pub mod core_calls;
+pub mod http_request;
 pub mod raft_log;
 pub mod snapshot;
 
@@ -25,6 +26,7 @@ pub use agent_records::agent_records;
 pub use component_upload::component_upload;
 pub use convert::convert;
 pub use core_calls::core_calls;
+pub use http_request::http_request;
 pub use raft_log::raft_log;
 pub use snapshot::snapshot;
 
@@ -36,4 +38,5 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("snapshot", snapshot),
     ("component_upload", component_upload),
     ("agent_records", agent_records),
+    ("http_request", http_request),
 ];

@@ -61,7 +61,7 @@ fn number(input: &mut Input) -> u64 {
 /// Records whose checksums are right but whose values are anything: markers, indexes and
 /// terms that contradict each other or sit at the ends of the number range.
 fn sealed_values(input: &mut Input) {
-    let mut opt_log_id = |input: &mut Input| -> Option<Vec<u8>> {
+    let opt_log_id = |input: &mut Input| -> Option<Vec<u8>> {
         match input.byte() % 3 {
             0 => None,
             1 => Some(sealed(&None::<LogId<NodeId>>)),

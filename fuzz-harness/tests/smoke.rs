@@ -172,6 +172,11 @@ fn agent_records() {
 }
 
 #[test]
+fn http_request() {
+    smoke("http_request");
+}
+
+#[test]
 fn every_target_has_a_smoke_test_and_a_fuzz_target() {
     let src = include_str!("smoke.rs");
     for (name, _) in wasmos_fuzz_harness::TARGETS {
