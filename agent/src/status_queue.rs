@@ -36,6 +36,24 @@ pub struct QueuedUpdate {
     pub status: TaskStatus,
 }
 
+impl QueuedUpdate {
+    /// Decodes the update stored under sequence number `seq`, refusing one that does not
+    /// parse or that says it has another place in the queue.
+    pub fn decode(seq: u64, bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |why: String| {
+            StoreError::Db(format!(
+                "status update {seq} in the queue is corrupt: {why}"
+            ))
+        };
+        let update: QueuedUpdate =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if update.seq != seq {
+            return Err(corrupt(format!("it says it is update {}", update.seq)));
+        }
+        Ok(update)
+    }
+}
+
 /// The transport could not take the updates (the master is down, the stream broke).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot send status updates: {0}")]
@@ -138,9 +156,7 @@ impl StatusQueue {
         };
         let mut tasks: HashMap<TaskKey, VecDeque<Entry>> = HashMap::new();
         for (seq, bytes) in updates {
-            let update: QueuedUpdate = serde_json::from_slice(bytes).map_err(|e| {
-                StoreError::Db(format!("status update {seq} in the queue is corrupt: {e}"))
-            })?;
+            let update = QueuedUpdate::decode(*seq, bytes)?;
             next_seq = next_seq.max(seq + 1);
             tasks
                 .entry((update.framework_id.clone(), update.status.task_id.clone()))
@@ -352,5 +368,29 @@ mod tests {
         assert_eq!(p.delay(2), Duration::from_secs(20));
         assert_eq!(p.delay(4), Duration::from_secs(80));
         assert_eq!(p.delay(30), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn an_update_decodes_under_its_own_number_only() {
+        let update = QueuedUpdate {
+            seq: 7,
+            framework_id: "fw-1".parse().unwrap(),
+            status: TaskStatus {
+                task_id: "t1".parse().unwrap(),
+                agent_id: None,
+                state: wasmos_api::TaskState::Running,
+                message: String::new(),
+                data: None,
+                uuid: Some("1-7".into()),
+            },
+        };
+        let bytes = serde_json::to_vec(&update).unwrap();
+        assert_eq!(QueuedUpdate::decode(7, &bytes).unwrap(), update);
+        let err = QueuedUpdate::decode(8, &bytes).unwrap_err().to_string();
+        assert!(
+            err.contains("update 8") && err.contains("update 7"),
+            "{err}"
+        );
+        assert!(QueuedUpdate::decode(7, b"{").is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! Test-only: [`MasterCore::check_invariants`], the agreement between the core's books that
-//! the property tests (`proptests`) check after every step.
+//! [`MasterCore::check_invariants`], the agreement between the core's books that the property
+//! tests (`proptests`) and the fuzz harness (`fuzz-harness/`) check after every step.
 
 use wasmos_api::Resources;
 
@@ -10,7 +10,9 @@ impl MasterCore {
     /// The books agree with each other: what the allocator counts for each framework is its
     /// outstanding offers plus its live tasks on agents the allocator knows; offers point at
     /// connected frameworks and agents; connection maps match the registry.
-    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+    ///
+    /// Costs a pass over every framework, offer and task: for tests, not the serving path.
+    pub fn check_invariants(&self) -> Result<(), String> {
         for fw in self.registry.frameworks.keys() {
             let mut expect = Resources::ZERO;
             for o in self.offers.of_framework(fw) {

@@ -373,7 +373,6 @@ impl MasterCore {
 mod fairness_tests;
 #[cfg(test)]
 mod health_tests;
-#[cfg(test)]
 mod invariants;
 #[cfg(test)]
 mod proptests;

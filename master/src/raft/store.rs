@@ -549,22 +549,50 @@ fn check(db: &Database) -> Result<Loaded, CheckError> {
     let get = |key: &str| -> Result<Option<Vec<u8>>, CheckError> {
         Ok(meta.get(key)?.map(|v| v.value().to_vec()))
     };
+    let raw = RawMeta {
+        vote: get(KEY_VOTE)?,
+        committed: get(KEY_COMMITTED)?,
+        purged: get(KEY_PURGED)?,
+        snapshot: get(KEY_SNAPSHOT)?,
+    };
+    let log = r.open_table(LOG)?;
+    let entries = log.iter()?.map(|item| {
+        let (k, v) = item?;
+        Ok((k.value(), v.value().to_vec()))
+    });
+    check_parts(raw, entries)
+}
+
+/// The records of table `raft_meta`, not yet decoded.
+struct RawMeta {
+    vote: Option<Vec<u8>>,
+    committed: Option<Vec<u8>>,
+    purged: Option<Vec<u8>>,
+    snapshot: Option<Vec<u8>>,
+}
+
+/// Decodes the records of a store (the log in index order, one entry at a time) and checks
+/// that they agree with each other: what [`open_store`] does once redb has read them.
+fn check_parts(
+    raw: RawMeta,
+    log: impl IntoIterator<Item = Result<(u64, Vec<u8>), CheckError>>,
+) -> Result<Loaded, CheckError> {
     let bad = |what: &str, e: String| CheckError::Corrupt(format!("{what}: {e}"));
-    let vote = match get(KEY_VOTE)? {
+    let vote = match raw.vote {
         Some(v) => Some(decode::<Vote<NodeId>>(&v).map_err(|e| bad("the vote", e))?),
         None => None,
     };
-    let committed = match get(KEY_COMMITTED)? {
+    let committed = match raw.committed {
         Some(v) => {
             decode::<Option<LogId<NodeId>>>(&v).map_err(|e| bad("the committed marker", e))?
         }
         None => None,
     };
-    let purged = match get(KEY_PURGED)? {
+    let purged = match raw.purged {
         Some(v) => decode::<Option<LogId<NodeId>>>(&v).map_err(|e| bad("the purged marker", e))?,
         None => None,
     };
-    let (snapshot, registry) = match get(KEY_SNAPSHOT)? {
+    let (snapshot, registry) = match raw.snapshot {
         Some(v) => {
             let s = decode_snapshot(&v).map_err(|e| bad("the snapshot", e))?;
             let registry = decode_registry(&s.data).map_err(|e| bad("the snapshot", e))?;
@@ -573,13 +601,26 @@ fn check(db: &Database) -> Result<Loaded, CheckError> {
         None => (None, Registry::default()),
     };
 
-    let log = r.open_table(LOG)?;
-    let mut expected: Option<u64> = purged.map(|p| p.index + 1);
+    // No log reaches the end of the index range: an index there is a damaged record (and
+    // the next index would overflow).
+    let past_the_end = |what: String| {
+        CheckError::Corrupt(format!(
+            "{what} is at index {}, the end of the index range, which no log reaches",
+            u64::MAX
+        ))
+    };
+    let mut expected: Option<u64> = match purged {
+        Some(p) => Some(
+            p.index
+                .checked_add(1)
+                .ok_or_else(|| past_the_end("the purged marker".into()))?,
+        ),
+        None => None,
+    };
     let mut last: Option<LogId<NodeId>> = None;
     let mut entries = BTreeMap::new();
-    for item in log.iter()? {
-        let (k, v) = item?;
-        let index = k.value();
+    for item in log {
+        let (index, v) = item?;
         if let Some(want) = expected
             && index != want
         {
@@ -598,7 +639,7 @@ fn check(db: &Database) -> Result<Loaded, CheckError> {
             }));
         }
         let entry: Entry<TypeConfig> =
-            decode(v.value()).map_err(|e| bad(&format!("log entry {index}"), e))?;
+            decode(&v).map_err(|e| bad(&format!("log entry {index}"), e))?;
         if entry.log_id.index != index {
             return Err(CheckError::Corrupt(format!(
                 "log entry stored at index {index} says it is entry {}",
@@ -614,7 +655,11 @@ fn check(db: &Database) -> Result<Loaded, CheckError> {
             )));
         }
         last = Some(entry.log_id);
-        expected = Some(index + 1);
+        expected = Some(
+            index
+                .checked_add(1)
+                .ok_or_else(|| past_the_end(format!("log entry {index}")))?,
+        );
         entries.insert(index, entry);
     }
     let snapshot_last = snapshot.as_ref().and_then(|s| s.meta.last_log_id);
@@ -647,6 +692,75 @@ fn check(db: &Database) -> Result<Loaded, CheckError> {
             committed,
         },
     })
+}
+
+// ----- the record checks, without a database (tools, the fuzz harness) -----
+
+/// The records of a Raft store as its tables hold them, not yet decoded: the input of
+/// [`check_records`]. Every field is absent (or empty) by default.
+#[derive(Clone, Debug, Default)]
+pub struct RawRecords {
+    /// The vote record (`raft_meta` key `vote`).
+    pub vote: Option<Vec<u8>>,
+    /// The committed marker record (key `committed`).
+    pub committed: Option<Vec<u8>>,
+    /// The purged marker record (key `purged`).
+    pub purged: Option<Vec<u8>>,
+    /// The snapshot record (key `snapshot`).
+    pub snapshot: Option<Vec<u8>>,
+    /// The log records (`raft_log`), as (index, record), in increasing index order as redb
+    /// iterates them.
+    pub log: Vec<(u64, Vec<u8>)>,
+}
+
+/// What [`check_records`] found in records that passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckedRecords {
+    /// Log entries kept.
+    pub log_entries: usize,
+    /// The index of the last log entry, if any.
+    pub last_log_index: Option<u64>,
+    /// Whether a snapshot was stored.
+    pub has_snapshot: bool,
+}
+
+/// Decodes and cross-checks `raw` exactly as [`open_store`] does with what it reads from the
+/// file: every record's checksum and encoding, the snapshot's registry, no gap in the log,
+/// indexes and terms in order, markers covered by the log or snapshot. On refusal, returns
+/// the detail that [`StoreError::Corrupt`] would carry.
+pub fn check_records(raw: RawRecords) -> Result<CheckedRecords, String> {
+    let meta = RawMeta {
+        vote: raw.vote,
+        committed: raw.committed,
+        purged: raw.purged,
+        snapshot: raw.snapshot,
+    };
+    match check_parts(meta, raw.log.into_iter().map(Ok)) {
+        Ok(l) => Ok(CheckedRecords {
+            log_entries: l.log.entries.len(),
+            last_log_index: l.log.entries.keys().next_back().copied(),
+            has_snapshot: l.snapshot.is_some(),
+        }),
+        Err(CheckError::Corrupt(d)) => Err(d),
+        Err(CheckError::Redb(e)) => Err(e.to_string()),
+    }
+}
+
+/// `value` as the store writes it in a record: its checksum, then its encoding. Fails only
+/// for a value postcard cannot encode.
+pub fn seal_record<T: Serialize>(value: &T) -> Result<Vec<u8>, super::codec::Error> {
+    Ok(seal(&super::codec::to_vec(value)?))
+}
+
+/// The snapshot record the store writes for `meta` and the encoded registry `data`.
+pub fn seal_snapshot(meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Vec<u8> {
+    encode_snapshot(meta, data)
+}
+
+/// Decodes a snapshot's data (the encoded registry) as a follower does when its leader
+/// installs a snapshot, accepting the older layouts the store still reads.
+pub fn decode_snapshot_data(data: &[u8]) -> Result<Registry, String> {
+    decode_registry(data)
 }
 
 // ----- the log -----
@@ -1131,6 +1245,65 @@ mod tests {
     use openraft::{CommittedLeaderId, Membership, RaftLogReader};
 
     use crate::registry::Command;
+
+    fn blank(term: u64, index: u64) -> Vec<u8> {
+        let entry: Entry<TypeConfig> = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        };
+        seal_record(&entry).unwrap()
+    }
+
+    #[test]
+    fn check_records_accepts_a_log_and_refuses_a_damaged_one() {
+        let log = vec![(1, blank(1, 1)), (2, blank(1, 2)), (3, blank(2, 3))];
+        let ok = check_records(RawRecords {
+            log: log.clone(),
+            ..RawRecords::default()
+        })
+        .unwrap();
+        assert_eq!(ok.log_entries, 3);
+        assert_eq!(ok.last_log_index, Some(3));
+        let mut flipped = log.clone();
+        flipped[1].1[6] ^= 0x10;
+        let err = check_records(RawRecords {
+            log: flipped,
+            ..RawRecords::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("log entry 2") && err.contains("checksum"),
+            "{err}"
+        );
+        let mut gap = log;
+        gap.remove(1);
+        let err = check_records(RawRecords {
+            log: gap,
+            ..RawRecords::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("gap"), "{err}");
+    }
+
+    /// Found by the fuzz target `raft_log` (corpus `crash-log-entry-at-u64-max`): an entry or
+    /// a purged marker at the last index overflowed the next expected index (a panic in a
+    /// debug build, a wrap in a release one) instead of being refused.
+    #[test]
+    fn an_index_at_the_end_of_the_range_is_refused_not_overflowed() {
+        let err = check_records(RawRecords {
+            log: vec![(u64::MAX, blank(1, u64::MAX))],
+            ..RawRecords::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("end of the index range"), "{err}");
+        let purged = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), u64::MAX));
+        let err = check_records(RawRecords {
+            purged: Some(seal_record(&purged).unwrap()),
+            ..RawRecords::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("purged marker"), "{err}");
+    }
 
     #[test]
     fn a_snapshot_from_before_the_acl_state_decodes_with_none() {
