@@ -514,6 +514,12 @@ async fn the_ui_shows_the_cluster_to_whoever_may_see_it() {
         .take(4)
         .collect();
     assert!(
+        !page
+            .lines()
+            .any(|l| l.trim() == "null" || l.trim() == "undefined"),
+        "a missing value shown as text:\n{page}"
+    );
+    assert!(
         page.replace('.', "").contains(&digits),
         "pi's result {estimate:?} is not on its page:\n{page}"
     );

@@ -503,8 +503,9 @@ function frameworkPage(main, id) {
     body.replaceChildren(
       h("div", { class: "grid two" }, h("section", { class: "panel" }, h("h2", {}, "Summary"), summary), resultBox ||
         h("section", { class: "panel" }, h("h2", {}, "Result"), h("p", { class: "muted" }, "Not ended yet."))),
+      // (replaceChildren would show a null as the text "null".)
       live ? h("section", { class: "panel", style: "margin-top:16px" }, h("h2", {}, "Live tasks"), taskTable(liveTasks.tasks, "No live task."),
-        liveTasks.next_offset ? link(href("/tasks", { framework: id }), "All live tasks") : null) : null,
+        liveTasks.next_offset ? link(href("/tasks", { framework: id }), "All live tasks") : null) : "",
       h("section", { class: "panel", style: "margin-top:16px" }, h("h2", {}, "Ended tasks"), taskTable(endedTasks.tasks, "No ended task in the history."),
         endedTasks.next_offset ? link(href("/tasks", { framework: id, completed: 1 }), "All ended tasks") : null),
       h("section", { class: "panel" }, h("h2", {}, "Stored state"),
@@ -520,7 +521,7 @@ function frameworkPage(main, id) {
 
 function taskTable(tasks, emptyText, sort) {
   const cols = [
-    { title: "Task", sortKey: "id", value: (t) => t.id, cell: (t) => link(`#/tasks/${enc(t.framework_id)}/${enc(t.id)}`, t.name ? `${t.id} (${t.name})` : t.id, { class: "mono" }) },
+    { title: "Task", sortKey: "id", value: (t) => t.id, cell: (t) => link(`#/tasks/${enc(t.framework_id)}/${enc(t.id)}`, t.name && t.name !== t.id ? `${t.id} (${t.name})` : t.id, { class: "mono" }) },
     { title: "State", sortKey: "state", value: (t) => t.state, cell: (t) => pill(t.state) },
     { title: "Framework", cell: (t) => idLink(`#/frameworks/${enc(t.framework_id)}`, t.framework_id) },
     { title: "Agent", cell: (t) => t.agent_id ? idLink(`#/agents/${enc(t.agent_id)}`, t.agent_id) : "–" },
