@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command: installs what the tests need (the Wasm guest toolchain), builds the
-# example components, then runs every test of the workspace. `.ci/run` calls exactly this.
+# The project's test command: installs what the tests need (the Wasm guest toolchain, a headless
+# browser), builds the example components, then runs every test of the workspace. `.ci/run`
+# calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/build-examples.sh
+# Headless Chromium and chromedriver for the web UI's browser test (cli/tests/ui.rs).
+./scripts/install-browser.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

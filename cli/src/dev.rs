@@ -80,6 +80,10 @@ pub struct Args {
     /// default) runs open on 127.0.0.1.
     #[arg(long)]
     secure: bool,
+    /// Open the web UI in a browser once the cluster is up (with `xdg-open`, `open` or
+    /// `start`); when none is found it says so and prints the UI's address.
+    #[arg(long)]
+    open: bool,
     /// Arguments passed to the framework's `init` with --run, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -115,6 +119,12 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.open {
+        match &cluster.ui_url {
+            Some(url) => open_in_browser(&format!("{url}/")),
+            None => eprintln!("wasmos dev: --open: no web UI to open (HTTP is off)"),
+        }
+    }
     let code = match &args.run {
         Some(component) => {
             let submission = Submission {
@@ -164,6 +174,37 @@ pub async fn run(args: Args) -> ExitCode {
     code
 }
 
+/// The programs that open a URL in the user's browser, in the order tried.
+const OPENERS: &[(&str, &[&str])] = &[
+    ("xdg-open", &[]),
+    ("open", &[]),
+    ("cmd", &["/C", "start", ""]),
+];
+
+/// Opens `url` with the first opener that starts; else says none could and prints `url`.
+/// Never fails the cluster: a browser is a convenience.
+fn open_in_browser(url: &str) {
+    for (program, args) in OPENERS {
+        let started = std::process::Command::new(program)
+            .args(*args)
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Ok(mut child) = started {
+            eprintln!("wasmos dev: opening the web UI at {url} ({program})");
+            // Reaped in the background: an opener may stay until the browser exits.
+            std::thread::spawn(move || child.wait());
+            return;
+        }
+    }
+    eprintln!(
+        "wasmos dev: --open: could not open a browser (no xdg-open, open or start found); \
+         the web UI is at {url}"
+    );
+}
+
 /// The running master and agents.
 struct Cluster {
     addr: std::net::SocketAddr,
@@ -172,6 +213,8 @@ struct Cluster {
     tasks: tokio::sync::Mutex<JoinSet<(String, Result<(), String>)>>,
     /// With `--secure`: the management token and the client's TLS files.
     secure: Option<Secured>,
+    /// Where the web UI is served (`http://127.0.0.1:5051`), unless HTTP is off.
+    ui_url: Option<String>,
     /// The temporary data directory, removed on drop.
     _temp: Option<tempfile::TempDir>,
 }
@@ -329,7 +372,7 @@ impl Cluster {
         let mut tasks = JoinSet::new();
         let shutdown = stop.clone().cancelled_owned();
         let http_listener = args.http.bind(listen, "wasmos dev").await?;
-        crate::master::spawn_http(
+        let ui_url = crate::master::spawn_http(
             &master,
             http_listener,
             args.http.options(),
@@ -377,6 +420,7 @@ impl Cluster {
             stop,
             tasks: tokio::sync::Mutex::new(tasks),
             secure,
+            ui_url,
             _temp: temp,
         };
         tokio::select! {

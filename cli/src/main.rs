@@ -64,7 +64,7 @@ enum Command {
     Result(submit::AttachArgs),
     /// Run a master and agents in this process on 127.0.0.1 (and optionally one framework).
     #[command(
-        after_help = "Example:\n  wasmos dev                                  # serve on 127.0.0.1:5050\n  wasmos dev --run pi.wasm -- 8 100000        # run one framework and exit"
+        after_help = "Example:\n  wasmos dev                                  # serve on 127.0.0.1:5050\n  wasmos dev --run pi.wasm -- 8 100000        # run one framework and exit\n  wasmos dev --open                           # and open the web UI"
     )]
     Dev(dev::Args),
     /// Show one framework, active or completed: state, role, principal, times, task counts by

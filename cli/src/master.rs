@@ -272,7 +272,10 @@ pub fn spawn_http(
         "http"
     };
     let url = format!("{scheme}://{addr}");
-    eprintln!("{who}: HTTP API, health and metrics on {url}/api/v1/, {url}/health, {url}/metrics");
+    eprintln!(
+        "{who}: web UI on {url}/; HTTP API, health and metrics on {url}/api/v1/, {url}/health, \
+         {url}/metrics"
+    );
     let master = master.clone();
     let who = who.to_string();
     tokio::spawn(async move {

@@ -137,8 +137,12 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// Every route the API serves, as the OpenAPI document must list them.
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 17] = [
     "/api/v1/cluster",
+    "/api/v1/cluster/usage",
+    "/api/v1/frameworks/{id}/log",
+    "/api/v1/tasks/{id}",
+    "/api/v1/tasks/{id}/log",
     "/api/v1/agents",
     "/api/v1/frameworks",
     "/api/v1/frameworks/{id}",

@@ -30,7 +30,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 
 /// A gRPC request carrying the HTTP request's headers (its `authorization`) and peer, for
 /// the shared handlers and the authorization layer.
-fn grpc_request<T>(headers: &HeaderMap, peer: SocketAddr, body: T) -> Request<T> {
+pub(super) fn grpc_request<T>(headers: &HeaderMap, peer: SocketAddr, body: T) -> Request<T> {
     let mut r = Request::new(body);
     *r.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers.clone());
     r.extensions_mut()
@@ -42,7 +42,7 @@ fn grpc_request<T>(headers: &HeaderMap, peer: SocketAddr, body: T) -> Request<T>
 }
 
 /// Authenticates the caller and decides `action` (audited like a gRPC call).
-fn authorize(
+pub(super) fn authorize(
     master: &Master,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -388,6 +388,80 @@ pub async fn tasks(
     Ok(Json(TaskPage {
         tasks: page,
         next_offset,
+    }))
+}
+
+/// `GET /api/v1/tasks/{id}`'s parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
+    /// The task's framework; needed only when several frameworks have a task of that id
+    /// (else the first the caller may see, live before ended).
+    pub framework: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id"), TaskQuery),
+    responses((status = 200, body = TaskJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// One task the caller may see: live, or else from the history.
+pub async fn task(
+    State(http): State<Http>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<TaskQuery>,
+) -> Result<Json<TaskJson>, ApiError> {
+    let caller = authorize(&http.master, &headers, peer, &Action::ReadState)?;
+    let (state, _) = visible_state(&http, &caller).await;
+    let wanted = |fw: &str| q.framework.as_deref().is_none_or(|f| f == fw);
+    if let Some(t) = state
+        .tasks
+        .iter()
+        .find(|t| wanted(&t.framework_id) && t.status.as_ref().is_some_and(|s| s.task_id == id))
+    {
+        return Ok(Json(TaskJson::from(t)));
+    }
+    let r = http
+        .master
+        .list_completed_tasks_call(grpc_request(
+            &headers,
+            peer,
+            pb::ListCompletedTasksRequest {
+                framework_id: q.framework.clone().unwrap_or_default(),
+                agent_id: String::new(),
+                state: 0,
+                task_id: id.clone(),
+                page_size: 1,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .map_err(ApiError::from_status)?
+        .into_inner();
+    r.tasks
+        .into_iter()
+        .next()
+        .map(|t| Json(TaskJson::from(t)))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no task {id:?} that this token may see, live or in the history (which keeps \
+                 the last 1000 ended tasks per framework)"
+            ))
+        })
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/usage", tag = "cluster",
+    responses((status = 200, body = super::usage::UsageJson), (status = 401, body = ErrorBody)))]
+/// The cluster's CPU and memory use, one sample every 10 s over the last hour (soft state:
+/// empty on a master that just became leader).
+pub async fn usage(
+    State(http): State<Http>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<super::usage::UsageJson>, ApiError> {
+    authorize(&http.master, &headers, peer, &Action::ReadState)?;
+    Ok(Json(super::usage::UsageJson {
+        samples: http.usage.samples(),
     }))
 }
 

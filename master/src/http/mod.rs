@@ -14,9 +14,12 @@
 
 pub mod api;
 pub mod error;
+pub mod logs;
 pub mod metrics;
 pub mod tls;
 pub mod types;
+pub mod ui;
+pub mod usage;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -49,6 +52,7 @@ pub struct Http {
     master: Master,
     views: Arc<view::Views>,
     options: HttpOptions,
+    usage: Arc<usage::Usage>,
 }
 
 /// The OpenAPI document of `/api/v1/`, generated from the handlers and types.
@@ -66,7 +70,11 @@ pub struct Http {
         api::framework,
         api::framework_state,
         api::framework_result,
+        logs::scheduler_log,
         api::tasks,
+        api::task,
+        logs::task_log,
+        api::usage,
         api::roles,
         api::offers,
         api::raft,
@@ -77,21 +85,36 @@ pub struct Http {
 )]
 pub struct ApiDoc;
 
-/// The router of every endpoint, for `master`.
+/// The router of every endpoint, for `master`, without the task that samples the cluster's
+/// use (see [`serve`]): `/api/v1/cluster/usage` then stays empty.
 pub fn router(master: Master, options: HttpOptions) -> Router {
-    let http = Http {
-        master,
-        views: Arc::new(view::Views::new()),
-        options,
-    };
+    router_of(Http::new(master, options))
+}
+
+impl Http {
+    fn new(master: Master, options: HttpOptions) -> Self {
+        Http {
+            master,
+            views: Arc::new(view::Views::new()),
+            options,
+            usage: Arc::new(usage::Usage::default()),
+        }
+    }
+}
+
+fn router_of(http: Http) -> Router {
     let api = Router::new()
         .route("/cluster", get(api::cluster))
+        .route("/cluster/usage", get(api::usage))
         .route("/agents", get(api::agents))
         .route("/frameworks", get(api::frameworks))
         .route("/frameworks/{id}", get(api::framework))
         .route("/frameworks/{id}/state", get(api::framework_state))
         .route("/frameworks/{id}/result", get(api::framework_result))
+        .route("/frameworks/{id}/log", get(logs::scheduler_log))
         .route("/tasks", get(api::tasks))
+        .route("/tasks/{id}", get(api::task))
+        .route("/tasks/{id}/log", get(logs::task_log))
         .route("/roles", get(api::roles))
         .route("/offers", get(api::offers))
         .route("/raft", get(api::raft))
@@ -99,6 +122,8 @@ pub fn router(master: Master, options: HttpOptions) -> Router {
         .route("/openapi.json", get(openapi));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
@@ -117,8 +142,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tls = master.tls_material().map(tls::http_server_config);
-    let app = router(master, options).into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
+    let http = Http::new(master, options);
+    // Stopped with the server: its samples are of no use without it.
+    let sampler = AbortOnDrop(tokio::spawn(usage::sample_forever(http.clone())));
+    let app = router_of(http).into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
         None => {
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
@@ -133,6 +161,17 @@ pub async fn serve(
                 .with_graceful_shutdown(shutdown)
                 .await
         }
+    };
+    drop(sampler);
+    served
+}
+
+/// Aborts its task when dropped (also when `serve`'s future is).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

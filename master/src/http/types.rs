@@ -189,6 +189,15 @@ pub struct FrameworkJson {
     pub tasks_finished: u64,
     /// Its tasks that ended otherwise.
     pub tasks_failed: u64,
+    /// How many tasks it will run in all, when its scheduler said so; absent when unknown.
+    pub tasks_total: Option<u64>,
+    /// Why it has waited for resources for more than a few seconds ("waiting: no agent
+    /// registered"); empty when nothing waits.
+    pub waiting: String,
+    /// Since when it waits (unix ms); 0 when `waiting` is empty.
+    pub waiting_since_unix_ms: u64,
+    /// When it registered with this leader (unix ms); 0 when unknown.
+    pub registered_unix_ms: u64,
 }
 
 impl From<&pb::FrameworkSummary> for FrameworkJson {
@@ -207,6 +216,10 @@ impl From<&pb::FrameworkSummary> for FrameworkJson {
             active_tasks: f.active_tasks,
             tasks_finished: f.tasks_finished,
             tasks_failed: f.tasks_failed,
+            tasks_total: f.tasks_total,
+            waiting: f.waiting.clone(),
+            waiting_since_unix_ms: f.waiting_since_unix_ms,
+            registered_unix_ms: f.registered_unix_ms,
         }
     }
 }
