@@ -354,6 +354,12 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
     ] {
         assert!(param(route, "id").is_some(), "{route}: id has no pattern");
     }
+    for name in ["framework", "agent"] {
+        assert!(
+            param("/api/v1/tasks", name).is_some(),
+            "tasks: {name} has no pattern"
+        );
+    }
     let states = param("/api/v1/tasks", "state").expect("state has a pattern");
     assert!(
         states.contains("finished") && !states.contains("(?i)"),

@@ -286,8 +286,10 @@ pub async fn framework_result(
 #[into_params(parameter_in = Query)]
 pub struct TasksQuery {
     /// Only this framework's tasks.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub framework: Option<String>,
     /// Only tasks on this agent.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub agent: Option<String>,
     /// Only tasks in this state (`running`, `finished`, ...).
     #[param(
