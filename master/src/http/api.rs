@@ -285,11 +285,11 @@ pub async fn framework_result(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TasksQuery {
-    /// Only this framework's tasks.
-    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    /// Only this framework's tasks (empty: no filter).
+    #[param(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})?$")]
     pub framework: Option<String>,
-    /// Only tasks on this agent.
-    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    /// Only tasks on this agent (empty: no filter).
+    #[param(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})?$")]
     pub agent: Option<String>,
     /// Only tasks in this state (`running`, `finished`, ...).
     #[param(
