@@ -146,6 +146,7 @@ struct Inner {
     framework_messages_tx: mpsc::UnboundedSender<FrameworkMessage>,
     framework_messages: Mutex<Option<mpsc::UnboundedReceiver<FrameworkMessage>>>,
     stop: CancellationToken,
+    metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 /// The agent. Cheap to clone; clones share everything.
@@ -230,15 +231,19 @@ impl Agent {
             fetcher,
             work.join("components"),
         ));
-        let wasm = Arc::new(WasmContainerizer::new(
-            pool,
-            components,
-            config.wasm_limits.clone(),
-            WasmMaxima {
-                timeout: config.max_wasm_task_timeout,
-                fuel: config.max_wasm_task_fuel,
-            },
-        ));
+        let metrics = Arc::new(crate::metrics::AgentMetrics::new());
+        let wasm = Arc::new(
+            WasmContainerizer::new(
+                pool,
+                components,
+                config.wasm_limits.clone(),
+                WasmMaxima {
+                    timeout: config.max_wasm_task_timeout,
+                    fuel: config.max_wasm_task_fuel,
+                },
+            )
+            .with_metrics(metrics.clone()),
+        );
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             sandboxes: Sandboxes::new(&work),
@@ -252,6 +257,7 @@ impl Agent {
             framework_messages_tx: messages_tx,
             framework_messages: Mutex::new(Some(messages_rx)),
             stop: CancellationToken::new(),
+            metrics,
         });
         let agent = Agent { inner };
         tokio::spawn(gc_loop(Arc::downgrade(&agent.inner)));
@@ -472,6 +478,7 @@ impl Agent {
         framework: &FrameworkContext,
         task: TaskInfo,
     ) -> Result<TaskState, AgentError> {
+        let started = std::time::Instant::now();
         let fw = framework.framework_id.clone();
         let key = (fw.clone(), task.task_id.clone());
         if let Err(e) = task.validate() {
@@ -577,6 +584,7 @@ impl Agent {
             vec![put],
         )
         .await?;
+        self.inner.metrics.launched(started.elapsed());
         self.watch(fw, task, launched.exit, launched.events);
         Ok(TaskState::Running)
     }
@@ -712,6 +720,7 @@ impl Agent {
             .queue
             .enqueue(framework_id.clone(), status, extra)
             .await?;
+        self.inner.metrics.task_ended(state);
         Ok(())
     }
 
@@ -807,6 +816,25 @@ impl Agent {
     /// they are refused for it.
     pub fn native_isolation(&self) -> &crate::isolation::Isolation {
         self.inner.native.isolation()
+    }
+
+    /// What this agent measures (`wasmos agent --http`'s `/metrics`).
+    pub fn metrics(&self) -> &Arc<crate::metrics::AgentMetrics> {
+        &self.inner.metrics
+    }
+
+    /// Bytes the task sandboxes and executor instances' directories use on disk (a full walk;
+    /// call it off the async runtime).
+    pub fn sandbox_disk_used(&self) -> u64 {
+        let work = &self.inner.config.work_dir;
+        ["sandboxes", "executors"]
+            .iter()
+            .map(
+                |d| match crate::disk_quota::measure(&work.join(d), u64::MAX) {
+                    crate::disk_quota::Step::Done(b) | crate::disk_quota::Step::Partial(b) => b,
+                },
+            )
+            .sum()
     }
 
     /// The directory holding every task's sandbox (`<work_dir>/sandboxes`).

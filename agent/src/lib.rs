@@ -11,6 +11,8 @@
 //! - [`sandbox`] owns the per-task directories and their garbage collection; [`fetch`] gets a
 //!   framework's component by digest and verifies it; [`master_fetch`] downloads it from the
 //!   master; [`task_logs`] reads a task's stdout or stderr for the master (`wasmos logs`).
+//! - [`http`] serves `/health`, `/ready` and `/metrics` (`wasmos agent --http`), from the
+//!   counters in [`metrics`].
 //! - [`session`] is the gRPC client loop to the master ([`run`]); [`session_log`] keeps a
 //!   master that stays down to one WARN per failure and 30 s.
 
@@ -23,10 +25,12 @@ pub mod config;
 pub mod containerizer;
 pub mod disk_quota;
 pub mod fetch;
+pub mod http;
 pub mod isolation;
 pub mod launcher;
 pub mod marker;
 pub mod master_fetch;
+pub mod metrics;
 pub mod native;
 pub mod sandbox;
 pub mod session;

@@ -112,6 +112,8 @@ pub struct RunConfig {
     pub agent: AgentConfig,
     /// How it finds and talks to the master.
     pub session: SessionConfig,
+    /// Its `/health`, `/ready` and `/metrics` (`--http`); by default not served.
+    pub http: crate::http::HttpConfig,
 }
 
 /// Why the agent stopped.
@@ -120,6 +122,9 @@ pub enum RunError {
     /// The agent could not start.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// The `--http` address cannot be bound.
+    #[error(transparent)]
+    Http(#[from] crate::http::BindError),
     /// [`SessionConfig::masters`] is empty.
     #[error("no master address given; pass --master HOST:PORT[,HOST:PORT...]")]
     NoMasters,
@@ -155,6 +160,11 @@ pub async fn run_until(
         .session
         .resources
         .unwrap_or_else(|| measure_resources(&config.agent.work_dir));
+    // Before opening the work dir: an address in use is an error at once.
+    let http = match config.http.listen {
+        Some(addr) => Some(crate::http::bind(addr).await?),
+        None => None,
+    };
     let mut agent_config = config.agent.clone();
     // Wasm tasks share the CPUs this agent offers unless the operator named another capacity.
     agent_config
@@ -168,6 +178,23 @@ pub async fn run_until(
         pending_updates = report.pending_updates,
         "agent recovered"
     );
+    if let Some(listener) = http {
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!("agent HTTP (health, ready, metrics) on http://{a}");
+        }
+        let serve = crate::http::serve(
+            agent.clone(),
+            listener,
+            config.http.metrics_open,
+            config.session.token.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "the agent's HTTP server stopped");
+            }
+        });
+    }
     let transport = Arc::new(SessionTransport::default());
     tokio::spawn(
         agent
@@ -204,6 +231,10 @@ pub async fn run_until(
             () = stop.cancelled() => Ok(true),
         };
         transport.set(None);
+        agent.metrics().unregistered(match &result {
+            Ok(_) => format!("the session with the master at {master} ended; reconnecting"),
+            Err(e) => format!("not registered: the master at {master}: {e}"),
+        });
         if registered {
             // A session that registered ends a run of hints and of failures, however it
             // ended: the next master is tried at once, with a fresh backoff.
@@ -509,6 +540,7 @@ async fn session(
         }
     };
     *registered = true;
+    agent.metrics().registered(master);
     transport.set(Some(tx.clone()));
     agent.status_queue().resend_now();
     let mut health = agent.health();

@@ -133,6 +133,8 @@ pub struct WasmContainerizer {
     /// Each framework's claim on the component its tasks run, dropped at its teardown.
     leases: Mutex<HashMap<FrameworkId, ComponentLease>>,
     maxima: WasmMaxima,
+    /// Where the fuel tasks burn is counted.
+    metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 impl WasmContainerizer {
@@ -151,7 +153,14 @@ impl WasmContainerizer {
             limits,
             leases: Mutex::new(HashMap::new()),
             maxima,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts the fuel tasks burn in `metrics` (by default, metrics of its own).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::AgentMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The executor pool.
@@ -216,8 +225,15 @@ impl Containerizer for WasmContainerizer {
             cpu_meter: Default::default(),
         };
         let pool = self.pool.clone();
+        let metrics = self.metrics.clone();
         let exit = Box::pin(async move {
-            match pool.run_task(&component, req).await {
+            let ran = pool.run_task(&component, req).await;
+            match &ran {
+                Ok(out) => metrics.fuel_burned(out.fuel_consumed.unwrap_or(0)),
+                Err(TaskError::OutOfFuel { budget }) => metrics.fuel_burned(*budget),
+                Err(_) => {}
+            }
+            match ran {
                 Ok(out) if out.output.len() > MAX_PAYLOAD_BYTES => TaskExit::new(
                     TaskState::Failed,
                     format!(

@@ -277,6 +277,7 @@ fn spawn_agent(dir: &Path, session: SessionConfig) -> (AgentRun, CancellationTok
     let config = RunConfig {
         agent: config(dir.join("work")),
         session,
+        http: Default::default(),
     };
     let stop = CancellationToken::new();
     let agent = tokio::spawn(run_until(

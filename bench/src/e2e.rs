@@ -42,9 +42,9 @@ use wasmos_api::proto as pb;
 use crate::secure::{Operator, Security};
 
 /// CPU one benchguest task asks for, in thousandths of a core.
-const TASK_MILLICPUS: u64 = 10;
+pub(crate) const TASK_MILLICPUS: u64 = 10;
 /// Memory one benchguest task asks for (its executor instance's cap), in MiB.
-const TASK_MEM_MB: u64 = 32;
+pub(crate) const TASK_MEM_MB: u64 = 32;
 /// CPU and memory one logreg task asks for besides its points (see examples-wasm/logreg).
 const LOGREG_TASK_MILLICPUS: u64 = 500;
 /// Memory every agent offers beyond its benchguest slots, for logreg's tasks.
@@ -103,6 +103,9 @@ pub struct Args {
     /// By default they enforce ACLs, as every master outside `wasmos dev` does.
     #[arg(long, conflicts_with = "tls")]
     open: bool,
+    /// More flags for the master (set by other scenarios, e.g. `http`'s `--http`).
+    #[arg(skip)]
+    pub(crate) extra_master_flags: Vec<String>,
 }
 
 pub(crate) fn default_components() -> PathBuf {
@@ -146,14 +149,14 @@ pub fn find_wasmos(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// The master and agent processes; killed on drop.
-struct Cluster {
+pub(crate) struct Cluster {
     master: Child,
     agents: Vec<Child>,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Cluster {
-    async fn start(
+    pub(crate) async fn start(
         wasmos: &Path,
         dir: &Path,
         args: &Args,
@@ -172,6 +175,7 @@ impl Cluster {
                 "--max-completed-tasks-per-framework".to_string(),
                 args.tasks.max(1000).to_string(),
             ])
+            .args(&args.extra_master_flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log("master")?)
@@ -231,7 +235,7 @@ impl Cluster {
     }
 
     /// Fails if any process has exited.
-    fn check_alive(&mut self, dir: &Path) -> anyhow::Result<()> {
+    pub(crate) fn check_alive(&mut self, dir: &Path) -> anyhow::Result<()> {
         if let Ok(Some(status)) = self.master.try_wait() {
             bail!(
                 "the master exited ({status}); see {}",
@@ -261,7 +265,7 @@ impl Cluster {
     }
 
     /// The master's resident set size, in KiB, if this OS tells.
-    fn master_rss_kib(&self) -> Option<u64> {
+    pub(crate) fn master_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.master.id()?)).ok()?;
         status
             .lines()
@@ -270,7 +274,7 @@ impl Cluster {
             .and_then(|kib| kib.parse().ok())
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         for a in &mut self.agents {
             let _ = a.kill().await;
         }
@@ -292,7 +296,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 }
 
 /// Waits until `count` agents are registered and reachable.
-async fn wait_for_agents(
+pub(crate) async fn wait_for_agents(
     op: &mut Operator,
     cluster: &mut Cluster,
     dir: &Path,
@@ -337,13 +341,13 @@ pub(crate) async fn upload(op: &mut Operator, path: &Path) -> anyhow::Result<Str
 }
 
 /// A framework's result and how long it took from submission until the bench saw it.
-struct Outcome {
+pub(crate) struct Outcome {
     result: String,
     wall: Duration,
 }
 
 /// Submits a hosted framework and polls its result until it ends.
-async fn run_framework(
+pub(crate) async fn run_framework(
     op: &mut Operator,
     cluster: &mut Cluster,
     dir: &Path,
@@ -457,7 +461,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-fn parse_report(name: &str, outcome: &Outcome) -> anyhow::Result<Value> {
+pub(crate) fn parse_report(name: &str, outcome: &Outcome) -> anyhow::Result<Value> {
     serde_json::from_str(&outcome.result)
         .with_context(|| format!("{name}'s result is not JSON: {:?}", outcome.result))
 }

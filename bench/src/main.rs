@@ -6,6 +6,7 @@
 mod allocator;
 mod e2e;
 mod failover;
+mod http;
 mod instantiate;
 mod launch;
 mod secure;
@@ -34,6 +35,9 @@ enum Scenario {
     /// Three masters and agents as processes; the leader is killed repeatedly: time until a
     /// new leader commits and until a task launches again, and registry commits/s.
     Failover(failover::Args),
+    /// A master with 100,000 known tasks: `/api/v1/tasks` latency (p50/p99) and e2e
+    /// throughput unpolled over polled 10 times a second.
+    Http(http::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Launch(args) => launch::run(args)?,
         Scenario::E2e(args) => e2e::run(args)?,
         Scenario::Failover(args) => failover::run(args)?,
+        Scenario::Http(args) => http::run(args)?,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -208,6 +208,11 @@ impl Security {
         Ok(())
     }
 
+    /// The bootstrapped management token, once there is one.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     fn bearer(&self) -> anyhow::Result<Bearer> {
         Ok(Bearer(match &self.token {
             Some(t) => Some(

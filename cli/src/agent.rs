@@ -102,6 +102,15 @@ pub struct Args {
     /// exists.
     #[arg(long, value_name = "FILE", hide = true)]
     store_faults_while_exists: Option<PathBuf>,
+    /// Serve `/health`, `/ready` (200 once registered with a master, else 503 with the
+    /// reason) and Prometheus `/metrics` over plain HTTP on this address (`HOST:PORT`, port 0
+    /// picks one) [default: not served]. `/metrics` needs `Authorization: Bearer TOKEN` with
+    /// the agent's own token unless --metrics-open.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Serve the agent's `/metrics` without a token.
+    #[arg(long, requires = "http")]
+    metrics_open: bool,
     #[command(flatten)]
     compile: crate::compiler::CompileArgs,
     #[command(flatten)]
@@ -240,7 +249,20 @@ fn config(args: &Args) -> anyhow::Result<RunConfig> {
         .store_faults_while_exists
         .clone()
         .map(wasmos_agent::store::StoreFaults::while_file_exists);
-    Ok(RunConfig { agent, session })
+    let http = wasmos_agent::http::HttpConfig {
+        listen: match &args.http {
+            Some(a) => {
+                Some(crate::parse_listen(a).map_err(|e| anyhow::anyhow!("--http {a}: {e}"))?)
+            }
+            None => None,
+        },
+        metrics_open: args.metrics_open,
+    };
+    Ok(RunConfig {
+        agent,
+        session,
+        http,
+    })
 }
 
 pub async fn run(args: Args) -> ExitCode {

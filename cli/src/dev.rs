@@ -516,5 +516,9 @@ fn agent_config(
     session.resources = Some(share);
     session.reconnect_initial = Duration::from_millis(50);
     session.reconnect_max = Duration::from_secs(2);
-    RunConfig { agent, session }
+    RunConfig {
+        agent,
+        session,
+        http: Default::default(),
+    }
 }

@@ -47,7 +47,7 @@ enum Command {
     Master(master::Args),
     /// Run an agent: registers with a master and runs the tasks it sends, until Ctrl-C.
     #[command(
-        after_help = "Example:\n  WASMOS_TOKEN=AGENT_TOKEN wasmos agent --master 10.0.0.1:5050 --work-dir /var/lib/wasmos-agent"
+        after_help = "Example:\n  WASMOS_TOKEN=AGENT_TOKEN wasmos agent --master 10.0.0.1:5050 --work-dir /var/lib/wasmos-agent\n  wasmos agent --master 10.0.0.1:5050 --work-dir /srv/agent --http 0.0.0.0:5052   # + /health, /ready, /metrics"
     )]
     Agent(agent::Args),
     /// Upload a framework component to a master, start it, and follow it to its result.

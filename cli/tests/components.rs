@@ -93,7 +93,11 @@ fn agent_config(work_dir: PathBuf, master: SocketAddr) -> RunConfig {
     session.resources = Some(Resources::new(2.0, 1024, 1000));
     session.reconnect_initial = Duration::from_millis(50);
     session.reconnect_max = Duration::from_millis(500);
-    RunConfig { agent, session }
+    RunConfig {
+        agent,
+        session,
+        http: Default::default(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,9 +162,15 @@ const FINISHED: &str = "wasmos_tasks_terminal_total{state=\"finished\"}";
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
     let http = free_addr();
-    let (mut master, addr) = start_master_with(&["--http", &http], Stdio::inherit()).await;
-    let root = common::tokens_for(&addr).unwrap().root;
     let dir = tempfile::tempdir().unwrap();
+    // Replicated (a Raft group of one), so that commits are measured.
+    let data = dir.path().join("m");
+    let (mut master, addr) = start_master_with(
+        &["--http", &http, "--data-dir", data.to_str().unwrap()],
+        Stdio::inherit(),
+    )
+    .await;
+    let root = common::tokens_for(&addr).unwrap().root;
     let mut agent = spawn_agent(
         &addr,
         &dir.path().join("w"),
@@ -277,6 +283,24 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
     );
     assert_eq!(m["wasmos_agents{state=\"reachable\"}"], 1.0, "{m:?}");
     assert_eq!(m["wasmos_raft_leader"], 1.0, "{m:?}");
+    assert!(
+        m["wasmos_raft_commit_duration_seconds_count"] >= 1.0,
+        "the job's registry changes committed through Raft: {m:?}"
+    );
+    assert!(m["wasmos_raft_last_applied_index"] >= 1.0, "{m:?}");
+    let callbacks = m["wasmos_scheduler_callback_duration_seconds_count"];
+    assert!(
+        callbacks >= 5.0,
+        "pi's scheduler: init, offers and 4 updates: {m:?}"
+    );
+    assert_eq!(
+        m["wasmos_scheduler_callback_duration_seconds_bucket{le=\"+Inf\"}"],
+        callbacks
+    );
+    assert!(
+        m["wasmos_scheduler_fuel_used_total"] > 0.0,
+        "pi's scheduler burned fuel: {m:?}"
+    );
 
     // The OpenAPI document: JSON that lists every route.
     let (status, _, body) = get(&http, "/api/v1/openapi.json", None).await;
@@ -292,6 +316,59 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
             "{route} missing from {body}"
         );
     }
+    // Found by the OpenAPI property test (`openapi.rs`): what answers 400 says so, and the
+    // ids and states it accepts are described, so that valid-looking requests are valid.
+    for route in [
+        "/api/v1/frameworks",
+        "/api/v1/frameworks/{id}",
+        "/api/v1/frameworks/{id}/state",
+        "/api/v1/frameworks/{id}/result",
+        "/api/v1/tasks",
+    ] {
+        assert!(
+            doc["paths"][route]["get"]["responses"]["400"].is_object(),
+            "{route} does not document its 400: {body}"
+        );
+    }
+    for path in [
+        "/api/v1/frameworks?completed=null",
+        "/api/v1/tasks?state=running&state=running",
+        "/api/v1/frameworks/%FF/result",
+    ] {
+        let (status, head, body) = get(&http, path, Some(&root)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{path}: {head}"
+        );
+        let e: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
+        assert_eq!(e["code"], "bad_request", "{body}");
+    }
+    let param = |route: &str, name: &str| {
+        doc["paths"][route]["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["schema"]["pattern"].as_str())
+            .map(str::to_string)
+    };
+    for route in [
+        "/api/v1/frameworks/{id}",
+        "/api/v1/frameworks/{id}/state",
+        "/api/v1/frameworks/{id}/result",
+    ] {
+        assert!(param(route, "id").is_some(), "{route}: id has no pattern");
+    }
+    for name in ["framework", "agent"] {
+        assert!(
+            param("/api/v1/tasks", name).is_some(),
+            "tasks: {name} has no pattern"
+        );
+    }
+    let states = param("/api/v1/tasks", "state").expect("state has a pattern");
+    assert!(
+        states.contains("finished") && !states.contains("(?i)"),
+        "{states}"
+    );
     agent.kill().await.unwrap();
     master.kill().await.unwrap();
 }
@@ -479,4 +556,128 @@ async fn ready_only_on_the_leader_and_a_follower_names_it() {
         m.kill().await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// `GET path` until it answers `status`, or panics after [`WAIT`].
+async fn until_status(http: &str, path: &str, status: u16) -> String {
+    common::until(&format!("GET {path} on {http} answers {status}"), || {
+        let http = http.to_string();
+        let path = path.to_string();
+        async move {
+            let connected = tokio::net::TcpStream::connect(&http).await.is_ok();
+            if !connected {
+                return None;
+            }
+            let (s, _, body) = get(&http, &path, None).await;
+            (s == status).then_some(body)
+        }
+    })
+    .await
+}
+
+const AGENT_FINISHED: &str = "wasmos_agent_tasks_terminal_total{state=\"finished\"}";
+const AGENT_LAUNCHES: &str = "wasmos_agent_task_launch_duration_seconds_count";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_serves_ready_once_registered_and_metrics_count_a_jobs_tasks() {
+    // An agent whose master does not answer: alive, not ready, and it says why.
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_addr();
+    let lonely_http = free_addr();
+    let mut lonely = wasmos()
+        .args(["agent", "--master", &dead, "--work-dir"])
+        .arg(dir.path().join("lonely"))
+        .args(["--resources", "cpus:1;mem:512", "--http", &lonely_http])
+        .args(["--metrics-open"])
+        .spawn()
+        .unwrap();
+    until_status(&lonely_http, "/health", 200).await;
+    let (status, head, body) = get(&lonely_http, "/ready", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["ready"], false, "{body}");
+    assert!(
+        r["reason"].as_str().is_some_and(|m| m.contains(&dead)),
+        "the reason names the master: {body}"
+    );
+    // --metrics-open: no token needed.
+    let m = parse_prometheus(&get(&lonely_http, "/metrics", None).await.2);
+    assert_eq!(m["wasmos_agent_registered"], 0.0, "{m:?}");
+    lonely.kill().await.unwrap();
+
+    let (mut master, addr) = start_master_with(&[], Stdio::inherit()).await;
+    let tokens = common::tokens_for(&addr).unwrap();
+    let agent_http = free_addr();
+    let mut agent = spawn_agent(
+        &addr,
+        &dir.path().join("w"),
+        &["--resources", "cpus:2;mem:2048", "--http", &agent_http],
+    );
+    let body = until_status(&agent_http, "/ready", 200).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["ready"],
+        true,
+        "{body}"
+    );
+    // Without --metrics-open: the agent's own token and no other.
+    let (status, _, body) = get(&agent_http, "/metrics", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = get(&agent_http, "/metrics", Some(&tokens.root)).await;
+    assert_eq!(status, 403, "another token than the agent's: {body}");
+    let scrape = || async {
+        let (status, head, body) = get(&agent_http, "/metrics", Some(&tokens.agent)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("content-type: text/plain"), "{head}");
+        parse_prometheus(&body)
+    };
+    let before = scrape().await;
+    assert_eq!(before["wasmos_agent_registered"], 1.0, "{before:?}");
+
+    let out = output(&[
+        "submit",
+        &example("pi"),
+        "--master",
+        &addr,
+        "--",
+        "4",
+        "20000",
+    ])
+    .await;
+    common::assert_pi(&out);
+    // Each task's end is counted once it is recorded, before the master hears of it.
+    let after = scrape().await;
+    assert_eq!(
+        after[AGENT_FINISHED] - before[AGENT_FINISHED],
+        4.0,
+        "the job's 4 tasks finished: {after:?}"
+    );
+    assert_eq!(
+        after[AGENT_LAUNCHES] - before[AGENT_LAUNCHES],
+        4.0,
+        "the job's 4 launches reached RUNNING: {after:?}"
+    );
+    let inf = "wasmos_agent_task_launch_duration_seconds_bucket{le=\"+Inf\"}";
+    assert_eq!(after[inf], after[AGENT_LAUNCHES], "{after:?}");
+    assert!(
+        after["wasmos_agent_task_launch_duration_seconds_sum"]
+            > before["wasmos_agent_task_launch_duration_seconds_sum"],
+        "{after:?}"
+    );
+    assert!(
+        after["wasmos_agent_fuel_burned_total"] > before["wasmos_agent_fuel_burned_total"],
+        "the pi tasks burned fuel: {after:?}"
+    );
+    assert!(after.contains_key("wasmos_agent_executor_instances"));
+    assert!(
+        after["wasmos_agent_sandbox_disk_used_bytes"] > 0.0,
+        "the tasks' output files take blocks: {after:?}"
+    );
+    assert!(after.contains_key("wasmos_agent_status_updates_pending"));
+
+    // The master gone: the agent is no longer ready, and says which master it lost.
+    master.kill().await.unwrap();
+    let body = until_status(&agent_http, "/ready", 503).await;
+    assert!(body.contains(&addr), "{body}");
+    agent.kill().await.unwrap();
 }

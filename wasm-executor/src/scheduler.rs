@@ -44,6 +44,10 @@ pub struct SchedulerInstance {
     limits: TaskLimits,
     metered: bool,
     poisoned: bool,
+    /// When the callback under way began.
+    started: Option<std::time::Instant>,
+    /// How long the last callback took and the fuel it burned.
+    last: (std::time::Duration, u64),
 }
 
 impl SchedulerInstance {
@@ -74,6 +78,8 @@ impl SchedulerInstance {
             limits,
             metered,
             poisoned: false,
+            started: None,
+            last: Default::default(),
         })
     }
 
@@ -171,11 +177,17 @@ impl SchedulerInstance {
         }
     }
 
+    /// How long the last callback took and the fuel it burned (0 without fuel metering).
+    pub fn last_callback(&self) -> (std::time::Duration, u64) {
+        self.last
+    }
+
     fn begin(&mut self) -> Result<(), SchedulerError> {
         if self.poisoned {
             return Err(SchedulerError::Poisoned);
         }
         self.store.data_mut().limiter.denied_memory = None;
+        self.started = Some(std::time::Instant::now());
         if self.metered {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
             self.store
@@ -193,6 +205,16 @@ impl SchedulerInstance {
         callback: &'static str,
         result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     ) -> Result<T, SchedulerError> {
+        let took = self.started.take().map(|t| t.elapsed()).unwrap_or_default();
+        let fuel = if self.metered {
+            let budget = self.limits.fuel.unwrap_or(u64::MAX);
+            self.store
+                .get_fuel()
+                .map_or(0, |left| budget.saturating_sub(left))
+        } else {
+            0
+        };
+        self.last = (took, fuel);
         let limits = &self.limits;
         let error = match result {
             Ok(Ok(v)) => return Ok(v),

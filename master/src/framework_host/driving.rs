@@ -252,6 +252,8 @@ impl<C: HostContext> Driving<C> {
             .collect();
         let now = self.ctx.now();
         let mut core = self.ctx.core();
+        let (took, fuel) = self.instance.last_callback();
+        core.counters().scheduler_called(took, fuel);
         if let Err(e) = result {
             // What the failed callback queued is dropped: the framework is failed instead.
             let reason = e.to_string();

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use tonic::Request;
@@ -18,7 +18,7 @@ use wasmos_api::proto as pb;
 use wasmos_api::proto::operator_service_server::OperatorService;
 
 use super::Http;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, JsonPath, JsonQuery};
 use super::types::*;
 use crate::Master;
 use crate::acl::{Action, Caller};
@@ -143,13 +143,13 @@ pub struct CompletedQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/frameworks", tag = "frameworks", params(CompletedQuery),
-    responses((status = 200, body = FrameworksJson), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = FrameworksJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 /// Registered frameworks the caller may see, and with `?completed=true` ended ones.
 pub async fn frameworks(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<CompletedQuery>,
+    JsonQuery(q): JsonQuery<CompletedQuery>,
 ) -> Result<Json<FrameworksJson>, ApiError> {
     let caller = authorize(&http.master, &headers, peer, &Action::ReadState)?;
     let (state, _) = visible_state(&http, &caller).await;
@@ -183,14 +183,14 @@ pub async fn frameworks(
 }
 
 #[utoipa::path(get, path = "/api/v1/frameworks/{id}", tag = "frameworks",
-    params(("id" = String, Path, description = "The framework's id")),
-    responses((status = 200, body = FrameworkJson), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "The framework's id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")),
+    responses((status = 200, body = FrameworkJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 /// One registered framework the caller may see.
 pub async fn framework(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
 ) -> Result<Json<FrameworkJson>, ApiError> {
     let caller = authorize(&http.master, &headers, peer, &Action::ReadState)?;
     let (state, _) = visible_state(&http, &caller).await;
@@ -217,15 +217,15 @@ pub struct KeyQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/frameworks/{id}/state", tag = "frameworks",
-    params(("id" = String, Path, description = "The framework's id"), KeyQuery),
-    responses((status = 200, body = StateJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "The framework's id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), KeyQuery),
+    responses((status = 200, body = StateJson), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 /// A framework's stored state (`driver.state-put`).
 pub async fn framework_state(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<KeyQuery>,
+    JsonPath(id): JsonPath<String>,
+    JsonQuery(q): JsonQuery<KeyQuery>,
 ) -> Result<Json<StateJson>, ApiError> {
     let r = http
         .master
@@ -254,14 +254,14 @@ pub async fn framework_state(
 }
 
 #[utoipa::path(get, path = "/api/v1/frameworks/{id}/result", tag = "frameworks",
-    params(("id" = String, Path, description = "The framework's id")),
-    responses((status = 200, body = ResultJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "The framework's id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")),
+    responses((status = 200, body = ResultJson), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 /// How a framework ended, if it did.
 pub async fn framework_result(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
 ) -> Result<Json<ResultJson>, ApiError> {
     let r = http
         .master
@@ -285,11 +285,16 @@ pub async fn framework_result(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TasksQuery {
-    /// Only this framework's tasks.
+    /// Only this framework's tasks (empty: no filter).
+    #[param(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})?$")]
     pub framework: Option<String>,
-    /// Only tasks on this agent.
+    /// Only tasks on this agent (empty: no filter).
+    #[param(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})?$")]
     pub agent: Option<String>,
     /// Only tasks in this state (`running`, `finished`, ...).
+    #[param(
+        pattern = r"^(staging|starting|running|finished|failed|killed|lost|error|unreachable)$"
+    )]
     pub state: Option<String>,
     /// Most tasks in the page: default 100, at most 1000.
     pub limit: Option<usize>,
@@ -326,7 +331,7 @@ pub async fn tasks(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<TasksQuery>,
+    JsonQuery(q): JsonQuery<TasksQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let offset = q.offset.unwrap_or(0);

@@ -109,3 +109,51 @@ mod tests {
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
+
+/// axum's `Query<T>`, refused with the JSON body of [`ApiError`] (400 `bad_request`) rather
+/// than axum's plain text: every answer of the API is JSON, as its OpenAPI document says.
+#[derive(Debug)]
+pub struct JsonQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for JsonQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(JsonQuery(q)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "{}; the parameters are described at /api/v1/openapi.json",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// axum's `Path<T>`, refused with the JSON body of [`ApiError`] (400 `bad_request`).
+#[derive(Debug)]
+pub struct JsonPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for JsonPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(p)) => Ok(JsonPath(p)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}

@@ -15,6 +15,12 @@ use super::view::View;
 use crate::Master;
 use crate::counters::AllocationHistogram;
 
+/// A `role` label: roles are few and made by operators.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
+}
+
 /// A `state` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
@@ -25,12 +31,28 @@ struct StateLabel {
 #[derive(Debug)]
 struct Histogram(AllocationHistogram);
 
+/// What prometheus-client's encoder takes: counts per bucket (it adds them up itself) and
+/// `f64::MAX` for the last bound (which it writes `+Inf`), from cumulative counts ending with
+/// `f64::INFINITY`.
+fn per_bucket(cumulative: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    cumulative
+        .iter()
+        .map(|&(bound, n)| {
+            let bound = if bound.is_infinite() { f64::MAX } else { bound };
+            let here = n.saturating_sub(below);
+            below = n;
+            (bound, here)
+        })
+        .collect()
+}
+
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         encoder.encode_histogram::<NoLabelSet>(
             self.0.sum_seconds,
             self.0.count,
-            &self.0.buckets,
+            &per_bucket(&self.0.buckets),
             None,
         )
     }
@@ -174,6 +196,43 @@ pub fn render(master: &Master, view: &View) -> String {
         "How long one allocation cycle took",
         Histogram(view.allocation.clone()),
     );
+    r.register(
+        "wasmos_raft_commit_duration_seconds",
+        "How long a registry change took to commit through Raft and apply",
+        Histogram(view.raft_commit.clone()),
+    );
+    r.register(
+        "wasmos_scheduler_callback_duration_seconds",
+        "How long one callback of a hosted scheduler took",
+        Histogram(view.scheduler_callback.clone()),
+    );
+    let fuel: Counter = Counter::default();
+    fuel.inc_by(view.scheduler_fuel);
+    r.register(
+        "wasmos_scheduler_fuel_used",
+        "Fuel (about one unit per Wasm instruction) hosted schedulers' callbacks burned",
+        fuel,
+    );
+    // Each role's DRF dominant share: its largest fraction of a resource the cluster has.
+    let total = s.total.clone().unwrap_or_default();
+    let share = |a: u64, t: u64| if t == 0 { 0.0 } else { a as f64 / t as f64 };
+    let shares: Family<RoleLabel, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
+    for role in &s.roles {
+        let a = role.allocated.clone().unwrap_or_default();
+        let dominant = share(a.millicpus, total.millicpus)
+            .max(share(a.mem_mb, total.mem_mb))
+            .max(share(a.disk_mb, total.disk_mb));
+        shares
+            .get_or_create(&RoleLabel {
+                role: role.role.clone(),
+            })
+            .set(dominant);
+    }
+    r.register(
+        "wasmos_role_allocated_share",
+        "Each role's allocated dominant share (DRF): its largest fraction of a cluster resource",
+        shares,
+    );
     let (leader, term, applied) = match master.raft_node() {
         None => (1, 0, 0),
         Some(node) => {
@@ -202,4 +261,26 @@ pub fn render(master: &Master, view: &View) -> String {
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &r);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_encoded_cumulative_once_with_an_inf_bucket() {
+        let h = AllocationHistogram {
+            buckets: vec![(0.1, 1), (1.0, 3), (f64::INFINITY, 4)],
+            count: 4,
+            sum_seconds: 2.5,
+        };
+        let mut r = Registry::default();
+        r.register("h_seconds", "h", Histogram(h));
+        let mut out = String::new();
+        encode(&mut out, &r).unwrap();
+        assert!(out.contains("h_seconds_bucket{le=\"0.1\"} 1\n"), "{out}");
+        assert!(out.contains("h_seconds_bucket{le=\"1.0\"} 3\n"), "{out}");
+        assert!(out.contains("h_seconds_bucket{le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("h_seconds_count 4\n"), "{out}");
+    }
 }

@@ -54,6 +54,12 @@ pub struct View {
     pub offers_counted: [u64; 4],
     /// The allocation-cycle histogram then.
     pub allocation: crate::counters::AllocationHistogram,
+    /// The Raft commit latency histogram then.
+    pub raft_commit: crate::counters::AllocationHistogram,
+    /// The hosted scheduler callback duration histogram then.
+    pub scheduler_callback: crate::counters::AllocationHistogram,
+    /// Fuel hosted schedulers' callbacks had burned then.
+    pub scheduler_fuel: u64,
 }
 
 /// The latest view and who rebuilds it.
@@ -142,5 +148,8 @@ fn build(master: &Master) -> View {
             c.offers_accepted.load(Relaxed),
         ],
         allocation: c.allocation(),
+        raft_commit: c.raft_commit.snapshot(),
+        scheduler_callback: c.scheduler_callback.snapshot(),
+        scheduler_fuel: c.scheduler_fuel.load(Relaxed),
     }
 }

@@ -346,6 +346,8 @@ impl Master {
         use futures_util::stream::{FuturesOrdered, StreamExt};
         let Some(r) = self.raft.clone() else { return };
         let proposer = r.node.proposer();
+        // Shared by every core this master builds (`share_counters`).
+        let counters = self.core().counters().clone();
         loop {
             r.outbox.notified().await;
             loop {
@@ -360,7 +362,17 @@ impl Master {
                 // keeps the log in the core's order.
                 let mut inflight: FuturesOrdered<_> = batch
                     .into_iter()
-                    .map(|(_, command)| proposer.propose(command))
+                    .map(|(_, command)| {
+                        let (proposer, counters) = (&proposer, &counters);
+                        async move {
+                            let started = std::time::Instant::now();
+                            let r = proposer.propose(command).await;
+                            if r.is_ok() {
+                                counters.raft_commit.observe(started.elapsed());
+                            }
+                            r
+                        }
+                    })
                     .collect();
                 let mut all = true;
                 while let Some(result) = inflight.next().await {
