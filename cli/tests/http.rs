@@ -334,6 +334,13 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
         "/api/v1/frameworks?completed=null",
         "/api/v1/tasks?state=running&state=running",
         "/api/v1/frameworks/%FF/result",
+        // A malformed id filter on the live path as on the history's (it answered an empty
+        // 200 page, which the document's pattern says cannot be asked).
+        "/api/v1/tasks?framework=%C2%84",
+        "/api/v1/tasks?agent=a%20b",
+        // Past the documented maxima (found by the property test: accepted before).
+        "/api/v1/tasks?offset=2147483648",
+        "/api/v1/tasks/pi-2-1/log?tail=10001",
     ] {
         let (status, head, body) = get(&http, path, Some(&root)).await;
         assert_eq!(status, 400, "{path}: {body}");

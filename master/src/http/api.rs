@@ -18,7 +18,7 @@ use wasmos_api::proto as pb;
 use wasmos_api::proto::operator_service_server::OperatorService;
 
 use super::Http;
-use super::error::{ApiError, ErrorBody, JsonPath, JsonQuery};
+use super::error::{ApiError, ErrorBody, JsonPath, JsonQuery, MAX_QUERY_NUMBER, at_most};
 use super::types::*;
 use crate::Master;
 use crate::acl::{Action, Caller};
@@ -296,9 +296,11 @@ pub struct TasksQuery {
         pattern = r"^(staging|starting|running|finished|failed|killed|lost|error|unreachable)$"
     )]
     pub state: Option<String>,
-    /// Most tasks in the page: default 100, at most 1000.
+    /// Most tasks in the page: default 100, at most 1000 (more is cut to 1000).
+    #[param(minimum = 0, maximum = 2147483647)]
     pub limit: Option<usize>,
     /// Tasks to skip: the previous page's `next_offset`. Default 0.
+    #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<usize>,
     /// List ended tasks (from the history) instead of live ones. Default false.
     #[serde(default)]
@@ -333,9 +335,27 @@ pub async fn tasks(
     headers: HeaderMap,
     JsonQuery(q): JsonQuery<TasksQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
+    at_most("limit", q.limit.map(|n| n as u64), MAX_QUERY_NUMBER)?;
+    at_most("offset", q.offset.map(|n| n as u64), MAX_QUERY_NUMBER)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let offset = q.offset.unwrap_or(0);
     let state = q.state.as_deref().map(parse_state).transpose()?;
+    // The same id rules on both paths (the history's gRPC handler checks them too), so a
+    // malformed filter is a 400 rather than an empty page.
+    let framework_ok = q.framework.as_deref().filter(|f| !f.is_empty()).map(|f| {
+        wasmos_api::convert::id::<wasmos_api::FrameworkId>("framework", f)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    });
+    if let Some(Err(e)) = framework_ok {
+        return Err(e);
+    }
+    let agent_ok = q.agent.as_deref().filter(|a| !a.is_empty()).map(|a| {
+        wasmos_api::convert::id::<wasmos_api::AgentId>("agent", a)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    });
+    if let Some(Err(e)) = agent_ok {
+        return Err(e);
+    }
     if q.completed {
         let r = http
             .master
@@ -377,9 +397,13 @@ pub async fn tasks(
     let mut matching = view.state.tasks.iter().filter(|t| {
         let status = t.status.as_ref();
         mine.contains(t.framework_id.as_str())
-            && q.framework.as_ref().is_none_or(|f| *f == t.framework_id)
+            && q.framework
+                .as_ref()
+                .filter(|f| !f.is_empty())
+                .is_none_or(|f| *f == t.framework_id)
             && q.agent
                 .as_ref()
+                .filter(|a| !a.is_empty())
                 .is_none_or(|a| status.is_some_and(|s| s.agent_id == *a))
             && state.is_none_or(|st| status.is_some_and(|s| s.state == st as i32))
     });
@@ -401,24 +425,26 @@ pub async fn tasks(
 #[into_params(parameter_in = Query)]
 pub struct TaskQuery {
     /// The task's framework; needed only when several frameworks have a task of that id
-    /// (else the first the caller may see, live before ended).
+    /// (else the first the caller may see, live before ended; empty: not given).
+    #[param(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})?$")]
     pub framework: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "The task's id"), TaskQuery),
-    responses((status = 200, body = TaskJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "The task's id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), TaskQuery),
+    responses((status = 200, body = TaskJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 /// One task the caller may see: live, or else from the history.
 pub async fn task(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<TaskQuery>,
+    JsonPath(id): JsonPath<String>,
+    JsonQuery(q): JsonQuery<TaskQuery>,
 ) -> Result<Json<TaskJson>, ApiError> {
     let caller = authorize(&http.master, &headers, peer, &Action::ReadState)?;
     let (state, _) = visible_state(&http, &caller).await;
-    let wanted = |fw: &str| q.framework.as_deref().is_none_or(|f| f == fw);
+    let framework = q.framework.as_deref().filter(|f| !f.is_empty());
+    let wanted = |fw: &str| framework.is_none_or(|f| f == fw);
     if let Some(t) = state
         .tasks
         .iter()
@@ -432,7 +458,7 @@ pub async fn task(
             &headers,
             peer,
             pb::ListCompletedTasksRequest {
-                framework_id: q.framework.clone().unwrap_or_default(),
+                framework_id: framework.unwrap_or_default().to_string(),
                 agent_id: String::new(),
                 state: 0,
                 task_id: id.clone(),

@@ -157,3 +157,18 @@ where
         }
     }
 }
+
+/// The largest number a numeric query parameter may carry (`maximum` in the OpenAPI
+/// document): what a JSON schema integer holds everywhere, far above every real page, byte
+/// offset or sequence number of this API.
+pub const MAX_QUERY_NUMBER: u64 = i32::MAX as u64;
+
+/// 400 unless `value` (parameter `name`) is at most `max`.
+pub fn at_most(name: &str, value: Option<u64>, max: u64) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v > max => Err(ApiError::bad_request(format!(
+            "{name} {v} is too large; at most {max} (see /api/v1/openapi.json)"
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,21 +17,26 @@ use wasmos_api::proto::operator_service_server::OperatorService;
 
 use super::Http;
 use super::api::{authorize, grpc_request};
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, JsonPath, JsonQuery, MAX_QUERY_NUMBER, at_most};
 use crate::acl::Action;
 
 /// `GET /api/v1/tasks/{id}/log`'s parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TaskLogQuery {
-    /// The task's framework; needed only when several frameworks have a task of that id.
+    /// The task's framework; needed only when several frameworks have a task of that id
+    /// (empty: not given).
+    #[param(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})?$")]
     pub framework: Option<String>,
-    /// `stdout` or `stderr`. Default `stdout`.
+    /// `stdout` or `stderr`. Default (also when empty) `stdout`.
+    #[param(pattern = r"^(stdout|stderr)?$")]
     pub stream: Option<String>,
     /// Where to start, in bytes from the start of the file (the previous `next_offset`).
     /// Default 0; ignored with `tail`.
+    #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<u64>,
     /// When given: only the last this many lines (at most 10,000).
+    #[param(minimum = 0, maximum = 10000)]
     pub tail: Option<u32>,
 }
 
@@ -49,7 +54,7 @@ pub struct TaskLogJson {
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/log", tag = "tasks",
-    params(("id" = String, Path, description = "The task's id"), TaskLogQuery),
+    params(("id" = String, Path, description = "The task's id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), TaskLogQuery),
     responses((status = 200, body = TaskLogJson), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -58,12 +63,14 @@ pub async fn task_log(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<TaskLogQuery>,
+    JsonPath(id): JsonPath<String>,
+    JsonQuery(q): JsonQuery<TaskLogQuery>,
 ) -> Result<Json<TaskLogJson>, ApiError> {
     authorize(&http.master, &headers, peer, &Action::ReadState)?;
+    at_most("offset", q.offset, MAX_QUERY_NUMBER)?;
+    at_most("tail", q.tail.map(u64::from), 10_000)?;
     let stream = match q.stream.as_deref() {
-        None | Some("stdout") => pb::LogStream::Stdout,
+        None | Some("") | Some("stdout") => pb::LogStream::Stdout,
         Some("stderr") => pb::LogStream::Stderr,
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -102,8 +109,10 @@ pub async fn task_log(
 pub struct SchedulerLogQuery {
     /// Only lines with a larger `seq` (the last line's `seq` seen). Default 0: from the
     /// oldest kept.
+    #[param(minimum = 0, maximum = 2147483647)]
     pub after: Option<u64>,
     /// When given: only the last this many of those lines (at most 10,000).
+    #[param(minimum = 0, maximum = 10000)]
     pub tail: Option<u32>,
 }
 
@@ -130,7 +139,7 @@ pub struct SchedulerLogJson {
 }
 
 #[utoipa::path(get, path = "/api/v1/frameworks/{id}/log", tag = "frameworks",
-    params(("id" = String, Path, description = "The framework's id"), SchedulerLogQuery),
+    params(("id" = String, Path, description = "The framework's id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), SchedulerLogQuery),
     responses((status = 200, body = SchedulerLogJson), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
@@ -139,10 +148,12 @@ pub async fn scheduler_log(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<SchedulerLogQuery>,
+    JsonPath(id): JsonPath<String>,
+    JsonQuery(q): JsonQuery<SchedulerLogQuery>,
 ) -> Result<Json<SchedulerLogJson>, ApiError> {
     authorize(&http.master, &headers, peer, &Action::ReadState)?;
+    at_most("after", q.after, MAX_QUERY_NUMBER)?;
+    at_most("tail", q.tail.map(u64::from), 10_000)?;
     let r = http
         .master
         .read_scheduler_log(grpc_request(
