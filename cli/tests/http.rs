@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::scheduler::Scheduler;
-use common::{WAIT, example, ok, output, spawn_agent, start_master_with, wasmos};
+use common::{WAIT, ok, spawn_agent, start_master_with, wasmos};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmos_api::proto as pb;
@@ -206,17 +206,7 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
 
     let before = parse_prometheus(&get(&http, "/metrics", Some(&root)).await.2);
     let finished_before = before.get(FINISHED).copied().unwrap_or(0.0);
-    let out = output(&[
-        "submit",
-        &example("pi"),
-        "--master",
-        &addr,
-        "--",
-        "4",
-        "20000",
-    ])
-    .await;
-    common::assert_pi(&out);
+    common::submit_pi(&addr, 4).await;
 
     let cluster = json(&http, "/api/v1/cluster", &root).await;
     assert_eq!(cluster["agents"]["reachable"], 1, "{cluster}");
@@ -340,7 +330,9 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
         "/api/v1/tasks?agent=a%20b",
         // Past the documented maxima (found by the property test: accepted before).
         "/api/v1/tasks?offset=2147483648",
+        "/api/v1/tasks?offset=99999999999999999999999999",
         "/api/v1/tasks/pi-2-1/log?tail=10001",
+        "/api/v1/tasks/pi-2-1/log?tail=4294967296",
     ] {
         let (status, head, body) = get(&http, path, Some(&root)).await;
         assert_eq!(status, 400, "{path}: {body}");
@@ -351,6 +343,16 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
         let e: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
         assert_eq!(e["code"], "bad_request", "{body}");
     }
+    // At the bounds: served (an empty page past the end).
+    let (status, _, body) = get(
+        &http,
+        "/api/v1/tasks?offset=2147483647&limit=1000",
+        Some(&root),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["tasks"].as_array().map(Vec::len), Some(0), "{body}");
     let param = |route: &str, name: &str| {
         doc["paths"][route]["get"]["parameters"]
             .as_array()
@@ -641,17 +643,7 @@ async fn an_agent_serves_ready_once_registered_and_metrics_count_a_jobs_tasks() 
     let before = scrape().await;
     assert_eq!(before["wasmos_agent_registered"], 1.0, "{before:?}");
 
-    let out = output(&[
-        "submit",
-        &example("pi"),
-        "--master",
-        &addr,
-        "--",
-        "4",
-        "20000",
-    ])
-    .await;
-    common::assert_pi(&out);
+    common::submit_pi(&addr, 4).await;
     // Each task's end is counted once it is recorded, before the master hears of it.
     let after = scrape().await;
     assert_eq!(

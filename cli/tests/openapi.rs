@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
-use common::{example, output, spawn_agent, start_master_with};
+use common::{spawn_agent, start_master_with};
 
 /// A loopback address no one listens on now.
 fn free_addr() -> String {
@@ -51,17 +51,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_break() {
         &dir.path().join("w"),
         &["--resources", "cpus:2;mem:2048"],
     );
-    let out = output(&[
-        "submit",
-        &example("pi"),
-        "--master",
-        &addr,
-        "--",
-        "4",
-        "20000",
-    ])
-    .await;
-    common::assert_pi(&out);
+    common::submit_pi(&addr, 4).await;
 
     let started = Instant::now();
     let run = tokio::process::Command::new(&st)

@@ -19,9 +19,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::scheduler::Scheduler;
-use common::{
-    NATIVE_DEFAULT_ROLE, WAIT, example, ok, output, spawn_agent, start_master_with, wasmos,
-};
+use common::{NATIVE_DEFAULT_ROLE, WAIT, example, ok, spawn_agent, start_master_with, wasmos};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -480,17 +478,7 @@ async fn the_ui_shows_the_cluster_to_whoever_may_see_it() {
     browser.screenshot("agents").await;
 
     // pi runs to its end; its page shows the result and its ended tasks.
-    let out = output(&[
-        "submit",
-        &example("pi"),
-        "--master",
-        &addr,
-        "--",
-        "4",
-        "20000",
-    ])
-    .await;
-    common::assert_pi(&out);
+    let out = common::submit_pi(&addr, 4).await;
     let estimate = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let done = get_json(&http_addr, "/api/v1/frameworks?completed=true", &root).await;
     let pi = done["completed"]

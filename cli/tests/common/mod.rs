@@ -279,6 +279,24 @@ pub fn pi_estimate(stdout: &str) -> f64 {
 }
 
 /// Checks that a run of the `pi` example succeeded with an estimate within 0.05 of pi.
+/// Submits the pi example to `addr` with `tasks` tasks of 20,000 samples, waits for its end
+/// and checks its estimate; returns what `wasmos submit` printed.
+pub async fn submit_pi(addr: &str, tasks: u32) -> Output {
+    let tasks = tasks.to_string();
+    let out = output(&[
+        "submit",
+        &example("pi"),
+        "--master",
+        addr,
+        "--",
+        &tasks,
+        "20000",
+    ])
+    .await;
+    assert_pi(&out);
+    out
+}
+
 pub fn assert_pi(out: &Output) {
     let pi = pi_estimate(&succeeded(out));
     assert!(
