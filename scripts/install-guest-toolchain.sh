@@ -72,6 +72,49 @@ c_toolchain() {
   fi
 }
 
+# The Python client of the scheduler API (clients/python/, package wasmos-client): a venv of
+# its own in target/python-client-venv with the pinned grpcio, grpcio-tools, protobuf and the
+# tools of its tests (requirements-dev.txt), and the package installed editable, which
+# generates its gRPC code from api/proto. Nothing outside the venv is touched. Quick when
+# nothing changed: the requirements and the package are reinstalled only when their inputs'
+# hash (requirements, pyproject, build backend, protos) differs from the one recorded.
+# WASMOS_PYTHON picks the interpreter (default python3, 3.10 or newer).
+python_client() {
+  local pkg="$here/clients/python" venv="$here/target/python-client-venv"
+  local py="${WASMOS_PYTHON:-python3}" stamp reqs_hash pkg_hash
+  if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    log "python client: $py is missing or older than 3.10 (set WASMOS_PYTHON)"
+    return 1
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    log "python client: creating $venv"
+    if ! "$py" -m venv "$venv" >&2; then
+      # Debian splits venv's ensurepip into python3-venv.
+      apt_install_missing python3-venv
+      "$py" -m venv "$venv" >&2
+    fi
+  fi
+  stamp="$venv/.wasmos-client-stamp"
+  reqs_hash=$(cat "$pkg/requirements.txt" "$pkg/requirements-dev.txt" | sha256sum | cut -c1-16)
+  pkg_hash=$(cat "$pkg/pyproject.toml" "$pkg/build_backend.py" "$here"/api/proto/wasmos/v1/*.proto \
+    | sha256sum | cut -c1-16)
+  if [ "$(sed -n 1p "$stamp" 2>/dev/null)" != "$reqs_hash" ]; then
+    log "python client: pip install -r clients/python/requirements-dev.txt"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      -r "$pkg/requirements-dev.txt" >&2
+    printf '%s\n' "$reqs_hash" > "$stamp"
+  fi
+  if [ "$(sed -n 2p "$stamp" 2>/dev/null)" != "$pkg_hash" ] \
+    || [ ! -f "$pkg/src/wasmos_client/_proto/scheduler_pb2.py" ]; then
+    log "python client: installing clients/python (generating its gRPC code from api/proto)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      --no-build-isolation --no-deps -e "$pkg" >&2
+    printf '%s\n%s\n' "$reqs_hash" "$pkg_hash" > "$stamp"
+  fi
+}
+
+python_client
+
 # WASMOS_GUEST_ROUTE=debian forces the fallback even where rustup works, so it can be tested
 # (and used by anyone who prefers distro packages).
 if [ "${WASMOS_GUEST_ROUTE:-}" != debian ] \
