@@ -286,7 +286,8 @@ class Scheduler:
         if is_shutting_down(code, metadata):
             return "the master is shutting down", None
         name = code.name if code is not None else "?"
-        if code in _RETRYABLE or code is None or self._closed:
+        ended = self._tearing_down and conn.subscribed.is_set()
+        if code in _RETRYABLE or code is None or self._closed or ended:
             return f"{name}: {details}", None
         raise SubscriptionRefused(
             f"the master at {conn.target} refused framework {self._describe()}: "
