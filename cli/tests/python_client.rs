@@ -25,7 +25,8 @@ fn package_dir() -> PathBuf {
 
 /// The venv's interpreter, which must exist.
 fn python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python-client-venv/bin/python");
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python-client-venv/bin/python");
     assert!(
         p.is_file(),
         "{} is missing: run scripts/install-guest-toolchain.sh (scripts/test.sh does) before the tests",
@@ -62,7 +63,8 @@ fn assert_ok(what: &str, out: &Output) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_package_type_checks_and_passes_its_unit_tests() {
-    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python-client-venv/mypy-cache");
+    let cache =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python-client-venv/mypy-cache");
     let cache = cache.to_str().expect("a UTF-8 path");
     let mypy = run_python(&["-m", "mypy", "--cache-dir", cache, "src", "examples"]).await;
     assert_ok("mypy --strict (pyproject.toml) on src and examples", &mypy);
@@ -76,7 +78,13 @@ async fn the_python_package_type_checks_and_passes_its_unit_tests() {
 /// Starts `wasmos master` on `listen` with `extra` flags; returns it and its address.
 async fn start_master(listen: &str, extra: &[String]) -> (Child, String) {
     let mut master = wasmos()
-        .args(["master", "--listen", listen, "--allocation-interval", "0.05"])
+        .args([
+            "master",
+            "--listen",
+            listen,
+            "--allocation-interval",
+            "0.05",
+        ])
         .args(common::NATIVE_DEFAULT_ROLE)
         .args(extra)
         .stdout(Stdio::piped())
@@ -186,7 +194,12 @@ async fn the_python_example_runs_command_tasks_to_their_end_across_a_leader_fail
         agents.push(common::spawn_agent(
             &all,
             &work,
-            &["--hostname", &format!("host{i}"), "--resources", "cpus:2;mem:2048"],
+            &[
+                "--hostname",
+                &format!("host{i}"),
+                "--resources",
+                "cpus:2;mem:2048",
+            ],
         ));
     }
     let mut op = operator(&addrs[leader]).await;
@@ -242,18 +255,22 @@ async fn the_python_example_runs_command_tasks_to_their_end_across_a_leader_fail
     // The new leader sees the one framework back, connected under its id (or already ended
     // and removed, on a fast run), never a second one.
     let mut op = operator(&addrs[next]).await;
-    common::wait_for_state(&mut op, "the framework re-subscribed to the new leader", |s| {
-        let fw = named(s, name);
-        assert!(fw.len() <= 1, "two frameworks named {name}: {fw:#?}");
-        match fw.first() {
-            Some(f) => {
-                let id = f.info.as_ref().map(|i| i.id.as_str());
-                assert_eq!(id, Some(framework_id.as_str()));
-                f.connected.then_some(())
+    common::wait_for_state(
+        &mut op,
+        "the framework re-subscribed to the new leader",
+        |s| {
+            let fw = named(s, name);
+            assert!(fw.len() <= 1, "two frameworks named {name}: {fw:#?}");
+            match fw.first() {
+                Some(f) => {
+                    let id = f.info.as_ref().map(|i| i.id.as_str());
+                    assert_eq!(id, Some(framework_id.as_str()));
+                    f.connected.then_some(())
+                }
+                None => Some(()),
             }
-            None => Some(()),
-        }
-    })
+        },
+    )
     .await;
 
     let status = tokio::time::timeout(WAIT, example.wait())
@@ -263,7 +280,10 @@ async fn the_python_example_runs_command_tasks_to_their_end_across_a_leader_fail
     let elapsed = started.elapsed();
     let stdout = result.await.expect("stdout collected").join("\n");
     let stderr = stderr.await.expect("stderr collected").join("\n");
-    assert!(status.success(), "the example failed ({status}): {stdout}\n{stderr}");
+    assert!(
+        status.success(),
+        "the example failed ({status}): {stdout}\n{stderr}"
+    );
     let subscriptions: u32 = stdout
         .strip_prefix(&format!(
             "{tasks} of {tasks} tasks finished (framework {framework_id}, "
@@ -289,8 +309,11 @@ async fn the_python_example_runs_command_tasks_to_their_end_across_a_leader_fail
         .await
         .expect("ListCompletedFrameworks answers")
         .into_inner();
-    let ended: Vec<&pb::CompletedFramework> =
-        completed.frameworks.iter().filter(|f| f.name == name).collect();
+    let ended: Vec<&pb::CompletedFramework> = completed
+        .frameworks
+        .iter()
+        .filter(|f| f.name == name)
+        .collect();
     assert_eq!(ended.len(), 1, "{completed:#?}");
     assert_eq!(ended[0].framework_id, framework_id);
     let state = common::cluster_state(&mut op).await;
@@ -303,4 +326,93 @@ async fn the_python_example_runs_command_tasks_to_their_end_across_a_leader_fail
     for (m, _) in &mut masters {
         let _ = m.kill().await;
     }
+}
+
+/// Subscribes framework `tls-py` at `addr` with the environment `env` (TLS files, token),
+/// prints its id and tears it down; gives up after 5 s without a leader.
+const SUBSCRIBE_ONCE: &str = r#"
+import sys
+from wasmos_client import FrameworkInfo, Scheduler, Subscribed
+with Scheduler(sys.argv[1], FrameworkInfo("tls-py"), reconnect_timeout=5) as s:
+    for e in s.events():
+        if isinstance(e, Subscribed):
+            print(e.framework_id, flush=True)
+            s.teardown()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_subscribes_to_a_tls_master_with_its_client_certificate() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca = dir.path().join("ca");
+    let ca_dir = ca.to_str().expect("a UTF-8 path");
+    common::succeeded(&common::output(&["certs", "init", "--dir", ca_dir]).await);
+    let master_cert = [
+        "certs",
+        "issue",
+        "master",
+        "m1",
+        "--host",
+        "127.0.0.1",
+        "--dir",
+        ca_dir,
+    ];
+    common::succeeded(&common::output(&master_cert).await);
+    common::succeeded(&common::output(&["certs", "issue", "client", "c1", "--dir", ca_dir]).await);
+    let file = |name: &str| ca.join(name);
+    let master_flags = [
+        "--tls-cert".to_string(),
+        file("master-m1.pem").display().to_string(),
+        "--tls-key".to_string(),
+        file("master-m1-key.pem").display().to_string(),
+        "--tls-ca".to_string(),
+        file("ca.pem").display().to_string(),
+    ];
+    let flags: Vec<&str> = master_flags.iter().map(String::as_str).collect();
+    let (mut master, addr) = common::start_master_unsecured(&flags, Stdio::inherit()).await;
+    let env = [
+        ("WASMOS_TLS_CERT", file("client-c1.pem")),
+        ("WASMOS_TLS_KEY", file("client-c1-key.pem")),
+        ("WASMOS_TLS_CA", file("ca.pem")),
+    ];
+    let env_refs: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let tokens = common::secure_with(&addr, &env_refs).await;
+
+    let subscribe = |tls: bool| {
+        let mut c = Command::new(python());
+        c.args(["-c", SUBSCRIBE_ONCE, &addr])
+            .env("WASMOS_TOKEN", &tokens.root)
+            .env_remove("WASMOS_TLS_CERT")
+            .env_remove("WASMOS_TLS_KEY")
+            .env_remove("WASMOS_TLS_CA")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if tls {
+            for (k, v) in &env {
+                c.env(k, v);
+            }
+        }
+        async move {
+            tokio::time::timeout(WAIT, c.output())
+                .await
+                .expect("the client ends in time")
+                .expect("python runs")
+        }
+    };
+    let out = subscribe(true).await;
+    assert_ok("a subscription over TLS", &out);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!id.is_empty(), "no framework id printed");
+
+    // In plain text the TLS master cannot be reached: the client says so and gives up.
+    let out = subscribe(false).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a plain-text client subscribed to a TLS master"
+    );
+    assert!(
+        stderr.contains("NoLeader") && stderr.contains(&addr) && stderr.contains("UNAVAILABLE"),
+        "{stderr}"
+    );
+    master.kill().await.expect("kill the master");
 }

@@ -9,7 +9,8 @@ tasks; an offer that fits none is declined with the long default filter, and the
 suppresses offers while nothing waits. A task that fails, or is lost, killed or refused, runs
 again under a new id, at most `--attempts` times in all. After a master failover it reconciles
 the tasks it has not seen end (the new leader answers `LOST` for a launch it never saw, which
-then runs again).
+then runs again; also, today, for a task whose agent has not re-registered with it yet, so such
+a task may run twice: the end of its first run is then ignored).
 
 It prints one line on stdout when done, and exits 0 when every task finished:
     10 of 10 tasks finished (framework ID, 1 subscriptions, 0 relaunched)

@@ -316,6 +316,9 @@ class Scheduler:
             for message in responses:
                 conn.last_seen = time.monotonic()
                 event = self._receive(conn, message)
+                if isinstance(event, ev.Error) and event.fatal and self._tearing_down:
+                    # The master's answer to `teardown`: the framework is removed.
+                    return
                 if event is not None:
                     yield event
                     # Time spent in the caller's loop is not the master's silence.
