@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need (the Wasm guest toolchain and the
-# Python client's venv, through build-examples.sh; a headless browser), builds the example components, then runs every test of the workspace. `.ci/run`
-# calls exactly this.
+# Python client's venv, through build-examples.sh; a headless browser), builds the example
+# components, then runs every test of the workspace. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
