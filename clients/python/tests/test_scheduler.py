@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Iterator
 
 import grpc
@@ -28,7 +29,8 @@ from wasmos_client import (
     SubscriptionRefused,
     Update,
 )
-from wasmos_client.connection import MAX_TOKEN_BYTES, token_metadata
+from wasmos_client import TlsOptions
+from wasmos_client.connection import MAX_PEM_BYTES, MAX_TOKEN_BYTES, _read_pem, token_metadata
 from wasmos_client.leader import MAX_ADDRESS_LEN, is_valid_address, leader_hint
 
 INFO = FrameworkInfo("test", failover_timeout_seconds=60)
@@ -315,3 +317,37 @@ def test_remembered_acknowledgements_are_bounded(monkeypatch: pytest.MonkeyPatch
     before = s.pending_calls()
     s.acknowledge(TaskStatus("t", "a", TaskState.RUNNING))
     assert s.pending_calls() == before
+
+
+def test_tls_files_come_from_the_environment_all_or_with_a_ca(tmp_path: Path) -> None:
+    assert TlsOptions.from_env({}) is None
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
+    only_ca = TlsOptions.from_env({"WASMOS_TLS_CA": str(ca)})
+    assert only_ca is not None and only_ca.cert is None
+    with pytest.raises(ConfigError, match="WASMOS_TLS_CA"):
+        TlsOptions.from_env({"WASMOS_TLS_CERT": str(ca), "WASMOS_TLS_KEY": str(ca)})
+    with pytest.raises(ConfigError, match="come together"):
+        TlsOptions(ca, cert=ca).credentials()
+    with pytest.raises(ConfigError, match="cannot read"):
+        TlsOptions(tmp_path / "missing.pem").credentials()
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_bytes(b"hello")
+    with pytest.raises(ConfigError, match="no PEM"):
+        TlsOptions(not_pem).credentials()
+
+
+def test_a_tls_file_is_read_up_to_its_bound(tmp_path: Path) -> None:
+    block = b"-----BEGIN CERTIFICATE-----\n"
+    for size, ok in [
+        (MAX_PEM_BYTES, True),
+        (MAX_PEM_BYTES + 1, False),
+        (50 * MAX_PEM_BYTES, False),
+    ]:
+        f = tmp_path / f"ca-{size}.pem"
+        f.write_bytes(block + b"A" * (size - len(block)))
+        if ok:
+            assert _read_pem("CA", f).startswith(block)
+        else:
+            with pytest.raises(ConfigError, match="larger than"):
+                _read_pem("CA", f)
