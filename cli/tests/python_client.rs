@@ -216,6 +216,8 @@ async fn the_python_example_runs_command_tasks_to_their_end_across_a_leader_fail
         .args(["sh", "-c", "sleep 2; echo task $WASMOS_TASK_INDEX"])
         .env("WASMOS_TOKEN", &tokens.root)
         .env_remove("WASMOS_TLS_CA")
+        .env_remove("WASMOS_TLS_CERT")
+        .env_remove("WASMOS_TLS_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
