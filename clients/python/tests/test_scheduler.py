@@ -178,7 +178,7 @@ def test_at_most_max_hints_in_a_row_then_a_pause(masters: list[FakeMaster]) -> N
     f1, f2 = new(masters), new(masters)
     f1.follower, f1.hint = True, f2.addr
     f2.follower, f2.hint = True, f1.addr
-    with Scheduler(f1.addr, INFO, reconnect_timeout=0.6) as s:
+    with Scheduler(f1.addr, INFO, reconnect_timeout=2.0) as s:
         with pytest.raises(NoLeader):
             Loop(s).next(timeout=10)
     tries = sorted(f1.attempts + f2.attempts)
@@ -186,7 +186,7 @@ def test_at_most_max_hints_in_a_row_then_a_pause(masters: list[FakeMaster]) -> N
     # The given master, then three hints, quickly; then the pause of the first backoff.
     assert len(tries) > 1 + scheduler_module.MAX_HINTS
     burst = tries[: 1 + scheduler_module.MAX_HINTS]
-    assert burst[-1] - burst[0] < 0.5
+    assert burst[-1] - burst[0] < 1.5
     assert tries[1 + scheduler_module.MAX_HINTS] - burst[-1] >= 0.09
 
 
