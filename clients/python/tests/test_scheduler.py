@@ -351,3 +351,33 @@ def test_a_tls_file_is_read_up_to_its_bound(tmp_path: Path) -> None:
         else:
             with pytest.raises(ConfigError, match="larger than"):
                 _read_pem("CA", f)
+
+
+def test_a_fatal_error_is_yielded_then_raised(masters: list[FakeMaster]) -> None:
+    from wasmos_client import Error, FrameworkEnded, spb
+
+    a = new(masters)
+    with Scheduler(a.addr, INFO) as s:
+        loop = Loop(s)
+        loop.next_of(Subscribed)
+        a.send(spb.SchedulerEvent(error=spb.SchedulerEvent.Error(message="gone", fatal=True)))
+        e = loop.next_of(Error)
+        assert isinstance(e, Error) and e.fatal and e.message == "gone"
+        with pytest.raises(FrameworkEnded, match="gone"):
+            loop.next()
+    assert len(a.attempts) == 1
+
+
+def test_close_from_another_thread_ends_the_loop_and_one_loop_at_a_time(
+    masters: list[FakeMaster],
+) -> None:
+    a = new(masters)
+    s = Scheduler(a.addr, INFO)
+    loop = Loop(s)
+    loop.next_of(Subscribed)
+    with pytest.raises(RuntimeError, match="already"):
+        next(iter(s.events()))
+    s.close()
+    loop.thread.join(timeout=5)
+    assert not loop.thread.is_alive()
+    assert len(a.attempts) == 1
