@@ -11,6 +11,7 @@ mod history;
 mod logs;
 mod master;
 mod members;
+mod new;
 mod ops;
 mod status;
 mod submit;
@@ -132,6 +133,12 @@ enum Command {
         #[command(subcommand)]
         command: certs::CertsCommand,
     },
+    /// Write a new framework project (scheduler and executor, the WIT, a README and
+    /// `./build.sh`) that builds on its own, outside this repository.
+    #[command(
+        after_help = "Example:\n  wasmos new squares --lang rust\n  cd squares && wasmos dev --run \"$(./build.sh | tail -1)\""
+    )]
+    New(new::Args),
     /// Work with single tasks, without a cluster.
     #[command(after_help = "Example:\n  wasmos task run pi.wasm --payload 20000")]
     Task {
@@ -242,6 +249,7 @@ fn main() -> ExitCode {
                 command: OperatorCommand::Members { command },
             } => members::run(command).await,
             Command::Certs { command } => certs::run(command),
+            Command::New(args) => new::run(args),
             Command::Task {
                 command: TaskCommand::Run(args),
             } => task_run::run(args).await,
