@@ -851,19 +851,19 @@ async fn the_ui_pages_ten_thousand_tasks_and_a_thousand_agents() {
     // Pages of another order do not overlap and cover every agent once.
     let mut seen = std::collections::HashSet::new();
     let mut offset = 0;
-    let mut last_cpu = u64::MAX;
+    let mut last = "~".to_string();
     loop {
         let page = get_json(
             &http_addr,
-            &format!("/api/v1/agents?sort=-cpu&limit=300&offset={offset}"),
+            &format!("/api/v1/agents?sort=-host&limit=300&offset={offset}"),
             &root,
         )
         .await;
         for a in page["agents"].as_array().unwrap() {
             assert!(seen.insert(a["id"].as_str().unwrap().to_string()), "{a}");
-            let cpu = a["used"]["millicpus"].as_u64().unwrap();
-            assert!(cpu <= last_cpu, "not by CPU in use, descending");
-            last_cpu = cpu;
+            let host = a["hostname"].as_str().unwrap().to_string();
+            assert!(host <= last, "not by host, descending: {host} after {last}");
+            last = host;
         }
         match page["next_offset"].as_u64() {
             Some(n) => offset = n,
