@@ -229,6 +229,9 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
     assert_eq!(one["id"], id, "{one}");
     let (status, _, body) = get(&http, "/api/v1/agents/no-such-agent", Some(&root)).await;
     assert_eq!(status, 404, "{body}");
+    // An empty order is the default (the document's pattern allows it), an unknown one a 400.
+    let (status, _, body) = get(&http, "/api/v1/agents?sort=", Some(&root)).await;
+    assert_eq!(status, 200, "{body}");
     let (status, _, body) = get(&http, "/api/v1/agents?sort=age", Some(&root)).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("host, state, cpu, mem or tasks"), "{body}");

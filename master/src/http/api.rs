@@ -130,8 +130,8 @@ pub struct AgentsQuery {
     pub offset: Option<usize>,
     /// The order: `host` (the default), `state` (reachable first), `cpu`, `mem` (CPU or
     /// memory in use) or `tasks` (live tasks), ascending; a leading `-` reverses it. Ties
-    /// are broken by id, so pages do not overlap.
-    #[param(pattern = r"^-?(host|state|cpu|mem|tasks)$")]
+    /// are broken by id, so pages do not overlap. Empty: the default.
+    #[param(pattern = r"^(-?(host|state|cpu|mem|tasks))?$")]
     pub sort: Option<String>,
 }
 
