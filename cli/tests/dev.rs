@@ -358,3 +358,84 @@ async fn stops_cleanly_on_sigterm(dev: &mut tokio::process::Child) {
         .expect("wait for wasmos dev");
     assert!(status.success(), "wasmos dev exited {status:?} on SIGTERM");
 }
+
+/// `dev --open` hands the web UI's URL to the system's opener (`xdg-open` here, a stand-in
+/// that records it) and the URL serves the UI; with no opener on `PATH` it says so, names the
+/// URL, and the cluster serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_open_hands_the_ui_url_to_a_browser() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let opened = dir.path().join("opened");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    for with_opener in [true, false] {
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let path = if with_opener { &bin } else { &empty };
+        let mut dev = wasmos()
+            .args(["dev", "--open", "--listen", "127.0.0.1:0", "--agents", "1"])
+            .env("PATH", path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wasmos dev starts");
+        // Read to the end, so a chatty cluster never blocks on a full pipe.
+        let mut err = BufReader::new(dev.stderr.take().unwrap()).lines();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = err.next_line().await {
+                if (line.contains("--open") || line.contains("opening the web UI"))
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let said = tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("wasmos dev opens the UI in time")
+            .expect("wasmos dev says something about --open");
+        let url = if with_opener {
+            assert!(said.contains("(xdg-open)"), "{said}");
+            let url = common::until("the opener is given the URL", || {
+                let opened = opened.clone();
+                async move { std::fs::read_to_string(&opened).ok() }
+            })
+            .await
+            .trim()
+            .to_string();
+            assert!(said.contains(&url), "{said} does not name {url}");
+            url
+        } else {
+            assert!(said.contains("could not open a browser"), "{said}");
+            said.rsplit(' ').next().unwrap().to_string()
+        };
+        let hostport = url
+            .strip_prefix("http://")
+            .and_then(|u| u.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("not an http URL of a host: {url:?}"));
+        // The URL serves the UI's page.
+        let mut s = tokio::net::TcpStream::connect(hostport).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).await.unwrap();
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("/ui/app.js"), "{page}");
+        stops_cleanly_on_sigterm(&mut dev).await;
+    }
+}

@@ -137,13 +137,14 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// Every route the API serves, as the OpenAPI document must list them.
-const ROUTES: [&str; 17] = [
+const ROUTES: [&str; 18] = [
     "/api/v1/cluster",
     "/api/v1/cluster/usage",
     "/api/v1/frameworks/{id}/log",
     "/api/v1/tasks/{id}",
     "/api/v1/tasks/{id}/log",
     "/api/v1/agents",
+    "/api/v1/agents/{id}",
     "/api/v1/frameworks",
     "/api/v1/frameworks/{id}",
     "/api/v1/frameworks/{id}/state",
@@ -216,7 +217,24 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
     );
     assert!(cluster["version"].as_str().is_some(), "{cluster}");
     let agents = json(&http, "/api/v1/agents", &root).await;
-    assert_eq!(agents.as_array().map(Vec::len), Some(1), "{agents}");
+    assert_eq!(
+        agents["agents"].as_array().map(Vec::len),
+        Some(1),
+        "{agents}"
+    );
+    assert_eq!(agents["total"], 1, "{agents}");
+    assert!(agents["next_offset"].is_null(), "{agents}");
+    let id = agents["agents"][0]["id"].as_str().unwrap();
+    let one = json(&http, &format!("/api/v1/agents/{id}"), &root).await;
+    assert_eq!(one["id"], id, "{one}");
+    let (status, _, body) = get(&http, "/api/v1/agents/no-such-agent", Some(&root)).await;
+    assert_eq!(status, 404, "{body}");
+    // An empty order is the default (the document's pattern allows it), an unknown one a 400.
+    let (status, _, body) = get(&http, "/api/v1/agents?sort=", Some(&root)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = get(&http, "/api/v1/agents?sort=age", Some(&root)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("host, state, cpu, mem or tasks"), "{body}");
 
     let frameworks = json(&http, "/api/v1/frameworks?completed=true", &root).await;
     let done = frameworks["completed"]
@@ -254,14 +272,18 @@ async fn a_pi_job_shows_in_the_api_and_the_metrics_count_its_tasks() {
     assert_eq!(status, 400, "{body}");
 
     // The view is at most ~250 ms old: the counter catches up.
-    let grown = common::until("the finished-task counter counts the job", || {
-        let (http, root) = (http.clone(), root.clone());
-        async move {
-            let m = parse_prometheus(&get(&http, "/metrics", Some(&root)).await.2);
-            let n = m.get(FINISHED).copied().unwrap_or(0.0);
-            (n >= finished_before + 4.0).then_some((n, m))
-        }
-    })
+    let grown = common::until_within(
+        "the finished-task counter counts the job",
+        std::time::Duration::from_secs(15),
+        || {
+            let (http, root) = (http.clone(), root.clone());
+            async move {
+                let m = parse_prometheus(&get(&http, "/metrics", Some(&root)).await.2);
+                let n = m.get(FINISHED).copied().unwrap_or(0.0);
+                (n >= finished_before + 4.0).then_some((n, m))
+            }
+        },
+    )
     .await;
     let (finished, m) = grown;
     assert_eq!(finished, finished_before + 4.0, "only the job's tasks");
@@ -445,6 +467,23 @@ async fn a_tenant_sees_its_own_frameworks_and_not_anothers_on_every_listing() {
         }
     })
     .await;
+    // Each role holds one of two equal agents: half of every resource, its dominant share.
+    let m = common::until_within(
+        "the role shares reach the metrics",
+        std::time::Duration::from_secs(15),
+        || {
+            let (http, root) = (http.clone(), root.clone());
+            async move {
+                let m = parse_prometheus(&get(&http, "/metrics", Some(&root)).await.2);
+                (m.get("wasmos_role_allocated_share{role=\"team-b\"}") == Some(&0.5)).then_some(m)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        m["wasmos_role_allocated_share{role=\"team-a\"}"], 0.5,
+        "{m:?}"
+    );
     let frameworks = json(&http, "/api/v1/frameworks?completed=true", &alice).await;
     assert_eq!(
         ids(&frameworks["frameworks"], "id"),
@@ -601,15 +640,25 @@ async fn an_agent_serves_ready_once_registered_and_metrics_count_a_jobs_tasks() 
         .spawn()
         .unwrap();
     until_status(&lonely_http, "/health", 200).await;
+    // Not ready from the start; once its first attempt failed, the reason names the master.
     let (status, head, body) = get(&lonely_http, "/ready", None).await;
     assert_eq!(status, 503, "{body}");
     assert!(head.contains("content-type: application/json"), "{head}");
     let r: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(r["ready"], false, "{body}");
-    assert!(
-        r["reason"].as_str().is_some_and(|m| m.contains(&dead)),
-        "the reason names the master: {body}"
-    );
+    common::until_within(
+        "the agent's /ready names the master it cannot reach",
+        std::time::Duration::from_secs(15),
+        || {
+            let (h, dead) = (lonely_http.clone(), dead.clone());
+            async move {
+                let (status, _, body) = get(&h, "/ready", None).await;
+                assert_eq!(status, 503, "{body}");
+                body.contains(&dead).then_some(())
+            }
+        },
+    )
+    .await;
     // --metrics-open: no token needed.
     let m = parse_prometheus(&get(&lonely_http, "/metrics", None).await.2);
     assert_eq!(m["wasmos_agent_registered"], 0.0, "{m:?}");

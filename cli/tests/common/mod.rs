@@ -522,19 +522,29 @@ pub async fn ok(addr: &str, args: &[&str]) -> String {
 }
 
 /// Polls `f` until it returns `Some`, failing the test after [`WAIT`].
-pub async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn until<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    until_within(what, WAIT, f).await
+}
+
+/// Polls `f` until it returns `Some`, failing the test after `bound`: for what should
+/// happen soon (a published view catching up), so that a broken rule fails in seconds.
+pub async fn until_within<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
     loop {
         if let Some(t) = f().await {
             return t;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
+            "timed out after {bound:?} waiting until {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

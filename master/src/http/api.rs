@@ -23,9 +23,9 @@ use super::types::*;
 use crate::Master;
 use crate::acl::{Action, Caller};
 
-/// Most tasks in one page.
+/// Most tasks (or agents) in one page.
 pub const MAX_LIMIT: usize = 1000;
-/// Tasks in a page when `limit` is not given.
+/// Tasks (or agents) in a page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
 
 /// A gRPC request carrying the HTTP request's headers (its `authorization`) and peer, for
@@ -118,19 +118,114 @@ pub async fn cluster(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/agents", tag = "cluster",
-    responses((status = 200, body = Vec<AgentJson>), (status = 401, body = ErrorBody)))]
-/// Every admitted agent.
+/// The agents listing's page and order.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgentsQuery {
+    /// Most agents in the page: default 100, at most 1000 (more is cut to 1000).
+    #[param(minimum = 0, maximum = 2147483647)]
+    pub limit: Option<usize>,
+    /// Agents to skip: the previous page's `next_offset`. Default 0.
+    #[param(minimum = 0, maximum = 2147483647)]
+    pub offset: Option<usize>,
+    /// The order: `host` (the default), `state` (reachable first), `cpu`, `mem` (CPU or
+    /// memory in use) or `tasks` (live tasks), ascending; a leading `-` reverses it. Ties
+    /// are broken by id, so pages do not overlap. Empty: the default.
+    #[param(pattern = r"^(-?(host|state|cpu|mem|tasks))?$")]
+    pub sort: Option<String>,
+}
+
+/// The order `sort` names, as a comparison of two agents.
+fn agent_order(
+    sort: Option<&str>,
+) -> Result<impl Fn(&pb::AgentSummary, &pb::AgentSummary) -> std::cmp::Ordering, ApiError> {
+    let sort = sort.filter(|s| !s.is_empty()).unwrap_or("host");
+    let (descending, key) = match sort.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, sort),
+    };
+    let key: fn(&pb::AgentSummary) -> (u64, &str) = match key {
+        "host" => |a| (0, a.info.as_ref().map_or("", |i| i.hostname.as_str())),
+        "state" => |a| (u64::from(!a.reachable), ""),
+        "cpu" => |a| (a.used.as_ref().map_or(0, |r| r.millicpus), ""),
+        "mem" => |a| (a.used.as_ref().map_or(0, |r| r.mem_mb), ""),
+        "tasks" => |a| (u64::from(a.active_tasks), ""),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "sort {other:?} is not an agents order; use host, state, cpu, mem or tasks, \
+                 with a leading - to reverse it"
+            )));
+        }
+    };
+    let id = |a: &pb::AgentSummary| a.info.as_ref().map_or("", |i| i.id.as_str()).to_owned();
+    Ok(move |a: &pb::AgentSummary, b: &pb::AgentSummary| {
+        let by_key = key(a).cmp(&key(b));
+        let by_key = if descending { by_key.reverse() } else { by_key };
+        by_key.then_with(|| id(a).cmp(&id(b)))
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/agents", tag = "cluster", params(AgentsQuery),
+    responses((status = 200, body = AgentPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+/// Admitted agents, ordered and paged (the page's size is bounded, so a cluster of 50,000
+/// agents does not answer with 50,000).
 pub async fn agents(
     State(http): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-) -> Result<Json<Vec<AgentJson>>, ApiError> {
+    JsonQuery(q): JsonQuery<AgentsQuery>,
+) -> Result<Json<AgentPage>, ApiError> {
+    authorize(&http.master, &headers, peer, &Action::ReadState)?;
+    at_most("limit", q.limit.map(|n| n as u64), MAX_QUERY_NUMBER)?;
+    at_most("offset", q.offset.map(|n| n as u64), MAX_QUERY_NUMBER)?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let offset = q.offset.unwrap_or(0);
+    let order = agent_order(q.sort.as_deref())?;
+    let view = http.views.get(&http.master).await;
+    let mut all: Vec<&pb::AgentSummary> = view.state.agents.iter().collect();
+    let total = all.len();
+    let start = offset.min(total);
+    let end = offset.saturating_add(limit).min(total);
+    // Only what the page needs is sorted: selecting the first `end` first keeps a
+    // 50,000-agent listing's cost near linear.
+    if end < total {
+        all.select_nth_unstable_by(end, |a, b| order(a, b));
+        all.truncate(end);
+    }
+    all.sort_unstable_by(|a, b| order(a, b));
+    let agents = all[start..end]
+        .iter()
+        .map(|a| AgentJson::from(*a))
+        .collect();
+    Ok(Json(AgentPage {
+        agents,
+        total: total as u64,
+        next_offset: (end < total).then_some(end as u64),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "cluster",
+    params(("id" = String, Path, description = "The agent's id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")),
+    responses((status = 200, body = AgentJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// One admitted agent.
+pub async fn agent(
+    State(http): State<Http>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonPath(id): JsonPath<String>,
+) -> Result<Json<AgentJson>, ApiError> {
     authorize(&http.master, &headers, peer, &Action::ReadState)?;
     let view = http.views.get(&http.master).await;
-    Ok(Json(
-        view.state.agents.iter().map(AgentJson::from).collect(),
-    ))
+    view.state
+        .agents
+        .iter()
+        .find(|a| a.info.as_ref().is_some_and(|i| i.id == id))
+        .map(|a| Json(AgentJson::from(a)))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no admitted agent {id:?}; /api/v1/agents lists those this master knows"
+            ))
+        })
 }
 
 /// `?completed=`.

@@ -66,6 +66,7 @@ pub struct Http {
     paths(
         api::cluster,
         api::agents,
+        api::agent,
         api::frameworks,
         api::framework,
         api::framework_state,
@@ -107,6 +108,7 @@ fn router_of(http: Http) -> Router {
         .route("/cluster", get(api::cluster))
         .route("/cluster/usage", get(api::usage))
         .route("/agents", get(api::agents))
+        .route("/agents/{id}", get(api::agent))
         .route("/frameworks", get(api::frameworks))
         .route("/frameworks/{id}", get(api::framework))
         .route("/frameworks/{id}/state", get(api::framework_state))

@@ -354,6 +354,17 @@ impl From<pb::CompletedTask> for TaskJson {
     }
 }
 
+/// A page of agents (`GET /api/v1/agents`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentPage {
+    /// The agents of this page, in the order asked for.
+    pub agents: Vec<AgentJson>,
+    /// Agents this master knows in all.
+    pub total: u64,
+    /// Pass as `offset` for the next page; absent on the last.
+    pub next_offset: Option<u64>,
+}
+
 /// A page of tasks.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskPage {

@@ -373,16 +373,18 @@ pages.agents = (main, rest, params) => {
     { title: "Memory used", num: true, sortKey: "mem", value: (a) => a.used.mem_mb, cell: (a) => `${mem(a.used.mem_mb)} / ${mem(a.resources.mem_mb)}` },
     { title: "Tasks", num: true, sortKey: "tasks", value: (a) => a.active_tasks, cell: (a) => String(a.active_tasks) },
   ];
-  const sort = sortable(cols, params, "/agents");
+  // The server orders and pages (a cluster may have 50,000 agents): the headers only set
+  // `sort` in the URL, which is passed on.
+  sortable(cols, params, "/agents");
   const offset = Number(params.get("offset") || 0);
+  const query = new URLSearchParams({ limit: PAGE, offset });
+  if (params.get("sort")) query.set("sort", params.get("sort"));
   return async () => {
-    const agents = sort(await api("/agents"));
-    const page = agents.slice(offset, offset + PAGE);
-    const next = offset + PAGE < agents.length ? offset + PAGE : null;
+    const page = await api(`/agents?${query}`);
     body.replaceChildren(h("section", { class: "panel" },
-      h("p", { class: "muted" }, `${agents.length} agent${agents.length === 1 ? "" : "s"}`),
-      table(cols, page, "No agent has registered. Start one with: wasmos agent --master ADDR"),
-      pager(offset, page.length, next, (o) => { location.hash = href("/agents", { ...Object.fromEntries(params), offset: o }); })));
+      h("p", { class: "muted" }, `${page.total} agent${page.total === 1 ? "" : "s"}`),
+      table(cols, page.agents, "No agent has registered. Start one with: wasmos agent --master ADDR"),
+      pager(offset, page.agents.length, page.next_offset, (o) => { location.hash = href("/agents", { ...Object.fromEntries(params), offset: o }); })));
   };
 };
 
@@ -390,8 +392,9 @@ function agentPage(main, id) {
   const body = h("div");
   main.replaceChildren(h("h1", {}, "Agent ", h("span", { class: "sub" }, id)), body);
   return async () => {
-    const [agents, tasks] = await Promise.all([api("/agents"), api(`/tasks?agent=${enc(id)}&limit=${PAGE}`)]);
-    const a = agents.find((x) => x.id === id);
+    const [a, tasks] = await Promise.all([
+      api(`/agents/${enc(id)}`).catch((e) => { if (e.status === 404) return null; throw e; }),
+      api(`/tasks?agent=${enc(id)}&limit=${PAGE}`)]);
     if (!a) {
       body.replaceChildren(h("p", { class: "panel" }, "This master knows no agent with that id (it may have been removed). ", link("#/agents", "All agents.")));
       return;
