@@ -588,7 +588,10 @@ mod tests {
                 "{e}"
             );
         } else {
-            eprintln!("SKIPPED the refusal half: no writable /sys/fs/cgroup/unified here");
+            wasmos_test_skip::optional(
+                "a writable hybrid cgroup2 mount (/sys/fs/cgroup/unified) for its refusal half",
+                Some("none here"),
+            );
         }
         let dir = tempfile::tempdir().unwrap();
         let cg = TaskCgroup {
@@ -620,7 +623,10 @@ mod tests {
     #[test]
     fn a_process_in_a_v2_cgroup_is_listed_and_killed_through_cgroup_kill() {
         let Some(unified) = unified_mount() else {
-            eprintln!("SKIPPED: no writable cgroup2 mount at /sys/fs/cgroup/unified");
+            wasmos_test_skip::optional(
+                "a writable hybrid cgroup2 mount (/sys/fs/cgroup/unified)",
+                Some("none here"),
+            );
             return;
         };
         let dir = unified.join(format!("wasmos-test-{}", std::process::id()));

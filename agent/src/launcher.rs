@@ -817,10 +817,39 @@ mod tests {
         assert!(e.to_string().contains("not found on PATH"), "{e}");
     }
 
+    /// The start time read is the kernel's (the uptime when the process started, in clock
+    /// ticks), also for a command name with `)` and spaces in it, and `None` once the process
+    /// is gone.
     #[test]
     fn reads_own_start_time() {
         let me = std::process::id() as i32;
-        assert!(process_start_time(me).is_some());
         assert!(process_alive(me));
+        let mine = process_start_time(me).expect("this process's start time");
+        let dir = tempfile::tempdir().unwrap();
+        // The kernel names a process after the path it was started by.
+        let odd = dir.path().join("a) 1 2 3 4 5");
+        std::os::unix::fs::symlink("/bin/sleep", &odd).unwrap();
+        let mut child = std::process::Command::new(&odd).arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        // SAFETY: sysconf has no preconditions.
+        let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let uptime_s: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let started = process_start_time(pid).expect("a live child's start time") as f64;
+        let now = uptime_s * ticks_per_s;
+        assert!(
+            now - 10.0 * ticks_per_s <= started && started <= now + ticks_per_s,
+            "a child started now has start time {started} ticks; the uptime is {now} ticks"
+        );
+        assert!(mine as f64 <= started, "{mine} > {started}");
+        assert!(process_alive(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(process_start_time(pid), None);
+        assert!(!process_alive(pid));
     }
 }

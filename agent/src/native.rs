@@ -566,6 +566,80 @@ mod tests {
         );
     }
 
+    /// A checkpointed supervisor pid that now names another process (its start time differs)
+    /// is not adopted: the task is reported lost at once and the process holding the pid is
+    /// left alone. With the recorded start time the same pid is adopted and watched until it
+    /// ends.
+    #[tokio::test]
+    async fn a_reused_pid_with_another_start_time_is_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = NativeContainerizer {
+            config: NativeConfig::default(),
+            hierarchy: Err("not needed to recover".into()),
+            isolation: Isolation::new(IsolationConfig::none(), dir.path()),
+        };
+        let task = TaskInfo {
+            task_id: TaskId::new("t").unwrap(),
+            name: "t".into(),
+            agent_id: AgentId::new("a").unwrap(),
+            resources: Resources::new(0.1, 16, 0),
+            kind: TaskKind::Command {
+                argv: vec!["sleep".into(), "30".into()],
+                env: vec![],
+            },
+        };
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let start = launcher::process_start_time(pid).unwrap();
+        let checkpoint = |supervisor_start| {
+            ContainerCheckpoint::Native(NativeCheckpoint {
+                supervisor_pid: pid,
+                supervisor_start,
+                cgroup: TaskCgroup {
+                    version: crate::cgroups::CgroupVersion::V2,
+                    dirs: vec![dir.path().join("cgroup")],
+                },
+                exit_file: dir.path().join("exit"),
+                memory_limit_mb: 16,
+                sandbox: std::path::PathBuf::new(),
+                disk_limit_mb: 0,
+            })
+        };
+        let wait = Duration::from_secs(10);
+
+        let other = n
+            .recover(&checkpoint(start + 1), &task, CancellationToken::new())
+            .await;
+        let exit = tokio::time::timeout(wait, other)
+            .await
+            .expect("a process that is not the supervisor is not waited for");
+        assert_eq!(exit.state, TaskState::Lost, "{}", exit.message);
+        assert!(
+            launcher::process_alive(pid),
+            "the pid's process was left alone"
+        );
+
+        let mut adopted = n
+            .recover(&checkpoint(start), &task, CancellationToken::new())
+            .await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut adopted)
+                .await
+                .is_err(),
+            "the supervisor is adopted: watched, not reported ended"
+        );
+        // SAFETY: kill takes a pid and a signal; `pid` is our child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let exit = tokio::time::timeout(wait, adopted)
+            .await
+            .expect("the watch sees the adopted process end");
+        assert_ne!(exit.state, TaskState::Running, "{}", exit.message);
+        drop(child);
+    }
+
     #[test]
     fn exit_classification() {
         assert_eq!(

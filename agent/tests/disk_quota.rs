@@ -2,7 +2,8 @@
 //! small files are caught by the usage poll, one big file by `RLIMIT_FSIZE`, a task that
 //! wrote past its quota and exited before a poll by the last measure; each fails with a
 //! reason naming the quota, its sandbox is emptied but for its output, and the agent runs
-//! the next task. Tests that need root and cgroups say so and return when they cannot run.
+//! the next task. Tests that need root and cgroups skip visibly (`require_cgroups!`) when they
+//! cannot run.
 
 mod common;
 

@@ -1,7 +1,8 @@
 //! Native tasks isolated from each other and from the agent, with real processes as root:
 //! two frameworks in different roles on one agent, where one's task tries to read, list, write
 //! and signal what belongs to the other or to the agent, and to regain root through a setuid
-//! binary. Tests that need root and cgroups say so and return when they cannot run.
+//! binary. Tests that need root and cgroups skip visibly (`require_cgroups!`) when they cannot
+//! run.
 
 mod common;
 

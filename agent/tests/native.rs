@@ -1,6 +1,6 @@
 //! Native (command) tasks on this machine's real cgroups: exit codes, OOM kills, CPU
-//! throttling, TERM-then-KILL, capped output, cleanup, and role ACLs. Tests that need root and
-//! cgroups say so and return when they cannot run.
+//! throttling, the pids limit, TERM-then-KILL, capped output, cleanup, and role ACLs. Tests that need root and
+//! cgroups skip visibly (`require_cgroups!`) when they cannot run.
 
 mod common;
 
@@ -315,4 +315,61 @@ async fn a_missing_program_fails_with_its_name() {
         "{}",
         end.status.message
     );
+}
+
+/// A task cannot run more processes than `pids_max`: its forks past the limit fail (the
+/// kernel counts them in `pids.events`), and only the ones under it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_cannot_fork_past_its_pids_limit() {
+    require_cgroups!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path().to_path_buf());
+    config.native.pids_max = 8;
+    let t = start(config, Arc::new(MemoryFetcher::new())).await;
+    let f = "native-pids";
+    // A subshell starts 20 background `sleep`s, each noting that it started, until a fork
+    // fails; the task's shell then blocks reading a fifo (no fork) until it is killed.
+    let script = "mkfifo gate; \
+        (i=0; while [ $i -lt 20 ]; do i=$((i+1)); (echo x >> started; exec sleep 30) & done; wait); \
+        read x < gate";
+    let task = command_task("forks", script, Resources::new(0.1, 64, 0));
+    t.agent.launch(&ctx(f), task).await.unwrap();
+    let c = t
+        .agent
+        .container(&fw(f), &"forks".parse().unwrap())
+        .expect("task is running");
+    let cg = task_cgroup(&c).expect("a native task has a cgroup").clone();
+    let pids_dir = cg
+        .dirs
+        .iter()
+        .find(|d| d.join("pids.max").exists())
+        .expect("a pids controller directory")
+        .clone();
+    let read = |file: &str| std::fs::read_to_string(pids_dir.join(file)).unwrap_or_default();
+    assert_eq!(read("pids.max").trim(), "8");
+    // `max N` in pids.events: N forks refused for the limit.
+    let refused = || {
+        read("pids.events")
+            .lines()
+            .find_map(|l| l.strip_prefix("max "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || refused() > 0).await,
+        "no fork was refused: pids.events {:?}, {} processes",
+        read("pids.events"),
+        cg.pids().len()
+    );
+    assert!(cg.pids().len() <= 8, "{:?}", cg.pids());
+    let sandbox = t.agent.sandbox_dir(&fw(f), &"forks".parse().unwrap());
+    let started = std::fs::read_to_string(sandbox.join("started"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert!((1..8).contains(&started), "{started} of 20 started");
+    t.agent.kill(&fw(f), &"forks".parse().unwrap());
+    let end = terminal(&t.master, f, "forks").await;
+    assert!(end.status.state.is_terminal(), "{:?}", end.status);
+    assert!(!cg.exists());
 }

@@ -230,13 +230,12 @@ fn reached(seen: &Mutex<Seen>, task: &str, state: TaskState) -> bool {
 }
 
 /// Whether the part of a test that runs a native task cannot run here (no root or cgroups);
-/// says so when it cannot.
+/// records the skip when it cannot (and fails under `WASMOS_REQUIRE_ROOT=1`).
 fn task_part_skipped() -> bool {
-    let Some(why) = cgroups_unavailable() else {
-        return false;
-    };
-    eprintln!("SKIPPED (task part): needs root and cgroups: {why}");
-    true
+    !wasmos_test_skip::met(
+        "root and cgroups (cpu, memory, pids) for its task part",
+        cgroups_unavailable(),
+    )
 }
 
 fn task_updates(seen: &Mutex<Seen>, task: &str) -> Vec<(TaskState, String)> {

@@ -238,8 +238,9 @@ async fn a_burst_of_updates_shares_commits() {
     }
     let commits = store.commits() - before;
     assert_eq!(queue.pending(), 500);
+    // Updates enqueued while a commit is under way share the next one.
     assert!(
-        commits < 250,
+        commits < 500 / 10,
         "500 updates took {commits} commits (one fsync each?)"
     );
 }

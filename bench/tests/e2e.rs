@@ -50,9 +50,10 @@ fn e2e_runs_a_cluster_of_processes_and_reports_every_key() {
         (per_s - expected).abs() <= expected * 0.01 + 1.0,
         "tasks_per_s {per_s} is not 200 tasks over {elapsed} ms: {report}"
     );
-    // The scheduler launched in batches: fewer launch calls than tasks, at least one.
+    // The scheduler launched in batches: 200 tasks on 2 agents of 100 slots fit in a few
+    // offers, so a few launch calls; one per task would be 200.
     let calls = number(&report, "launch_calls");
-    assert!((1.0..=200.0).contains(&calls), "{report}");
+    assert!((1.0..200.0 / 10.0).contains(&calls), "{report}");
 
     let iters = report["logreg_iter_ms"]
         .as_array()

@@ -217,10 +217,7 @@ async fn uploads_past_the_principals_max_upload_bytes_are_refused() {
 
 #[tokio::test]
 async fn a_hosted_scheduler_launches_native_tasks_with_its_submitters_rights_only() {
-    if let Some(why) = common::cgroups_unavailable() {
-        eprintln!("SKIPPED: this test needs root and cgroups (cpu, memory, pids): {why}");
-        return;
-    }
+    require_cgroups!();
     let s = Secure::start().await;
     let mut agent = s.agent();
     let bob = s

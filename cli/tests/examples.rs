@@ -3,7 +3,7 @@
 //! mid-job (its partitions rebuilt elsewhere); `service` keeps its native instances running on
 //! `wasmos master` + `wasmos agent` processes, bringing back each instance whose process is
 //! killed, and runs to a summary in `wasmos dev` (`--until-replaced`, `--for`). The `service`
-//! tests need root and cgroups, and say so and return where they are unavailable.
+//! tests need root and cgroups, and skip visibly where they are unavailable (`require_cgroups!`).
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -12,22 +12,12 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    NATIVE_DEFAULT_ROLE, Operator, WAIT, cgroups_unavailable, cluster_state, example,
-    framework_pids, operator, output, spawn_agent, start_master_with, succeeded, task_pids,
-    wait_for_agents, wait_for_state, wait_until, wasmos,
+    NATIVE_DEFAULT_ROLE, Operator, WAIT, cluster_state, example, framework_named_in,
+    framework_pids, operator, output, output_watching_framework, spawn_agent, start_master_with,
+    succeeded, task_pids, wait_for_agents, wait_for_state, wait_until, wasmos,
 };
 use tokio::process::{Child, Command};
 use wasmos_api::proto as pb;
-
-/// Skips (returns from) the calling test when native tasks cannot run here, saying why.
-macro_rules! require_cgroups {
-    () => {
-        if let Some(why) = cgroups_unavailable() {
-            eprintln!("SKIPPED: this test needs root and cgroups (cpu, memory, pids): {why}");
-            return;
-        }
-    };
-}
 
 /// Starts `wasmos submit COMPONENT --master ADDR -- ARGS`, collecting its output in the
 /// background; the handle resolves when it exits.
@@ -450,7 +440,7 @@ async fn dev_runs_service_for_a_while_then_stops_its_instances() {
     require_cgroups!();
     let service = example("service");
     let started = std::time::Instant::now();
-    let out = output(&[
+    let (out, seen) = output_watching_framework(&[
         "dev",
         "--agents",
         "1",
@@ -481,11 +471,14 @@ async fn dev_runs_service_for_a_while_then_stops_its_instances() {
     // The framework's id is not printed on stdout; its instances are `sleep 1000` processes
     // in cgroups of this run's agents (`wasmos-dev-0`), none of which may be left.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let fw = stderr
-        .split("as framework ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no framework id in {stderr}"));
+    let fw = framework_named_in(&stderr).unwrap_or_else(|| panic!("no framework id in {stderr}"));
+    let fw = fw.as_str();
+    // Both `sleep`s were seen in the framework's cgroups while it ran (so an empty list below
+    // means they are gone, not that the cgroup pattern missed them).
+    assert!(
+        seen.len() >= 2,
+        "processes seen in {fw}'s task cgroups while it ran: {seen:?}"
+    );
     let mut left = Vec::new();
     assert!(
         wait_until(|| {

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    MasterAndAgent, NATIVE_DEFAULT_ROLE, assert_pi, cgroups_unavailable, example, framework_pids,
-    output, start_master, succeeded, vm_hwm_kib, wait_until,
+    MasterAndAgent, NATIVE_DEFAULT_ROLE, assert_pi, example, framework_named_in, framework_pids,
+    output, output_watching_framework, start_master, succeeded, vm_hwm_kib, wait_until,
 };
 
 /// One hostile scheduler: its `init` argument, extra `wasmos submit` flags, and the texts its
@@ -152,13 +152,10 @@ async fn a_component_of_another_world_is_refused_at_upload() {
 /// running for ten minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_failed_while_its_task_runs_has_the_task_killed() {
-    if let Some(why) = cgroups_unavailable() {
-        eprintln!("SKIPPED: native tasks need cgroups here: {why}");
-        return;
-    }
+    require_cgroups!();
     let cluster = MasterAndAgent::start_with(&NATIVE_DEFAULT_ROLE).await;
     let hostile = example("hostile");
-    let out = output(&[
+    let (out, seen) = output_watching_framework(&[
         "submit",
         &hostile,
         "--master",
@@ -175,12 +172,14 @@ async fn a_scheduler_failed_while_its_task_runs_has_the_task_killed() {
         stderr.contains("scheduler status-update failed") && stderr.contains("ran out of fuel"),
         "the scheduler should fail in the status-update that reported its task running: {stderr}"
     );
-    let framework = stderr
-        .split(" as framework ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no framework id in {stderr:?}"))
-        .to_string();
+    let framework =
+        framework_named_in(&stderr).unwrap_or_else(|| panic!("no framework id in {stderr:?}"));
+    // The task's processes were seen in the framework's cgroups while it ran (so an empty
+    // list below means they are gone, not that the cgroup pattern missed them).
+    assert!(
+        !seen.is_empty(),
+        "no process was ever seen in framework {framework}'s task cgroups"
+    );
     assert!(
         wait_until(|| framework_pids(&framework).is_empty()).await,
         "framework {framework}'s task still has processes: {:?}",

@@ -163,10 +163,7 @@ async fn wasm_tasks_of_one_executor_each_see_only_their_own_output() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn native_task_logs_tail_and_follow_to_the_end() {
-    if let Some(why) = common::cgroups_unavailable() {
-        eprintln!("SKIPPED: native tasks need cgroups here: {why}");
-        return;
-    }
+    require_cgroups!();
     let c = MasterAndAgent::start_with(&NATIVE_DEFAULT_ROLE).await;
     let addr = c.addr.clone();
     let mut op = operator(&addr).await;

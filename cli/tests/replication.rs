@@ -252,6 +252,37 @@ async fn state_at(addr: &str) -> Option<Result<pb::ClusterState, tonic::Status>>
     )
 }
 
+/// What the masters (but `skip`) know of framework `id`'s outcome, from the first that serves;
+/// leader changes in between are fine.
+async fn framework_result(
+    addrs: &[String],
+    skip: usize,
+    id: &str,
+) -> pb::GetFrameworkResultResponse {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        for (i, addr) in addrs.iter().enumerate() {
+            if i == skip {
+                continue;
+            }
+            let Some(mut op) = common::try_operator(addr).await else {
+                continue;
+            };
+            let request = pb::GetFrameworkResultRequest {
+                framework_id: id.into(),
+            };
+            if let Ok(r) = op.get_framework_result(request).await {
+                return r.into_inner();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no master answered for framework {id}'s outcome in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls every address until exactly one serves; returns its index. The others must answer
 /// with the not-leader status naming it.
 async fn find_leader(addrs: &[String], skip: &[usize]) -> usize {
@@ -896,10 +927,13 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
             .iter()
             .any(|g| &g.info.as_ref().unwrap().id == id);
         // One that finished meanwhile is gone from the list but has its outcome.
-        assert!(
-            known || after.frameworks.len() < running.len(),
-            "framework {id} lost"
-        );
+        if !known {
+            let result = framework_result(&addrs, leader, id).await;
+            assert!(
+                result.ended,
+                "framework {id} lost: not registered and no outcome ({result:?})"
+            );
+        }
     }
 
     for (name, run) in [("logreg", logreg_run), ("pi", pi_run)] {

@@ -205,14 +205,15 @@ pub fn cgroups_unavailable() -> Option<String> {
         .map(|e| e.to_string())
 }
 
-/// Skips (returns from) the calling test when cgroups are unusable, saying why.
+/// What a native test needs, as the skip log says it.
+pub const NEEDS_CGROUPS: &str = "root and cgroups (cpu, memory, pids)";
+
+/// Skips (returns from) the calling test when cgroups are unusable, visibly: see
+/// `wasmos_test_skip` (under `WASMOS_REQUIRE_ROOT=1` the test fails instead).
 #[macro_export]
 macro_rules! require_cgroups {
     () => {
-        if let Some(why) = common::cgroups_unavailable() {
-            eprintln!("SKIPPED: this test needs root and cgroups (cpu, memory, pids): {why}");
-            return;
-        }
+        wasmos_test_skip::require!(common::NEEDS_CGROUPS, common::cgroups_unavailable())
     };
 }
 

@@ -253,6 +253,70 @@ pub async fn output<S: AsRef<OsStr> + Debug>(args: &[S]) -> Output {
         .expect("wasmos runs")
 }
 
+/// Runs `wasmos ARGS` to its end as [`output`] does, and while it runs watches the processes
+/// in the task cgroups of the framework it names on stderr (`... as framework ID ...`);
+/// returns the output and every pid seen there. A test that checks that no process is left
+/// in a framework's cgroups first checks with these that [`framework_pids`] saw them run.
+pub async fn output_watching_framework<S: AsRef<OsStr> + Debug>(args: &[S]) -> (Output, Vec<u32>) {
+    let mut child = wasmos()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wasmos runs");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let err_text = std::sync::Arc::new(Mutex::new(String::new()));
+    let collect = err_text.clone();
+    let err_reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = collect.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    let out_reader = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut bytes).await;
+        bytes
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = std::collections::BTreeSet::new();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for wasmos") {
+            break status;
+        }
+        let fw = framework_named_in(&err_text.lock().unwrap());
+        if let Some(fw) = fw {
+            seen.extend(framework_pids(&fw));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "wasmos {args:?} did not exit within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let stdout = out_reader.await.expect("stdout read");
+    err_reader.await.expect("stderr read");
+    let stderr = err_text.lock().unwrap().clone().into_bytes();
+    let out = Output {
+        status,
+        stdout,
+        stderr,
+    };
+    (out, seen.into_iter().collect())
+}
+
+/// The framework id in `wasmos submit`'s (or `wasmos dev --run`'s) `... as framework ID ...`.
+pub fn framework_named_in(stderr: &str) -> Option<String> {
+    stderr
+        .split(" as framework ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+}
+
 /// The stdout of a `wasmos` run, after checking that it exited 0 (else panics, showing both
 /// streams).
 pub fn succeeded(out: &Output) -> String {
@@ -601,6 +665,18 @@ pub fn cgroups_unavailable() -> Option<String> {
     wasmos_agent::cgroups::CgroupHierarchy::detect("wasmos")
         .err()
         .map(|e| e.to_string())
+}
+
+/// What a native-task test needs, as the skip log says it.
+pub const NEEDS_CGROUPS: &str = "root and cgroups (cpu, memory, pids)";
+
+/// Skips (returns from) the calling test when native tasks cannot run here, visibly: see
+/// `wasmos_test_skip` (under `WASMOS_REQUIRE_ROOT=1` the test fails instead).
+#[macro_export]
+macro_rules! require_cgroups {
+    () => {
+        wasmos_test_skip::require!(common::NEEDS_CGROUPS, common::cgroups_unavailable())
+    };
 }
 
 /// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/PID/status`).

@@ -130,3 +130,58 @@ async fn reregistering_agent_is_reconciled() {
         .await;
     assert_eq!(offer.resources, Some(res(1.0, 1024 - 128)));
 }
+
+/// An operator's kill of a task whose agent is unreachable is refused as unavailable (the
+/// kill cannot be delivered), naming the agent; the task is left as it was. Once the agent
+/// is back, the same kill goes through to it.
+#[tokio::test]
+async fn an_operator_kill_on_an_unreachable_agent_is_refused_until_it_is_back() {
+    let (addr, _master) = start_master(fast_config()).await;
+    let mut agent = SimAgent::register(addr, "", res(2.0, 1024), vec![]).await;
+    let mut sched = Scheduler::subscribe(addr, framework_info("", "web", 60.0))
+        .await
+        .unwrap();
+    running_task(&mut sched, &mut agent, "t1").await;
+    let id = agent.id.clone();
+    drop(agent);
+    let st = sched.update_of("t1").await;
+    assert_eq!(st.state, pb::TaskState::Unreachable as i32);
+
+    let kill = || pb::KillTaskRequest {
+        task_id: "t1".into(),
+        framework_id: String::new(),
+    };
+    let err = operator(addr)
+        .await
+        .kill_task(kill())
+        .await
+        .expect_err("a kill that cannot be delivered is refused");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    assert!(
+        err.message()
+            .contains(&format!("agent {id} of task t1 is unreachable")),
+        "{err}"
+    );
+    let state = wait_state(addr, |_| true).await;
+    assert_eq!(state.tasks.len(), 1, "{:?}", state.tasks);
+
+    let report = pb::RunningTask {
+        framework_id: sched.id.clone(),
+        task: Some(wasm_task("t1", &id, 1.0, 128)),
+        state: pb::TaskState::Running as i32,
+    };
+    let mut agent = SimAgent::register(addr, &id, res(2.0, 1024), vec![report]).await;
+    operator(addr)
+        .await
+        .kill_task(kill())
+        .await
+        .expect("the kill is sent to the agent that is back");
+    let killed = agent
+        .wait_for(|m| match m {
+            ToAgent::KillTasks(k) => Some(k.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(killed.tasks.len(), 1, "{killed:?}");
+    assert_eq!(killed.tasks[0].task_id, "t1");
+}

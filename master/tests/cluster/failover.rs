@@ -47,15 +47,22 @@ async fn failover_within_timeout_keeps_tasks_and_resends_updates() {
         "resent"
     );
     sched.ack(&st).await;
-    agent.wait_ack(&uuid).await;
+    // Everything the agent was told since the launch, up to the ack, and for a while after.
+    let mut told = agent.wait_ack_noting(&uuid).await;
     sched.reconcile(&[]).await;
     assert_eq!(
         sched.update_of("t1").await.state,
         pb::TaskState::Running as i32
     );
-    // The task was never killed: the first kill-ish message would have arrived before the ack.
     let state = wait_state(addr, |s| s.frameworks[0].connected).await;
     assert_eq!(state.tasks.len(), 1);
+    told.extend(agent.received_within(Duration::from_millis(500)).await);
+    // The task was never killed, nor its framework shut down on the agent.
+    let killing: Vec<&ToAgent> = told
+        .iter()
+        .filter(|m| matches!(m, ToAgent::KillTasks(_) | ToAgent::ShutdownFramework(_)))
+        .collect();
+    assert!(killing.is_empty(), "the agent was told {killing:?}");
 }
 
 #[tokio::test]
@@ -75,5 +82,4 @@ async fn failover_timeout_tears_the_framework_down() {
     // A late update from the agent for the removed framework is acknowledged and dropped.
     let uuid = agent.update(&id, "t1", pb::TaskState::Killed, None).await;
     agent.wait_ack(&uuid).await;
-    let _ = Duration::ZERO;
 }

@@ -416,6 +416,30 @@ impl SimAgent {
             .unwrap();
     }
 
+    /// Waits for the acknowledgement of `uuid`; returns the other commands received before it.
+    pub async fn wait_ack_noting(&mut self, uuid: &str) -> Vec<ToAgent> {
+        let mut others = Vec::new();
+        loop {
+            match self.next().await {
+                ToAgent::Acknowledgements(a) if a.acks.iter().any(|k| k.uuid == uuid) => {
+                    return others;
+                }
+                m => others.push(m),
+            }
+        }
+    }
+
+    /// The commands received within `window` (the stream staying open).
+    pub async fn received_within(&mut self, window: Duration) -> Vec<ToAgent> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut got = Vec::new();
+        while let Ok(msg) = tokio::time::timeout_at(deadline, self.rx.message()).await {
+            let msg = msg.expect("stream ok").expect("stream open");
+            got.extend(msg.message);
+        }
+        got
+    }
+
     /// Waits for the acknowledgement of `uuid`.
     pub async fn wait_ack(&mut self, uuid: &str) {
         self.wait_for(|m| match m {
