@@ -179,8 +179,9 @@ async fn upload_times(
     let dir = tempfile::Builder::new()
         .prefix("wasmos-bench-component")
         .tempdir()?;
-    let master_only = MasterOnly::try_parse_from(["component", "--agents", "0", "--open"])?;
-    let mut security = Security::open();
+    let master_only = MasterOnly::try_parse_from(["component", "--agents", "0"])?;
+    // The master enforces ACLs, as every real one does: bootstrapped like `e2e`'s.
+    let mut security = Security::make(wasmos, dir.path(), false, 1).await?;
     let cluster = Cluster::start(wasmos, dir.path(), &master_only.e2e, &mut security).await?;
     let r = async {
         let mut op = security.operator(&cluster.addr).await?;
