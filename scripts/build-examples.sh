@@ -11,6 +11,9 @@
 # wasmos:framework world. Cargo is incremental, so a second run with no changes takes seconds.
 # Then builds the frameworks written in C (examples-wasm-c/build.sh, about a second) into
 #   examples-wasm-c/target/<name>.wasm
+# and those written in Python (examples-python/build.sh: componentize-py, about 15 s each when
+# changed, nothing when not) into
+#   examples-python/target/<name>.wasm
 #
 # Usage: scripts/build-examples.sh            (prints the built paths, one per line, on stdout)
 set -euo pipefail
@@ -84,3 +87,9 @@ done
 
 # Frameworks in C: validated and checked for the wasmos:framework world by their own script.
 bash "$here/examples-wasm-c/build.sh"
+
+# Frameworks in Python: built, validated and checked for the world by their own script
+# (WASMOS_SKIP_PYTHON=1 skips them, as it skips their toolchain).
+if [ "${WASMOS_SKIP_PYTHON:-}" != 1 ]; then
+  bash "$here/examples-python/build.sh"
+fi

@@ -14,6 +14,10 @@
 # wasi-libc (Debian: clang-14, libclang-rt-14-dev-wasm32, wasi-libc, lld-14) and
 # wasm-component-ld (shipped with rustup's wasm32-wasip2 target, else from crates.io). Set
 # WASI_CC to a clang of your own (e.g. wasi-sdk's) to skip the Debian packages.
+#
+# Python frameworks (guest-sdk-python/, examples-python/) need componentize-py, pinned, pip-installed
+# into a project-local venv, target/python-guest/venv (nothing global): python_toolchain below.
+# Set WASMOS_SKIP_PYTHON=1 to skip it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$here/target"
@@ -115,6 +119,30 @@ python_client() {
 
 python_client
 
+
+# componentize-py, pinned, in a venv under target/ (a python3 with venv is all it needs from the
+# machine: Debian python3-venv). Idempotent: a venv that already holds the pinned version is kept.
+# Its path is written to target/python-guest/env for build-examples.sh.
+COMPONENTIZE_PY_VERSION=0.25.1
+python_toolchain() {
+  [ "${WASMOS_SKIP_PYTHON:-}" = 1 ] && return 0
+  local dir="$here/target/python-guest" venv="$here/target/python-guest/venv"
+  local have=""
+  [ -x "$venv/bin/componentize-py" ] && have=$("$venv/bin/python" -m pip show componentize-py 2>/dev/null | sed -n 's/^Version: //p')
+  if [ "$have" != "$COMPONENTIZE_PY_VERSION" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
+      apt_install_missing python3-venv
+    fi
+    log "pip install componentize-py==$COMPONENTIZE_PY_VERSION into $venv"
+    rm -rf "$venv"
+    mkdir -p "$dir"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
+  fi
+  echo "WASMOS_COMPONENTIZE_PY=$venv/bin/componentize-py" > "$dir/env"
+}
+
 # WASMOS_GUEST_ROUTE=debian forces the fallback even where rustup works, so it can be tested
 # (and used by anyone who prefers distro packages).
 if [ "${WASMOS_GUEST_ROUTE:-}" != debian ] \
@@ -122,6 +150,7 @@ if [ "${WASMOS_GUEST_ROUTE:-}" != debian ] \
   log "using rustup's wasm32-wasip2 target"
   cargo_tools wasm-tools
   c_toolchain
+  python_toolchain
   echo "WASMOS_GUEST_ROUTE=rustup" > "$envfile"
   exit 0
 fi
@@ -137,6 +166,7 @@ c_pkgs=()
 apt_install_missing rustc-web cargo-web rust-web-src wasi-libc lld-14 "${c_pkgs[@]}"
 cargo_tools wasm-component-ld wasm-tools
 c_toolchain
+python_toolchain
 if ! command -v wasm-ld >/dev/null 2>&1; then
   # wasm-component-ld runs `wasm-ld` from PATH.
   sudo_if_needed ln -sf /usr/bin/wasm-ld-14 /usr/local/bin/wasm-ld

@@ -362,8 +362,10 @@ impl Cluster {
             history: args.history.bounds(),
             ..MasterConfig::default()
         };
-        let mut master =
-            Master::new(config).with_framework_host(crate::master::framework_host(&args.compile)?);
+        // Compiled schedulers are cached beside the agents' work directories, so running the
+        // same framework again in this cluster does not compile it again.
+        let host = crate::master::framework_host(&args.compile, Some(data_dir.join("compiled")))?;
+        let mut master = Master::new(config).with_framework_host(host);
         if let Some(certs) = &certs {
             master = master.with_tls(certs.master.clone());
         }

@@ -129,6 +129,14 @@ pub struct Args {
     /// empty DIR starts a new member.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Where compiled scheduler components are cached (`SHA256-ENGINE.cwasm`, as agents keep
+    /// theirs in WORK_DIR/compiled), so a component is compiled once, not at every framework
+    /// that runs it nor at every leader change: a Python component carries CPython and takes
+    /// seconds to compile, and is unloaded from memory when its last framework ends. Several
+    /// masters of one build may share it [default: DATA_DIR/compiled; without --data-dir, none:
+    /// memory only].
+    #[arg(long, value_name = "DIR")]
+    compiled_cache_dir: Option<PathBuf>,
     /// How long a new leader waits for agents to re-register before treating those still
     /// missing as unreachable, in seconds.
     #[arg(long, value_name = "DURATION", value_parser = duration_secs, default_value = "2s")]
@@ -339,11 +347,16 @@ pub fn apply_weights(master: &Master, weights: &[(String, f64)]) -> anyhow::Resu
 }
 
 /// The host of this master's Wasm schedulers, compiling components in a child process under
-/// the compile budgets (on-demand allocation, as `Master::framework_host` makes by default).
-pub fn framework_host(compile: &crate::compiler::CompileArgs) -> anyhow::Result<FrameworkHost> {
+/// the compile budgets (on-demand allocation, as `Master::framework_host` makes by default),
+/// caching what it compiled in `cache_dir` if given.
+pub fn framework_host(
+    compile: &crate::compiler::CompileArgs,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<FrameworkHost> {
     FrameworkHost::new(RuntimeConfig {
         pooling: None,
         compiler: compile.compiler()?,
+        cache_dir,
         ..RuntimeConfig::default()
     })
     .context("cannot start the framework host")
@@ -467,7 +480,11 @@ fn master_tls(args: &Args) -> anyhow::Result<Option<wasmos_api::tls::TlsMaterial
 async fn serve(args: Args) -> anyhow::Result<()> {
     let tls = master_tls(&args)?;
     let config = args.config()?;
-    let host = framework_host(&args.compile)?;
+    let cache_dir = args
+        .compiled_cache_dir
+        .clone()
+        .or_else(|| args.data_dir.as_ref().map(|d| d.join("compiled")));
+    let host = framework_host(&args.compile, cache_dir)?;
     if let Some((from, to)) = wasmos_master::server::raise_nofile_soft_limit() {
         tracing::info!(
             from,

@@ -25,6 +25,7 @@ pub mod log_budget;
 mod output;
 mod runtime;
 mod scheduler;
+pub mod stderr_tail;
 
 pub use compile::{Compiler, SubprocessCompiler};
 pub use config::{LimitMode, PoolingConfig, RuntimeConfig, TaskLimits};

@@ -13,6 +13,7 @@ use wasmos_api::{ComponentDigest, WasmHeader};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::cli::StdoutStream;
 
 use crate::bindings::FrameworkPre;
 use crate::cache::DiskCache;
@@ -376,7 +377,13 @@ impl WasmRuntime {
             stderr: None,
         };
         let mut store = self
-            .new_store(limits, role, None, None, None)
+            .new_store(
+                limits,
+                role,
+                None,
+                None::<CappedOutput>,
+                None::<CappedOutput>,
+            )
             .map_err(|e| crate::TaskError::Instantiate(root_message(&e)))?;
         component
             .pre
@@ -387,14 +394,15 @@ impl WasmRuntime {
     }
 
     /// A fresh store for one instance: WASI with only `sandbox` preopened (as `/`), no network,
-    /// no environment, stdout/stderr to the given capped files, limits installed.
+    /// no environment, stdout/stderr to the given streams (capped files, or a scheduler's
+    /// in-memory tail), limits installed.
     pub(crate) fn new_store(
         &self,
         limits: &TaskLimits,
         role: Role,
         sandbox: Option<&Path>,
-        stdout: Option<CappedOutput>,
-        stderr: Option<CappedOutput>,
+        stdout: Option<impl StdoutStream + 'static>,
+        stderr: Option<impl StdoutStream + 'static>,
     ) -> wasmtime::Result<Store<HostState>> {
         let mut b = WasiCtxBuilder::new();
         b.allow_tcp(false)

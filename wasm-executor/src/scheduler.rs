@@ -3,7 +3,10 @@
 //!
 //! Each callback runs under the instance's limits: a fuel budget (with fuel metering), the
 //! memory cap, and a per-callback wall-clock deadline. A callback that traps or exceeds a limit
-//! poisons the instance; the framework host then fails the framework with the error's message.
+//! poisons the instance; the framework host then fails the framework with the error's message,
+//! which quotes the end of what the failing callback wrote to stderr (a [`StderrTail`] of
+//! [`SCHEDULER_STDERR_TAIL_BYTES`]): an uncaught Python or JavaScript exception is a traceback
+//! there followed by a bare trap. The scheduler's stdout goes nowhere.
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use crate::executor::classify;
 use crate::host::{HostState, Role};
 use crate::host_api::DriverHost;
 use crate::runtime::{LoadedComponent, WasmRuntime, root_message};
+use crate::stderr_tail::{SCHEDULER_STDERR_TAIL_BYTES, StderrTail};
 
 /// Why a scheduler callback did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +48,8 @@ pub struct SchedulerInstance {
     limits: TaskLimits,
     metered: bool,
     poisoned: bool,
+    /// The end of what the callback under way wrote to stderr.
+    stderr: StderrTail,
     /// When the callback under way began.
     started: Option<std::time::Instant>,
     /// How long the last callback took and the fuel it burned.
@@ -63,8 +69,15 @@ impl SchedulerInstance {
             callback: "instantiate",
             source: TaskError::Instantiate(root_message(&e)),
         };
+        let stderr = StderrTail::new(SCHEDULER_STDERR_TAIL_BYTES);
         let mut store = runtime
-            .new_store(&limits, Role::Scheduler { driver }, None, None, None)
+            .new_store(
+                &limits,
+                Role::Scheduler { driver },
+                None,
+                None::<StderrTail>,
+                Some(stderr.clone()),
+            )
             .map_err(failed)?;
         let bindings = component
             .pre
@@ -78,6 +91,7 @@ impl SchedulerInstance {
             limits,
             metered,
             poisoned: false,
+            stderr,
             started: None,
             last: Default::default(),
         })
@@ -187,6 +201,7 @@ impl SchedulerInstance {
             return Err(SchedulerError::Poisoned);
         }
         self.store.data_mut().limiter.denied_memory = None;
+        self.stderr.clear();
         self.started = Some(std::time::Instant::now());
         if self.metered {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
@@ -224,7 +239,7 @@ impl SchedulerInstance {
                 &self.store,
                 limits,
                 limits.fuel.unwrap_or(u64::MAX),
-                String::new,
+                || self.stderr.tail(),
             ),
         };
         self.poisoned = true;

@@ -145,3 +145,29 @@ async fn a_looping_scheduler_callback_is_stopped() {
     );
     assert!(err.to_string().contains("ran out of fuel"), "{err}");
 }
+
+/// A scheduler callback that traps is failed quoting the end of what it wrote to stderr: a Rust
+/// guest's panic message (a Python guest's traceback, in `cli/tests/python.rs`), not a bare
+/// trap code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_scheduler_is_failed_quoting_its_stderr() {
+    // `hostile`'s scheduler panics in init when given "panic" (`panic = "abort"`: a trap).
+    let h = harness(LimitMode::Fuel);
+    let runtime = h.pool.runtime().clone();
+    let calls = Arc::new(Mutex::new(Calls::default()));
+    let mut scheduler =
+        SchedulerInstance::new(&runtime, &h.hostile, Box::new(Recorder(calls)), limits())
+            .await
+            .unwrap();
+    let err = scheduler
+        .init(vec!["panic".into()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("scheduler init failed")
+            && err.contains("guest stderr:")
+            && err.contains("hostile scheduler panicked on purpose"),
+        "{err}"
+    );
+}

@@ -49,6 +49,12 @@ pub fn c_example(name: &str) -> String {
     built("../examples-wasm-c/target", name)
 }
 
+/// A component built by `scripts/build-examples.sh` from `examples-python/` (a Python guest,
+/// componentize-py), as a path string for command lines.
+pub fn python_example(name: &str) -> String {
+    built("../examples-python/target", name)
+}
+
 /// `NAME.wasm` in `dir` (relative to this crate), which must exist.
 fn built(dir: &str, name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
