@@ -70,13 +70,18 @@ impl DrfAllocator {
                 cycle.excluded_frameworks.push(f);
                 continue;
             };
-            let offer = self.ag(a).available().min_each(&self.headroom(r));
+            let headroom = self.headroom(r);
+            let offer = self.ag(a).available().min_each(&headroom);
             if !self.config.allocatable(&offer) {
-                if self.config.allocatable(&self.ag(a).available()) {
-                    // The agent has enough; the role's limit does not.
+                if !self.config.allocatable(&self.ag(a).available()) {
+                    cycle.candidates.remove(&a);
+                } else if !self.config.allocatable(&headroom) {
+                    // The role's limit leaves nothing worth offering on any agent.
                     return Step::RoleDone;
                 }
-                cycle.candidates.remove(&a);
+                // Otherwise only this agent's free mix does not meet the role's headroom
+                // (CPU left under the limit, but this agent has only memory free, say):
+                // another agent may, and the framework's cursor has moved past this one.
                 continue;
             }
             if self.add_alloc(f, a, offer).is_err() {

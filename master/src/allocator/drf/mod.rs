@@ -9,7 +9,9 @@
 //!    picked, then the framework with the lowest dominant share within it, and that framework
 //!    gets all the free resources of the first free agent it has not filtered.
 //! 3. **Limits.** An offer is cut down so that the role's allocation stays within its quota
-//!    limit; a role that cannot take anything more is skipped for the rest of the cycle.
+//!    limit; a role that cannot take anything more is skipped for the rest of the cycle. An
+//!    agent whose free resources the limit cuts down to nothing worth offering (the role may
+//!    take CPU only, and the agent has only memory free) is stepped over, like a filtered one.
 //!
 //! Equal shares take turns: the role, then the framework, allocated least recently goes first
 //! (never-allocated first, then by slab index). A framework that declines every offer falls

@@ -45,8 +45,9 @@ impl DrfAllocator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{cluster, res};
-    use crate::allocator::{Allocator, Quota};
+    use super::super::DrfAllocator;
+    use super::super::testing::{agent, cluster, fwk, res};
+    use crate::allocator::{Allocator, AllocatorConfig, Quota};
     use wasmos_api::Resources;
 
     #[test]
@@ -64,6 +65,60 @@ mod tests {
         assert_eq!(al.role_allocation("a"), Some(res(5.0, 8192)));
         let total = al.role_allocation("a").unwrap();
         assert!(total.millicpus <= 5000);
+    }
+
+    /// Found by the liveness property test: a role whose limit leaves it CPU but no memory
+    /// was set aside for the whole cycle at the first agent with only memory free, so the
+    /// CPU free on other agents was never offered to it (and, those agents not changing, not
+    /// in later cycles either).
+    #[test]
+    fn a_limit_that_one_agent_cannot_meet_does_not_stop_the_role() {
+        let mut al = DrfAllocator::new(AllocatorConfig::default());
+        al.add_agent(agent(0), res(0.0, 4096)).unwrap();
+        al.add_agent(agent(1), res(4.0, 0)).unwrap();
+        al.set_quota(
+            "a",
+            Quota {
+                guarantee: Resources::ZERO,
+                limit: Some(res(2.0, 0)),
+            },
+        )
+        .unwrap();
+        al.add_framework(fwk(0), "a", true).unwrap();
+        let out = al.allocate(0);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((&out[0].agent, out[0].resources), (&agent(1), res(2.0, 0)));
+    }
+
+    /// The proptest's own minimal case: a CPU limit of 1 reached on the first agent, memory
+    /// (unlimited) still free on the others, two frameworks in the role.
+    #[test]
+    fn a_role_at_its_cpu_limit_is_still_offered_unlimited_memory() {
+        let mut al = DrfAllocator::new(AllocatorConfig::default());
+        for (i, cpus) in [2.0, 1.0, 1.0].into_iter().enumerate() {
+            al.add_agent(agent(i), res(cpus, 256)).unwrap();
+        }
+        let limit = Resources {
+            millicpus: 1000,
+            mem_mb: u64::MAX,
+            disk_mb: u64::MAX,
+        };
+        al.set_quota(
+            "a",
+            Quota {
+                guarantee: Resources::ZERO,
+                limit: Some(limit),
+            },
+        )
+        .unwrap();
+        al.add_framework(fwk(0), "a", true).unwrap();
+        al.add_framework(fwk(1), "a", true).unwrap();
+        al.allocate(0);
+        assert_eq!(al.role_allocation("a"), Some(res(1.0, 768)));
+        for i in 0..3 {
+            let free = al.agent_available(&agent(i)).unwrap();
+            assert_eq!(free.mem_mb, 0, "agent {i} has {free} left");
+        }
     }
 
     #[test]
