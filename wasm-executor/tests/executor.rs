@@ -152,3 +152,36 @@ async fn shutting_down_a_framework_drops_its_instances() {
     assert_eq!(h.pool.live_instances(), 0);
     assert_eq!(h.run("a", "count", limits()).await.unwrap().output, b"1");
 }
+
+/// Epoch interruption (the other metering mode) must also let a kill stop a guest that loops
+/// without calling the host. The task runs on its own tokio task, so a guest that never
+/// yields makes the bounded wait below fail instead of hanging the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_interrupts_a_looping_guest_in_epoch_mode() {
+    let h = std::sync::Arc::new(harness(LimitMode::Epoch));
+    let req = request(
+        "k",
+        "k1",
+        "loop",
+        TaskLimits {
+            timeout: Duration::from_secs(30),
+            ..limits()
+        },
+    );
+    let kill = req.kill.clone();
+    let runner = h.clone();
+    let task = tokio::spawn(async move { runner.pool.run_task(&runner.hostile, req).await });
+    // Let the guest get into its loop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!task.is_finished(), "the looping guest is still running");
+    let killed_at = Instant::now();
+    kill.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the kill stopped the guest within 10 s")
+        .expect("the task did not panic");
+    assert!(matches!(result, Err(TaskError::Killed)), "{result:?}");
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(2), "killed in {took:?}");
+    assert_eq!(h.pool.live_instances(), 0);
+}
