@@ -24,6 +24,7 @@ impl DrfAllocator {
             sorter: Sorter::default(),
             last_allocated: 0,
             key: None,
+            limit_blocked: false,
         });
         self.role_index.insert(role.to_string(), r);
         r
@@ -119,6 +120,40 @@ mod tests {
             let free = al.agent_available(&agent(i)).unwrap();
             assert_eq!(free.mem_mb, 0, "agent {i} has {free} left");
         }
+    }
+
+    /// Found by the same property: an offer cut down by the limit leaves the rest of its agent
+    /// free; when the role later gives something back elsewhere, that rest suits it again,
+    /// though its agent did not change.
+    #[test]
+    fn what_a_limit_cut_off_is_offered_once_the_role_holds_less() {
+        let mut al = DrfAllocator::new(AllocatorConfig::default());
+        for (i, cpus) in [1.0, 4.0, 12.0].into_iter().enumerate() {
+            al.add_agent(agent(i), res(cpus, 256)).unwrap();
+        }
+        let limit = Resources {
+            millicpus: 16_000,
+            mem_mb: u64::MAX,
+            disk_mb: u64::MAX,
+        };
+        al.set_quota(
+            "a",
+            Quota {
+                guarantee: Resources::ZERO,
+                limit: Some(limit),
+            },
+        )
+        .unwrap();
+        al.add_framework(fwk(0), "a", true).unwrap();
+        al.allocate(0);
+        assert_eq!(al.role_allocation("a"), Some(res(16.0, 768)));
+        assert_eq!(al.agent_available(&agent(2)), Some(res(1.0, 0)));
+        // Declines agent 0 for a while: 1 cpu of headroom, which agent 2's rest now suits.
+        al.recover(&fwk(0), &agent(0), res(1.0, 256), 60_000, 1)
+            .unwrap();
+        let out = al.allocate(2);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((&out[0].agent, out[0].resources), (&agent(2), res(1.0, 0)));
     }
 
     #[test]
