@@ -154,10 +154,11 @@ async fn shutting_down_a_framework_drops_its_instances() {
 }
 
 /// Epoch interruption (the other metering mode) must also let a kill stop a guest that loops
-/// without calling the host. The task runs on its own tokio task, so a guest that never
-/// yields makes the bounded wait below fail instead of hanging the test.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_interrupts_a_looping_guest_in_epoch_mode() {
+/// without calling the host. The task runs on a thread of its own with its own runtime, and the
+/// test waits on a plain channel, so a guest that never yields makes the bounded wait fail
+/// instead of hanging the test.
+#[test]
+fn kill_interrupts_a_looping_guest_in_epoch_mode() {
     let h = std::sync::Arc::new(harness(LimitMode::Epoch));
     let req = request(
         "k",
@@ -170,16 +171,26 @@ async fn kill_interrupts_a_looping_guest_in_epoch_mode() {
     );
     let kill = req.kill.clone();
     let runner = h.clone();
-    let task = tokio::spawn(async move { runner.pool.run_task(&runner.hostile, req).await });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let result = rt.block_on(runner.pool.run_task(&runner.hostile, req));
+        let _ = done_tx.send(result);
+    });
     // Let the guest get into its loop.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!task.is_finished(), "the looping guest is still running");
+    assert!(
+        done_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the looping guest is still running"
+    );
     let killed_at = Instant::now();
     kill.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the kill stopped the guest within 10 s")
-        .expect("the task did not panic");
+    let result = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the kill stopped the guest within 10 s");
     assert!(matches!(result, Err(TaskError::Killed)), "{result:?}");
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(2), "killed in {took:?}");
