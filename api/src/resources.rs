@@ -315,37 +315,128 @@ mod tests {
         assert_eq!(Resources::new(5.0, 100, 0).dominant_share(&total), 0.5);
     }
 
+    /// One component, weighted towards the values where a `<`/`<=` or an overflow bug shows:
+    /// zero, one, and the top of the range.
+    fn component() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            2 => Just(0u64),
+            1 => Just(1u64),
+            2 => Just(u64::MAX),
+            1 => Just(u64::MAX - 1),
+            1 => (u64::MAX - 1_000)..=u64::MAX,
+            3 => 0u64..1 << 40,
+            1 => any::<u64>(),
+        ]
+    }
+
     fn arb() -> impl Strategy<Value = Resources> {
-        (0u64..1 << 40, 0u64..1 << 40, 0u64..1 << 40).prop_map(|(c, m, d)| Resources {
+        (component(), component(), component()).prop_map(|(c, m, d)| Resources {
             millicpus: c,
             mem_mb: m,
             disk_mb: d,
         })
     }
 
+    /// A component related to `a`'s: equal, one off either side, or unrelated.
+    fn near(a: u64) -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(a),
+            Just(a.saturating_add(1)),
+            Just(a.saturating_sub(1)),
+            Just(u64::MAX - a),
+            Just((u64::MAX - a).saturating_add(1)),
+            component(),
+        ]
+    }
+
+    /// Pairs whose components are often equal, adjacent, or sum to exactly `u64::MAX` or one
+    /// past it.
+    fn pair() -> impl Strategy<Value = (Resources, Resources)> {
+        arb().prop_flat_map(|a| {
+            (near(a.millicpus), near(a.mem_mb), near(a.disk_mb)).prop_map(move |(c, m, d)| {
+                (
+                    a,
+                    Resources {
+                        millicpus: c,
+                        mem_mb: m,
+                        disk_mb: d,
+                    },
+                )
+            })
+        })
+    }
+
+    fn parts(r: &Resources) -> [u64; 3] {
+        [r.millicpus, r.mem_mb, r.disk_mb]
+    }
+
+    const NAMES: [&str; 3] = ["cpus", "mem", "disk"];
+
     proptest! {
-        #[test]
-        fn add_then_sub_is_identity(a in arb(), b in arb()) {
-            let sum = a.checked_add(&b).unwrap();
-            prop_assert_eq!(sum.checked_sub(&b).unwrap(), a);
-            prop_assert!(a.fits_in(&sum) && b.fits_in(&sum));
-        }
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
+        /// Every operation against the same arithmetic done in `u128`, which cannot overflow.
         #[test]
-        fn sub_succeeds_exactly_when_it_fits(a in arb(), b in arb()) {
-            prop_assert_eq!(a.checked_sub(&b).is_ok(), b.fits_in(&a));
-        }
-
-        #[test]
-        fn saturating_ops_agree_with_checked_ones_where_those_succeed(a in arb(), b in arb()) {
-            prop_assert_eq!(a.saturating_add(&b), a.checked_add(&b).unwrap());
-            match a.checked_sub(&b) {
-                Ok(d) => prop_assert_eq!(a.saturating_sub(&b), d),
-                Err(_) => prop_assert!(a.saturating_sub(&b).fits_in(&a)),
+        fn operations_match_wide_arithmetic((a, b) in pair()) {
+            let (pa, pb) = (parts(&a), parts(&b));
+            let sums: Vec<u128> = (0..3).map(|i| pa[i] as u128 + pb[i] as u128).collect();
+            let max = u64::MAX as u128;
+            match sums.iter().position(|s| *s > max) {
+                None => {
+                    let sum = a.checked_add(&b).unwrap();
+                    prop_assert_eq!(parts(&sum).map(u128::from).to_vec(), sums.clone());
+                }
+                Some(i) => prop_assert_eq!(
+                    a.checked_add(&b),
+                    Err(ResourcesError::Overflow { resource: NAMES[i] })
+                ),
             }
-            let m = a.min_each(&b);
-            prop_assert!(m.fits_in(&a) && m.fits_in(&b));
+            let sat: Vec<u64> = sums.iter().map(|s| (*s).min(max) as u64).collect();
+            prop_assert_eq!(parts(&a.saturating_add(&b)).to_vec(), sat);
+
+            match (0..3).find(|&i| pb[i] > pa[i]) {
+                None => {
+                    let d = a.checked_sub(&b).unwrap();
+                    prop_assert_eq!(parts(&d), [0, 1, 2].map(|i| pa[i] - pb[i]));
+                    prop_assert!(b.fits_in(&a));
+                }
+                Some(i) => {
+                    prop_assert_eq!(
+                        a.checked_sub(&b),
+                        Err(ResourcesError::Insufficient {
+                            resource: NAMES[i],
+                            need: pb[i],
+                            have: pa[i],
+                        })
+                    );
+                    prop_assert!(!b.fits_in(&a));
+                }
+            }
+            let floor = [0, 1, 2].map(|i| pa[i].saturating_sub(pb[i]));
+            prop_assert_eq!(parts(&a.saturating_sub(&b)), floor);
+            prop_assert_eq!(parts(&a.min_each(&b)), [0, 1, 2].map(|i| pa[i].min(pb[i])));
+            prop_assert_eq!(b.fits_in(&a), (0..3).all(|i| pb[i] <= pa[i]));
+            prop_assert!(a.fits_in(&a), "fits in itself");
             prop_assert_eq!(a.min_each(&Resources::UNLIMITED), a);
+            prop_assert!(Resources::ZERO.fits_in(&a) && a.fits_in(&Resources::UNLIMITED));
+            prop_assert_eq!(a.is_zero(), pa == [0, 0, 0]);
+        }
+
+        /// The dominant share against its definition: the largest share over resources the
+        /// total has, 1.0 when the amount equals the total, and zero against a zero total.
+        #[test]
+        fn dominant_share_matches_its_definition((used, total) in pair()) {
+            let (pu, pt) = (parts(&used), parts(&total));
+            let want = (0..3)
+                .filter(|&i| pt[i] > 0)
+                .map(|i| pu[i] as f64 / pt[i] as f64)
+                .fold(0.0f64, f64::max);
+            prop_assert_eq!(used.dominant_share(&total), want);
+            if !total.is_zero() {
+                prop_assert_eq!(total.dominant_share(&total), 1.0);
+            }
+            prop_assert_eq!(used.dominant_share(&Resources::ZERO), 0.0);
+            prop_assert_eq!(Resources::ZERO.dominant_share(&total), 0.0);
         }
     }
 }

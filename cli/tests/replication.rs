@@ -958,3 +958,96 @@ async fn logreg_and_pi_finish_with_their_results_across_a_killed_leader() {
         }
     }
 }
+
+/// A group of three whose two followers were SIGKILLed: returns its dir (kept alive), the
+/// addresses, the processes and the leader's index.
+async fn leader_cut_off() -> (tempfile::TempDir, Vec<String>, Vec<(Child, String)>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addrs(3);
+    let mut masters = start_group(dir.path(), &addrs).await;
+    common::secure(&addrs.join(",")).await;
+    let leader = find_leader(&addrs, &[]).await;
+    for (i, (child, _)) in masters.iter_mut().enumerate() {
+        if i != leader {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+    (dir, addrs, masters, leader)
+}
+
+/// Polls the master at `addr` until it stops serving; returns its status and how long that
+/// took, failing after `bound`.
+async fn until_not_serving(addr: &str, bound: Duration) -> (tonic::Status, Duration) {
+    let start = tokio::time::Instant::now();
+    loop {
+        match state_at(addr).await {
+            Some(Err(status)) => return (status, start.elapsed()),
+            Some(Ok(_)) => {}
+            None => panic!("the master at {addr} cannot be reached"),
+        }
+        assert!(
+            start.elapsed() < bound,
+            "the leader still serves {:?} after losing its majority",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A leader whose two followers are gone cannot commit anything: it stops serving once a
+/// majority has not confirmed it for 1.5 s (confirmations are tried every 250 ms and may each
+/// take 1 s to fail, so it goes within about 4 s), and then names no leader. 6 s leaves room
+/// for a busy machine; a leader that kept serving until openraft deposed it would never go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_a_majority_stops_serving_within_seconds() {
+    let (_dir, addrs, _masters, leader) = leader_cut_off().await;
+    let (status, took) = until_not_serving(&addrs[leader], Duration::from_secs(6)).await;
+    eprintln!("stepped down {took:?} after losing its majority");
+    assert_eq!(
+        wasmos_api::leader::leader_hint(&status),
+        None,
+        "it names no leader: {status:?}"
+    );
+    // It stays down: nothing can confirm it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        matches!(state_at(&addrs[leader]).await, Some(Err(_))),
+        "a leader without a majority serves again"
+    );
+}
+
+/// A change answers only once a majority has it on disk: a weight set on a leader that has
+/// just lost both followers (it still serves, for up to seconds) is never answered with
+/// success; the call fails when the leader steps down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_cannot_be_made_durable_is_never_answered_with_success() {
+    let (_dir, addrs, _masters, leader) = leader_cut_off().await;
+    let mut op = operator(&addrs[leader]).await;
+    let sent = tokio::time::Instant::now();
+    let call = tokio::spawn(async move {
+        op.set_weights(pb::SetWeightsRequest {
+            weights: vec![pb::RoleWeight {
+                role: "undurable".into(),
+                weight: 3.0,
+            }],
+        })
+        .await
+    });
+    let answer = tokio::time::timeout(WAIT, call)
+        .await
+        .expect("the call is answered once the leader steps down")
+        .unwrap();
+    let took = sent.elapsed();
+    eprintln!("answered {took:?} after it was sent: {answer:?}");
+    let status = answer.expect_err("a change no majority has is not answered with success");
+    // Not-leader (the leader stepped down first) or unavailable (the commit timed out).
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::FailedPrecondition
+        ),
+        "a status a client retries on: {status:?}"
+    );
+    until_not_serving(&addrs[leader], Duration::from_secs(6)).await;
+}

@@ -162,3 +162,47 @@ async fn shutting_down_a_framework_drops_its_instances() {
     assert_eq!(h.pool.live_instances(), 0);
     assert_eq!(h.run("a", "count", limits()).await.unwrap().output, b"1");
 }
+
+/// Epoch interruption (the other metering mode) must also let a kill stop a guest that loops
+/// without calling the host. The task runs on a thread of its own with its own runtime, and the
+/// test waits on a plain channel, so a guest that never yields makes the bounded wait fail
+/// instead of hanging the test.
+#[test]
+fn kill_interrupts_a_looping_guest_in_epoch_mode() {
+    let h = std::sync::Arc::new(harness(LimitMode::Epoch));
+    let req = request(
+        "k",
+        "k1",
+        "loop",
+        TaskLimits {
+            timeout: Duration::from_secs(30),
+            ..limits()
+        },
+    );
+    let kill = req.kill.clone();
+    let runner = h.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let result = rt.block_on(runner.pool.run_task(&runner.hostile, req));
+        let _ = done_tx.send(result);
+    });
+    // Let the guest get into its loop.
+    assert!(
+        done_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the looping guest is still running"
+    );
+    let killed_at = Instant::now();
+    kill.cancel();
+    let result = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the kill stopped the guest within 10 s");
+    assert!(matches!(result, Err(TaskError::Killed)), "{result:?}");
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(2), "killed in {took:?}");
+    assert_eq!(h.pool.live_instances(), 0);
+}

@@ -375,6 +375,8 @@ mod fairness_tests;
 mod health_tests;
 mod invariants;
 #[cfg(test)]
+mod leader_change_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod update_tests;

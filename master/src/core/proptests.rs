@@ -1,13 +1,17 @@
 //! Random sequences of scheduler calls and agent messages (valid, stale and malformed) fed to
-//! `MasterCore` directly, with time jumping forward: the master never panics, and after every
-//! step its books agree with each other (see `check_invariants`).
+//! `MasterCore` directly, with time jumping forward: the master never panics, after every step
+//! its books agree with each other (see `check_invariants`), and what the clients saw agrees
+//! with an oracle kept here from the events alone: no offer id is ever given twice, every
+//! offer names a connected agent and is non-empty, and the offers outstanding on an agent
+//! (offered, not yet rescinded, accepted or declined) never add up to more than the agent has.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use tokio::sync::{Notify, mpsc};
+use wasmos_api::Resources;
 
 use super::*;
 
@@ -128,7 +132,20 @@ struct World {
     /// Tasks agents were asked to run: (agent, framework, task).
     launched: Vec<(AgentId, FrameworkId, pb::TaskInfo)>,
     uuid: u64,
+    /// The oracle's own books: every offer id seen, and the offers outstanding as the
+    /// schedulers see them (id -> framework, agent, resources).
+    seen_offers: HashSet<String>,
+    outstanding: HashMap<String, (FrameworkId, AgentId, Resources)>,
+    /// What the oracle found wrong since the last check.
+    violations: Vec<String>,
 }
+
+/// What every agent of this test registers with.
+const AGENT_TOTAL: Resources = Resources {
+    millicpus: 4000,
+    mem_mb: 2048,
+    disk_mb: 0,
+};
 
 impl World {
     fn new() -> Self {
@@ -151,6 +168,9 @@ impl World {
             updates: Vec::new(),
             launched: Vec::new(),
             uuid: 0,
+            seen_offers: HashSet::new(),
+            outstanding: HashMap::new(),
+            violations: Vec::new(),
         }
     }
 
@@ -163,10 +183,33 @@ impl World {
                     Ok(Ok(ev)) => match ev.event {
                         Some(Event::Offers(o)) => {
                             for x in o.offers {
+                                let r = wasmos_api::convert::resources(x.resources);
+                                if !self.seen_offers.insert(x.id.clone()) {
+                                    self.violations
+                                        .push(format!("offer id {} given twice", x.id));
+                                }
+                                if r.is_zero() {
+                                    self.violations.push(format!("offer {} is empty", x.id));
+                                }
+                                match AgentId::new(x.agent_id.clone()) {
+                                    Ok(agent)
+                                        if self.agents.iter().flatten().any(|a| a.0 == agent) =>
+                                    {
+                                        self.outstanding
+                                            .insert(x.id.clone(), (fw.clone(), agent, r));
+                                    }
+                                    _ => self.violations.push(format!(
+                                        "offer {} names agent {:?}, which is not connected",
+                                        x.id, x.agent_id
+                                    )),
+                                }
                                 self.offers.push((fw.clone(), x.id, x.agent_id));
                             }
                         }
-                        Some(Event::Rescind(r)) => self.offers.retain(|o| o.1 != r.offer_id),
+                        Some(Event::Rescind(r)) => {
+                            self.outstanding.remove(&r.offer_id);
+                            self.offers.retain(|o| o.1 != r.offer_id)
+                        }
                         Some(Event::Update(u)) => {
                             if let Some(s) = u.status
                                 && !s.uuid.is_empty()
@@ -222,8 +265,53 @@ impl World {
             if !self.core.scheduler_call(&fw, conn, call, self.now) {
                 self.core.scheduler_disconnected(&fw, conn, self.now);
                 self.schedulers[s] = None;
+                self.forget_offers(|f, _| *f == fw);
             }
         }
+    }
+
+    /// Drops the oracle's outstanding offers that `gone` matches (their scheduler or agent
+    /// went away, so the master drops them without a word).
+    fn forget_offers(&mut self, gone: impl Fn(&FrameworkId, &AgentId) -> bool) {
+        self.outstanding.retain(|_, (f, a, _)| !gone(f, a));
+    }
+
+    /// The oracle's check: the offers outstanding on an agent fit in it.
+    fn check_offers(&mut self) -> Result<(), String> {
+        // Offers whose scheduler or agent is no longer connected are void.
+        let fws: Vec<FrameworkId> = self
+            .schedulers
+            .iter()
+            .flatten()
+            .map(|s| s.0.clone())
+            .collect();
+        let agents: Vec<AgentId> = self.agents.iter().flatten().map(|a| a.0.clone()).collect();
+        self.forget_offers(|f, a| !fws.contains(f) || !agents.contains(a));
+        if !self.violations.is_empty() {
+            return Err(std::mem::take(&mut self.violations).join("; "));
+        }
+        let mut per_agent: HashMap<&AgentId, Resources> = HashMap::new();
+        for (_, a, r) in self.outstanding.values() {
+            let sum = per_agent.entry(a).or_default();
+            *sum = sum
+                .checked_add(r)
+                .map_err(|e| format!("offers on {a} overflow: {e}"))?;
+        }
+        for (a, sum) in per_agent {
+            if !sum.fits_in(&AGENT_TOTAL) {
+                let mut ids: Vec<&String> = self
+                    .outstanding
+                    .iter()
+                    .filter(|(_, o)| o.1 == *a)
+                    .map(|(id, _)| id)
+                    .collect();
+                ids.sort();
+                return Err(format!(
+                    "offers {ids:?} outstanding on {a} add up to {sum}, more than its {AGENT_TOTAL}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn apply(&mut self, op: Op) {
@@ -258,11 +346,13 @@ impl World {
             Op::SchedulerGone(s) => {
                 if let Some((fw, conn, _)) = self.schedulers[s].take() {
                     self.core.scheduler_disconnected(&fw, conn, now);
+                    self.forget_offers(|f, _| *f == fw);
                 }
             }
             Op::AgentRegister { a, report } => {
                 if let Some((id, conn, _)) = self.agents[a].take() {
                     self.core.agent_disconnected(&id, conn, now);
+                    self.forget_offers(|_, ag| *ag == id);
                 }
                 let id = self.agent_ids[a].clone();
                 let tasks = match (&id, report) {
@@ -286,9 +376,9 @@ impl World {
                         hostname: format!("h{a}"),
                         address: String::new(),
                         resources: Some(pb::Resources {
-                            millicpus: 4000,
-                            mem_mb: 2048,
-                            disk_mb: 0,
+                            millicpus: AGENT_TOTAL.millicpus,
+                            mem_mb: AGENT_TOTAL.mem_mb,
+                            disk_mb: AGENT_TOTAL.disk_mb,
                         }),
                         attributes: vec![],
                     }),
@@ -305,6 +395,7 @@ impl World {
             Op::AgentGone(a) => {
                 if let Some((id, conn, _)) = self.agents[a].take() {
                     self.core.agent_disconnected(&id, conn, now);
+                    self.forget_offers(|_, ag| *ag == id);
                 }
             }
             Op::Accept {
@@ -370,6 +461,10 @@ impl World {
                         },
                     })
                     .collect();
+                // An offer named in an accept is used up, whether or not the launches hold.
+                for id in &offer_ids {
+                    self.outstanding.remove(id);
+                }
                 self.call(
                     s,
                     Some(Call::Accept(pb::scheduler_call::Accept {
@@ -393,6 +488,7 @@ impl World {
                     return;
                 }
                 let id = mine[pick % mine.len()].clone();
+                self.outstanding.remove(&id);
                 let refuse_seconds = Some(if refuse { 1.0 } else { 0.0 });
                 self.call(
                     s,
@@ -487,7 +583,13 @@ impl World {
             }
             Op::Revive(s) => self.call(s, Some(Call::Revive(pb::scheduler_call::Revive {}))),
             Op::Suppress(s) => self.call(s, Some(Call::Suppress(pb::scheduler_call::Suppress {}))),
-            Op::Teardown(s) => self.call(s, Some(Call::Teardown(pb::scheduler_call::Teardown {}))),
+            Op::Teardown(s) => {
+                if let Some((fw, _, _)) = &self.schedulers[s] {
+                    let fw = fw.clone();
+                    self.forget_offers(|f, _| *f == fw);
+                }
+                self.call(s, Some(Call::Teardown(pb::scheduler_call::Teardown {})))
+            }
             Op::Garbage(s) => {
                 self.call(s, None);
                 self.call(
@@ -529,6 +631,9 @@ proptest! {
             world.apply(op);
             if let Err(e) = world.core.check_invariants() {
                 return Err(TestCaseError::fail(format!("after step {i} {desc}: {e}")));
+            }
+            if let Err(e) = world.check_offers() {
+                return Err(TestCaseError::fail(format!("oracle, after step {i} {desc}: {e}")));
             }
         }
         // Everything eventually returns: tear every framework down and all resources are free.

@@ -40,17 +40,26 @@ impl DrfAllocator {
         let start = self.cursors[fi].1;
         // A filter holds while what would be offered (free resources, capped by the role's
         // headroom, as in `step_role`) is within what was declined.
-        let headroom = self.headroom(self.fw(f).role);
+        let r = self.fw(f).role;
+        let headroom = self.headroom(r);
         let filters = &self.fw(f).filters;
         let agents = &self.agents;
+        // Whether a filter held only because the limit cut the offer down to what was declined.
+        let mut held_by_limit = false;
         let found = cycle.candidates.range(start..).copied().find(|a| {
             filters.get(a).is_none_or(|&(until, declined)| {
                 until <= now
-                    || agents[*a as usize]
-                        .as_ref()
-                        .is_none_or(|slot| !slot.available().min_each(&headroom).fits_in(&declined))
+                    || agents[*a as usize].as_ref().is_none_or(|slot| {
+                        let free = slot.available();
+                        let holds = free.min_each(&headroom).fits_in(&declined);
+                        held_by_limit |= holds && !free.fits_in(&declined);
+                        !holds
+                    })
             })
         });
+        if held_by_limit {
+            self.roles[r as usize].limit_blocked = true;
+        }
         self.cursors[fi].1 = found.map_or(u32::MAX, |a| a.saturating_add(1));
         found
     }
@@ -70,14 +79,26 @@ impl DrfAllocator {
                 cycle.excluded_frameworks.push(f);
                 continue;
             };
-            let offer = self.ag(a).available().min_each(&self.headroom(r));
+            let headroom = self.headroom(r);
+            let offer = self.ag(a).available().min_each(&headroom);
             if !self.config.allocatable(&offer) {
-                if self.config.allocatable(&self.ag(a).available()) {
-                    // The agent has enough; the role's limit does not.
+                if !self.config.allocatable(&self.ag(a).available()) {
+                    cycle.candidates.remove(&a);
+                    continue;
+                }
+                self.roles[r as usize].limit_blocked = true;
+                if !self.config.allocatable(&headroom) {
+                    // The role's limit leaves nothing worth offering on any agent.
                     return Step::RoleDone;
                 }
-                cycle.candidates.remove(&a);
+                // Otherwise only this agent's free mix does not meet the role's headroom
+                // (CPU left under the limit, but this agent has only memory free, say):
+                // another agent may, and the framework's cursor has moved past this one.
                 continue;
+            }
+            if offer != self.ag(a).available() {
+                // Cut down by the limit: the rest may suit the role once it holds less.
+                self.roles[r as usize].limit_blocked = true;
             }
             if self.add_alloc(f, a, offer).is_err() {
                 // Only possible on u64 overflow of a sum; never offer what cannot be counted.

@@ -100,6 +100,10 @@ impl DrfAllocator {
         }
         let role = &mut self.roles[r as usize];
         role.allocated = role.allocated.saturating_sub(&res);
+        if role.limit_blocked && !res.is_zero() {
+            role.limit_blocked = false;
+            self.all_dirty = true;
+        }
         Ok(())
     }
 }

@@ -9,7 +9,9 @@
 //!    picked, then the framework with the lowest dominant share within it, and that framework
 //!    gets all the free resources of the first free agent it has not filtered.
 //! 3. **Limits.** An offer is cut down so that the role's allocation stays within its quota
-//!    limit; a role that cannot take anything more is skipped for the rest of the cycle.
+//!    limit; a role that cannot take anything more is skipped for the rest of the cycle. An
+//!    agent whose free resources the limit cuts down to nothing worth offering (the role may
+//!    take CPU only, and the agent has only memory free) is stepped over, like a filtered one.
 //!
 //! Equal shares take turns: the role, then the framework, allocated least recently goes first
 //! (never-allocated first, then by slab index). A framework that declines every offer falls
@@ -28,7 +30,10 @@
 //! revived framework, a weight or quota change). Filters are a side index per framework plus
 //! one expiry queue, so a cycle pays only for filters that expire or that it steps over; each
 //! framework keeps a cursor into the free agents, so one cycle steps over each of its filtered
-//! agents at most once. Shares are re-keyed in bulk only when the cluster total changes.
+//! agents at most once. Shares are re-keyed in bulk only when the cluster total changes. A
+//! role that a cycle refused a free agent because of its quota limit is marked, and the next
+//! decrease of what it holds makes every free agent a candidate again (a bigger headroom may
+//! suit an agent that did not change).
 //!
 //! Slots of removed agents and frameworks are not reused, so stale entries in the filter queue
 //! can never point at a newcomer; they are dropped when they come due.
@@ -130,6 +135,11 @@ struct RoleSlot {
     last_allocated: u64,
     /// The key under which it sits in the role sorter, when it does (iff `sorter` is not empty).
     key: Option<Key>,
+    /// Set when a cycle refused this role a free agent, or part of one, because of its limit
+    /// (cut an offer down, stepped over the agent, or set the role aside): once the role
+    /// holds less, that agent may suit it though the agent itself did not change, so the next
+    /// decrease makes every free agent a candidate again.
+    limit_blocked: bool,
 }
 
 /// Hierarchical DRF allocator. See the module docs for policy and cost.
