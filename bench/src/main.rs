@@ -4,6 +4,7 @@
 //! builds measure the debug build. See `bench/README.md` for the scenarios and their targets.
 
 mod allocator;
+mod chaos;
 mod component;
 mod e2e;
 mod failover;
@@ -39,6 +40,11 @@ enum Scenario {
     /// Three masters and agents as processes; the leader is killed repeatedly: time until a
     /// new leader commits and until a task launches again, and registry commits/s.
     Failover(failover::Args),
+    /// A seeded chaos soak: three masters (each in its own network namespace) and agents as
+    /// processes under a continuous mix of frameworks and a fault every few seconds; counts
+    /// violations of what must hold (correct results, identical registries, bounded RSS).
+    /// Needs root.
+    Chaos(chaos::Args),
     /// A master with 100,000 known tasks: `/api/v1/tasks` latency (p50/p99) and e2e
     /// throughput unpolled over polled 10 times a second.
     Http(http::Args),
@@ -54,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::E2e(args) => e2e::run(args)?,
         Scenario::Failover(args) => failover::run(args)?,
         Scenario::Http(args) => http::run(args)?,
+        Scenario::Chaos(args) => chaos::run(args)?,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

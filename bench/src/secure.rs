@@ -244,6 +244,22 @@ impl Security {
         )
     }
 
+    /// An operator client of the master at `addr` that connects on its first call, reconnects
+    /// after a failure, and gives up any one call after `timeout` (for a master that may be
+    /// paused or cut off).
+    pub fn operator_lazy(&self, addr: &str, timeout: Duration) -> anyhow::Result<Operator> {
+        let tls = self.certs.as_ref().map(|c| &c.client);
+        let channel = wasmos_api::tls::endpoint(addr, tls, timeout)
+            .map_err(anyhow::Error::msg)?
+            .timeout(timeout)
+            .connect_lazy();
+        Ok(
+            OperatorServiceClient::with_interceptor(channel, self.bearer()?)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+    }
+
     /// A scheduler client of the master at `addr`.
     pub async fn scheduler(&self, addr: &str) -> anyhow::Result<Scheduler> {
         let channel = self.channel(addr).await?;

@@ -600,6 +600,25 @@ async fn ready_only_on_the_leader_and_a_follower_names_it() {
         raft["last_applied_index"].as_u64().is_some_and(|i| i > 0),
         "{raft}"
     );
+    // The registry digest: the leader's for a token with `read_metrics`; a follower, which
+    // cannot check tokens, serves its own only with --metrics-open (the chaos soak's masters
+    // run so and compare all three).
+    let digest = json(&https[leader], "/registry/digest", &root).await;
+    assert_eq!(digest["replicated"], true, "{digest}");
+    assert_eq!(digest["id"], leader as u64 + 1, "{digest}");
+    assert!(
+        digest["applied_index"].as_u64().is_some_and(|i| i > 0),
+        "{digest}"
+    );
+    assert!(
+        digest["sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{digest}"
+    );
+    assert_eq!(get(&https[leader], "/registry/digest", None).await.0, 401);
+    let (status, _, body) = get(&https[followers[0].0], "/registry/digest", Some(&root)).await;
+    assert_eq!(status, 503, "{body}");
     for mut m in masters {
         m.kill().await.unwrap();
     }

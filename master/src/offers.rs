@@ -55,6 +55,12 @@ impl OfferBook {
         }
     }
 
+    /// Numbers new offers from where `from` left off (the book of the core this one
+    /// replaces), so that ids stay unique over the process.
+    pub fn continue_ids_from(&mut self, from: &OfferBook) {
+        self.next = self.next.max(from.next);
+    }
+
     /// Records a new offer and returns it.
     pub fn create(
         &mut self,

@@ -206,6 +206,16 @@ impl MasterCore {
         self.tasks.count_into(self.counters.clone());
     }
 
+    /// Mints ids from where `from` left off (a core replacing `from` on a leadership change):
+    /// the ids of framework, agent and offer carry only the process's epoch, so a master
+    /// that leads a second time would otherwise mint again the ids of its first term, and
+    /// the registry refuses a framework id that was used (removed frameworks may not come
+    /// back): every submission to it failed until its counter passed the old ones.
+    pub fn continue_ids_from(&mut self, from: &MasterCore) {
+        self.next_id = self.next_id.max(from.next_id);
+        self.offers.continue_ids_from(&from.offers);
+    }
+
     /// The outstanding offers.
     pub fn offer_records(&self) -> impl Iterator<Item = &crate::offers::OfferRecord> {
         self.offers.oldest(Millis::MAX)

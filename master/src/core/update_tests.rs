@@ -321,3 +321,42 @@ fn answers_about_unknown_tasks_are_kept_up_to_the_cap() {
     w.ack(&stale);
     assert_eq!(w.core.answers.len(), cap);
 }
+
+/// A master that leads a second time (a core rebuilt from the registry, in the same process)
+/// mints ids past those of its first term: the registry refuses a removed framework's id, so
+/// reusing one failed every subscription (and submission) until the counter passed the old
+/// ones. Found by the chaos soak (a follower paused and resumed, the leader re-elected).
+#[test]
+fn a_master_leading_again_does_not_mint_the_ids_of_its_first_term() {
+    let info = |name: &str| pb::FrameworkInfo {
+        name: name.into(),
+        role: "r".into(),
+        ..Default::default()
+    };
+    let mut first = MasterCore::new(MasterConfig::default(), "t", Arc::new(Notify::new()));
+    let mut used = Vec::new();
+    for i in 0..3 {
+        let (tx, _rx) = mpsc::channel(QUEUE);
+        let conn = first.new_conn();
+        let fw = first
+            .subscribe(conn, tx, Some(info(&format!("f{i}"))), 0)
+            .unwrap();
+        first.remove_framework(&fw, 0, "done");
+        used.push(fw);
+    }
+    let mut again = MasterCore::from_registry(
+        MasterConfig::default(),
+        "t",
+        Arc::new(Notify::new()),
+        first.registry().clone(),
+        0,
+        std::time::Duration::from_secs(2),
+    );
+    again.continue_ids_from(&first);
+    let (tx, _rx) = mpsc::channel(QUEUE);
+    let conn = again.new_conn();
+    let fw = again
+        .subscribe(conn, tx, Some(info("f3")), 0)
+        .expect("a new framework subscribes on the master leading again");
+    assert!(!used.contains(&fw), "{fw} was minted in the first term");
+}

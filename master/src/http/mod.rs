@@ -82,6 +82,7 @@ pub struct Http {
         health,
         ready,
         metrics_text,
+        registry_digest,
     )
 )]
 pub struct ApiDoc;
@@ -129,6 +130,7 @@ fn router_of(http: Http) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/registry/digest", get(registry_digest))
         .fallback(|| async {
             ApiError::not_found("no such endpoint; the API is described at /api/v1/openapi.json")
         })
@@ -252,8 +254,23 @@ pub async fn metrics_text(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // A follower has no registry to check tokens against: it serves its metrics (leader 0)
-    // only when they are open.
+    scrape_allowed(&http, peer, headers)?;
+    let view = http.views.get(&http.master).await;
+    let text = metrics::render(&http.master, &view);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Whether the caller may read what a scraper reads (`/metrics`, `/registry/digest`): anyone
+/// with `--metrics-open`, else a token with `read_metrics`. A follower has no registry to
+/// check tokens against: it serves them only when they are open.
+fn scrape_allowed(http: &Http, peer: SocketAddr, headers: HeaderMap) -> Result<(), ApiError> {
     if !http.options.metrics_open {
         if !http.master.is_serving() {
             return Err(ApiError::new(
@@ -277,14 +294,59 @@ pub async fn metrics_text(
             .authorize(&request, &Action::ReadMetrics)
             .map_err(ApiError::from_status)?;
     }
-    let view = http.views.get(&http.master).await;
-    let text = metrics::render(&http.master, &view);
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/registry/digest", tag = "health",
+    responses((status = 200, body = types::RegistryDigestJson),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
+/// This master's registry as it has applied it, as a digest: the index of the last Raft entry
+/// applied and the sha256 of the registry's encoding. Answered by every master, leader or
+/// follower, so that the registries of a group can be compared: masters at the same index
+/// must have the same digest. Same rights as `/metrics`.
+pub async fn registry_digest(
+    State(http): State<Http>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<axum::Json<types::RegistryDigestJson>, ApiError> {
+    scrape_allowed(&http, peer, headers)?;
+    let Some(node) = http.master.raft_node() else {
+        return Ok(axum::Json(types::RegistryDigestJson {
+            replicated: false,
+            id: 0,
+            applied_index: None,
+            sha256: None,
+            frameworks: 0,
+            agents: 0,
+        }));
+    };
+    let id = node.id();
+    let (applied_index, registry) = node.registry_with_index();
+    // Hashing walks every component's bytes: off the async workers.
+    let digest = tokio::task::spawn_blocking(move || {
+        let d = registry.digest();
+        (d, registry.frameworks.len(), registry.agents.len())
+    })
+    .await;
+    match digest {
+        Ok((Ok(sha256), frameworks, agents)) => Ok(axum::Json(types::RegistryDigestJson {
+            replicated: true,
+            id,
+            applied_index,
+            sha256: Some(sha256),
+            frameworks: frameworks as u64,
+            agents: agents as u64,
+        })),
+        Ok((Err(e), _, _)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot encode this master's registry to hash it: {e}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("hashing this master's registry failed: {e}"),
+        )),
+    }
 }

@@ -481,3 +481,21 @@ pub struct ReadyJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// `GET /registry/digest`'s answer: the registry as this master has applied it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistryDigestJson {
+    /// False for a master kept in memory (no group; the other fields are then empty).
+    pub replicated: bool,
+    /// This master's id.
+    pub id: u64,
+    /// The index of the last Raft entry applied to the registry; absent before the first.
+    pub applied_index: Option<u64>,
+    /// The sha256 of the registry's encoding (64 lowercase hex digits); masters at the same
+    /// `applied_index` have the same one.
+    pub sha256: Option<String>,
+    /// Frameworks in the registry.
+    pub frameworks: u64,
+    /// Agents in the registry.
+    pub agents: u64,
+}

@@ -419,6 +419,12 @@ impl RaftNode {
         self.registry.snapshot()
     }
 
+    /// A copy of the registry as applied on this master, with the index of the last log entry
+    /// applied to it (read together).
+    pub fn registry_with_index(&self) -> (Option<u64>, Registry) {
+        self.registry.snapshot_with_index()
+    }
+
     /// Takes a snapshot now and purges the log it covers (beyond the entries kept).
     pub async fn snapshot(&self) -> Result<(), ProposeError> {
         self.raft

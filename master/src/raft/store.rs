@@ -1086,6 +1086,12 @@ impl RegistryHandle {
     pub fn last_applied_index(&self) -> Option<u64> {
         sync::read(&self.state).last_applied.map(|l| l.index)
     }
+
+    /// A copy of the registry and the index of the last entry applied to it, read together.
+    pub fn snapshot_with_index(&self) -> (Option<u64>, Registry) {
+        let s = sync::read(&self.state);
+        (s.last_applied.map(|l| l.index), s.registry.clone())
+    }
 }
 
 /// The state machine around the registry (openraft's `RaftStateMachine`).

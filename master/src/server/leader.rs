@@ -249,6 +249,7 @@ impl Master {
         );
         fresh.replicate_through(r.outbox.clone());
         fresh.share_counters(&core);
+        fresh.continue_ids_from(&core);
         fresh.start_failover_timeouts(now);
         let generation = r.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *core = fresh;
@@ -331,6 +332,7 @@ impl Master {
         core.close_all(status);
         let mut fresh = MasterCore::new(config, &self.epoch, self.wake.clone());
         fresh.share_counters(&core);
+        fresh.continue_ids_from(&core);
         *core = fresh;
         r.durable.send_replace((generation, 0));
         drop(core);
