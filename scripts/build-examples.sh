@@ -11,6 +11,9 @@
 # wasmos:framework world. Cargo is incremental, so a second run with no changes takes seconds.
 # Then builds the frameworks written in C (examples-wasm-c/build.sh, about a second) into
 #   examples-wasm-c/target/<name>.wasm
+# and those written in JavaScript (examples-js/build.sh, about 20 s each, skipped when nothing
+# they are built from changed) into
+#   examples-js/target/<name>.wasm
 #
 # Usage: scripts/build-examples.sh            (prints the built paths, one per line, on stdout)
 set -euo pipefail
@@ -84,3 +87,6 @@ done
 
 # Frameworks in C: validated and checked for the wasmos:framework world by their own script.
 bash "$here/examples-wasm-c/build.sh"
+
+# Frameworks in JavaScript: bundled and componentized by guest-sdk-js, checked the same way.
+bash "$here/examples-js/build.sh"
