@@ -4,6 +4,7 @@
 //! builds measure the debug build. See `bench/README.md` for the scenarios and their targets.
 
 mod allocator;
+mod component;
 mod e2e;
 mod failover;
 mod http;
@@ -25,6 +26,9 @@ struct Cli {
 enum Scenario {
     /// Instantiation, warm task round trip, limit-metering slowdown, native spawn.
     Instantiate(instantiate::Args),
+    /// One component from upload to a warm task: upload, first compile, cached load,
+    /// instantiate, first and warm task (to compare guests of different languages).
+    Component(component::Args),
     /// DRF allocation cycle time (full and incremental) and memory per agent.
     Allocator(allocator::AllocatorArgs),
     /// Launch-to-RUNNING and launch-to-terminal latency and tasks/s through one agent.
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = match cli.scenario {
         Scenario::Instantiate(args) => instantiate::run(args)?,
+        Scenario::Component(args) => component::run(args)?,
         Scenario::Allocator(args) => allocator::run(args)?,
         Scenario::Launch(args) => launch::run(args)?,
         Scenario::E2e(args) => e2e::run(args)?,
