@@ -67,12 +67,18 @@ fn pi_with_unused_functions(n: usize, nops: usize) -> Vec<u8> {
 
 async fn upload(addr: &str, bytes: Vec<u8>) -> Result<String, tonic::Status> {
     let mut op = operator(addr).await;
-    op.upload_component(tokio_stream::iter(vec![pb::UploadComponentChunk {
-        expected_sha256: String::new(),
-        data: bytes,
-    }]))
-    .await
-    .map(|r| r.into_inner().sha256)
+    // In chunks of 1 MiB, as `wasmos submit` sends them: a component at the code bound is
+    // larger than one gRPC message may be.
+    let chunks: Vec<pb::UploadComponentChunk> = bytes
+        .chunks(1 << 20)
+        .map(|c| pb::UploadComponentChunk {
+            expected_sha256: String::new(),
+            data: c.to_vec(),
+        })
+        .collect();
+    op.upload_component(tokio_stream::iter(chunks))
+        .await
+        .map(|r| r.into_inner().sha256)
 }
 
 async fn pi_runs(addr: &str) {
