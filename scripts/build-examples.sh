@@ -14,6 +14,9 @@
 # and those written in Python (examples-python/build.sh: componentize-py, about 15 s each when
 # changed, nothing when not) into
 #   examples-python/target/<name>.wasm
+# and those written in JavaScript (examples-js/build.sh, about 20 s each, skipped when nothing
+# they are built from changed) into
+#   examples-js/target/<name>.wasm
 #
 # Usage: scripts/build-examples.sh            (prints the built paths, one per line, on stdout)
 set -euo pipefail
@@ -93,3 +96,5 @@ bash "$here/examples-wasm-c/build.sh"
 if [ "${WASMOS_SKIP_PYTHON:-}" != 1 ]; then
   bash "$here/examples-python/build.sh"
 fi
+# Frameworks in JavaScript: bundled and componentized by guest-sdk-js, checked the same way.
+bash "$here/examples-js/build.sh"

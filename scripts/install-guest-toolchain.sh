@@ -18,6 +18,8 @@
 # Python frameworks (guest-sdk-python/, examples-python/) need componentize-py, pinned, pip-installed
 # into a project-local venv, target/python-guest/venv (nothing global): python_toolchain below.
 # Set WASMOS_SKIP_PYTHON=1 to skip it.
+# The JavaScript examples (examples-js/) need Node.js 20+ and the npm packages locked in
+# guest-sdk-js/package-lock.json, installed into guest-sdk-js/node_modules (js_toolchain).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$here/target"
@@ -141,6 +143,35 @@ python_toolchain() {
       "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
   fi
   echo "WASMOS_COMPONENTIZE_PY=$venv/bin/componentize-py" > "$dir/env"
+# JavaScript guests (guest-sdk-js/, examples-js/): componentize-js, Rolldown and what they pull
+# in, pinned by guest-sdk-js/package-lock.json and installed by `npm ci` into
+# guest-sdk-js/node_modules (nothing global). Needs Node.js 20 or later with npm (Debian:
+# nodejs, npm). A stamp of the lock file's hash skips the install when nothing changed.
+js_toolchain() {
+  local sdk="$here/guest-sdk-js"
+  local stamp="$sdk/node_modules/.wasmos-lock-sha256"
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    if command -v dpkg >/dev/null 2>&1; then
+      apt_install_missing nodejs npm
+    else
+      log "no node/npm and no dpkg: install Node.js 20+ for the JavaScript examples"
+      return 1
+    fi
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    log "Node.js $(node --version) is too old for componentize-js: install Node.js 20 or later"
+    return 1
+  fi
+  local want
+  want=$(sha256sum "$sdk/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  log "npm ci in guest-sdk-js (componentize-js, Rolldown; about 400 MB in guest-sdk-js/node_modules)"
+  (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  echo "$want" > "$stamp"
 }
 
 # WASMOS_GUEST_ROUTE=debian forces the fallback even where rustup works, so it can be tested
@@ -151,6 +182,7 @@ if [ "${WASMOS_GUEST_ROUTE:-}" != debian ] \
   cargo_tools wasm-tools
   c_toolchain
   python_toolchain
+  js_toolchain
   echo "WASMOS_GUEST_ROUTE=rustup" > "$envfile"
   exit 0
 fi
@@ -167,6 +199,7 @@ apt_install_missing rustc-web cargo-web rust-web-src wasi-libc lld-14 "${c_pkgs[
 cargo_tools wasm-component-ld wasm-tools
 c_toolchain
 python_toolchain
+js_toolchain
 if ! command -v wasm-ld >/dev/null 2>&1; then
   # wasm-component-ld runs `wasm-ld` from PATH.
   sudo_if_needed ln -sf /usr/bin/wasm-ld-14 /usr/local/bin/wasm-ld

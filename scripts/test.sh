@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/build-examples.sh
+# The JavaScript SDK's own tests (Node, against a fake host; under a second).
+(cd guest-sdk-js && npm test --silent)
 # Headless Chromium and chromedriver for the web UI's browser test (cli/tests/ui.rs).
 ./scripts/install-browser.sh
 ./scripts/install-iproute.sh

@@ -275,6 +275,53 @@ mod tests {
         }
     }
 
+    /// The components `examples-js/build.sh` builds (JavaScript: StarlingMonkey and a script).
+    fn js_examples() -> Vec<(String, Vec<u8>)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-js/target");
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run scripts/build-examples.sh before the tests",
+                dir.display()
+            )
+        });
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "wasm") {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                out.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+        assert!(
+            !out.is_empty(),
+            "no JavaScript example in {}",
+            dir.display()
+        );
+        out
+    }
+
+    #[test]
+    fn every_js_example_fits_half_of_every_bound() {
+        // A JavaScript component carries its engine, so its counts are those of the engine:
+        // far above the Rust and C examples, yet within half of every bound.
+        for (name, bytes) in js_examples() {
+            let c = check_contents(&bytes, &COMPONENT_BOUNDS)
+                .unwrap_or_else(|e| panic!("{name} refused: {e}"));
+            println!("{name}: {} bytes, {c:?}", bytes.len());
+            let half = ComponentBounds {
+                max_functions: COMPONENT_BOUNDS.max_functions / 2,
+                max_code_bytes: COMPONENT_BOUNDS.max_code_bytes / 2,
+                max_function_body_bytes: COMPONENT_BOUNDS.max_function_body_bytes / 2,
+                max_depth: COMPONENT_BOUNDS.max_depth,
+                max_data_bytes: COMPONENT_BOUNDS.max_data_bytes / 2,
+                max_core_modules: COMPONENT_BOUNDS.max_core_modules / 2,
+                max_instances: COMPONENT_BOUNDS.max_instances / 2,
+                max_imports_exports: COMPONENT_BOUNDS.max_imports_exports / 2,
+            };
+            check_contents(&bytes, &half).unwrap_or_else(|e| panic!("{name} is near a bound: {e}"));
+        }
+    }
+
     #[test]
     fn functions_are_counted_in_unused_inner_modules_at_the_bound_one_past_and_far_past() {
         let bounds = ComponentBounds {
