@@ -143,6 +143,8 @@ python_toolchain() {
       "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
   fi
   echo "WASMOS_COMPONENTIZE_PY=$venv/bin/componentize-py" > "$dir/env"
+}
+
 # JavaScript guests (guest-sdk-js/, examples-js/): componentize-js, Rolldown and what they pull
 # in, pinned by guest-sdk-js/package-lock.json and installed by `npm ci` into
 # guest-sdk-js/node_modules (nothing global). Needs Node.js 20 or later with npm (Debian:

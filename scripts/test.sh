@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 ./scripts/install-browser.sh
 ./scripts/install-iproute.sh
 
-export WASMOS_SKIP_LOG="${WASMOS_SKIP_LOG:-$PWD/${CARGO_TARGET_DIR:-target}/wasmos-skipped.txt}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+export WASMOS_SKIP_LOG="${WASMOS_SKIP_LOG:-$target_dir/wasmos-skipped.txt}"
 mkdir -p "$(dirname "$WASMOS_SKIP_LOG")"
 : >"$WASMOS_SKIP_LOG"
 skip_summary() {

@@ -1,8 +1,8 @@
 //! The 2-minute chaos soak (`wasmos-bench chaos --minutes 2 --seed 20261202`) with the
 //! binaries of this build: three masters in network namespaces, four agents on tmpfs work
 //! dirs, a mix of frameworks and a fault every few seconds. It must find no violation, inject
-//! faults of every kind and complete frameworks. Needs root (namespaces, tmpfs); without it
-//! the test fails with a message, unless WASMOS_ALLOW_SKIP=1.
+//! faults of every kind and complete frameworks. Needs root (namespaces, tmpfs); skipped
+//! visibly otherwise (`wasmos_test_skip`; under WASMOS_REQUIRE_ROOT=1 it fails instead).
 
 use serde_json::Value;
 
@@ -13,25 +13,12 @@ use common::{components, number, wasmos_binary};
 /// The seed of the soak in the test command; a failure names it in the fault log.
 const SEED: &str = "20261202";
 
-/// Whether the soak can run here; if not, fails, or says it skips with WASMOS_ALLOW_SKIP=1.
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let why = "the chaos soak needs root (a network namespace per master, a tmpfs per agent)";
-    if std::env::var("WASMOS_ALLOW_SKIP").as_deref() == Ok("1") {
-        eprintln!("skipped: {why} (WASMOS_ALLOW_SKIP=1)");
-        return false;
-    }
-    panic!("{why}; run the tests as root, or set WASMOS_ALLOW_SKIP=1 to skip it");
-}
-
 #[test]
 fn a_two_minute_soak_under_every_kind_of_fault_has_no_violation() {
-    if !can_run() {
-        return;
-    }
+    wasmos_test_skip::require!(
+        "root and `ip netns` (a network namespace per master, a tmpfs per agent)",
+        wasmos_test_skip::not_root().or_else(|| wasmos_test_skip::missing_command("ip"))
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmos-bench"))
         .args(["chaos", "--minutes", "2", "--seed", SEED, "--json"])
         .arg("--wasmos")
