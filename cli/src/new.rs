@@ -14,7 +14,11 @@
 //! * C: the wit-bindgen C glue committed in `examples-wasm-c/bindings/` (generated from the same
 //!   WIT; `examples-wasm-c/build.sh` refuses it when the WIT changed without regenerating it).
 //!
-//! Python and JS are refused with the reason until their guest SDKs are in this repository.
+//! * Python: the SDK package `guest-sdk-python/wasmos/` as `src/wasmos/`; componentize-py
+//!   generates the bindings it imports from the project's `wit/` at build time.
+//! * JavaScript: the SDK `guest-sdk-js/` (its module, build tool, manifest and lock file) as
+//!   `wasmos-js/`; the build tool reads the project's `wit/`, and `npm ci` installs the locked
+//!   packages into `wasmos-js/node_modules` on the first build.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -90,9 +94,9 @@ pub enum Lang {
     Rust,
     /// C with wit-bindgen's glue; needs clang for wasm32-wasi, wasi-libc and wasm-component-ld.
     C,
-    /// Python (not yet: its guest SDK is not in this wasmos).
+    /// Python with the vendored wasmos SDK; needs componentize-py 0.25.1.
     Python,
-    /// JavaScript (not yet: its guest SDK is not in this wasmos).
+    /// JavaScript with the vendored wasmos SDK; needs Node.js 20+ and npm.
     Js,
 }
 
@@ -213,6 +217,66 @@ const C: &[File] = &[
     ),
 ];
 
+/// The Python project. Every file of `guest-sdk-python/wasmos` must be listed here (the `new`
+/// test builds and runs the project, so a missing one fails it).
+const PYTHON: &[File] = &[
+    template("src/app.py", include_str!("../templates/python/src/app.py")),
+    template("README.md", include_str!("../templates/python/README.md")),
+    template(".gitignore", include_str!("../templates/python/gitignore")),
+    program("build.sh", include_str!("../templates/python/build.sh")),
+    verbatim("wit/framework.wit", WIT),
+    verbatim(
+        "src/wasmos/__init__.py",
+        include_bytes!("../../guest-sdk-python/wasmos/__init__.py"),
+    ),
+    verbatim(
+        "src/wasmos/_runtime.py",
+        include_bytes!("../../guest-sdk-python/wasmos/_runtime.py"),
+    ),
+    verbatim(
+        "src/wasmos/driver.py",
+        include_bytes!("../../guest-sdk-python/wasmos/driver.py"),
+    ),
+    verbatim(
+        "src/wasmos/executor_driver.py",
+        include_bytes!("../../guest-sdk-python/wasmos/executor_driver.py"),
+    ),
+    verbatim(
+        "src/wasmos/helpers.py",
+        include_bytes!("../../guest-sdk-python/wasmos/helpers.py"),
+    ),
+];
+
+/// The JavaScript project: the SDK's module, its build tool, and the manifest and lock file
+/// that pin the build tool's packages.
+const JS: &[File] = &[
+    template("src/app.js", include_str!("../templates/js/src/app.js")),
+    template("README.md", include_str!("../templates/js/README.md")),
+    template(".gitignore", include_str!("../templates/js/gitignore")),
+    program("build.sh", include_str!("../templates/js/build.sh")),
+    verbatim("wit/framework.wit", WIT),
+    verbatim(
+        "wasmos-js/src/index.js",
+        include_bytes!("../../guest-sdk-js/src/index.js"),
+    ),
+    verbatim(
+        "wasmos-js/bin/wasmos-js-build.mjs",
+        include_bytes!("../../guest-sdk-js/bin/wasmos-js-build.mjs"),
+    ),
+    verbatim(
+        "wasmos-js/package.json",
+        include_bytes!("../../guest-sdk-js/package.json"),
+    ),
+    verbatim(
+        "wasmos-js/package-lock.json",
+        include_bytes!("../../guest-sdk-js/package-lock.json"),
+    ),
+    verbatim(
+        "wasmos-js/README.md",
+        include_bytes!("../../guest-sdk-js/README.md"),
+    ),
+];
+
 const SDK_MANIFEST: &str = include_str!("../../guest-sdk/Cargo.toml");
 
 /// Why `wasmos new` refused, with what the user can do.
@@ -227,11 +291,6 @@ pub enum NewError {
     NotEmpty { dir: String },
     #[error("{dir} exists and is not a directory: choose another --dir or name")]
     NotADirectory { dir: String },
-    #[error(
-        "--lang {lang} is not available yet: this wasmos has no {lang} guest SDK to vendor into \
-         the project; use --lang rust or --lang c"
-    )]
-    NotYet { lang: &'static str },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -269,13 +328,13 @@ pub fn check_name(name: &str) -> Result<(), NewError> {
     Ok(())
 }
 
-/// The project's files for `lang`, or why there are none yet.
-fn files(lang: Lang) -> Result<&'static [File], NewError> {
+/// The project's files for `lang`.
+fn files(lang: Lang) -> &'static [File] {
     match lang {
-        Lang::Rust => Ok(RUST),
-        Lang::C => Ok(C),
-        Lang::Python => Err(NewError::NotYet { lang: "python" }),
-        Lang::Js => Err(NewError::NotYet { lang: "js" }),
+        Lang::Rust => RUST,
+        Lang::C => C,
+        Lang::Python => PYTHON,
+        Lang::Js => JS,
     }
 }
 
@@ -322,10 +381,10 @@ fn check_dir(dir: &Path) -> Result<(), NewError> {
 }
 
 /// Writes the project for `name` and `lang` into `dir` (checked first: nothing is written
-/// when the name, the language or the directory is refused).
+/// when the name or the directory is refused).
 pub fn write_project(name: &str, lang: Lang, dir: &Path) -> Result<(), NewError> {
     check_name(name)?;
-    let files = files(lang)?;
+    let files = files(lang);
     check_dir(dir)?;
     let crate_name = name.replace('-', "_");
     for file in files {
