@@ -149,7 +149,9 @@ async fn a_component_of_another_world_is_refused_at_upload() {
 /// A scheduler that fails while one of its tasks runs has that task killed: `running-loop`
 /// launches a native `sleep 600`, then spins in the `status-update` that says it runs. The
 /// master fails it for fuel, and the task's processes must be gone soon after, not left
-/// running for ten minutes.
+/// running for ten minutes. The budget (2 * 10^9 units, a few hundred milliseconds of
+/// spinning, well inside the 10 s callback deadline) gives the watcher time to see the task's
+/// process before the scheduler fails: with 10^8 it spun ~10 ms and a busy machine missed it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_failed_while_its_task_runs_has_the_task_killed() {
     require_cgroups!();
@@ -161,7 +163,7 @@ async fn a_scheduler_failed_while_its_task_runs_has_the_task_killed() {
         "--master",
         &cluster.addr,
         "--fuel",
-        "100000000",
+        "2000000000",
         "--",
         "running-loop",
     ])

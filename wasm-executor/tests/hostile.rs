@@ -307,3 +307,81 @@ async fn a_framework_message_past_its_size_limit_is_refused() {
     assert_eq!(r.unwrap(), b"sent 1");
     assert_eq!(events, 1);
 }
+
+/// A Wasm task has no network: a TCP connection and a UDP datagram to sockets this host
+/// listens on (loopback, the easiest target there is) and a name lookup are all refused with a
+/// clear error, and neither socket ever sees a connection or a byte. The host's own connection
+/// to the same listener is accepted, so the refusal is the sandbox's, not the address's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn has_no_network() {
+    let h = harness(LimitMode::Fuel);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let tcp = listener.local_addr().unwrap();
+    let udp_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_socket.set_nonblocking(true).unwrap();
+    let udp = udp_socket.local_addr().unwrap();
+
+    for (payload, want) in [
+        (format!("connect:{tcp}"), format!("cannot connect {tcp}")),
+        (format!("udp:{udp}"), format!("cannot send to {udp}")),
+        (
+            "resolve:localhost".to_string(),
+            "cannot resolve localhost".to_string(),
+        ),
+    ] {
+        let err = h
+            .run_beside_bystander(&payload, limits())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TaskError::Guest(_)), "{payload}: {err:?}");
+        assert!(err.to_string().contains(&want), "{payload}: {err}");
+    }
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        udp_socket
+            .recv_from(&mut buf)
+            .map_err(|e| e.kind())
+            .unwrap_err(),
+        std::io::ErrorKind::WouldBlock,
+        "a datagram reached the host's UDP socket"
+    );
+    assert_eq!(
+        listener.accept().map_err(|e| e.kind()).unwrap_err(),
+        std::io::ErrorKind::WouldBlock,
+        "a guest connection reached the host's listener"
+    );
+    // Control: the listener does accept the host's own connection.
+    let _host = std::net::TcpStream::connect(tcp).unwrap();
+    let accepted = (0..200).find_map(|_| match listener.accept() {
+        Ok(conn) => Some(conn),
+        Err(_) => {
+            std::thread::sleep(Duration::from_millis(10));
+            None
+        }
+    });
+    assert!(
+        accepted.is_some(),
+        "the control connection was not accepted"
+    );
+}
+
+/// A Wasm task inherits nothing of the host's environment or arguments: the test process (the
+/// agent here) has `PATH` and cargo's variables, and the guest sees no variable at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inherits_no_environment() {
+    assert!(
+        std::env::var_os("PATH").is_some() && std::env::var_os("CARGO_MANIFEST_DIR").is_some(),
+        "the host process should have an environment for this test to mean anything"
+    );
+    let h = harness(LimitMode::Fuel);
+    let out = h
+        .run_beside_bystander("env", limits())
+        .await
+        .expect("env runs");
+    let text = String::from_utf8(out.output).unwrap();
+    let (vars, args) = text.split_once("args:\n").expect("an args: line");
+    assert_eq!(vars, "", "the guest saw environment variables: {text}");
+    assert_eq!(args, "", "the guest saw arguments: {text}");
+    assert!(!text.contains("CARGO") && !text.contains("PATH="), "{text}");
+}

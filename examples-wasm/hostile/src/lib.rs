@@ -20,6 +20,10 @@
 //! | `stderr:TEXT` | writes `TEXT` and a newline to stderr, returns `stderr written` |
 //! | `log-flood:N` | writes `N` lines of 100 bytes with `executor_driver::log`, returns `logged N` |
 //! | `message-flood:N:BYTES` | sends `N` framework messages of `BYTES` bytes each, returns `sent N` (a bounded host traps it first) |
+//! | `connect:ADDR` | opens a TCP connection to `ADDR` (`IP:PORT`) and writes `hostile` to it, returns `connected`, or fails with `cannot connect ADDR: ERROR` |
+//! | `udp:ADDR` | sends one `hostile` datagram to `ADDR` from an unbound socket, returns `sent`, or fails with `cannot send to ADDR: ERROR` |
+//! | `resolve:HOST` | looks `HOST` up (port 80), returns the addresses, or fails with `cannot resolve HOST: ERROR` |
+//! | `env` | returns its environment as `NAME=VALUE` lines (empty when it has none) and, after a line `args:`, its arguments |
 //!
 //! Anything else fails the task with `unknown hostile payload`.
 //!
@@ -201,6 +205,42 @@ impl Executor for Hostile {
                     executor_driver::send_framework_message(&data);
                 }
                 Ok(format!("sent {n}").into_bytes())
+            }
+            "connect" => {
+                let mut stream = std::net::TcpStream::connect(arg)
+                    .map_err(|e| format!("cannot connect {arg}: {e}"))?;
+                stream
+                    .write_all(b"hostile")
+                    .map_err(|e| format!("cannot connect {arg}: write: {e}"))?;
+                Ok(b"connected".to_vec())
+            }
+            "udp" => {
+                let socket = std::net::UdpSocket::bind("0.0.0.0:0")
+                    .map_err(|e| format!("cannot send to {arg}: bind: {e}"))?;
+                socket
+                    .send_to(b"hostile", arg)
+                    .map(|_| b"sent".to_vec())
+                    .map_err(|e| format!("cannot send to {arg}: {e}"))
+            }
+            "resolve" => {
+                use std::net::ToSocketAddrs;
+                let addrs: Vec<String> = (arg, 80)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("cannot resolve {arg}: {e}"))?
+                    .map(|a| a.to_string())
+                    .collect();
+                Ok(addrs.join("\n").into_bytes())
+            }
+            "env" => {
+                let mut out = String::new();
+                for (name, value) in std::env::vars_os() {
+                    out.push_str(&format!("{}={}\n", name.to_string_lossy(), value.to_string_lossy()));
+                }
+                out.push_str("args:\n");
+                for a in std::env::args_os() {
+                    out.push_str(&format!("{}\n", a.to_string_lossy()));
+                }
+                Ok(out.into_bytes())
             }
             _ => Err(format!("unknown hostile payload {payload:?}")),
         }
