@@ -16,7 +16,7 @@
 //!
 //! ```
 //! # fn cgroups_unavailable() -> Option<String> { None }
-//! #[test]
+//! // A `#[test]` in a test crate (the attribute is left out here so the example runs).
 //! fn needs_cgroups() {
 //!     // Returns from the test (recording the skip) when the second argument is `Some(why)`.
 //!     wasmos_test_skip::require!("root and cgroups (cpu, memory, pids)", cgroups_unavailable());
