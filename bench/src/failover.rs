@@ -76,15 +76,87 @@ const SETTLE: Duration = Duration::from_millis(1000);
 /// How often the bench polls while it times something.
 const POLL: Duration = Duration::from_millis(5);
 
-struct Group {
+/// A Raft group of `wasmos master` processes on loopback (also used by `scale`).
+pub(crate) struct Group {
     wasmos: PathBuf,
     dir: PathBuf,
-    addrs: Vec<String>,
+    pub(crate) addrs: Vec<String>,
     masters: Vec<Option<Child>>,
-    security: Security,
+    pub(crate) security: Security,
+    /// Flags every master gets beyond the group's own.
+    extra_flags: Vec<String>,
+    /// Each master's `--http` address, when they serve HTTP.
+    http: Option<Vec<String>>,
 }
 
 impl Group {
+    /// A group of `addrs.len()` masters (none started yet), data dirs and logs in `dir`.
+    pub(crate) fn new(
+        wasmos: PathBuf,
+        dir: PathBuf,
+        addrs: Vec<String>,
+        security: Security,
+        extra_flags: Vec<String>,
+        http: Option<Vec<String>>,
+    ) -> Group {
+        Group {
+            wasmos,
+            dir,
+            masters: addrs.iter().map(|_| None).collect(),
+            addrs,
+            security,
+            extra_flags,
+            http,
+        }
+    }
+
+    /// The pid of master `i`, while it runs.
+    pub(crate) fn pid(&self, i: usize) -> Option<u32> {
+        self.masters.get(i)?.as_ref()?.id()
+    }
+
+    /// Kills master `i` (SIGKILL) and waits for it to exit.
+    pub(crate) async fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        let mut child = self.masters[i]
+            .take()
+            .context("that master is not running")?;
+        child.kill().await.context("cannot kill a master")?;
+        Ok(())
+    }
+
+    /// Kills every master.
+    pub(crate) async fn stop(&mut self) {
+        for m in self.masters.iter_mut() {
+            if let Some(mut c) = m.take() {
+                let _ = c.kill().await;
+            }
+        }
+    }
+
+    /// Creates the first token through the leader once the group has elected one; its index.
+    /// Retried only while no master leads: a bootstrap that committed cannot be made again,
+    /// and its secret is shown only to the call that made it.
+    pub(crate) async fn bootstrap(&mut self) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let leader = self.leader(None).await?;
+            match self
+                .security
+                .bootstrap(&self.wasmos, &self.addrs[leader])
+                .await
+            {
+                Ok(()) => return self.leader(None).await,
+                Err(e)
+                    if Instant::now() < deadline && format!("{e:#}").contains("not the leader") =>
+                {
+                    eprintln!("wasmos-bench: bootstrap retried: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn peers(&self) -> String {
         self.addrs
             .iter()
@@ -104,14 +176,20 @@ impl Group {
         Ok(Stdio::from(f))
     }
 
-    async fn start_master(&mut self, i: usize) -> anyhow::Result<()> {
+    pub(crate) async fn start_master(&mut self, i: usize) -> anyhow::Result<()> {
         let mut child = Command::new(&self.wasmos)
             .args(["master", "--listen", &self.addrs[i]])
             .args(["--id", &(i + 1).to_string(), "--peers", &self.peers()])
             .arg("--data-dir")
             .arg(self.dir.join(format!("master{}", i + 1)))
-            .args(["--allocation-interval", "0.05"])
             .args(self.security.master_flags(i + 1))
+            .args(&self.extra_flags)
+            .args(
+                self.http
+                    .as_ref()
+                    .map(|h| vec!["--http".to_string(), h[i].clone()])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(self.log(&format!("master{}", i + 1))?)
@@ -129,7 +207,7 @@ impl Group {
     }
 
     /// The index of the master that serves (polling every master but `skip`).
-    async fn leader(&self, skip: Option<usize>) -> anyhow::Result<usize> {
+    pub(crate) async fn leader(&self, skip: Option<usize>) -> anyhow::Result<usize> {
         let deadline = Instant::now() + WAIT;
         loop {
             for (i, addr) in self.addrs.iter().enumerate() {
@@ -141,7 +219,14 @@ impl Group {
                 if let Ok(mut op) = self.security.operator(addr).await {
                     match op.get_state(pb::GetStateRequest {}).await {
                         Ok(_) => return Ok(i),
-                        Err(s) if s.code() == tonic::Code::Unauthenticated => return Ok(i),
+                        // Without a token only; with one, a follower that has not applied
+                        // the bootstrap yet refuses it the same way.
+                        Err(s)
+                            if s.code() == tonic::Code::Unauthenticated
+                                && self.security.token().is_none() =>
+                        {
+                            return Ok(i);
+                        }
                         Err(_) => {}
                     }
                 }
@@ -154,7 +239,7 @@ impl Group {
     }
 }
 
-fn free_addrs(n: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn free_addrs(n: usize) -> anyhow::Result<Vec<String>> {
     let listeners = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
@@ -211,35 +296,18 @@ async fn run_once(args: &Args, wasmos: PathBuf, dir: PathBuf, tls: bool) -> anyh
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let components = args.components.clone().unwrap_or_else(default_components);
     let security = Security::make(&wasmos, &dir, tls, 3).await?;
-    let mut group = Group {
-        wasmos: wasmos.clone(),
-        dir: dir.clone(),
-        addrs: free_addrs(3)?,
-        masters: vec![None, None, None],
+    let mut group = Group::new(
+        wasmos.clone(),
+        dir.clone(),
+        free_addrs(3)?,
         security,
-    };
+        vec!["--allocation-interval".into(), "0.05".into()],
+        None,
+    );
     for i in 0..3 {
         group.start_master(i).await?;
     }
-    // The first token, through the leader once the group has elected one. Retried only while
-    // no master leads: a bootstrap that committed cannot be made again, and its secret is
-    // shown only to the call that made it.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let leader = group.leader(None).await?;
-        match group
-            .security
-            .bootstrap(&wasmos, &group.addrs[leader])
-            .await
-        {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline && format!("{e:#}").contains("not the leader") => {
-                eprintln!("wasmos-bench failover: bootstrap retried: {e:#}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    group.bootstrap().await?;
     let security = group.security.clone();
     let enforced = security
         .probe(&group.addrs[group.leader(None).await?])

@@ -60,11 +60,38 @@ struct E2e {
 
 /// `GET path` on `http` with `token`: the status and the body's length.
 async fn get(http: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16, usize)> {
+    let (status, raw) = get_raw(http, path, token, "1.1").await?;
+    Ok((status, raw.len()))
+}
+
+/// `GET path` on `http` with `token`: the status and the body (after the headers) as text.
+/// Asked in HTTP/1.0, so the answer is not chunked: the body is all that follows the headers.
+pub(crate) async fn get_text(
+    http: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let (status, raw) = get_raw(http, path, token, "1.0").await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let body = match text.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => String::new(),
+    };
+    Ok((status, body))
+}
+
+async fn get_raw(
+    http: &str,
+    path: &str,
+    token: Option<&str>,
+    version: &str,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut s = tokio::net::TcpStream::connect(http)
         .await
         .with_context(|| format!("cannot connect to the master's HTTP address {http}"))?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {http}\r\n{auth}Connection: close\r\n\r\n");
+    let req =
+        format!("GET {path} HTTP/{version}\r\nHost: {http}\r\n{auth}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await?;
@@ -73,7 +100,7 @@ async fn get(http: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16
         .and_then(|h| h.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("GET {path}: no HTTP status in the answer"))?;
-    Ok((status, raw.len()))
+    Ok((status, raw))
 }
 
 /// `n` requests of `path(i)` one after another: (p50, p99) in ms.

@@ -11,6 +11,7 @@ mod failover;
 mod http;
 mod instantiate;
 mod launch;
+mod scale;
 mod secure;
 mod stats;
 
@@ -48,6 +49,11 @@ enum Scenario {
     /// A master with 100,000 known tasks: `/api/v1/tasks` latency (p50/p99) and e2e
     /// throughput unpolled over polled 10 times a second.
     Http(http::Args),
+    /// Simulated agents (real gRPC sessions, many per connection) and frameworks against a
+    /// group of real masters: registration time, master memory per agent, heartbeats/s,
+    /// launch overhead, allocation-cycle time, starvation of a late large framework, and
+    /// re-registration after the leader is killed.
+    Scale(scale::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Failover(args) => failover::run(args)?,
         Scenario::Http(args) => http::run(args)?,
         Scenario::Chaos(args) => chaos::run(args)?,
+        Scenario::Scale(args) => scale::run(args)?,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -15,6 +15,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use wasmos_api::identity::Role;
+use wasmos_api::proto::agent_service_client::AgentServiceClient;
 use wasmos_api::proto::operator_service_client::OperatorServiceClient;
 use wasmos_api::proto::scheduler_service_client::SchedulerServiceClient;
 use wasmos_api::tls::{TlsFiles, TlsMaterial};
@@ -28,6 +29,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 pub type Operator = OperatorServiceClient<InterceptedService<Channel, Bearer>>;
 /// The bench's scheduler client: bearer token on every call.
 pub type Scheduler = SchedulerServiceClient<InterceptedService<Channel, Bearer>>;
+/// The bench's agent-session client (simulated agents): bearer token on every call.
+pub type AgentClient = AgentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer <token>` to each call once the cluster has a token.
 #[derive(Clone, Debug, Default)]
@@ -257,6 +260,22 @@ impl Security {
             OperatorServiceClient::with_interceptor(channel, self.bearer()?)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
+        )
+    }
+
+    /// An agent-session client of the master at `addr` on a connection of its own, made on
+    /// first use and remade after a failure (for a master that may die), with the agent
+    /// session's message bound both ways.
+    pub fn agent_lazy(&self, addr: &str) -> anyhow::Result<AgentClient> {
+        let tls = self.certs.as_ref().map(|c| &c.client);
+        let channel = wasmos_api::tls::endpoint(addr, tls, CONNECT_TIMEOUT)
+            .map_err(anyhow::Error::msg)?
+            .connect_lazy();
+        let max = wasmos_api::limits::AGENT_SESSION_MAX_MESSAGE_BYTES;
+        Ok(
+            AgentServiceClient::with_interceptor(channel, self.bearer()?)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
         )
     }
 

@@ -76,7 +76,8 @@ impl From<RegistryError> for CoreError {
             RegistryError::InvalidRole { .. }
             | RegistryError::InvalidWeight { .. }
             | RegistryError::GuaranteeAboveLimit { .. }
-            | RegistryError::ComponentDigest { .. } => CoreError::Invalid(m),
+            | RegistryError::ComponentDigest { .. }
+            | RegistryError::NotAnAgentChange(_) => CoreError::Invalid(m),
             RegistryError::UnknownFramework(_)
             | RegistryError::FrameworkTornDown(_)
             | RegistryError::UnknownAgent(_) => CoreError::NotFound(m),

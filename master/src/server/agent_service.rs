@@ -72,6 +72,9 @@ impl AgentService for Master {
             .ok_or(ServiceError::EndedBeforeFirst {
                 expected: "register",
             })?;
+        // It may have stopped serving while the first message came: then its registry (and
+        // its tokens) are not there to judge the call by, and the agent should try the leader.
+        self.leading()?;
         let Some(pb::agent_message::Message::Register(mut reg)) = first.message else {
             return Err(ServiceError::WrongFirst {
                 rule: "message must be register",
@@ -103,6 +106,11 @@ impl AgentService for Master {
             now,
         );
         let caller = verdict.audited(self.acl()).map_err(|d| {
+            // Stepped down between the check above and the verdict: judged by the empty
+            // registry of a master that does not serve, which is no verdict.
+            if !self.is_serving() {
+                return self.not_leader();
+            }
             debug!(peer = ?peer, reason = %d, "agent registration refused");
             ServiceError::Denied(d)
         })?;
