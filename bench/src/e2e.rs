@@ -266,12 +266,7 @@ impl Cluster {
 
     /// The master's resident set size, in KiB, if this OS tells.
     pub(crate) fn master_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.master.id()?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
+        crate::stats::rss_kib(self.master.id()?)
     }
 
     pub(crate) async fn stop(mut self) {

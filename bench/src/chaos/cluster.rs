@@ -389,13 +389,3 @@ pub async fn digest(http: &str) -> anyhow::Result<Digest> {
         frameworks: v["frameworks"].as_u64().unwrap_or(0),
     })
 }
-
-/// VmRSS of process `pid`, in KiB, if it runs.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-}

@@ -651,7 +651,7 @@ async fn sample_rss(shared: Arc<Shared>, pids: cluster::Pids) {
     while !shared.done.load(Ordering::Relaxed) {
         let now: Vec<(String, Option<u32>)> = pids.lock().map(|p| p.clone()).unwrap_or_default();
         for (name, pid) in now {
-            if let Some(kib) = pid.and_then(cluster::rss_kib) {
+            if let Some(kib) = pid.and_then(crate::stats::rss_kib) {
                 shared.checker().rss(&name, kib);
             }
         }

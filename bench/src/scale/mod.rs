@@ -35,7 +35,7 @@ use wasmos_api::proto as pb;
 use crate::e2e::find_wasmos;
 use crate::failover::{Group, free_addrs};
 use crate::secure::Security;
-use crate::stats::percentile;
+use crate::stats::{percentile, rss_kib};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -491,16 +491,6 @@ async fn probe_offer(security: &Security, addr: &str) -> anyhow::Result<Duration
         Some(_) => Ok(start.elapsed()),
         None => bail!("no offer from the new leader within {WAIT:?}: {errors:?}"),
     }
-}
-
-/// Resident set size of `pid`, KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
 }
 
 /// The leader's allocation-cycle histogram: cumulative counts per upper bound (seconds).
