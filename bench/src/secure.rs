@@ -282,10 +282,11 @@ impl Security {
     /// A scheduler client of the master at `addr`.
     pub async fn scheduler(&self, addr: &str) -> anyhow::Result<Scheduler> {
         let channel = self.channel(addr).await?;
-        Ok(SchedulerServiceClient::with_interceptor(
-            channel,
-            self.bearer()?,
-        ))
+        Ok(
+            SchedulerServiceClient::with_interceptor(channel, self.bearer()?)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
     }
 }
 

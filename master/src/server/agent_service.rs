@@ -133,15 +133,20 @@ impl AgentService for Master {
         let stop = Arc::new(Notify::new());
         if caller.authenticated() {
             let master = self.clone();
+            let expires = self.acl().expires(&caller, self.core().registry());
             tokio::spawn(watch_token(
                 self.acl().watch_revocations(),
                 close_tx,
                 stop.clone(),
+                expires,
                 move || {
+                    // A master that stopped serving closes its streams itself (as not-leader);
+                    // its emptied registry says nothing of the token.
                     let now = master.now();
-                    master
-                        .acl()
-                        .still_valid(&caller, master.core().registry(), now)
+                    !master.is_serving()
+                        || master
+                            .acl()
+                            .still_valid(&caller, master.core().registry(), now)
                 },
             ));
         }

@@ -90,15 +90,20 @@ impl SchedulerService for Master {
         if caller.authenticated() {
             let master = self.clone();
             let caller = caller.clone();
+            let expires = self.acl().expires(&caller, self.core().registry());
             tokio::spawn(watch_token(
                 self.acl().watch_revocations(),
                 close_tx,
                 stop.clone(),
+                expires,
                 move || {
+                    // A master that stopped serving closes its streams itself (as not-leader);
+                    // its emptied registry says nothing of the token.
                     let now = master.now();
-                    master
-                        .acl()
-                        .still_valid(&caller, master.core().registry(), now)
+                    !master.is_serving()
+                        || master
+                            .acl()
+                            .still_valid(&caller, master.core().registry(), now)
                 },
             ));
         }
